@@ -1,0 +1,68 @@
+"""The one encoder/decoder for AgentJobMetadata, shared by the dispatcher (which
+writes it into a LiveKit dispatch), the gateway and the agent (which reads it
+back from `ctx.job.metadata`). Keeping both directions here is what makes the
+round trip safe: a field renamed on one side cannot silently vanish on the other.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import json_format
+
+from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
+
+# LiveKit refuses dispatch metadata above 512 KiB.
+MAX_METADATA_BYTES = 512 * 1024
+# Bump when a change would make old agents misread new metadata.
+CURRENT_SCHEMA_VERSION = 1
+
+
+class JobMetadataError(ValueError):
+    """Metadata that cannot be used; `reason` is a stable machine-readable code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def encode(metadata: AgentJobMetadata) -> str:
+    """Serialise as compact protobuf JSON, refusing what LiveKit would refuse."""
+    if not metadata.schema_version:
+        metadata = _with_schema_version(metadata)
+    text = json_format.MessageToJson(metadata, indent=None, preserving_proto_field_name=False)
+    size = len(text.encode())
+    if size > MAX_METADATA_BYTES:
+        raise JobMetadataError(
+            "METADATA_TOO_LARGE",
+            f"job metadata is {size} bytes serialised; LiveKit accepts at most {MAX_METADATA_BYTES}",
+        )
+    return text
+
+
+def decode(text: str | None) -> AgentJobMetadata:
+    """Parse job metadata, ignoring unknown fields so old agents survive new writers."""
+    if not text or not text.strip():
+        raise JobMetadataError("METADATA_EMPTY", "job metadata is empty")
+    size = len(text.encode())
+    if size > MAX_METADATA_BYTES:
+        raise JobMetadataError(
+            "METADATA_TOO_LARGE", f"job metadata is {size} bytes; at most {MAX_METADATA_BYTES} are accepted"
+        )
+    try:
+        metadata = json_format.Parse(text, AgentJobMetadata(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise JobMetadataError("METADATA_MALFORMED", f"job metadata is not AgentJobMetadata JSON: {exc}") from exc
+    if metadata.schema_version > CURRENT_SCHEMA_VERSION:
+        raise JobMetadataError(
+            "METADATA_SCHEMA_UNSUPPORTED",
+            f"job metadata schema {metadata.schema_version} is newer than {CURRENT_SCHEMA_VERSION}",
+        )
+    if not metadata.HasField("persona"):
+        raise JobMetadataError("METADATA_NO_PERSONA", "job metadata carries no persona")
+    return metadata
+
+
+def _with_schema_version(metadata: AgentJobMetadata) -> AgentJobMetadata:
+    stamped = AgentJobMetadata()
+    stamped.CopyFrom(metadata)
+    stamped.schema_version = CURRENT_SCHEMA_VERSION
+    return stamped
