@@ -1,13 +1,41 @@
 """How a call's trace id travels: as gRPC metadata between Friday services, and
-into every log line of the call."""
+into every log line of the call (through a context variable and a log filter,
+so code deep in the call path never has to pass it along by hand)."""
 
 from __future__ import annotations
 
+import logging
+from contextvars import ContextVar
+
 # gRPC metadata keys must be lowercase.
 TRACE_ID_METADATA_KEY = "x-friday-trace-id"
+
+current_trace_id: ContextVar[str] = ContextVar("friday_trace_id", default="-")
 
 
 def trace_id_from_event_id(event_id: str) -> str:
     """LiveKit event ids (`EV_...`) are unique per event and survive redelivery,
     so the trace of a retried webhook joins the trace of its first attempt."""
     return event_id or ""
+
+
+class TraceIdLogFilter(logging.Filter):
+    """Stamps `record.trace_id` with the trace id of the call being handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "trace_id"):
+            record.trace_id = current_trace_id.get()
+        return True
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s trace=%(trace_id)s %(message)s"
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Process-wide logging for a Friday service: one line per record, trace id included."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(TraceIdLogFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
