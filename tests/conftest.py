@@ -1,0 +1,16 @@
+"""Shared fixtures. Keep this small: fixtures specific to one area live next to its tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.standins.crm import CrmStandIn
+
+
+@pytest.fixture
+async def crm() -> AsyncIterator[CrmStandIn]:
+    """A running CRM stand-in in the test's event loop; ``crm.base_url`` is PERSONA_API_BASE."""
+    async with CrmStandIn() as standin:
+        yield standin
