@@ -1,0 +1,210 @@
+"""HTTP surface of the gateway (Starlette): `POST /livekit-webhook`, `/health`,
+`/ready`, `/metrics`. Status codes follow LiveKit's delivery rules
+(DESIGN.md §3): 2xx once the dispatch exists or the event is deliberately
+ignored, 4xx for what can never succeed (LiveKit does not retry it), 5xx only
+when a redelivery may succeed (LiveKit retries 5xx except 501).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import grpc
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.common.tracing import current_trace_id
+
+from .call_flow import CallFlow, Dispatched
+from .config import GatewayConfig
+from .dedupe import EventLedger, InProcessEventLedger, RedisEventLedger
+from .events import Ignored, classify
+from .metrics import GatewayMetrics
+from .upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, is_serving
+from .verification import MalformedEventError, SignatureError, WebhookVerifier
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/livekit-webhook"
+_ACCEPTED_CONTENT_TYPES = ("application/webhook+json", "application/json")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class GatewayState:
+    """Everything the routes share, built once in the lifespan."""
+
+    config: GatewayConfig
+    verifier: WebhookVerifier
+    flow: CallFlow
+    ledger: EventLedger
+    metrics: GatewayMetrics
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+
+def create_app(config: GatewayConfig, channel_factory=None) -> Starlette:
+    """`channel_factory(target) -> grpc.aio.Channel` lets callers add TLS; insecure by default."""
+    make_channel = channel_factory or grpc.aio.insecure_channel
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        persona_channel = make_channel(config.persona_target)
+        dispatcher_channel = make_channel(config.dispatcher_target)
+        ledger: EventLedger
+        if config.redis_url:
+            ledger = RedisEventLedger.from_url(
+                config.redis_url, config.redis_prefix, config.dedupe_ttl_seconds, config.dedupe_max_entries
+            )
+        else:
+            ledger = InProcessEventLedger(config.dedupe_ttl_seconds, config.dedupe_max_entries)
+        app.state.gateway = GatewayState(
+            config=config,
+            verifier=WebhookVerifier(config.webhook_api_key, config.webhook_api_secret),
+            flow=CallFlow(
+                GrpcPersonaLookup(persona_channel),
+                GrpcAgentDispatcher(dispatcher_channel, config.dispatcher_token),
+                agent_name=config.agent_name,
+                budget_seconds=config.budget_seconds,
+                persona_timeout_seconds=config.persona_timeout_seconds,
+            ),
+            ledger=ledger,
+            metrics=GatewayMetrics(),
+            channels=[persona_channel, dispatcher_channel],
+        )
+        try:
+            yield
+        finally:
+            await ledger.close()
+            for channel in (persona_channel, dispatcher_channel):
+                await channel.close()
+
+    return Starlette(
+        routes=[
+            Route(WEBHOOK_PATH, receive_webhook, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def receive_webhook(request: Request) -> Response:
+    state: GatewayState = request.app.state.gateway
+    started = time.perf_counter()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in _ACCEPTED_CONTENT_TYPES:
+        return _answer(state, "unknown", "unsupported_media_type", 415, f"content type {content_type!r} not accepted")
+    try:
+        raw_body = await _read_limited(request, state.config.max_body_bytes)
+    except BodyTooLarge:
+        return _answer(state, "unknown", "too_large", 413, f"body over {state.config.max_body_bytes} bytes")
+    try:
+        event = state.verifier.verify(raw_body, request.headers.get("authorization"))
+    except SignatureError as exc:
+        return _answer(state, "unknown", "unauthorized", 401, str(exc))
+    except MalformedEventError as exc:
+        return _answer(state, "unknown", "malformed", 400, str(exc))
+
+    event_name = event.event or "unknown"
+    trace_token = current_trace_id.set(event.id or "-")
+    try:
+        call = classify(event)
+        if isinstance(call, Ignored):
+            return _answer(state, event_name, "ignored", 200, call.reason, ignored=True)
+        if call.event_id and await state.ledger.seen(call.event_id):
+            state.metrics.duplicates.inc()
+            return _answer(state, event_name, "duplicate", 200, "event already dispatched", ignored=True)
+        outcome = await state.flow.handle(call)
+        if not isinstance(outcome, Dispatched):
+            status = 503 if outcome.retryable else 500
+            return _answer(state, event_name, "dispatch_failed", status, outcome.reason)
+        if call.event_id:
+            await state.ledger.remember(call.event_id)
+        state.metrics.dispatch_latency.observe(time.perf_counter() - started)
+        state.metrics.persona_sources.labels(outcome.persona_source).inc()
+        if outcome.default_reason:
+            state.metrics.defaults_used.inc()
+        logger.info(
+            "dispatched room=%s dispatch=%s existed=%s persona=%s source=%s",
+            call.room,
+            outcome.dispatch_id,
+            outcome.already_existed,
+            outcome.persona_id,
+            outcome.persona_source,
+        )
+        state.metrics.webhooks.labels(event_name, "dispatched").inc()
+        return JSONResponse(
+            {
+                "status": "dispatched",
+                "dispatch_id": outcome.dispatch_id,
+                "already_existed": outcome.already_existed,
+                "room": call.room,
+                "persona_id": outcome.persona_id,
+                "persona_name": outcome.persona_name,
+                "persona_source": outcome.persona_source,
+                "default_reason": outcome.default_reason,
+                "trace_id": call.event_id,
+            }
+        )
+    finally:
+        current_trace_id.reset(trace_token)
+
+
+def _answer(
+    state: GatewayState, event: str, outcome: str, status: int, detail: str, *, ignored: bool = False
+) -> JSONResponse:
+    state.metrics.webhooks.labels(event, outcome).inc()
+    if status >= 400:
+        logger.warning("webhook %s: %s (%s)", outcome, detail, status)
+    return JSONResponse({"status": "ignored" if ignored else outcome, "detail": detail}, status_code=status)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """Refuse oversize bodies without holding them: trust a too-large
+    Content-Length outright, and stop reading a stream once it passes the limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    state: GatewayState = request.app.state.gateway
+    timeout = state.config.ready_timeout_seconds
+    persona_channel, dispatcher_channel = state.channels
+    upstreams = {
+        "persona": await is_serving(persona_channel, timeout),
+        "dispatcher": await is_serving(dispatcher_channel, timeout),
+    }
+    all_ready = all(upstreams.values())
+    return JSONResponse(
+        {"status": "ready" if all_ready else "not_ready", "upstreams": upstreams},
+        status_code=200 if all_ready else 503,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    state: GatewayState = request.app.state.gateway
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

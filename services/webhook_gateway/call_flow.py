@@ -1,0 +1,149 @@
+"""The gateway's one job, free of HTTP and gRPC: for a SIP call, find the
+persona and make sure exactly one agent is dispatched with it, inside a budget.
+
+An answered call beats a perfect one: if PersonaService is down, slow, or has
+nothing for the number, the call is dispatched with the default persona. Only
+a failed *dispatch* is worth LiveKit redelivering the webhook for.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
+from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest, DispatchAgentResponse
+from friday.persona.v1.persona_pb2 import PersonaSource
+from friday.persona.v1.persona_service_pb2 import GetPersonaResponse
+from services.common import job_metadata
+from services.common.default_persona import default_persona
+
+from .events import SipCall
+
+logger = logging.getLogger(__name__)
+
+# Time kept back from the persona lookup so the dispatch always gets a chance.
+_DISPATCH_RESERVE_SECONDS = 0.5
+
+
+class UpstreamError(Exception):
+    """A gRPC upstream failed. `code` is the gRPC status name; `retryable` says
+    whether the same request could succeed later (what a LiveKit redelivery needs)."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class PersonaLookup(Protocol):
+    async def get_persona(self, dialed_number: str, *, timeout: float, trace_id: str) -> GetPersonaResponse: ...
+
+
+class AgentDispatcher(Protocol):
+    async def dispatch(
+        self, request: DispatchAgentRequest, *, timeout: float, trace_id: str
+    ) -> DispatchAgentResponse: ...
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    dispatch_id: str
+    already_existed: bool
+    persona_id: str
+    persona_name: str
+    persona_source: str  # PersonaSource name
+    default_reason: str  # why the default persona was used; empty when it was not
+
+
+@dataclass(frozen=True)
+class DispatchFailed:
+    retryable: bool
+    reason: str
+
+
+class CallFlow:
+    def __init__(
+        self,
+        personas: PersonaLookup,
+        dispatcher: AgentDispatcher,
+        *,
+        agent_name: str,
+        budget_seconds: float,
+        persona_timeout_seconds: float,
+    ) -> None:
+        self._personas = personas
+        self._dispatcher = dispatcher
+        self._agent_name = agent_name
+        self._budget = budget_seconds
+        self._persona_timeout = persona_timeout_seconds
+
+    async def handle(self, call: SipCall) -> Dispatched | DispatchFailed:
+        deadline = time.monotonic() + self._budget
+        metadata, default_reason = await self._job_metadata(call, deadline)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return DispatchFailed(retryable=True, reason="budget exhausted before dispatch")
+        request = DispatchAgentRequest(room=call.room, agent_name=self._agent_name, metadata=metadata)
+        try:
+            response = await self._dispatcher.dispatch(request, timeout=remaining, trace_id=metadata.trace_id)
+        except UpstreamError as exc:
+            logger.warning("dispatch failed for room %s: %s", call.room, exc)
+            return DispatchFailed(retryable=exc.retryable, reason=f"DispatcherService: {exc}")
+        return Dispatched(
+            dispatch_id=response.dispatch.dispatch_id,
+            already_existed=response.already_existed,
+            persona_id=metadata.persona.persona_id,
+            persona_name=metadata.persona.display_name,
+            persona_source=PersonaSource.Name(metadata.persona_source),
+            default_reason=default_reason,
+        )
+
+    async def _job_metadata(self, call: SipCall, deadline: float) -> tuple[AgentJobMetadata, str]:
+        facts = CallFacts(
+            dialed_number=call.dialed_number,
+            caller_number=call.caller_number,
+            sip_call_id=call.sip_call_id,
+            sip_trunk_id=call.sip_trunk_id,
+            room=call.room,
+            participant_identity=call.participant_identity,
+        )
+        metadata = AgentJobMetadata(
+            schema_version=job_metadata.CURRENT_SCHEMA_VERSION, call=facts, trace_id=call.event_id
+        )
+        found, default_reason = await self._lookup(call, deadline)
+        if found is not None:
+            metadata.persona.CopyFrom(found.persona)
+            metadata.persona_source = found.source
+            if found.normalized_number:
+                metadata.call.dialed_number = found.normalized_number
+            try:
+                # Check LiveKit's metadata limit here, where a default can still be swapped in.
+                job_metadata.encode(metadata)
+                return metadata, default_reason
+            except job_metadata.JobMetadataError as exc:
+                default_reason = f"persona refused: {exc}"
+        logger.warning("dispatching room %s with the default persona: %s", call.room, default_reason)
+        metadata.persona.CopyFrom(default_persona())
+        metadata.persona_source = PersonaSource.PERSONA_SOURCE_DEFAULT
+        return metadata, default_reason
+
+    async def _lookup(self, call: SipCall, deadline: float) -> tuple[GetPersonaResponse | None, str]:
+        if not call.dialed_number:
+            return None, "dialed number hidden (no sip.trunkPhoneNumber)"
+        timeout = min(self._persona_timeout, deadline - time.monotonic() - _DISPATCH_RESERVE_SECONDS)
+        if timeout <= 0:
+            return None, "no time left for the persona lookup"
+        try:
+            found = await self._personas.get_persona(call.dialed_number, timeout=timeout, trace_id=call.event_id)
+        except UpstreamError as exc:
+            return None, f"PersonaService: {exc}"
+        default_reason = "PersonaService answered with its default persona" if _is_default(found) else ""
+        return found, default_reason
+
+
+def _is_default(found: GetPersonaResponse) -> bool:
+    return found.source == PersonaSource.PERSONA_SOURCE_DEFAULT

@@ -1,0 +1,100 @@
+"""Remembers which webhook events already produced a dispatch.
+
+LiveKit redelivers the same bytes (same event id) after a lost reply, and
+several webhook URLs deliver the same event more than once. An event is
+remembered only after its dispatch exists, so a redelivery after a 503 is still
+processed. Concurrent duplicates that race past this check are harmless: the
+DispatcherService guarantees one dispatch per call; this only saves the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+from redis import asyncio as redis_asyncio
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+
+class EventLedger(Protocol):
+    async def seen(self, event_id: str) -> bool: ...
+    async def remember(self, event_id: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+class InProcessEventLedger:
+    """TTL + size bound, so a flood of distinct event ids cannot grow memory without limit."""
+
+    def __init__(self, ttl_seconds: float, max_entries: int) -> None:
+        self._ttl = ttl_seconds
+        self._max_entries = max_entries
+        self._expiry_by_id: OrderedDict[str, float] = OrderedDict()
+
+    async def seen(self, event_id: str) -> bool:
+        expiry = self._expiry_by_id.get(event_id)
+        if expiry is None:
+            return False
+        if expiry < time.monotonic():
+            del self._expiry_by_id[event_id]
+            return False
+        return True
+
+    async def remember(self, event_id: str) -> None:
+        self._expiry_by_id[event_id] = time.monotonic() + self._ttl
+        self._expiry_by_id.move_to_end(event_id)
+        self._evict()
+
+    def _evict(self) -> None:
+        now = time.monotonic()
+        # Entries are in insertion order and share one TTL, so expired ones sit at the front.
+        while self._expiry_by_id:
+            oldest_id, oldest_expiry = next(iter(self._expiry_by_id.items()))
+            if oldest_expiry >= now and len(self._expiry_by_id) <= self._max_entries:
+                break
+            del self._expiry_by_id[oldest_id]
+
+    def __len__(self) -> int:
+        return len(self._expiry_by_id)
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisEventLedger:
+    """Shared by every gateway replica. Falls back to the in-process ledger when
+    Redis is unreachable: a duplicate then costs a ListDispatch, never a second agent."""
+
+    def __init__(self, client: redis_asyncio.Redis, prefix: str, ttl_seconds: float, fallback: InProcessEventLedger):
+        self._client = client
+        self._prefix = prefix
+        self._ttl_ms = int(ttl_seconds * 1000)
+        self._fallback = fallback
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, ttl_seconds: float, max_entries: int) -> RedisEventLedger:
+        client = redis_asyncio.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
+        return cls(client, prefix, ttl_seconds, InProcessEventLedger(ttl_seconds, max_entries))
+
+    def _key(self, event_id: str) -> str:
+        return f"{self._prefix}event:{event_id}"
+
+    async def seen(self, event_id: str) -> bool:
+        try:
+            return bool(await self._client.exists(self._key(event_id)))
+        except (RedisError, OSError) as exc:
+            logger.warning("redis unavailable for webhook dedupe, using in-process ledger: %s", exc)
+            return await self._fallback.seen(event_id)
+
+    async def remember(self, event_id: str) -> None:
+        await self._fallback.remember(event_id)
+        try:
+            await self._client.set(self._key(event_id), b"1", px=self._ttl_ms)
+        except (RedisError, OSError) as exc:
+            logger.warning("redis unavailable for webhook dedupe, remembered in-process only: %s", exc)
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,64 @@
+"""What a verified webhook asks of us: start a call's dispatch, or nothing.
+
+Only `participant_joined` for a SIP participant starts a dispatch (DESIGN.md §3);
+our own agent joining is a `participant_joined` of kind AGENT and must not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from livekit.protocol.models import ParticipantInfo
+from livekit.protocol.webhook import WebhookEvent
+
+# SIP participant attributes LiveKit sets (livekit/protocol `sip.*` attribute keys).
+ATTR_DIALED_NUMBER = "sip.trunkPhoneNumber"
+ATTR_CALLER_NUMBER = "sip.phoneNumber"
+ATTR_CALL_ID = "sip.callID"
+ATTR_TRUNK_ID = "sip.trunkID"
+
+
+@dataclass(frozen=True)
+class SipCall:
+    """An inbound phone call that needs an agent."""
+
+    event_id: str
+    room: str
+    participant_identity: str
+    dialed_number: str  # empty when the trunk hides it
+    caller_number: str
+    sip_call_id: str
+    sip_trunk_id: str
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A webhook we deliberately do nothing with, and why (sent back to LiveKit)."""
+
+    reason: str
+
+
+def classify(event: WebhookEvent) -> SipCall | Ignored:
+    if event.event != "participant_joined":
+        return Ignored(f"event {event.event or '(none)'!r} does not start a dispatch")
+    participant = event.participant
+    if participant.kind != ParticipantInfo.Kind.SIP:
+        kind = ParticipantInfo.Kind.Name(participant.kind) if participant.kind in _KIND_NAMES else str(participant.kind)
+        return Ignored(f"participant kind {kind} is not SIP")
+    room = event.room.name
+    if not room:
+        # A SIP join always happens in a room; without its name there is nothing to dispatch to.
+        return Ignored("participant_joined without a room name")
+    attributes = participant.attributes
+    return SipCall(
+        event_id=event.id,
+        room=room,
+        participant_identity=participant.identity,
+        dialed_number=attributes.get(ATTR_DIALED_NUMBER, "").strip(),
+        caller_number=attributes.get(ATTR_CALLER_NUMBER, "").strip(),
+        sip_call_id=attributes.get(ATTR_CALL_ID, "").strip(),
+        sip_trunk_id=attributes.get(ATTR_TRUNK_ID, "").strip(),
+    )
+
+
+_KIND_NAMES = set(ParticipantInfo.Kind.values())

@@ -1,0 +1,53 @@
+"""Running the gateway on uvicorn: `serve()` for the CLI, `start()` for tests
+and tools that need the bound port inside their own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import uvicorn
+
+from .app import create_app
+from .config import GatewayConfig
+
+
+def _uvicorn_config(config: GatewayConfig, channel_factory=None) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(config, channel_factory),
+        host=config.host,
+        port=config.port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def serve(config: GatewayConfig, channel_factory=None) -> None:
+    """Blocks until SIGINT/SIGTERM; uvicorn finishes in-flight webhooks before exiting."""
+    uvicorn.Server(_uvicorn_config(config, channel_factory)).run()
+
+
+@contextlib.asynccontextmanager
+async def start(config: GatewayConfig, channel_factory=None) -> AsyncIterator[str]:
+    """Run the gateway in the current loop; yields its base URL. Port 0 picks a free port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.host if config.host != "0.0.0.0" else "127.0.0.1", config.port))
+    server = uvicorn.Server(_uvicorn_config(config, channel_factory))
+    server.install_signal_handlers = lambda: None  # the host process owns signals
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        host, port = sock.getsockname()[:2]
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()

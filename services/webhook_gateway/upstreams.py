@@ -1,0 +1,77 @@
+"""The gateway's gRPC edge: PersonaService and DispatcherService behind the
+small interfaces CallFlow needs, plus their health for `/ready`.
+
+Each call carries its own deadline (Python does not propagate them) and the
+call's trace id as metadata.
+"""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from friday.dispatcher.v1 import dispatcher_service_pb2_grpc
+from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest, DispatchAgentResponse
+from friday.persona.v1 import persona_service_pb2_grpc
+from friday.persona.v1.persona_service_pb2 import GetPersonaRequest, GetPersonaResponse
+from services.common.tracing import TRACE_ID_METADATA_KEY
+
+from .call_flow import UpstreamError
+
+# Codes after which the same request may succeed later, so LiveKit should redeliver.
+_RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL,
+}
+
+
+def _upstream_error(service: str, error: grpc.aio.AioRpcError) -> UpstreamError:
+    return UpstreamError(
+        error.code().name, f"{service}: {error.details() or ''}", retryable=error.code() in _RETRYABLE
+    )
+
+
+class GrpcPersonaLookup:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
+
+    async def get_persona(self, dialed_number: str, *, timeout: float, trace_id: str) -> GetPersonaResponse:
+        request = GetPersonaRequest(dialed_number=dialed_number, allow_default=True)
+        try:
+            return await self._stub.GetPersona(
+                request, timeout=timeout, metadata=((TRACE_ID_METADATA_KEY, trace_id),)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _upstream_error("PersonaService", exc) from exc
+
+
+class GrpcAgentDispatcher:
+    def __init__(self, channel: grpc.aio.Channel, token: str | None = None) -> None:
+        self._stub = dispatcher_service_pb2_grpc.DispatcherServiceStub(channel)
+        self._auth = (("authorization", f"Bearer {token}"),) if token else ()
+
+    async def dispatch(
+        self, request: DispatchAgentRequest, *, timeout: float, trace_id: str
+    ) -> DispatchAgentResponse:
+        try:
+            return await self._stub.DispatchAgent(
+                request, timeout=timeout, metadata=((TRACE_ID_METADATA_KEY, trace_id), *self._auth)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _upstream_error("DispatcherService", exc) from exc
+
+
+async def is_serving(channel: grpc.aio.Channel, timeout: float) -> bool:
+    """grpc.health.v1 overall status of the server behind `channel`."""
+    try:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=timeout
+        )
+    except grpc.aio.AioRpcError:
+        return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
