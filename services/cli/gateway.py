@@ -1,0 +1,40 @@
+"""`friday gateway serve`: the LiveKit webhook gateway on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from services.common.tracing import configure_logging
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    gateway = subparsers.add_parser("gateway", help="LiveKit webhook gateway (HTTP in, gRPC out)")
+    commands = gateway.add_subparsers(dest="gateway_command", metavar="COMMAND", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve POST /livekit-webhook, /health, /ready, /metrics",
+        description="Settings come from the environment (PORT, PERSONA_TARGET, DISPATCHER_TARGET, "
+        "LIVEKIT_WEBHOOK_API_KEY/SECRET or LIVEKIT_API_KEY/SECRET, DISPATCHER_TOKEN, AGENT_TO_DISPATCH, "
+        "GATEWAY_BUDGET_SECONDS, REDIS_URL); flags override them.",
+    )
+    serve.add_argument("--port", type=int, help="HTTP port (env PORT, default 8080)")
+    serve.add_argument("--persona-target", help="PersonaService host:port (env PERSONA_TARGET)")
+    serve.add_argument("--dispatcher-target", help="DispatcherService host:port (env DISPATCHER_TARGET)")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from services.webhook_gateway.config import GatewayConfig
+    from services.webhook_gateway.server import serve
+
+    config = GatewayConfig.from_env()
+    overrides = {
+        "port": args.port,
+        "persona_target": args.persona_target,
+        "dispatcher_target": args.dispatcher_target,
+    }
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    configure_logging(config.log_level)
+    serve(config)
+    return 0
