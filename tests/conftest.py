@@ -7,10 +7,18 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.standins.crm import CrmStandIn
+from tests.standins.livekit_api import LiveKitStandIn
 
 
 @pytest.fixture
 async def crm() -> AsyncIterator[CrmStandIn]:
     """A running CRM stand-in in the test's event loop; ``crm.base_url`` is PERSONA_API_BASE."""
     async with CrmStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+async def livekit() -> AsyncIterator[LiveKitStandIn]:
+    """A running LiveKit API stand-in; ``livekit.url/api_key/api_secret`` configure a client."""
+    async with LiveKitStandIn() as standin:
         yield standin
