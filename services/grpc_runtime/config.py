@@ -1,0 +1,108 @@
+"""Frozen configuration for a gRPC server and for the channels that call one.
+
+One dataclass per concern (as temporalio's `service.py` does), built either in
+code (tests: port 0, no metrics) or from environment variables with a per-service
+prefix (`ServerConfig.from_env("PERSONA", ...)` reads PERSONA_PORT, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ServerTLSConfig:
+    """Server certificate from files. With `client_ca_file` the server requires and
+    verifies client certificates signed by that CA (mTLS)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_ca_file is not None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How one gRPC server listens.
+
+    `port=0` binds an ephemeral port; the bound one is `GrpcServer.port` after start.
+    `metrics_port=None` disables the Prometheus HTTP endpoint; `0` binds an ephemeral
+    port (tests), exposed as `GrpcServer.metrics_port`. (In the environment, a metrics
+    port of 0 means *disabled*, following the project's env convention.)
+    `auth_token`, when set, must arrive as `authorization: Bearer <token>` on every
+    call except health and reflection.
+    """
+
+    host: str = "[::]"
+    port: int = 0
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = None
+    shutdown_grace_seconds: float = 5.0
+    tls: ServerTLSConfig | None = None
+    auth_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(
+        cls,
+        prefix: str,
+        *,
+        default_port: int,
+        default_metrics_port: int,
+        token_env: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> ServerConfig:
+        """Read `<PREFIX>_HOST`, `_PORT`, `_METRICS_HOST`, `_METRICS_PORT` (0 = disabled),
+        `_SHUTDOWN_GRACE`, `_TLS_CERT_FILE`, `_TLS_KEY_FILE`, `_TLS_CLIENT_CA_FILE` and the
+        token from `token_env` (default `<PREFIX>_TOKEN`)."""
+        env = os.environ if environ is None else environ
+        p = prefix.upper().rstrip("_") + "_"
+
+        def get(name: str) -> str | None:
+            value = env.get(p + name)
+            return value if value not in (None, "") else None
+
+        metrics_port = int(get("METRICS_PORT") or default_metrics_port)
+        cert, key, ca = get("TLS_CERT_FILE"), get("TLS_KEY_FILE"), get("TLS_CLIENT_CA_FILE")
+        if (cert is None) != (key is None):
+            raise ValueError(f"{p}TLS_CERT_FILE and {p}TLS_KEY_FILE must be set together")
+        if ca and not cert:
+            raise ValueError(f"{p}TLS_CLIENT_CA_FILE needs {p}TLS_CERT_FILE and {p}TLS_KEY_FILE")
+        token = env.get(token_env or p + "TOKEN") or None
+        return cls(
+            host=get("HOST") or "[::]",
+            port=int(get("PORT") or default_port),
+            metrics_host=get("METRICS_HOST") or "0.0.0.0",
+            metrics_port=metrics_port if metrics_port > 0 else None,
+            shutdown_grace_seconds=float(get("SHUTDOWN_GRACE") or 5.0),
+            tls=ServerTLSConfig(cert, key, ca) if cert and key else None,
+            auth_token=token,
+        )
+
+
+@dataclass(frozen=True)
+class ClientTLSConfig:
+    """Channel TLS from files. `ca_file=None` uses the system roots; `cert_file` +
+    `key_file` present a client certificate (mTLS). `server_name_override` is for
+    certificates whose name does not match the target (tests, IP targets)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name_override: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A gRPC channel retry policy (service config `retryPolicy`). Only for services
+    that do not retry internally (DESIGN.md §4: never stack on top of tenacity)."""
+
+    max_attempts: int = 3
+    initial_backoff_seconds: float = 0.1
+    max_backoff_seconds: float = 1.0
+    backoff_multiplier: float = 2.0
+    retryable_status_codes: tuple[str, ...] = ("UNAVAILABLE",)

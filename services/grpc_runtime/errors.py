@@ -1,0 +1,69 @@
+"""Rich gRPC errors: a google.rpc.Status carrying a google.rpc.ErrorInfo with a
+stable machine-readable `reason`, a `domain` naming the service and free metadata.
+
+Server side: `await abort_with_error(context, code, message, reason=..., domain=...)`.
+Client side: `error_info(rpc_error)` returns the ErrorInfo (or None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+def error_status(
+    code: grpc.StatusCode,
+    message: str,
+    *,
+    reason: str,
+    domain: str,
+    metadata: Mapping[str, str] | None = None,
+) -> grpc.Status:
+    """A grpc.Status whose trailing metadata carries google.rpc.Status + ErrorInfo."""
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=dict(metadata or {}))
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=_code_number(code), message=message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+async def abort_with_error(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    *,
+    reason: str,
+    domain: str,
+    metadata: Mapping[str, str] | None = None,
+) -> NoReturn:
+    """End the RPC with `code`, `message` and an ErrorInfo detail. Always raises."""
+    await context.abort_with_status(error_status(code, message, reason=reason, domain=domain, metadata=metadata))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover - it always raises
+
+
+def error_info(error: Any) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo inside a failed call (`grpc.aio.AioRpcError` or `grpc.RpcError`)."""
+    try:
+        status = rpc_status.from_call(error)
+    except (ValueError, AttributeError):
+        return None
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+def _code_number(code: grpc.StatusCode) -> int:
+    number = code.value[0]
+    # Guard against a StatusCode the google.rpc.Code enum does not know.
+    code_pb2.Code.Name(number)
+    return number

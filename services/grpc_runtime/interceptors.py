@@ -1,0 +1,189 @@
+"""Server interceptors: access log + metrics (one observer around every call) and
+optional bearer-token auth. Health and reflection stay open when auth is on.
+
+Order on the server: observe first (outermost), then auth, so rejected calls are
+logged and counted too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hmac
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from services.common.tracing import TRACE_ID_METADATA_KEY
+from services.grpc_runtime.errors import error_status
+from services.grpc_runtime.metrics import ServerMetrics
+
+access_log = logging.getLogger("friday.grpc.access")
+
+# The trace id of the call being handled, for service logs (`current_trace_id()`).
+_trace_id: contextvars.ContextVar[str] = contextvars.ContextVar("friday_trace_id", default="")
+
+# Methods that must answer without a token: probes and tooling (DESIGN.md §4).
+OPEN_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+AUTH_ERROR_DOMAIN = "auth.friday"
+
+
+def current_trace_id() -> str:
+    """The trace id sent by the caller of the current RPC ('' when none)."""
+    return _trace_id.get()
+
+
+def _metadata_value(details: grpc.HandlerCallDetails, key: str) -> str:
+    for item_key, value in details.invocation_metadata or ():
+        if item_key == key:
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return ""
+
+
+def _final_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
+    if isinstance(error, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if error is not None and not isinstance(error, grpc.aio.AbortError):
+        return grpc.StatusCode.UNKNOWN  # what grpc sends for an unhandled exception
+    return grpc.StatusCode.OK
+
+
+Behavior = Callable[..., Any]
+
+
+def _replace_behavior(handler: grpc.RpcMethodHandler, wrap: Callable[[Behavior, bool], Behavior]) -> Any:
+    """Rebuild `handler` with its behaviour wrapped; `wrap(behavior, streams_response)`."""
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            wrap(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap(handler.unary_stream, True), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            wrap(handler.stream_unary, False), handler.request_deserializer, handler.response_serializer
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        wrap(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer
+    )
+
+
+class ObservingInterceptor(grpc.aio.ServerInterceptor):
+    """Access log line + Prometheus counter/histogram for every call, and the caller's
+    trace id in a contextvar for the handler's own logs."""
+
+    def __init__(self, metrics: ServerMetrics | None) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        trace_id = _metadata_value(handler_call_details, TRACE_ID_METADATA_KEY)
+        # Health checks arrive every few seconds from probes: keep them out of INFO logs.
+        level = logging.DEBUG if method.startswith("/grpc.health.v1.Health/") else logging.INFO
+
+        def finish(context: grpc.aio.ServicerContext, start: float, error: BaseException | None) -> None:
+            elapsed = time.perf_counter() - start
+            code = _final_code(context, error)
+            if self._metrics is not None:
+                self._metrics.requests.labels(method, code.name).inc()
+                self._metrics.latency.labels(method).observe(elapsed)
+            access_log.log(
+                level,
+                "grpc method=%s code=%s latency_ms=%.1f trace_id=%s peer=%s",
+                method,
+                code.name,
+                elapsed * 1000,
+                trace_id or "-",
+                context.peer(),
+            )
+
+        def wrap(behavior: Behavior, streams_response: bool) -> Behavior:
+            if streams_response and inspect.isasyncgenfunction(behavior):
+
+                async def observed_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                    token = _trace_id.set(trace_id)
+                    start, error = time.perf_counter(), None
+                    try:
+                        async for item in behavior(request, context):
+                            yield item
+                    except BaseException as exc:
+                        error = exc
+                        raise
+                    finally:
+                        finish(context, start, error)
+                        _trace_id.reset(token)
+
+                return observed_stream
+
+            async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                token = _trace_id.set(trace_id)
+                start, error = time.perf_counter(), None
+                try:
+                    return await behavior(request, context)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    finish(context, start, error)
+                    _trace_id.reset(token)
+
+            return observed
+
+        return _replace_behavior(handler, wrap)
+
+
+class BearerTokenAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Require `authorization: Bearer <token>`; UNAUTHENTICATED (with ErrorInfo reason
+    MISSING_TOKEN / INVALID_TOKEN) otherwise. Health and reflection stay open."""
+
+    def __init__(self, token: str) -> None:
+        if not token:
+            raise ValueError("an empty token would accept everyone")
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(OPEN_METHOD_PREFIXES):
+            return handler
+        presented = _metadata_value(handler_call_details, "authorization")
+        if presented and hmac.compare_digest(presented.encode(), self._expected):
+            return handler
+        reason = "MISSING_TOKEN" if not presented else "INVALID_TOKEN"
+        status = error_status(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "missing bearer token" if not presented else "invalid bearer token",
+            reason=reason,
+            domain=AUTH_ERROR_DOMAIN,
+        )
+
+        def wrap(behavior: Behavior, streams_response: bool) -> Behavior:
+            async def reject(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await context.abort_with_status(status)
+
+            return reject
+
+        return _replace_behavior(handler, wrap)

@@ -1,0 +1,211 @@
+"""GrpcServer: a grpc.aio server with health, reflection, access log, metrics,
+optional auth and TLS, and graceful shutdown — the one place that knows how a
+Friday service is hosted. See the package docstring for how a service plugs in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from services.grpc_runtime.config import ServerConfig
+from services.grpc_runtime.health import HealthReporter
+from services.grpc_runtime.interceptors import BearerTokenAuthInterceptor, ObservingInterceptor
+from services.grpc_runtime.metrics import MetricsHTTPServer, ServerMetrics
+
+log = logging.getLogger("friday.grpc.server")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One servicer to host: the generated `add_XServicer_to_server` function and the
+    service's full name (for health and reflection)."""
+
+    servicer: Any
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    full_name: str
+
+    @classmethod
+    def of(cls, servicer: Any, pb2_grpc: ModuleType, pb2: ModuleType, service: str) -> ServiceSpec:
+        """`ServiceSpec.of(MyServicer(), persona_service_pb2_grpc, persona_service_pb2, "PersonaService")`."""
+        return cls(
+            servicer=servicer,
+            add_to_server=getattr(pb2_grpc, f"add_{service}Servicer_to_server"),
+            full_name=pb2.DESCRIPTOR.services_by_name[service].full_name,
+        )
+
+
+class GrpcServer:
+    """Lifecycle: `await start()` → `port`/`metrics_port` valid → `await stop()`.
+    `serve()` adds SIGTERM/SIGINT handling for the CLI."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        services: Sequence[ServiceSpec] = (),
+        *,
+        registry: CollectorRegistry | None = None,
+        name: str = "friday",
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.metrics = ServerMetrics(registry)
+        self.health = HealthReporter()
+        self._services: list[ServiceSpec] = list(services)
+        self._on_startup: list[Hook] = []
+        self._on_shutdown: list[Hook] = []
+        self._server: grpc.aio.Server | None = None
+        self._metrics_http: MetricsHTTPServer | None = None
+        self._port: int | None = None
+        self._stopped = asyncio.Event()
+        for spec in self._services:
+            self.health.register_service(spec.full_name)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """Register service metrics here (per server, never the global registry)."""
+        return self.metrics.registry
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("server not started")
+        return self._port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_http.port if self._metrics_http is not None else None
+
+    @property
+    def address(self) -> str:
+        """A dialable host:port for clients (tests)."""
+        host = self.config.host
+        if host in ("[::]", "0.0.0.0", "::", ""):
+            host = "localhost"
+        return f"{host}:{self.port}"
+
+    def add_service(self, spec: ServiceSpec) -> None:
+        if self._server is not None:
+            raise RuntimeError("add services before start()")
+        self._services.append(spec)
+        self.health.register_service(spec.full_name)
+
+    def on_startup(self, hook: Hook) -> None:
+        """Run before the port opens (open pools, warm caches)."""
+        self._on_startup.append(hook)
+
+    def on_shutdown(self, hook: Hook) -> None:
+        """Run after in-flight calls finished (close pools)."""
+        self._on_shutdown.append(hook)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("already started")
+        for hook in self._on_startup:
+            await hook()
+        interceptors: list[grpc.aio.ServerInterceptor] = [ObservingInterceptor(self.metrics)]
+        if self.config.auth_token:
+            interceptors.append(BearerTokenAuthInterceptor(self.config.auth_token))
+        server = grpc.aio.server(interceptors=interceptors)
+        for spec in self._services:
+            spec.add_to_server(spec.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+        names = [spec.full_name for spec in self._services]
+        names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, server)
+
+        bind = f"{self.config.host}:{self.config.port}"
+        if self.config.tls is not None:
+            self._port = server.add_secure_port(bind, _server_credentials(self.config))
+        else:
+            self._port = server.add_insecure_port(bind)
+        if not self._port:
+            raise OSError(f"could not bind gRPC port {bind}")
+        await server.start()
+        self._server = server
+        await self.health.start()
+        if self.config.metrics_port is not None:
+            self._metrics_http = MetricsHTTPServer(self.registry, self.config.metrics_host, self.config.metrics_port)
+            await self._metrics_http.start()
+        log.info(
+            "%s listening on %s:%d (tls=%s, mtls=%s, auth=%s, metrics=%s)",
+            self.name,
+            self.config.host,
+            self._port,
+            self.config.tls is not None,
+            bool(self.config.tls and self.config.tls.mutual),
+            bool(self.config.auth_token),
+            self.metrics_port,
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health → NOT_SERVING, then `server.stop(grace)` (in-flight calls finish), then
+        shutdown hooks. Safe to call twice."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        await self.health.enter_shutdown()
+        await server.stop(self.config.shutdown_grace_seconds if grace is None else grace)
+        if self._metrics_http is not None:
+            await self._metrics_http.stop()
+            self._metrics_http = None
+        for hook in reversed(self._on_shutdown):
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+        self._stopped.set()
+        log.info("%s stopped", self.name)
+
+    async def serve(self) -> None:
+        """Start, then run until SIGTERM/SIGINT, then stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop_requested.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread / not Unix
+                pass
+        try:
+            waiter = asyncio.create_task(stop_requested.wait())
+            stopped = asyncio.create_task(self._stopped.wait())
+            await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopped.cancel()
+            if stop_requested.is_set():
+                log.info("%s: signal received, draining for up to %.1fs", self.name, self.config.shutdown_grace_seconds)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def __aenter__(self) -> GrpcServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop(grace=0)
+
+
+def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    tls = config.tls
+    assert tls is not None
+    key = Path(tls.key_file).read_bytes()
+    cert = Path(tls.cert_file).read_bytes()
+    ca = Path(tls.client_ca_file).read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
