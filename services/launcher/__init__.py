@@ -1,0 +1,1 @@
+"""`friday up`: the whole mesh on one machine, one process per service."""

@@ -1,0 +1,64 @@
+"""Every `friday up` setting, with its flag, its environment variable and its
+default. The same table builds the argument parser, the children's
+environments, and the help text, so the three cannot drift apart."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Setting:
+    flag: str
+    env: str
+    default: str
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("--persona-port", "PERSONA_PORT", "50051", "PersonaService gRPC port"),
+    Setting("--persona-metrics-port", "PERSONA_METRICS_PORT", "9101", "PersonaService Prometheus port (0 = off)"),
+    Setting("--dispatcher-port", "DISPATCHER_PORT", "50052", "DispatcherService gRPC port"),
+    Setting(
+        "--dispatcher-metrics-port", "DISPATCHER_METRICS_PORT", "9102", "DispatcherService Prometheus port (0 = off)"
+    ),
+    Setting("--gateway-port", "PORT", "8080", "webhook gateway HTTP port"),
+    Setting("--persona-api-base", "PERSONA_API_BASE", "", "CRM base URL; unset = persona file"),
+    Setting("--persona-file", "PERSONA_FILE", "", "persona JSON file; unset = the example file shipped in the package"),
+    Setting("--redis-url", "REDIS_URL", "", "Redis for shared cache, claims and dedupe; unset = in-process"),
+    Setting("--livekit-url", "LIVEKIT_URL", "http://localhost:7880", "LiveKit server URL (dispatcher, agent)"),
+    Setting("--livekit-api-key", "LIVEKIT_API_KEY", "devkey", "LiveKit API key (dispatcher; gateway verifies with it)"),
+    Setting("--livekit-api-secret", "LIVEKIT_API_SECRET", "secret", "LiveKit API secret"),
+    Setting("--agent-name", "AGENT_TO_DISPATCH", "friday-ai-agent", "agent name to dispatch / register"),
+    Setting("--dispatcher-token", "DISPATCHER_TOKEN", "", "bearer token the dispatcher requires; unset = open"),
+    Setting("--budget-seconds", "GATEWAY_BUDGET_SECONDS", "3", "gateway's total time per webhook"),
+    Setting("--log-level", "LOG_LEVEL", "INFO", "log level of every service"),
+    Setting("--ready-timeout", "FRIDAY_UP_READY_TIMEOUT", "60", "seconds to wait for every service to be ready"),
+    Setting("--replicas", "FRIDAY_UP_REPLICAS", "1", "replicas of each service (ports count up from the base ports)"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for setting in SETTINGS:
+        parser.add_argument(
+            setting.flag,
+            default=os.environ.get(setting.env, setting.default),
+            help=f"{setting.help} (env {setting.env}, default {setting.default or 'unset'})",
+        )
+    parser.add_argument(
+        "--with-agent",
+        action="store_true",
+        default=os.environ.get("FRIDAY_UP_WITH_AGENT", "") not in ("", "0", "false"),
+        help="also start the agent worker (env FRIDAY_UP_WITH_AGENT)",
+    )
+
+
+def values(args: argparse.Namespace) -> dict[str, str]:
+    """Setting env name -> value chosen for this run."""
+    return {setting.env: str(getattr(args, setting.dest)) for setting in SETTINGS}
