@@ -95,6 +95,18 @@ class ClientTLSConfig:
     key_file: str | None = None
     server_name_override: str | None = None
 
+    @classmethod
+    def from_env(cls, prefix: str, environ: Mapping[str, str] | None = None) -> ClientTLSConfig | None:
+        """Read `<PREFIX>_TLS_CA_FILE`, `_TLS_CLIENT_CERT_FILE`, `_TLS_CLIENT_KEY_FILE`,
+        `_TLS_SERVER_NAME`; None (plaintext) when none of them is set."""
+        env = os.environ if environ is None else environ
+        p = prefix.upper().rstrip("_") + "_TLS_"
+        values = {name: env.get(p + name) or None for name in ("CA_FILE", "CLIENT_CERT_FILE", "CLIENT_KEY_FILE")}
+        server_name = env.get(p + "SERVER_NAME") or None
+        if not any(values.values()) and server_name is None:
+            return None
+        return cls(values["CA_FILE"], values["CLIENT_CERT_FILE"], values["CLIENT_KEY_FILE"], server_name)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
