@@ -27,7 +27,7 @@ from .config import GatewayConfig
 from .dedupe import EventLedger, InProcessEventLedger, RedisEventLedger
 from .events import Ignored, classify
 from .metrics import GatewayMetrics
-from .upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, is_serving
+from .upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, is_serving, upstream_channel
 from .verification import MalformedEventError, SignatureError, WebhookVerifier
 
 logger = logging.getLogger(__name__)
@@ -52,14 +52,11 @@ class GatewayState:
     channels: list[grpc.aio.Channel] = field(default_factory=list)
 
 
-def create_app(config: GatewayConfig, channel_factory=None) -> Starlette:
-    """`channel_factory(target) -> grpc.aio.Channel` lets callers add TLS; insecure by default."""
-    make_channel = channel_factory or grpc.aio.insecure_channel
-
+def create_app(config: GatewayConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        persona_channel = make_channel(config.persona_target)
-        dispatcher_channel = make_channel(config.dispatcher_target)
+        persona_channel = upstream_channel(config.persona_target, config.persona_tls)
+        dispatcher_channel = upstream_channel(config.dispatcher_target, config.dispatcher_tls)
         ledger: EventLedger
         if config.redis_url:
             ledger = RedisEventLedger.from_url(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from services.grpc_runtime.config import ClientTLSConfig
+
 DEFAULT_AGENT_NAME = "friday-ai-agent"
 
 
@@ -29,6 +31,8 @@ class GatewayConfig:
     redis_url: str | None = None
     redis_prefix: str = "friday:gateway:"
     ready_timeout_seconds: float = 0.5
+    persona_tls: ClientTLSConfig | None = None
+    dispatcher_tls: ClientTLSConfig | None = None
     log_level: str = "INFO"
 
     @classmethod
@@ -45,9 +49,7 @@ class GatewayConfig:
             port=int(get("PORT", str(defaults.port)) or defaults.port),
             webhook_api_key=get("LIVEKIT_WEBHOOK_API_KEY", get("LIVEKIT_API_KEY", defaults.webhook_api_key))
             or defaults.webhook_api_key,
-            webhook_api_secret=get(
-                "LIVEKIT_WEBHOOK_API_SECRET", get("LIVEKIT_API_SECRET", defaults.webhook_api_secret)
-            )
+            webhook_api_secret=get("LIVEKIT_WEBHOOK_API_SECRET", get("LIVEKIT_API_SECRET", defaults.webhook_api_secret))
             or defaults.webhook_api_secret,
             persona_target=get("PERSONA_TARGET", defaults.persona_target) or defaults.persona_target,
             dispatcher_target=get("DISPATCHER_TARGET", defaults.dispatcher_target) or defaults.dispatcher_target,
@@ -62,4 +64,6 @@ class GatewayConfig:
             redis_url=get("REDIS_URL"),
             redis_prefix=get("GATEWAY_REDIS_PREFIX", defaults.redis_prefix) or defaults.redis_prefix,
             log_level=get("LOG_LEVEL", defaults.log_level) or defaults.log_level,
+            persona_tls=ClientTLSConfig.from_env("PERSONA", env),
+            dispatcher_tls=ClientTLSConfig.from_env("DISPATCHER", env),
         )

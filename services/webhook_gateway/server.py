@@ -14,9 +14,9 @@ from .app import create_app
 from .config import GatewayConfig
 
 
-def _uvicorn_config(config: GatewayConfig, channel_factory=None) -> uvicorn.Config:
+def _uvicorn_config(config: GatewayConfig) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(config, channel_factory),
+        create_app(config),
         host=config.host,
         port=config.port,
         lifespan="on",
@@ -26,18 +26,18 @@ def _uvicorn_config(config: GatewayConfig, channel_factory=None) -> uvicorn.Conf
     )
 
 
-def serve(config: GatewayConfig, channel_factory=None) -> None:
+def serve(config: GatewayConfig) -> None:
     """Blocks until SIGINT/SIGTERM; uvicorn finishes in-flight webhooks before exiting."""
-    uvicorn.Server(_uvicorn_config(config, channel_factory)).run()
+    uvicorn.Server(_uvicorn_config(config)).run()
 
 
 @contextlib.asynccontextmanager
-async def start(config: GatewayConfig, channel_factory=None) -> AsyncIterator[str]:
+async def start(config: GatewayConfig) -> AsyncIterator[str]:
     """Run the gateway in the current loop; yields its base URL. Port 0 picks a free port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((config.host if config.host != "0.0.0.0" else "127.0.0.1", config.port))
-    server = uvicorn.Server(_uvicorn_config(config, channel_factory))
+    server = uvicorn.Server(_uvicorn_config(config))
     server.install_signal_handlers = lambda: None  # the host process owns signals
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -7,6 +7,8 @@ call's trace id as metadata.
 
 from __future__ import annotations
 
+import json
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -15,6 +17,8 @@ from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest, Di
 from friday.persona.v1 import persona_service_pb2_grpc
 from friday.persona.v1.persona_service_pb2 import GetPersonaRequest, GetPersonaResponse
 from services.common.tracing import TRACE_ID_METADATA_KEY
+from services.grpc_runtime.channel import create_channel
+from services.grpc_runtime.config import ClientTLSConfig
 
 from .call_flow import UpstreamError
 
@@ -30,10 +34,22 @@ _RETRYABLE = {
 }
 
 
+# A target may name several replicas ("ipv4:10.0.0.1:50051,10.0.0.2:50051") or a DNS
+# name with several A records (a headless Kubernetes Service): spread calls over all
+# of them and, through client-side health checking, skip replicas that are not SERVING.
+# No retry policy: PersonaService and DispatcherService retry their own upstreams, and
+# the gateway's answer to LiveKit (503) is what triggers the next attempt.
+_BALANCED_SERVICE_CONFIG = json.dumps(
+    {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}}
+)
+
+
+def upstream_channel(target: str, tls: ClientTLSConfig | None) -> grpc.aio.Channel:
+    return create_channel(target, tls=tls, options=[("grpc.service_config", _BALANCED_SERVICE_CONFIG)])
+
+
 def _upstream_error(service: str, error: grpc.aio.AioRpcError) -> UpstreamError:
-    return UpstreamError(
-        error.code().name, f"{service}: {error.details() or ''}", retryable=error.code() in _RETRYABLE
-    )
+    return UpstreamError(error.code().name, f"{service}: {error.details() or ''}", retryable=error.code() in _RETRYABLE)
 
 
 class GrpcPersonaLookup:
@@ -43,9 +59,7 @@ class GrpcPersonaLookup:
     async def get_persona(self, dialed_number: str, *, timeout: float, trace_id: str) -> GetPersonaResponse:
         request = GetPersonaRequest(dialed_number=dialed_number, allow_default=True)
         try:
-            return await self._stub.GetPersona(
-                request, timeout=timeout, metadata=((TRACE_ID_METADATA_KEY, trace_id),)
-            )
+            return await self._stub.GetPersona(request, timeout=timeout, metadata=((TRACE_ID_METADATA_KEY, trace_id),))
         except grpc.aio.AioRpcError as exc:
             raise _upstream_error("PersonaService", exc) from exc
 
@@ -55,9 +69,7 @@ class GrpcAgentDispatcher:
         self._stub = dispatcher_service_pb2_grpc.DispatcherServiceStub(channel)
         self._auth = (("authorization", f"Bearer {token}"),) if token else ()
 
-    async def dispatch(
-        self, request: DispatchAgentRequest, *, timeout: float, trace_id: str
-    ) -> DispatchAgentResponse:
+    async def dispatch(self, request: DispatchAgentRequest, *, timeout: float, trace_id: str) -> DispatchAgentResponse:
         try:
             return await self._stub.DispatchAgent(
                 request, timeout=timeout, metadata=((TRACE_ID_METADATA_KEY, trace_id), *self._auth)
