@@ -1,0 +1,90 @@
+"""From `ctx.job.metadata` to the persona and call facts this job serves.
+
+Parsing is done by the one shared codec (services.common.job_metadata); this
+module only decides what to do when it fails: use the built-in default persona
+and say why. Nothing here raises — an unusable dispatch still gets its call
+answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from friday.agent.v1.agent_job_metadata_pb2 import CallFacts
+from friday.persona.v1.persona_pb2 import Persona, PersonaSource
+from services.common.default_persona import default_persona
+from services.common.job_metadata import JobMetadataError, decode
+
+logger = logging.getLogger("friday.agent.job_setup")
+
+# LiveKit's SIP participant attributes (see DESIGN.md §3) → CallFacts fields.
+SIP_ATTRIBUTE_FIELDS: Mapping[str, str] = {
+    "sip.trunkPhoneNumber": "dialed_number",
+    "sip.phoneNumber": "caller_number",
+    "sip.callID": "sip_call_id",
+    "sip.trunkID": "sip_trunk_id",
+}
+
+
+@dataclass(frozen=True)
+class JobSetup:
+    persona: Persona
+    source: PersonaSource.ValueType
+    call: CallFacts
+    trace_id: str
+    # Why the default persona is used instead of the dispatched one; empty when the
+    # metadata was usable. A stable code from JobMetadataError.reason.
+    fallback_reason: str = ""
+
+    @property
+    def source_name(self) -> str:
+        return PersonaSource.Name(self.source)
+
+
+def setup_from_metadata(text: str | None, *, room_name: str = "") -> JobSetup:
+    """Parse job metadata, falling back to the default persona with a warning."""
+    try:
+        metadata = decode(text)
+    except JobMetadataError as exc:
+        reason, detail = exc.reason, str(exc)
+    except Exception as exc:  # noqa: BLE001 - the contract is "no crash path from metadata"
+        reason, detail = "METADATA_UNREADABLE", f"{type(exc).__name__}: {exc}"
+    else:
+        call = CallFacts()
+        call.CopyFrom(metadata.call)
+        if room_name and not call.room:
+            call.room = room_name
+        source = metadata.persona_source or PersonaSource.PERSONA_SOURCE_UNSPECIFIED
+        return JobSetup(persona=metadata.persona, source=source, call=call, trace_id=metadata.trace_id)
+
+    logger.warning(
+        "job metadata unusable (%s); answering with the default persona: %s",
+        reason,
+        detail,
+        extra={"reason": reason, "room": room_name},
+    )
+    return JobSetup(
+        persona=default_persona(),
+        source=PersonaSource.PERSONA_SOURCE_DEFAULT,
+        call=CallFacts(room=room_name),
+        trace_id="",
+        fallback_reason=reason,
+    )
+
+
+def fill_call_facts(call: CallFacts, attributes: Mapping[str, str]) -> CallFacts:
+    """Complete missing call facts from the SIP participant's attributes.
+
+    Metadata wins where it has a value: the dispatcher normalised the dialed
+    number (E.164) before looking up the persona, and the transcript should show
+    the number the persona was chosen for. Attributes only fill the gaps.
+    """
+    filled = CallFacts()
+    filled.CopyFrom(call)
+    for attribute, field in SIP_ATTRIBUTE_FIELDS.items():
+        value = attributes.get(attribute, "")
+        if value and not getattr(filled, field):
+            setattr(filled, field, value)
+    return filled
