@@ -1,0 +1,112 @@
+"""The CRM stand-in behaves like a plain REST persona API and its fault knobs really bite."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.standins.crm import CrmStandIn
+
+NUMBER = "+14155550123"
+PERSONA = {"id": "p-1", "name": "Ada", "instructions": "Be kind."}
+
+
+async def test_serves_persona_json_for_exact_segment(crm: CrmStandIn) -> None:
+    crm.set_persona(NUMBER, PERSONA)
+    async with httpx.AsyncClient() as client:
+        encoded = await client.get(f"{crm.base_url}/%2B14155550123")
+        literal = await client.get(f"{crm.base_url}/{NUMBER}")
+    assert encoded.status_code == 200 and literal.status_code == 200
+    assert encoded.headers["content-type"].startswith("application/json")
+    assert encoded.json() == PERSONA == literal.json()
+    assert crm.base_url.startswith("http://127.0.0.1:") and crm.base_url.endswith("/apis/api/public/mobile")
+
+
+async def test_unknown_segment_and_other_paths_are_json_404(crm: CrmStandIn) -> None:
+    crm.set_persona(NUMBER, PERSONA)
+    async with httpx.AsyncClient() as client:
+        unknown = await client.get(f"{crm.base_url}/+14155559999")
+        nested = await client.get(f"{crm.base_url}/{NUMBER}/extra")
+        elsewhere = await client.get(f"{crm.origin}/other/{NUMBER}")
+    for response in (unknown, nested, elsewhere):
+        assert response.status_code == 404
+        assert "error" in response.json()
+
+
+async def test_counts_requests_per_segment_and_logs_raw_path(crm: CrmStandIn) -> None:
+    crm.set_persona(NUMBER, PERSONA)
+    async with httpx.AsyncClient() as client:
+        for _ in range(3):
+            await client.get(f"{crm.base_url}/%2B14155550123")
+        await client.get(f"{crm.base_url}/404404", headers={"X-Trace": "t-1"})
+    assert crm.requests_for(NUMBER) == 3
+    assert crm.requests_for("404404") == 1
+    assert crm.requests_for("never") == 0
+    assert crm.total_requests == 4
+    assert crm.request_log[0].method == "GET"
+    assert crm.request_log[0].raw_path.endswith("/%2B14155550123")
+    assert crm.request_log[-1].headers["X-Trace"] == "t-1"
+
+
+async def test_fail_next_answers_n_failures_then_recovers(crm: CrmStandIn) -> None:
+    crm.set_persona(NUMBER, PERSONA)
+    crm.fail_next(2, status=503, body=b'{"error":"down"}')
+    async with httpx.AsyncClient() as client:
+        statuses = [(await client.get(f"{crm.base_url}/{NUMBER}")).status_code for _ in range(3)]
+        again = await client.get(f"{crm.base_url}/{NUMBER}")
+    assert statuses == [503, 503, 200]
+    assert again.json() == PERSONA
+    assert crm.requests_for(NUMBER) == 4  # failed requests still count: the CRM did receive them
+
+
+async def test_fail_next_applies_to_any_path_with_given_body(crm: CrmStandIn) -> None:
+    crm.fail_next(1, status=500, body=b"boom")
+    async with httpx.AsyncClient() as client:
+        failed = await client.get(f"{crm.base_url}/anything")
+        after = await client.get(f"{crm.base_url}/anything")
+    assert (failed.status_code, failed.content) == (500, b"boom")
+    assert after.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        (200, b'{"name": "Ada", ', "application/json"),  # truncated JSON
+        (200, b"<html>gateway</html>", "text/html"),
+        (429, b'{"error":"slow down"}', "application/json"),
+        (404, b"", "application/json"),
+    ],
+)
+async def test_set_response_serves_raw_bytes(crm: CrmStandIn, status: int, body: bytes, content_type: str) -> None:
+    crm.set_persona(NUMBER, PERSONA)
+    crm.set_response(NUMBER, status, body, content_type)
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{crm.base_url}/{NUMBER}")
+    assert response.status_code == status
+    assert response.content == body
+    assert response.headers["content-type"] == content_type
+
+
+async def test_set_persona_replaces_a_raw_override(crm: CrmStandIn) -> None:
+    crm.set_response(NUMBER, 500, b"")
+    crm.set_persona(NUMBER, PERSONA)
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{crm.base_url}/{NUMBER}")
+    assert response.status_code == 200
+
+
+async def test_latency_delays_every_request(crm: CrmStandIn) -> None:
+    # Asserts behaviour, not speed: a client whose timeout is far below the injected latency
+    # must time out, and the same client succeeds once latency is removed.
+    crm.set_persona(NUMBER, PERSONA)
+    crm.set_latency(1.0)
+    async with httpx.AsyncClient(timeout=0.1) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(f"{crm.base_url}/{NUMBER}")
+        crm.set_latency(0)
+        assert (await client.get(f"{crm.base_url}/{NUMBER}")).status_code == 200
+
+
+async def test_each_instance_gets_its_own_port() -> None:
+    async with CrmStandIn() as a, CrmStandIn() as b:
+        assert a.port != b.port and a.port > 0
