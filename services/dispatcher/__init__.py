@@ -1,0 +1,2 @@
+"""DispatcherService: the only holder of the LiveKit API key, creating exactly one
+explicit agent dispatch per call (see README / issue 4)."""

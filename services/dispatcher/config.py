@@ -1,0 +1,73 @@
+"""Frozen configuration of the dispatcher's domain logic (LiveKit, retries, claims),
+read from the environment in one place. Server settings (port, token, TLS) belong to
+the shared gRPC runtime's config."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# livekit-server --dev defaults: fine locally, never in production.
+DEFAULT_LIVEKIT_URL = "http://localhost:7880"
+DEFAULT_LIVEKIT_API_KEY = "devkey"
+DEFAULT_LIVEKIT_API_SECRET = "secret"
+DEFAULT_CLAIM_PREFIX = "friday:dispatcher:claim:"
+
+
+@dataclass(frozen=True)
+class LiveKitConfig:
+    url: str = DEFAULT_LIVEKIT_URL
+    api_key: str = DEFAULT_LIVEKIT_API_KEY
+    api_secret: str = field(default=DEFAULT_LIVEKIT_API_SECRET, repr=False)
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Retries of one LiveKit request; all attempts also stop before the caller's deadline."""
+
+    max_attempts: int = 6
+    initial_backoff: float = 0.05
+    max_backoff: float = 1.0
+    # One attempt never waits longer than this, so a hung connection leaves room to retry.
+    attempt_timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class ClaimConfig:
+    """The per-call claim that makes two replicas agree on who creates the dispatch."""
+
+    redis_url: str | None = None
+    key_prefix: str = DEFAULT_CLAIM_PREFIX
+    # After a create, the claim lives this long so a ListDispatch that lags behind the
+    # create cannot let a second replica create again.
+    settle_seconds: float = 10.0
+    # How often a request that found the call claimed elsewhere polls ListDispatch.
+    poll_interval: float = 0.1
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    livekit: LiveKitConfig = LiveKitConfig()
+    retry: RetryConfig = RetryConfig()
+    claims: ClaimConfig = ClaimConfig()
+    # Work budget when the caller sent no deadline (Python shows it as a huge
+    # time_remaining()); also the cap on any caller's deadline.
+    max_budget_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DispatcherConfig:
+        env = os.environ if env is None else env
+        return cls(
+            livekit=LiveKitConfig(
+                url=env.get("LIVEKIT_URL") or DEFAULT_LIVEKIT_URL,
+                api_key=env.get("LIVEKIT_API_KEY") or DEFAULT_LIVEKIT_API_KEY,
+                api_secret=env.get("LIVEKIT_API_SECRET") or DEFAULT_LIVEKIT_API_SECRET,
+            ),
+            claims=ClaimConfig(
+                redis_url=env.get("REDIS_URL") or None,
+                key_prefix=env.get("DISPATCHER_CLAIM_PREFIX") or DEFAULT_CLAIM_PREFIX,
+                settle_seconds=float(env.get("DISPATCHER_CLAIM_SETTLE_SECONDS") or 10.0),
+            ),
+            max_budget_seconds=float(env.get("DISPATCHER_MAX_BUDGET_SECONDS") or 10.0),
+        )

@@ -1,0 +1,148 @@
+"""LiveKit requests with retries inside the caller's deadline, timed and counted, and
+LiveKit's answers translated into the dispatcher's domain errors (the one place that
+knows what a Twirp error means for us)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from services.dispatcher import errors
+from services.dispatcher.config import RetryConfig
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.transport import LiveKitCallError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# An attempt with less time than this left cannot get an answer from LiveKit: stop instead.
+_MIN_ATTEMPT_SECONDS = 0.02
+
+
+def remaining(deadline: float) -> float:
+    return deadline - asyncio.get_running_loop().time()
+
+
+def to_domain_error(exc: LiveKitCallError, *, method: str, room: str) -> errors.DispatchError:
+    """Map LiveKit's final answer to a domain error. Retryable failures only reach here
+    once retries are exhausted."""
+    meta = {"livekit_code": exc.code, "livekit_status": str(exc.status or ""), "method": method, "room": room}
+    code, status = exc.code, exc.status
+    if code in ("unauthenticated", "permission_denied") or status in (401, 403):
+        return errors.LiveKitRejectedCredentials(
+            f"LiveKit refused the dispatcher's API key/secret ({code}): {exc.message}", metadata=meta
+        )
+    if code == "bad_route" or status == 501 or code == "unimplemented":
+        return errors.LiveKitPrecondition(
+            f"LIVEKIT_URL does not serve AgentDispatchService.{method} ({code}): {exc.message}",
+            reason="LIVEKIT_MISCONFIGURED",
+            metadata=meta,
+        )
+    if code == "not_found":
+        if method == "DeleteDispatch":
+            return errors.DispatchNotFound(
+                f"LiveKit has no such dispatch in room {room!r}: {exc.message}", metadata=meta
+            )
+        return errors.RoomNotFound(f"LiveKit has no room {room!r}: {exc.message}", metadata=meta)
+    if code in ("invalid_argument", "malformed", "out_of_range"):
+        return errors.LiveKitRejectedRequest(f"LiveKit rejected the request ({code}): {exc.message}", metadata=meta)
+    if code == "failed_precondition" or code == "already_exists" or code == "aborted":
+        return errors.LiveKitPrecondition(f"LiveKit refused ({code}): {exc.message}", metadata=meta)
+    if status == 429 or code == "resource_exhausted":
+        return errors.LiveKitRateLimited(f"LiveKit rate-limited the dispatcher: {exc.message}", metadata=meta)
+    if exc.retryable:
+        return errors.LiveKitUnavailable(f"LiveKit unavailable for {method}: {exc}", metadata=meta)
+    return errors.LiveKitInternal(f"LiveKit {method} failed: {exc}", metadata=meta)
+
+
+# Outcomes that mean LiveKit cannot serve us at all, as opposed to refusing one request.
+_UNHEALTHY = (errors.LiveKitUnavailable, errors.LiveKitRejectedCredentials)
+
+
+class LiveKitCalls:
+    """Runs one logical LiveKit request as tenacity-retried attempts that all end before
+    `deadline` (event-loop time). Each attempt gets at most `attempt_timeout`."""
+
+    def __init__(
+        self,
+        retry: RetryConfig,
+        metrics: DispatcherMetrics,
+        report_health: Callable[[bool], Awaitable[None]] | None = None,
+    ) -> None:
+        self._retry = retry
+        self._metrics = metrics
+        # Passive health: LiveKit answering at all (even a 4xx about one request) is
+        # healthy; unreachable or refusing our key is not.
+        self._report_health = report_health
+
+    async def run(
+        self,
+        method: str,
+        room: str,
+        attempt: Callable[[float], Awaitable[T]],
+        deadline: float,
+        *,
+        before_retry: Callable[[], Awaitable[T | None]] | None = None,
+    ) -> T:
+        """`attempt(timeout)` does one request. `before_retry`, when given, runs before each
+        retry and may return a result that ends the call (used by CreateDispatch to look
+        for a dispatch a failed-looking attempt created after all)."""
+        cfg = self._retry
+
+        def out_of_time(state: RetryCallState) -> bool:
+            return remaining(deadline) - state.upcoming_sleep < _MIN_ATTEMPT_SECONDS
+
+        def count_retry(state: RetryCallState) -> None:
+            self._metrics.livekit_retries.labels(method=method).inc()
+            failure = state.outcome.exception() if state.outcome else None
+            log.warning("LiveKit %s failed (%s); retry %d", method, failure, state.attempt_number)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, LiveKitCallError) and e.retryable),
+            wait=wait_exponential_jitter(initial=cfg.initial_backoff, max=cfg.max_backoff, jitter=cfg.initial_backoff),
+            stop=stop_after_attempt(cfg.max_attempts) | out_of_time,
+            before_sleep=count_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt_state in retrying:
+                with attempt_state:
+                    if attempt_state.retry_state.attempt_number > 1 and before_retry is not None:
+                        found = await before_retry()
+                        if found is not None:
+                            await self._health(True)
+                            return found
+                    left = remaining(deadline)
+                    if left < _MIN_ATTEMPT_SECONDS:
+                        raise LiveKitCallError("deadline", "no time left for a LiveKit request", status=None)
+                    value = await self.once(method, attempt, min(cfg.attempt_timeout, left))
+                    await self._health(True)
+                    return value
+        except LiveKitCallError as exc:
+            error = to_domain_error(exc, method=method, room=room)
+            await self._health(not isinstance(error, _UNHEALTHY))
+            raise error from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def once(self, method: str, attempt: Callable[[float], Awaitable[T]], timeout: float) -> T:
+        """One timed attempt, errors raised as they come (`LiveKitCallError`)."""
+        started = time.perf_counter()
+        result = "error"
+        try:
+            value = await attempt(timeout)
+            result = "ok"
+            return value
+        except LiveKitCallError as exc:
+            result = exc.code if exc.status is None else str(exc.status)
+            raise
+        finally:
+            self._metrics.livekit_latency.labels(method=method, result=result).observe(time.perf_counter() - started)
+
+    async def _health(self, healthy: bool) -> None:
+        if self._report_health is not None:
+            await self._report_health(healthy)

@@ -1,0 +1,45 @@
+"""Prometheus metrics of the dispatcher, registered on the server's own registry
+(the shared runtime gives each server one, so two dispatchers in one test process
+never collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from services.grpc_runtime import LATENCY_BUCKETS
+
+
+class DispatcherMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.dispatches = Counter(
+            "friday_dispatcher_dispatches_total",
+            "DispatchAgent outcomes: created, already_existed, or failed (with the gRPC code).",
+            ["outcome", "code"],
+            registry=self.registry,
+        )
+        self.livekit_latency = Histogram(
+            "friday_dispatcher_livekit_request_seconds",
+            "Latency of one LiveKit AgentDispatchService request (one attempt), by method and result.",
+            ["method", "result"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.livekit_retries = Counter(
+            "friday_dispatcher_livekit_retries_total",
+            "LiveKit requests retried after a 5xx, 429 or transport failure, by method.",
+            ["method"],
+            registry=self.registry,
+        )
+        self.claim_waits = Counter(
+            "friday_dispatcher_claim_waits_total",
+            "DispatchAgent calls that found their call claimed by another request and waited for its dispatch.",
+            registry=self.registry,
+        )
+
+    def record_dispatch(self, outcome: str, code: str = "OK") -> None:
+        self.dispatches.labels(outcome=outcome, code=code).inc()
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample's current value (0 when absent): for tests and the CLI."""
+        return self.registry.get_sample_value(name, labels or {}) or 0.0

@@ -1,0 +1,66 @@
+"""Assembles DispatcherService on the shared gRPC runtime: LiveKit transport, claim
+store, metrics on the server's registry, LiveKit/Redis health, shutdown hooks."""
+
+from __future__ import annotations
+
+from friday.dispatcher.v1 import dispatcher_service_pb2, dispatcher_service_pb2_grpc
+from services.dispatcher.claims import ClaimStore, RedisClaimStore, claim_store_for
+from services.dispatcher.config import DispatcherConfig
+from services.dispatcher.dispatcher import Dispatcher
+from services.dispatcher.livekit_transport import LiveKitDispatchTransport
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.servicer import DispatcherServicer
+from services.dispatcher.transport import DispatchTransport
+from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
+
+SERVICE_FULL_NAME = dispatcher_service_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name
+DEFAULT_PORT = 50052
+DEFAULT_METRICS_PORT = 9102
+REDIS_PROBE_INTERVAL_SECONDS = 10.0
+
+
+def server_config_from_env() -> ServerConfig:
+    """DISPATCHER_PORT, DISPATCHER_METRICS_PORT, DISPATCHER_TLS_*, DISPATCHER_TOKEN, ..."""
+    return ServerConfig.from_env(
+        "DISPATCHER",
+        default_port=DEFAULT_PORT,
+        default_metrics_port=DEFAULT_METRICS_PORT,
+        token_env="DISPATCHER_TOKEN",
+    )
+
+
+def build_server(
+    server_config: ServerConfig,
+    config: DispatcherConfig,
+    *,
+    transport: DispatchTransport | None = None,
+    claims: ClaimStore | None = None,
+) -> tuple[GrpcServer, DispatcherMetrics]:
+    """A ready-to-start server. `transport`/`claims` default to LiveKit over HTTP and the
+    claim store chosen by `config.claims.redis_url`."""
+    server = GrpcServer(server_config, name="dispatcher")
+    metrics = DispatcherMetrics(server.registry)
+    if transport is None:
+        lk = config.livekit
+        transport = LiveKitDispatchTransport(lk.url, lk.api_key, lk.api_secret)
+    if claims is None:
+        claims = claim_store_for(config.claims.redis_url, config.claims.key_prefix)
+    dispatcher = Dispatcher(
+        transport,
+        claims,
+        config,
+        metrics,
+        report_livekit_health=server.health.reporter(SERVICE_FULL_NAME, "livekit"),
+    )
+    if isinstance(claims, RedisClaimStore):
+        server.health.add_probe(SERVICE_FULL_NAME, "redis", claims.ping, REDIS_PROBE_INTERVAL_SECONDS)
+    server.add_service(
+        ServiceSpec.of(
+            DispatcherServicer(dispatcher, metrics, config.max_budget_seconds),
+            dispatcher_service_pb2_grpc,
+            dispatcher_service_pb2,
+            "DispatcherService",
+        )
+    )
+    server.on_shutdown(dispatcher.aclose)
+    return server, metrics

@@ -1,0 +1,112 @@
+"""DispatcherService over gRPC: the one place that knows gRPC status codes. Turns
+requests into Dispatcher calls with a deadline and domain errors into status +
+ErrorInfo (domain "dispatcher.friday")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import NoReturn
+
+import grpc
+
+from friday.dispatcher.v1 import dispatcher_service_pb2 as pb
+from friday.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from services.common import tracing
+from services.dispatcher import errors
+from services.dispatcher.dispatcher import Dispatcher
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.transport import DispatchRecord
+from services.grpc_runtime import abort_with_error, current_trace_id, remaining_budget
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "dispatcher.friday"
+
+# Domain error → gRPC code. Most specific class first (isinstance order).
+_STATUS: tuple[tuple[type[errors.DispatchError], grpc.StatusCode], ...] = (
+    (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.RoomNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.DispatchNotFound, grpc.StatusCode.NOT_FOUND),
+    # Our LiveKit key refused: the operator must fix config. Never UNAUTHENTICATED,
+    # which tells *callers* their token is wrong (DESIGN.md §4).
+    (errors.LiveKitRejectedCredentials, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.LiveKitRejectedRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.LiveKitPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.LiveKitUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.LiveKitRateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ClaimStoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+    # The dispatch is being made by another request; the caller's retry will find it.
+    (errors.DispatchInProgress, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.LiveKitInternal, grpc.StatusCode.INTERNAL),
+)
+
+# Answer this much before the caller's deadline so it receives our status, not its own
+# DEADLINE_EXCEEDED.
+_ANSWER_MARGIN_SECONDS = 0.05
+
+
+def status_code_of(error: errors.DispatchError) -> grpc.StatusCode:
+    for cls, code in _STATUS:
+        if isinstance(error, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def dispatch_message(record: DispatchRecord) -> pb.Dispatch:
+    return pb.Dispatch(
+        dispatch_id=record.dispatch_id, agent_name=record.agent_name, room=record.room, metadata=record.metadata
+    )
+
+
+class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
+    def __init__(self, dispatcher: Dispatcher, metrics: DispatcherMetrics, max_budget_seconds: float) -> None:
+        self._dispatcher = dispatcher
+        self._metrics = metrics
+        self._max_budget = max_budget_seconds
+
+    def _deadline(self, context: grpc.aio.ServicerContext) -> float:
+        budget = remaining_budget(context, self._max_budget)
+        budget -= min(_ANSWER_MARGIN_SECONDS, budget / 10)
+        return asyncio.get_running_loop().time() + budget
+
+    async def DispatchAgent(  # noqa: N802 - gRPC method name
+        self, request: pb.DispatchAgentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DispatchAgentResponse:
+        tracing.current_trace_id.set(current_trace_id() or request.metadata.trace_id or "-")
+        try:
+            outcome = await self._dispatcher.dispatch_agent(
+                request.room, request.agent_name, request.metadata, self._deadline(context)
+            )
+        except errors.DispatchError as exc:
+            code = status_code_of(exc)
+            self._metrics.record_dispatch("failed", code.name)
+            await self._abort(context, exc, code)
+        self._metrics.record_dispatch("already_existed" if outcome.already_existed else "created")
+        return pb.DispatchAgentResponse(
+            dispatch=dispatch_message(outcome.dispatch), already_existed=outcome.already_existed
+        )
+
+    async def ListDispatches(  # noqa: N802
+        self, request: pb.ListDispatchesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDispatchesResponse:
+        try:
+            records = await self._dispatcher.list_dispatches(request.room, self._deadline(context))
+        except errors.DispatchError as exc:
+            await self._abort(context, exc, status_code_of(exc))
+        return pb.ListDispatchesResponse(dispatches=[dispatch_message(r) for r in records])
+
+    async def CancelDispatch(  # noqa: N802
+        self, request: pb.CancelDispatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelDispatchResponse:
+        try:
+            record = await self._dispatcher.cancel_dispatch(request.room, request.dispatch_id, self._deadline(context))
+        except errors.DispatchError as exc:
+            await self._abort(context, exc, status_code_of(exc))
+        return pb.CancelDispatchResponse(dispatch=dispatch_message(record))
+
+    @staticmethod
+    async def _abort(context: grpc.aio.ServicerContext, exc: errors.DispatchError, code: grpc.StatusCode) -> NoReturn:
+        level = logging.WARNING if code != grpc.StatusCode.INVALID_ARGUMENT else logging.INFO
+        log.log(level, "%s %s: %s", code.name, exc.reason, exc)
+        await abort_with_error(context, code, str(exc), reason=exc.reason, domain=ERROR_DOMAIN, metadata=exc.metadata)
