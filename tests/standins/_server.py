@@ -42,9 +42,7 @@ class HttpStandIn:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await site.start()
-        server = site._server  # aiohttp exposes no public accessor for the bound socket
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]  # the real port when asked for port 0
         return self
 
     async def stop(self) -> None:
