@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from friday.agent.v1.agent_job_metadata_pb2 import CallFacts
+from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.common.default_persona import default_persona
 from services.common.job_metadata import JobMetadataError, decode
@@ -52,13 +52,12 @@ def setup_from_metadata(text: str | None, *, room_name: str = "") -> JobSetup:
     except Exception as exc:  # noqa: BLE001 - the contract is "no crash path from metadata"
         reason, detail = "METADATA_UNREADABLE", f"{type(exc).__name__}: {exc}"
     else:
-        call = CallFacts()
-        call.CopyFrom(metadata.call)
-        if room_name and not call.room:
-            call.room = room_name
-        source = metadata.persona_source or PersonaSource.PERSONA_SOURCE_UNSPECIFIED
-        return JobSetup(persona=metadata.persona, source=source, call=call, trace_id=metadata.trace_id)
-
+        if _is_empty(metadata.persona):
+            # json_format accepts `"persona": "<a string>"` as an empty Persona (it
+            # iterates the string's characters as ignored keys): nothing to speak with.
+            reason, detail = "PERSONA_EMPTY", "job metadata carries a persona with no text at all"
+        else:
+            return _setup(metadata, room_name)
     logger.warning(
         "job metadata unusable (%s); answering with the default persona: %s",
         reason,
@@ -71,6 +70,21 @@ def setup_from_metadata(text: str | None, *, room_name: str = "") -> JobSetup:
         call=CallFacts(room=room_name),
         trace_id="",
         fallback_reason=reason,
+    )
+
+
+def _setup(metadata: AgentJobMetadata, room_name: str) -> JobSetup:
+    call = CallFacts()
+    call.CopyFrom(metadata.call)
+    if room_name and not call.room:
+        call.room = room_name
+    source = metadata.persona_source or PersonaSource.PERSONA_SOURCE_UNSPECIFIED
+    return JobSetup(persona=metadata.persona, source=source, call=call, trace_id=metadata.trace_id)
+
+
+def _is_empty(persona: Persona) -> bool:
+    return not (
+        persona.personality.strip() or persona.conversation_structure.strip() or persona.welcome_message.strip()
     )
 
 

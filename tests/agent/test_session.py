@@ -1,0 +1,168 @@
+"""The agent in a real AgentSession, driven by a scripted LLM inside a fake job
+context (livekit.agents.testing): no LiveKit server, no model, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+from livekit.agents import AgentSession, JobContext
+from livekit.agents.testing import fake_job_context
+from livekit.agents.voice.run_result import RunResult
+
+from agent.call_events import friday_events
+from agent.config import AgentConfig
+from agent.greeting import GENERIC_GREETING_INSTRUCTION
+from agent.hangup import HANGUP_REASON
+from agent.persona_agent import PersonaAgent
+from agent.persona_plan import PersonaPlan
+from agent.worker import prepare_call
+from friday.persona.v1.persona_pb2 import GreetingMode
+from services.common.default_persona import default_persona
+from tests.agent.personas import CALLER, DIALED, acme_persona, job_metadata
+from tests.agent.scripted_llm import Reply, ScriptedLLM, tool_call
+
+# Guards against a hang only; nothing asserts on elapsed time.
+HANG_GUARD_S = 30
+
+
+@dataclass
+class Call:
+    ctx: JobContext
+    plan: PersonaPlan
+    session: AgentSession
+    started: RunResult
+    llm: ScriptedLLM
+    shutdown_reasons: list[str]
+
+    def spoken(self, result: RunResult | None = None) -> list[str]:
+        events = (result or self.started).events
+        return [e.item.text_content or "" for e in events if e.type == "message" and e.item.role == "assistant"]
+
+
+@asynccontextmanager
+async def answered_call(metadata: str, replies: list[Reply] | None = None) -> AsyncIterator[Call]:
+    with fake_job_context(job_metadata=metadata) as ctx:
+        shutdown_reasons: list[str] = []
+        ctx._on_shutdown = shutdown_reasons.append  # observe LiveKit's job shutdown request
+        plan, caller = await prepare_call(ctx, AgentConfig(sip_participant_timeout=1.0))
+        assert caller is None  # a fake job has no room to find a SIP participant in
+        llm = ScriptedLLM(replies)
+        async with AgentSession(llm=llm, vad=None) as session:
+            started = await session.start(PersonaAgent(plan), capture_run=True)
+            yield Call(ctx, plan, session, started, llm, shutdown_reasons)
+
+
+async def test_full_persona_sets_instructions_and_speaks_the_welcome_first() -> None:
+    async with answered_call(job_metadata(), ["Of course, what's your name?"]) as call:
+        assert call.spoken() == ["Hi, this is Maya from Acme Dental at Acme Dental. You called +14155550100."]
+        result = await call.session.run(user_input="I need an appointment")
+        assert call.spoken(result) == ["Of course, what's your name?"]
+
+        system = call.llm.system_prompt(0)
+        personality = system.index("You are Maya from Acme Dental, the receptionist of Acme Dental.")
+        structure = system.index("Conversation structure:\n1. Ask for the patient's name.\n2. Offer a slot on Tuesday.")
+        assert personality < structure
+        assert "{{" not in system
+
+
+async def test_persona_applied_is_recorded_in_the_transcript(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="friday.agent.events")
+    async with answered_call(job_metadata()) as call:
+        (event,) = friday_events(call.session.history)
+        assert event["persona_id"] == "crm-42"
+        assert event["persona_name"] == "Maya from Acme Dental"
+        assert event["persona_source"] == "PERSONA_SOURCE_CRM"
+        assert event["trace_id"] == "EV_trace_1"
+        assert event["dialed_number"] == DIALED
+        # the event precedes the agent's first line in the transcript
+        items = [i for i in call.session.history.items if i.type == "message"]
+        assert items[0].extra["friday_event"] == event
+        assert items[1].role == "assistant"
+        # the same record as a structured log line
+        (record,) = [r for r in caplog.records if r.getMessage() == "persona_applied"]
+        assert record.persona_id == "crm-42" and record.trace_id == "EV_trace_1"
+        # and the transcript text itself is readable JSON
+        assert json.loads(items[0].text_content.split(" ", 1)[1])["persona_id"] == "crm-42"
+
+
+async def test_conversation_structure_only() -> None:
+    persona = acme_persona(personality="")
+    async with answered_call(job_metadata(persona), ["Sure."]) as call:
+        await call.session.run(user_input="hello")
+        system = call.llm.system_prompt(0)
+        assert system.startswith("Conversation structure:\n1. Ask for the patient's name.")
+        assert "receptionist" not in system
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ("", "METADATA_EMPTY"),
+        ("{not json", "METADATA_MALFORMED"),
+        ('{"persona": "a string, not a Persona"}', "PERSONA_EMPTY"),
+        ('{"persona": 5}', "METADATA_MALFORMED"),
+        ('{"schemaVersion": 1, "call": {"dialedNumber": "+1"}}', "METADATA_NO_PERSONA"),
+        ("[1, 2, 3]", "METADATA_MALFORMED"),
+        ('{"schemaVersion": 99, "persona": {"personaId": "x"}}', "METADATA_SCHEMA_UNSUPPORTED"),
+    ],
+)
+async def test_unusable_metadata_answers_with_the_default_persona(
+    metadata: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="friday.agent.job_setup")
+    async with answered_call(metadata) as call:
+        assert call.plan.persona_id == default_persona().persona_id
+        assert call.plan.fallback_reason == reason
+        assert call.spoken() == [default_persona().welcome_message]
+        (event,) = friday_events(call.session.history)
+        assert event["persona_source"] == "PERSONA_SOURCE_DEFAULT"
+        assert event["fallback_reason"] == reason
+    assert any(reason in r.getMessage() for r in caplog.records)
+
+
+async def test_unknown_placeholder_is_spoken_as_written() -> None:
+    persona = acme_persona(welcome_message="Hello from {{business}}, ask about {{mystery}}.")
+    async with answered_call(job_metadata(persona)) as call:
+        assert call.spoken() == ["Hello from Acme Dental, ask about {{mystery}}."]
+        assert call.plan.unknown_placeholders == {"mystery"}
+
+
+async def test_generated_greeting_asks_the_llm_with_the_welcome_as_instruction() -> None:
+    persona = acme_persona(
+        greeting_mode=GreetingMode.GREETING_MODE_GENERATED,
+        welcome_message="Greet the caller from {{business}} and mention {{caller_number}}.",
+    )
+    async with answered_call(job_metadata(persona), ["Hello there, welcome to Acme!"]) as call:
+        assert call.spoken() == ["Hello there, welcome to Acme!"]
+        request = call.llm.requests[0]
+        texts = [i.text_content or "" for i in request.items if i.type == "message"]
+        assert any(f"Greet the caller from Acme Dental and mention {CALLER}." in t for t in texts)
+
+
+async def test_empty_welcome_is_generated_generically() -> None:
+    async with answered_call(job_metadata(acme_persona(welcome_message="")), ["Hi!"]) as call:
+        assert call.spoken() == ["Hi!"]
+        texts = [i.text_content or "" for i in call.llm.requests[0].items if i.type == "message"]
+        assert any(GENERIC_GREETING_INSTRUCTION in t for t in texts)
+
+
+async def test_end_call_speaks_the_closing_message_then_hangs_up() -> None:
+    async with answered_call(job_metadata(), [tool_call("end_call")]) as call:
+        closed = asyncio.Event()
+        call.session.on("close", lambda _ev: closed.set())
+        result = await call.session.run(user_input="That's all, bye!")
+        result.expect.next_event().is_function_call(name="end_call")
+        result.expect.next_event().is_function_call_output()
+        result.expect.next_event().is_message(role="assistant")
+        assert call.spoken(result) == ["Thanks for calling Acme Dental, goodbye!"]
+        await asyncio.wait_for(closed.wait(), HANG_GUARD_S)
+        assert call.shutdown_reasons == [HANGUP_REASON]
+        # the closing line is the last thing the caller heard
+        last = [i for i in call.session.history.items if i.type == "message"][-1]
+        assert last.role == "assistant" and last.text_content == "Thanks for calling Acme Dental, goodbye!"
