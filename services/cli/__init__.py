@@ -9,7 +9,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 # Subcommand modules, in the order `friday --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("gateway", "up", "agent")
+COMMAND_MODULES: tuple[str, ...] = ("gateway", "up", "agent", "dispatcher")
 
 
 def _version() -> str:
