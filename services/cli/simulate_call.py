@@ -1,0 +1,102 @@
+"""`friday simulate-call`: a phone call without a phone. Sends the gateway the
+`participant_joined` webhook LiveKit sends when a SIP caller joins, signed the
+way LiveKit signs it, and prints what the gateway answered."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    simulate = subparsers.add_parser(
+        "simulate-call",
+        help="send a signed SIP participant_joined webhook to the gateway",
+        description="Builds the webhook LiveKit sends when a caller dials NUMBER, signs it with the webhook key "
+        "pair, posts it to the gateway and prints the answer (dispatch id, persona, source).",
+    )
+    simulate.add_argument("--to", required=True, help="the number dialed (sip.trunkPhoneNumber)")
+    simulate.add_argument("--from", dest="caller", default="+14155550100", help="the caller (sip.phoneNumber)")
+    simulate.add_argument("--room", help="room name (default: a new call-… name)")
+    simulate.add_argument("--call-id", help="sip.callID (default: random SCL_…)")
+    simulate.add_argument(
+        "--gateway",
+        default=os.environ.get("FRIDAY_GATEWAY_URL", f"http://localhost:{os.environ.get('PORT', '8080')}"),
+        help="gateway base URL (env FRIDAY_GATEWAY_URL, default http://localhost:$PORT or :8080)",
+    )
+    simulate.add_argument(
+        "--api-key",
+        default=os.environ.get("LIVEKIT_WEBHOOK_API_KEY") or os.environ.get("LIVEKIT_API_KEY") or "devkey",
+        help="webhook signing key (env LIVEKIT_WEBHOOK_API_KEY / LIVEKIT_API_KEY, default devkey)",
+    )
+    simulate.add_argument(
+        "--api-secret",
+        default=os.environ.get("LIVEKIT_WEBHOOK_API_SECRET") or os.environ.get("LIVEKIT_API_SECRET") or "secret",
+        help="webhook signing secret (env LIVEKIT_WEBHOOK_API_SECRET / LIVEKIT_API_SECRET, default secret)",
+    )
+    simulate.add_argument(
+        "--repeat", type=int, default=1, help="deliver the same signed webhook N times (as LiveKit redelivers)"
+    )
+    simulate.add_argument(
+        "--agent-join", action="store_true", help="then send our own agent's participant_joined (must be ignored)"
+    )
+    simulate.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds")
+    simulate.add_argument("--json", action="store_true", help="print the raw answers as JSON lines")
+    simulate.set_defaults(handler=_simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import httpx
+
+    from services.simulator import livekit_webhooks as webhooks
+
+    room = args.room or webhooks.random_id("call-", 8)
+    event = webhooks.sip_participant_joined(
+        room=room, dialed_number=args.to, caller_number=args.caller, call_id=args.call_id
+    )
+    body, headers = webhooks.signed_request(event, args.api_key, args.api_secret)
+    deliveries = [("sip join", body, headers)] * max(1, args.repeat)
+    if args.agent_join:
+        agent = webhooks.agent_participant_joined(room=room)
+        deliveries.append(("agent join", *webhooks.signed_request(agent, args.api_key, args.api_secret)))
+
+    url = args.gateway.rstrip("/") + "/livekit-webhook"
+    print(f"room {room}  call {event.participant.attributes['sip.callID']}  event {event.id}  -> {url}")
+    dispatched = False
+    with httpx.Client(timeout=args.timeout) as client:
+        for attempt, (what, payload, payload_headers) in enumerate(deliveries, start=1):
+            try:
+                response = client.post(url, content=payload, headers=payload_headers)
+            except httpx.HTTPError as exc:
+                print(f"{attempt}. {what}: gateway unreachable at {url}: {exc}", file=sys.stderr)
+                return 1
+            answer = _json_or_text(response)
+            if args.json:
+                print(json.dumps({"delivery": what, "http_status": response.status_code, "answer": answer}))
+            else:
+                print(f"{attempt}. {what}: HTTP {response.status_code} {_summary(answer)}")
+            if what == "sip join" and response.status_code == 200 and answer.get("status") == "dispatched":
+                dispatched = True
+    return 0 if dispatched else 1
+
+
+def _json_or_text(response) -> dict:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {"detail": response.text}
+    return answer if isinstance(answer, dict) else {"detail": answer}
+
+
+def _summary(answer: dict) -> str:
+    if answer.get("status") == "dispatched":
+        existed = " (already existed)" if answer.get("already_existed") else ""
+        persona = f"{answer.get('persona_name')} [{answer.get('persona_id')}]"
+        source = answer.get("persona_source")
+        line = f"dispatched {answer.get('dispatch_id')}{existed}  persona {persona}  source {source}"
+        if answer.get("default_reason"):
+            line += f"  (default because: {answer['default_reason']})"
+        return line
+    return f"{answer.get('status', '')}: {answer.get('detail', '')}"

@@ -1,0 +1,163 @@
+"""Builds webhook requests exactly as livekit-server sends them (livekit/protocol webhook/resource_url_notifier.go).
+
+* Body: ``protojson.Marshal(event)`` with Go defaults - camelCase JSON names, int64 as strings,
+  enums by name, zero values omitted (a STANDARD participant has no ``kind``). Compact output.
+* Headers: ``Authorization: <raw JWT>`` (no ``Bearer``) and ``Content-Type: application/webhook+json``.
+* JWT: HS256, ``iss`` = API key, valid 5 minutes, ``sha256`` = base64(SHA-256(body bytes)).
+
+Verify with ``livekit.api.WebhookReceiver(TokenVerifier(key, secret)).receive(body.decode(), auth)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import hashlib
+import json
+import secrets
+import string
+import time
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from google.protobuf import json_format
+from livekit.api import AccessToken
+from livekit.protocol.models import ParticipantInfo, ParticipantPermission, Room
+from livekit.protocol.webhook import WebhookEvent
+
+WEBHOOK_CONTENT_TYPE = "application/webhook+json"
+DEFAULT_VALIDITY = timedelta(minutes=5)
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def random_id(prefix: str, n: int = 12) -> str:
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(n))
+
+
+def body_sha256(body: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(body).digest()).decode()
+
+
+def sign(
+    body: bytes | str,
+    api_key: str,
+    api_secret: str,
+    *,
+    valid_for: timedelta = DEFAULT_VALIDITY,
+    issued_at: datetime | None = None,
+) -> dict[str, str]:
+    """Headers LiveKit sends with ``body``. ``issued_at`` in the past makes expired tokens for tests."""
+    raw = body.encode() if isinstance(body, str) else body
+    digest = body_sha256(raw)
+    if issued_at is None:
+        token = AccessToken(api_key, api_secret).with_ttl(valid_for).with_sha256(digest).to_jwt()
+    else:
+        # AccessToken always stamps "now"; build the same claims by hand for a chosen time.
+        nbf = calendar.timegm(issued_at.astimezone(UTC).utctimetuple())
+        claims = {"iss": api_key, "nbf": nbf, "exp": nbf + int(valid_for.total_seconds()), "sha256": digest}
+        token = jwt.encode(claims, api_secret, algorithm="HS256")
+    return {"Authorization": token, "Content-Type": WEBHOOK_CONTENT_TYPE}
+
+
+def event_body(event: WebhookEvent) -> bytes:
+    """protojson as Go marshals it: camelCase, int64 strings, enum names, no zero values."""
+    as_dict = json_format.MessageToDict(event, preserving_proto_field_name=False)
+    return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def signed_request(
+    event: WebhookEvent, api_key: str, api_secret: str, **sign_kwargs: object
+) -> tuple[bytes, dict[str, str]]:
+    body = event_body(event)
+    return body, sign(body, api_key, api_secret, **sign_kwargs)  # type: ignore[arg-type]
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+def _room(name: str, now: int) -> Room:
+    return Room(
+        sid=random_id("RM_"),
+        name=name,
+        empty_timeout=300,
+        departure_timeout=20,
+        creation_time=now,
+        creation_time_ms=now * 1000,
+        turn_password=secrets.token_hex(8),
+    )
+
+
+def _event(kind: str, room: str, event_id: str | None, created_at: int | None) -> WebhookEvent:
+    now = created_at if created_at is not None else int(time.time())
+    return WebhookEvent(event=kind, room=_room(room, now), id=event_id or random_id("EV_"), created_at=now)
+
+
+def _participant(identity: str, name: str, kind: int, joined_at: int) -> ParticipantInfo:
+    return ParticipantInfo(
+        sid=random_id("PA_"),
+        identity=identity,
+        name=name,
+        state=ParticipantInfo.State.ACTIVE,
+        joined_at=joined_at,
+        joined_at_ms=joined_at * 1000,
+        version=1,
+        kind=kind,  # type: ignore[arg-type]
+        permission=ParticipantPermission(can_subscribe=True, can_publish=True, can_publish_data=True),
+    )
+
+
+def sip_participant_joined(
+    *,
+    room: str,
+    dialed_number: str | None,
+    caller_number: str | None = "+14155550100",
+    call_id: str | None = None,
+    trunk_id: str = "ST_test",
+    event_id: str | None = None,
+    identity: str | None = None,
+    created_at: int | None = None,
+) -> WebhookEvent:
+    """A caller's SIP leg joining: kind SIP, ``sip.*`` attributes; None means the attribute is absent."""
+    event = _event("participant_joined", room, event_id, created_at)
+    who = identity or ("sip_" + caller_number if caller_number else random_id("sip_"))
+    display = f"Phone {caller_number}" if caller_number else "Phone"
+    p = _participant(who, display, ParticipantInfo.Kind.SIP, event.created_at)
+    attrs = {
+        "sip.callID": call_id or random_id("SCL_"),
+        "sip.trunkID": trunk_id,
+        "sip.ruleID": "SDR_test",
+        "sip.callStatus": "ringing",
+    }
+    if dialed_number is not None:
+        attrs["sip.trunkPhoneNumber"] = dialed_number
+    if caller_number is not None:
+        attrs["sip.phoneNumber"] = caller_number
+    p.attributes.update(attrs)
+    event.participant.CopyFrom(p)
+    return event
+
+
+def agent_participant_joined(
+    *, room: str, agent_name: str = "friday-ai-agent", event_id: str | None = None
+) -> WebhookEvent:
+    """Our own agent joining the room: kind AGENT. The gateway must ignore it."""
+    event = _event("participant_joined", room, event_id, None)
+    job_id = random_id("AJ_")
+    p = _participant(f"agent-{job_id}", agent_name, ParticipantInfo.Kind.AGENT, event.created_at)
+    p.permission.agent = True
+    p.attributes.update({"lk.agent.state": "initializing"})
+    event.participant.CopyFrom(p)
+    return event
+
+
+def standard_participant_joined(*, room: str, event_id: str | None = None) -> WebhookEvent:
+    """A browser/app user joining: kind STANDARD, i.e. no ``kind`` in the JSON at all."""
+    event = _event("participant_joined", room, event_id, None)
+    event.participant.CopyFrom(
+        _participant(random_id("user-", 6), "Web user", ParticipantInfo.Kind.STANDARD, event.created_at)
+    )
+    return event
+
+
+def room_started(*, room: str, event_id: str | None = None) -> WebhookEvent:
+    return _event("room_started", room, event_id, None)
