@@ -26,6 +26,9 @@ def acme_persona(**overrides: object) -> Persona:
     for field, value in overrides.items():
         if field == "voice":
             persona.voice.CopyFrom(value)  # type: ignore[arg-type]
+        elif field == "prompt_variables":
+            persona.prompt_variables.clear()
+            persona.prompt_variables.update(value)  # type: ignore[call-overload]
         else:
             setattr(persona, field, value)
     return persona
