@@ -7,13 +7,18 @@ Client side: `error_info(rpc_error)` returns the ErrorInfo (or None).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import collections
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+
+class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
+    pass
 
 
 def error_status(
@@ -23,13 +28,18 @@ def error_status(
     reason: str,
     domain: str,
     metadata: Mapping[str, str] | None = None,
+    trailing_metadata: Sequence[tuple[str, str]] = (),
 ) -> grpc.Status:
-    """A grpc.Status whose trailing metadata carries google.rpc.Status + ErrorInfo."""
+    """A grpc.Status whose trailing metadata carries google.rpc.Status + ErrorInfo
+    (plus `trailing_metadata`, e.g. `grpc-retry-pushback-ms: -1` to stop client retries)."""
     info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=dict(metadata or {}))
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(code=_code_number(code), message=message, details=[detail])
-    return rpc_status.to_status(status)
+    base = rpc_status.to_status(status)
+    if not trailing_metadata:
+        return base
+    return _Status(base.code, base.details, tuple(base.trailing_metadata) + tuple(trailing_metadata))
 
 
 async def abort_with_error(
@@ -40,9 +50,13 @@ async def abort_with_error(
     reason: str,
     domain: str,
     metadata: Mapping[str, str] | None = None,
+    trailing_metadata: Sequence[tuple[str, str]] = (),
 ) -> NoReturn:
     """End the RPC with `code`, `message` and an ErrorInfo detail. Always raises."""
-    await context.abort_with_status(error_status(code, message, reason=reason, domain=domain, metadata=metadata))
+    status = error_status(
+        code, message, reason=reason, domain=domain, metadata=metadata, trailing_metadata=trailing_metadata
+    )
+    await context.abort_with_status(status)
     raise AssertionError("abort_with_status returned")  # pragma: no cover - it always raises
 
 

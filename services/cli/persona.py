@@ -1,0 +1,108 @@
+"""`friday persona serve | get NUMBER | invalidate NUMBER`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from services.grpc_runtime import ClientTLSConfig, error_info
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("persona", help="PersonaService: serve it, or look a number up")
+    commands = parser.add_subparsers(dest="persona_command", metavar="ACTION", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run PersonaService (port PERSONA_PORT, default 50051)",
+        description="Configuration comes from the environment (PERSONA_*, REDIS_URL); see the README.",
+    )
+    serve.add_argument("--port", type=int, help="override PERSONA_PORT")
+    serve.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    serve.set_defaults(handler=_serve)
+
+    for name, help_text, handler in (
+        ("get", "print the persona for a dialed number as JSON", _get),
+        ("invalidate", "drop a number's cached persona", _invalidate),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("number", help="dialed number, e.g. +918655701159")
+        sub.add_argument(
+            "--target", default=os.environ.get("PERSONA_TARGET", "localhost:50051"), help="HOST:PORT of the service"
+        )
+        sub.add_argument("--timeout", type=float, default=3.0, help="deadline in seconds (default 3)")
+        sub.add_argument("--tls-ca", help="CA file to verify the server (enables TLS)")
+        sub.add_argument("--tls-cert", help="client certificate file (mTLS)")
+        sub.add_argument("--tls-key", help="client key file (mTLS)")
+        sub.add_argument("--tls-server-name", help="expected server name when it differs from the target host")
+        sub.add_argument("--token", default=os.environ.get("PERSONA_TOKEN"), help="bearer token (PERSONA_TOKEN)")
+        if name == "get":
+            sub.add_argument(
+                "--allow-default", action="store_true", help="return the default persona instead of errors"
+            )
+        sub.set_defaults(handler=handler)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from services.persona.app import build_server, server_config_from_env
+    from services.persona.config import PersonaConfig
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    server_config = server_config_from_env()
+    if args.port is not None:
+        server_config = replace(server_config, port=args.port)
+    server = build_server(PersonaConfig.from_env(), server_config)
+    asyncio.run(server.serve())
+    return 0
+
+
+def _tls(args: argparse.Namespace) -> ClientTLSConfig | None:
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    return ClientTLSConfig(
+        ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key, server_name_override=args.tls_server_name
+    )
+
+
+async def _call(args: argparse.Namespace, action: str) -> Any:
+    from services.persona.client import PersonaClient
+
+    async with PersonaClient(args.target, timeout=args.timeout, tls=_tls(args), bearer_token=args.token) as client:
+        if action == "get":
+            return await client.get_persona(args.number, allow_default=args.allow_default)
+        return await client.invalidate_persona(args.number)
+
+
+def _run(args: argparse.Namespace, action: str) -> int:
+    try:
+        reply = asyncio.run(_call(args, action))
+    except grpc.RpcError as exc:
+        info = error_info(exc)
+        error = {
+            "code": exc.code().name,
+            "message": exc.details(),
+            "reason": info.reason if info else "",
+            "metadata": dict(info.metadata) if info else {},
+        }
+        print(json.dumps({"error": error}, indent=2), file=sys.stderr)
+        return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
+    print(json_format.MessageToJson(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    return _run(args, "get")
+
+
+def _invalidate(args: argparse.Namespace) -> int:
+    return _run(args, "invalidate")

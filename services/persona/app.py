@@ -1,0 +1,92 @@
+"""Wires PersonaService onto the shared gRPC runtime: picks the source (CRM, persona
+file, or the bundled example), the cache (in-process, + Redis when configured),
+health reporting for the CRM, and the servicer."""
+
+from __future__ import annotations
+
+import logging
+
+from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
+from services.persona.cache import PersonaCache
+from services.persona.config import DEFAULT_METRICS_PORT, DEFAULT_PORT, PersonaConfig
+from services.persona.crm import CrmPersonaSource, CrmSettings
+from services.persona.grpc_service import SERVICE_NAME, PersonaServicer
+from services.persona.lookup import CachePolicy, PersonaLookup
+from services.persona.memory_cache import MemoryCache
+from services.persona.metrics import PersonaMetrics
+from services.persona.persona_file import PersonaFileSource
+from services.persona.redis_cache import RedisCache
+from services.persona.sources import PersonaSourceBackend
+
+log = logging.getLogger("friday.persona")
+
+
+def server_config_from_env() -> ServerConfig:
+    return ServerConfig.from_env("PERSONA", default_port=DEFAULT_PORT, default_metrics_port=DEFAULT_METRICS_PORT)
+
+
+def build_source(config: PersonaConfig, metrics: PersonaMetrics) -> PersonaSourceBackend:
+    if config.api_base:
+        return CrmPersonaSource(
+            CrmSettings(
+                base_url=config.api_base,
+                number_format=config.crm_number_format,
+                attempt_timeout_seconds=config.crm_attempt_timeout_seconds,
+                max_attempts=config.crm_max_attempts,
+                backoff_initial_seconds=config.crm_backoff_initial_seconds,
+                backoff_max_seconds=config.crm_backoff_max_seconds,
+            ),
+            observe_latency=lambda outcome, seconds: metrics.crm_latency.labels(outcome).observe(seconds),
+            count_error=lambda kind: metrics.crm_errors.labels(kind).inc(),
+            count_retry=metrics.crm_retries.inc,
+        )
+    if config.persona_file:
+        return PersonaFileSource.from_path(config.persona_file, default_region=config.default_region)
+    return PersonaFileSource.example(default_region=config.default_region)
+
+
+def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServer:
+    """A ready-to-start server (`await server.start()` or `await server.serve()`)."""
+    server = GrpcServer(server_config, name="persona")
+    metrics = PersonaMetrics(server.registry)
+    source = build_source(config, metrics)
+    shared = RedisCache(config.redis_url, key_prefix=config.redis_key_prefix) if config.redis_url else None
+    cache = PersonaCache(
+        MemoryCache(config.cache_max_entries),
+        shared,
+        count_shared_error=lambda op: metrics.redis_errors.labels(op).inc(),
+    )
+    report = None
+    if source.cacheable:  # a remote source: its reachability is part of our health
+        report = server.health.reporter(SERVICE_NAME, "crm")
+        if config.crm_probe_interval_seconds > 0:
+            server.health.add_probe(SERVICE_NAME, "crm", source.probe, config.crm_probe_interval_seconds)
+    lookup = PersonaLookup(
+        source,
+        cache,
+        metrics,
+        default_region=config.default_region,
+        policy=CachePolicy(
+            ttl_seconds=config.cache_ttl_seconds,
+            negative_ttl_seconds=config.negative_ttl_seconds,
+            max_stale_seconds=config.max_stale_seconds,
+        ),
+        report_source_health=report,
+    )
+    servicer = PersonaServicer(lookup, metrics, budget_seconds=config.request_budget_seconds)
+    server.add_service(ServiceSpec.of(servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService"))
+
+    async def close() -> None:
+        await source.aclose()
+        await cache.aclose()
+
+    server.on_shutdown(close)
+    log.info(
+        "persona source: %s; cache: %s; region %s; CRM number format %s",
+        f"CRM {config.api_base}" if config.api_base else getattr(source, "origin", "file"),
+        f"redis ({config.redis_key_prefix}*) + in-process" if shared else "in-process",
+        config.default_region,
+        config.crm_number_format.value,
+    )
+    return server

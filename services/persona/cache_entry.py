@@ -1,0 +1,37 @@
+"""What a cache holds for one number: a persona (or the fact that the CRM has none)
+and when it was fetched. Freshness is decided by the caller, so one entry can be
+fresh, stale-but-servable or expired without the backend knowing the policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from friday.persona.v1.persona_pb2 import Persona
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    persona: Persona | None  # None: the source said "no persona" (negative entry)
+    fetched_at: float  # wall-clock seconds (time.time()), comparable across replicas
+
+    @property
+    def negative(self) -> bool:
+        return self.persona is None
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.fetched_at)
+
+
+class CacheUnavailable(Exception):
+    """The backend could not be reached (Redis down)."""
+
+
+class CacheBackend(Protocol):
+    async def get(self, key: str) -> CacheEntry | None: ...
+
+    async def set(self, key: str, entry: CacheEntry, keep_seconds: float) -> None: ...
+
+    async def delete(self, key: str) -> bool: ...
+
+    async def aclose(self) -> None: ...

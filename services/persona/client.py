@@ -1,0 +1,71 @@
+"""PersonaClient: the typed async client internal teams import.
+
+    async with PersonaClient("localhost:50051") as personas:
+        reply = await personas.get_persona("+918655701159", allow_default=True)
+        reply.persona.welcome_message, reply.source
+
+Every call has a deadline (`timeout`, default 2 s). UNAVAILABLE from a server that
+is down or restarting is retried by the channel's service config; an UNAVAILABLE
+that PersonaService returns after its own CRM retries carries a retry pushback and
+is not retried again. Errors raise `grpc.aio.AioRpcError`; `error_reason(exc)` gives
+the stable ErrorInfo reason (PERSONA_NOT_FOUND, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+
+from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from services.grpc_runtime import ClientTLSConfig, RetryPolicy, create_channel, error_info
+
+SERVICE_NAME = persona_service_pb2.DESCRIPTOR.services_by_name["PersonaService"].full_name
+DEFAULT_TARGET = "localhost:50051"
+DEFAULT_TIMEOUT_SECONDS = 2.0
+DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_backoff_seconds=0.1, max_backoff_seconds=0.5)
+
+
+class PersonaClient:
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        tls: ClientTLSConfig | None = None,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
+        bearer_token: str | None = None,
+        trace_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = create_channel(
+            target, tls=tls, services=[SERVICE_NAME], retry=retry, bearer_token=bearer_token, trace_id=trace_id
+        )
+        self._stub = persona_service_pb2_grpc.PersonaServiceStub(self._channel)
+
+    async def get_persona(
+        self, dialed_number: str, *, allow_default: bool = False, timeout: float | None = None
+    ) -> persona_service_pb2.GetPersonaResponse:
+        request = persona_service_pb2.GetPersonaRequest(dialed_number=dialed_number, allow_default=allow_default)
+        return await self._stub.GetPersona(request, timeout=self.timeout if timeout is None else timeout)
+
+    async def invalidate_persona(
+        self, dialed_number: str, *, timeout: float | None = None
+    ) -> persona_service_pb2.InvalidatePersonaResponse:
+        request = persona_service_pb2.InvalidatePersonaRequest(dialed_number=dialed_number)
+        return await self._stub.InvalidatePersona(request, timeout=self.timeout if timeout is None else timeout)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> PersonaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    """The ErrorInfo reason of a failed call ('' when there is none)."""
+    info = error_info(error)
+    return info.reason if info is not None else ""

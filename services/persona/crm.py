@@ -1,0 +1,141 @@
+"""The CRM source: `GET <base>/<number>` over a pooled httpx client, retried with
+tenacity (exponential backoff + jitter, transport errors / 5xx / 429 only) and never
+past the caller's deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from friday.persona.v1.persona_pb2 import Persona
+from services.persona.mapping import MalformedPersona, persona_from_json
+from services.persona.numbers import CrmNumberFormat, DialedNumber
+from services.persona.sources import SourceUnavailable
+
+log = logging.getLogger("friday.persona.crm")
+
+# Below this, another attempt cannot finish in time: give up and let the caller
+# fall back (stale/default) while it still can answer.
+_MIN_ATTEMPT_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class CrmSettings:
+    base_url: str
+    number_format: CrmNumberFormat = CrmNumberFormat.NATIONAL
+    attempt_timeout_seconds: float = 1.5
+    max_attempts: int = 3
+    backoff_initial_seconds: float = 0.05
+    backoff_max_seconds: float = 0.5
+    max_connections: int = 50
+
+
+class _Retryable(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class CrmPersonaSource:
+    cacheable = True
+
+    def __init__(
+        self,
+        settings: CrmSettings,
+        *,
+        observe_latency: Callable[[str, float], None] | None = None,
+        count_error: Callable[[str], None] | None = None,
+        count_retry: Callable[[], None] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self._base = settings.base_url.rstrip("/")
+        self._observe_latency = observe_latency or (lambda outcome, seconds: None)
+        self._count_error = count_error or (lambda kind: None)
+        self._count_retry = count_retry or (lambda: None)
+        self._client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=20),
+            timeout=httpx.Timeout(settings.attempt_timeout_seconds),
+            headers={"Accept": "application/json", "User-Agent": "friday-persona-service"},
+            transport=transport,
+        )
+
+    def default_persona(self) -> Persona | None:
+        return None
+
+    async def fetch(self, number: DialedNumber, deadline: float) -> Persona | None:
+        loop = asyncio.get_running_loop()
+        url = f"{self._base}/{number.crm_segment(self.settings.number_format)}"
+
+        def stop_before_deadline(state: RetryCallState) -> bool:
+            return loop.time() + state.upcoming_sleep + _MIN_ATTEMPT_SECONDS >= deadline
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_attempts) | stop_before_deadline,
+            wait=wait_exponential_jitter(
+                initial=self.settings.backoff_initial_seconds, max=self.settings.backoff_max_seconds
+            ),
+            retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable)),
+            before_sleep=lambda state: self._count_retry(),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(url, number, deadline - loop.time())
+        except _Retryable as exc:
+            raise SourceUnavailable(exc.kind, f"CRM failed for {number.e164}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, url: str, number: DialedNumber, remaining: float) -> Persona | None:
+        if remaining < _MIN_ATTEMPT_SECONDS:
+            self._count_error("deadline")
+            raise SourceUnavailable("deadline", f"no time left to ask the CRM for {number.e164}")
+        timeout = min(self.settings.attempt_timeout_seconds, remaining)
+        start = time.perf_counter()
+        try:
+            response = await self._client.get(url, timeout=timeout)
+        except httpx.TimeoutException as exc:
+            self._observe_latency("timeout", time.perf_counter() - start)
+            self._count_error("timeout")
+            raise _Retryable("timeout", f"timed out after {timeout:.3f}s") from exc
+        except httpx.TransportError as exc:
+            self._observe_latency("transport", time.perf_counter() - start)
+            self._count_error("transport")
+            raise _Retryable("transport", f"{type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        self._observe_latency(str(status), time.perf_counter() - start)
+        if status == 404:
+            return None
+        if status == 429 or 500 <= status <= 599:
+            kind = "http_429" if status == 429 else "http_5xx"
+            self._count_error(kind)
+            raise _Retryable(kind, f"HTTP {status}")
+        if status != 200:
+            self._count_error("http_4xx" if 400 <= status < 500 else "http_other")
+            log.warning("CRM answered HTTP %d for %s; not retrying", status, number.e164)
+            raise SourceUnavailable("http_4xx", f"CRM answered HTTP {status} for {number.e164}")
+        try:
+            return persona_from_json(json.loads(response.content))
+        except (ValueError, MalformedPersona) as exc:  # JSONDecodeError is a ValueError
+            self._count_error("malformed")
+            log.warning("CRM sent a malformed persona for %s: %s", number.e164, exc)
+            raise SourceUnavailable("malformed", f"CRM sent a malformed persona for {number.e164}: {exc}") from exc
+
+    async def probe(self) -> bool:
+        """Reachable = any HTTP answer below 500 from the base URL."""
+        try:
+            response = await self._client.get(self._base, timeout=self.settings.attempt_timeout_seconds)
+        except httpx.HTTPError:
+            return False
+        return response.status_code < 500
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,30 @@
+"""Domain errors of a persona lookup, each with the stable `reason` that the gRPC
+layer puts into google.rpc.ErrorInfo (see persona_service.proto)."""
+
+from __future__ import annotations
+
+ERROR_DOMAIN = "persona.friday"
+
+
+class PersonaLookupError(Exception):
+    reason = "INTERNAL"
+
+    def __init__(self, message: str, number: str = "") -> None:
+        super().__init__(message)
+        self.number = number
+
+
+class InvalidNumberError(PersonaLookupError):
+    reason = "INVALID_PHONE_NUMBER"
+
+
+class PersonaNotFoundError(PersonaLookupError):
+    reason = "PERSONA_NOT_FOUND"
+
+
+class CrmUnavailableError(PersonaLookupError):
+    reason = "CRM_UNAVAILABLE"
+
+
+class LookupDeadlineError(PersonaLookupError):
+    reason = "DEADLINE_EXCEEDED"

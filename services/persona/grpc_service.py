@@ -1,0 +1,92 @@
+"""The gRPC face of PersonaService: request → PersonaLookup → response, with the
+domain errors mapped to status codes + ErrorInfo in one place."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from friday.persona.v1 import persona_pb2, persona_service_pb2, persona_service_pb2_grpc
+from services.grpc_runtime import abort_with_error, current_trace_id, remaining_budget
+from services.persona.errors import (
+    ERROR_DOMAIN,
+    CrmUnavailableError,
+    InvalidNumberError,
+    LookupDeadlineError,
+    PersonaLookupError,
+    PersonaNotFoundError,
+)
+from services.persona.lookup import PersonaLookup
+from services.persona.metrics import PersonaMetrics
+
+log = logging.getLogger("friday.persona.service")
+
+SERVICE_NAME = persona_service_pb2.DESCRIPTOR.services_by_name["PersonaService"].full_name
+
+_STATUS: dict[type[PersonaLookupError], grpc.StatusCode] = {
+    InvalidNumberError: grpc.StatusCode.INVALID_ARGUMENT,
+    PersonaNotFoundError: grpc.StatusCode.NOT_FOUND,
+    CrmUnavailableError: grpc.StatusCode.UNAVAILABLE,
+    LookupDeadlineError: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+# Tells a client channel's retry policy not to retry this UNAVAILABLE: the service
+# already retried the CRM inside the deadline (DESIGN.md §4: no stacked retries).
+# A server that is down still yields a transport UNAVAILABLE, which is retried.
+_NO_RETRY = (("grpc-retry-pushback-ms", "-1"),)
+
+
+def source_label(source: int) -> str:
+    return persona_pb2.PersonaSource.Name(source).removeprefix("PERSONA_SOURCE_").lower()
+
+
+class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
+    def __init__(self, lookup: PersonaLookup, metrics: PersonaMetrics, *, budget_seconds: float) -> None:
+        self._lookup = lookup
+        self._metrics = metrics
+        self._budget = budget_seconds
+
+    async def GetPersona(
+        self, request: persona_service_pb2.GetPersonaRequest, context: grpc.aio.ServicerContext
+    ) -> persona_service_pb2.GetPersonaResponse:
+        budget = remaining_budget(context, self._budget)
+        try:
+            found = await self._lookup.get(
+                request.dialed_number, allow_default=request.allow_default, budget_seconds=budget
+            )
+        except PersonaLookupError as exc:
+            code = _STATUS.get(type(exc), grpc.StatusCode.INTERNAL)
+            self._metrics.requests.labels(code.name, "none").inc()
+            log.info("GetPersona %r -> %s: %s (trace_id=%s)", request.dialed_number, code.name, exc, current_trace_id())
+            await abort_with_error(
+                context,
+                code,
+                str(exc),
+                reason=exc.reason,
+                domain=ERROR_DOMAIN,
+                metadata={"dialed_number": request.dialed_number[:64], "normalized_number": exc.number},
+                trailing_metadata=_NO_RETRY if code == grpc.StatusCode.UNAVAILABLE else (),
+            )
+        self._metrics.requests.labels("OK", source_label(found.source)).inc()
+        return persona_service_pb2.GetPersonaResponse(
+            persona=found.persona,
+            source=found.source,
+            normalized_number=found.normalized_number,
+            age_seconds=found.age_seconds,
+        )
+
+    async def InvalidatePersona(
+        self, request: persona_service_pb2.InvalidatePersonaRequest, context: grpc.aio.ServicerContext
+    ) -> persona_service_pb2.InvalidatePersonaResponse:
+        try:
+            number, removed = await self._lookup.invalidate(request.dialed_number)
+        except InvalidNumberError as exc:
+            await abort_with_error(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                str(exc),
+                reason=exc.reason,
+                domain=ERROR_DOMAIN,
+                metadata={"dialed_number": request.dialed_number[:64]},
+            )
+        return persona_service_pb2.InvalidatePersonaResponse(normalized_number=number, removed=removed)

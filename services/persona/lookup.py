@@ -1,0 +1,191 @@
+"""The persona lookup: normalise → cache → one coalesced source fetch → stale →
+default. Pure asyncio + protobuf: no httpx, no grpc (the source and the cache
+are injected; the gRPC layer maps the errors in errors.py to status codes)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from friday.persona.v1.persona_pb2 import Persona, PersonaSource
+from services.common.default_persona import default_persona
+from services.persona.cache import PersonaCache
+from services.persona.cache_entry import CacheEntry
+from services.persona.errors import (
+    CrmUnavailableError,
+    InvalidNumberError,
+    LookupDeadlineError,
+    PersonaNotFoundError,
+)
+from services.persona.metrics import PersonaMetrics
+from services.persona.numbers import DialedNumber, InvalidPhoneNumber, parse_dialed_number
+from services.persona.sources import PersonaSourceBackend, SourceUnavailable
+
+log = logging.getLogger("friday.persona.lookup")
+
+# Time kept back from the caller's budget to answer with stale/default/an error
+# before the caller's deadline fires.
+_ANSWER_MARGIN_SECONDS = 0.03
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    ttl_seconds: float = 300.0
+    negative_ttl_seconds: float = 30.0
+    max_stale_seconds: float = 86_400.0
+
+
+@dataclass(frozen=True)
+class Resolution:
+    persona: Persona
+    source: PersonaSource.ValueType
+    normalized_number: str
+    age_seconds: float = 0.0
+
+
+class PersonaLookup:
+    def __init__(
+        self,
+        source: PersonaSourceBackend,
+        cache: PersonaCache,
+        metrics: PersonaMetrics,
+        *,
+        default_region: str,
+        policy: CachePolicy = CachePolicy(),
+        report_source_health: Callable[[bool], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.cache = cache
+        self.metrics = metrics
+        self.default_region = default_region
+        self.policy = policy
+        self._report = report_source_health
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Task[Persona | None]] = {}
+
+    def parse(self, text: str) -> DialedNumber:
+        try:
+            return parse_dialed_number(text, self.default_region)
+        except InvalidPhoneNumber as exc:
+            raise InvalidNumberError(str(exc)) from exc
+
+    async def get(self, text: str, *, allow_default: bool, budget_seconds: float) -> Resolution:
+        """The persona for dialed number `text` within `budget_seconds`."""
+        number = self.parse(text)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget_seconds - min(_ANSWER_MARGIN_SECONDS, budget_seconds * 0.1)
+
+        if not self.source.cacheable:  # the persona file is already in memory
+            persona = await self.source.fetch(number, deadline)
+            if persona is not None:
+                return Resolution(persona, PersonaSource.PERSONA_SOURCE_STATIC_FILE, number.e164)
+            return self._default_or(
+                PersonaNotFoundError(f"no persona for {number.e164}", number.e164), number, "not_found", allow_default
+            )
+
+        entry = await self.cache.get(number.e164)
+        now = self._clock()
+        if entry is not None and entry.age(now) < self._fresh_for(entry):
+            self.metrics.cache_hits.inc()
+            if entry.persona is None:
+                return self._default_or(
+                    PersonaNotFoundError(f"no persona for {number.e164} (cached)", number.e164),
+                    number,
+                    "not_found",
+                    allow_default,
+                )
+            return Resolution(entry.persona, PersonaSource.PERSONA_SOURCE_CACHE, number.e164, entry.age(now))
+        self.metrics.cache_misses.inc()
+
+        try:
+            persona = await self._fetch_coalesced(number, deadline)
+        except SourceUnavailable as exc:
+            out_of_time = exc.kind == "deadline" or loop.time() >= deadline - 0.005
+            stale = entry if entry is not None and entry.persona is not None else None
+            if stale is not None and stale.age(self._clock()) <= self.policy.max_stale_seconds:
+                self.metrics.stale_serves.inc()
+                log.warning("serving stale persona for %s (age %.0fs): %s", number.e164, stale.age(now), exc)
+                assert stale.persona is not None
+                return Resolution(
+                    stale.persona, PersonaSource.PERSONA_SOURCE_STALE_CACHE, number.e164, stale.age(self._clock())
+                )
+            error: CrmUnavailableError | LookupDeadlineError
+            if out_of_time:
+                error = LookupDeadlineError(f"ran out of time looking up {number.e164}: {exc}", number.e164)
+            else:
+                error = CrmUnavailableError(f"CRM unavailable for {number.e164}: {exc}", number.e164)
+            return self._default_or(error, number, "deadline" if out_of_time else "unavailable", allow_default)
+
+        if persona is None:
+            return self._default_or(
+                PersonaNotFoundError(f"no persona for {number.e164}", number.e164), number, "not_found", allow_default
+            )
+        return Resolution(persona, PersonaSource.PERSONA_SOURCE_CRM, number.e164)
+
+    async def invalidate(self, text: str) -> tuple[str, bool]:
+        number = self.parse(text)
+        removed = await self.cache.delete(number.e164)
+        log.info("invalidated %s (removed=%s)", number.e164, removed)
+        return number.e164, removed
+
+    def _fresh_for(self, entry: CacheEntry) -> float:
+        return self.policy.negative_ttl_seconds if entry.negative else self.policy.ttl_seconds
+
+    def _default_or(self, error: Exception, number: DialedNumber, why: str, allow_default: bool) -> Resolution:
+        if not allow_default:
+            raise error
+        self.metrics.default_serves.labels(why).inc()
+        persona = self.source.default_persona() or default_persona()
+        return Resolution(persona, PersonaSource.PERSONA_SOURCE_DEFAULT, number.e164)
+
+    async def _fetch_coalesced(self, number: DialedNumber, deadline: float) -> Persona | None:
+        """One source fetch per number at a time; everyone else waits for it (each
+        only as long as its own budget allows)."""
+        key = number.e164
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._fetch_and_store(number, deadline), name=f"persona-fetch:{key}")
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._fetch_done(key, done))
+        else:
+            self.metrics.coalesced.inc()
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            # shield: a caller that gives up must not cancel the fetch the others wait on.
+            return await asyncio.wait_for(asyncio.shield(task), timeout=max(0.0, remaining))
+        except TimeoutError as exc:
+            raise SourceUnavailable("deadline", f"no answer from the source within the budget for {key}") from exc
+
+    def _fetch_done(self, key: str, task: asyncio.Task[Persona | None]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an abandoned failure is not logged as "never retrieved"
+
+    async def _fetch_and_store(self, number: DialedNumber, deadline: float) -> Persona | None:
+        try:
+            async with asyncio.timeout_at(deadline):  # hard stop, whatever the source does
+                persona = await self.source.fetch(number, deadline)
+        except TimeoutError as exc:
+            raise SourceUnavailable("deadline", f"source fetch for {number.e164} hit the deadline") from exc
+        except SourceUnavailable as exc:
+            # Running out of the caller's budget says nothing about the CRM's health.
+            if exc.kind not in ("deadline", "timeout") or asyncio.get_running_loop().time() < deadline - 0.005:
+                await self._report_health(False)
+            raise
+        await self._report_health(True)
+        entry = CacheEntry(persona=persona, fetched_at=self._clock())
+        if persona is None:
+            await self.cache.set(number.e164, entry, self.policy.negative_ttl_seconds)
+        else:
+            keep = max(self.policy.ttl_seconds, self.policy.max_stale_seconds)
+            await self.cache.set(number.e164, entry, keep)
+        return persona
+
+    async def _report_health(self, healthy: bool) -> None:
+        if self._report is not None:
+            await self._report(healthy)

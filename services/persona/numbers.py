@@ -1,0 +1,67 @@
+"""Dialed-number parsing. E.164 is the canonical form (the cache key); the form
+sent to the CRM is configurable because the original Friday handler sent national
+digits (`8655701159` for +91 86557 01159)."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import phonenumbers
+
+# Digits, an optional leading +, and the separators people and SIP trunks use.
+# Rejecting letters up front matters: phonenumbers would read "1-800-FLOWERS" as digits.
+_PHONE_CHARS = re.compile(r"^\+?[0-9\s().\-]+$")
+_MAX_INPUT_LENGTH = 32
+
+
+class InvalidPhoneNumber(ValueError):
+    """The input is not a phone number; nothing is sent to the CRM."""
+
+
+class CrmNumberFormat(enum.StrEnum):
+    """How the number appears in the CRM URL path segment."""
+
+    E164 = "e164"  # +918655701159 (sent percent-encoded: %2B918655701159)
+    NATIONAL = "national"  # 8655701159: national significant number, as the original handler
+    AS_RECEIVED = "as_received"  # the caller's text, trimmed (validated first, then percent-encoded)
+
+
+@dataclass(frozen=True)
+class DialedNumber:
+    e164: str
+    national: str
+    received: str
+
+    def crm_segment(self, number_format: CrmNumberFormat) -> str:
+        """The CRM path segment, percent-encoded so it can never add a path level."""
+        raw = {
+            CrmNumberFormat.E164: self.e164,
+            CrmNumberFormat.NATIONAL: self.national,
+            CrmNumberFormat.AS_RECEIVED: self.received,
+        }[number_format]
+        return quote(raw, safe="")
+
+
+def parse_dialed_number(text: str, default_region: str) -> DialedNumber:
+    """Parse `text` (read in `default_region` when it has no country code)."""
+    received = (text or "").strip()
+    if not received:
+        raise InvalidPhoneNumber("the dialed number is empty")
+    if len(received) > _MAX_INPUT_LENGTH or not _PHONE_CHARS.match(received):
+        raise InvalidPhoneNumber(f"{received[:40]!r} is not a phone number")
+    try:
+        parsed = phonenumbers.parse(received, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhoneNumber(f"{received!r} is not a phone number: {exc}") from exc
+    # "Possible" (length fits the country) rather than "valid": CRMs hold new ranges and
+    # test numbers that the bundled metadata may not know yet.
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidPhoneNumber(f"{received!r} is not a possible phone number for its country")
+    return DialedNumber(
+        e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+        national=phonenumbers.national_significant_number(parsed),
+        received=received,
+    )
