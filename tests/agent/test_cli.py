@@ -1,0 +1,44 @@
+"""`friday agent start|dev` hands over to the livekit-agents CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from services.cli import build_parser
+
+
+def test_agent_subcommand_is_registered() -> None:
+    args = build_parser().parse_args(["agent", "start", "--url", "ws://x", "--log-level", "debug"])
+    assert args.mode == "start"
+    assert args.livekit_args == ["--url", "ws://x", "--log-level", "debug"]
+
+
+@pytest.mark.parametrize("mode", ["start", "dev"])
+def test_livekit_flags_reach_the_livekit_cli(mode: str) -> None:
+    # A separate process: the livekit CLI owns sys.argv, signals and the event loop.
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "agent", mode, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "", "COLUMNS": "200", "AGENT_TO_DISPATCH": "cli-agent"},
+    )
+    assert done.returncode == 0, done.stderr
+    for flag in ("--url", "--api-key", "--api-secret", "--log-level"):
+        assert flag in done.stdout
+    assert "LIVEKIT_URL" in done.stdout
+
+
+def test_bad_agent_config_exits_with_a_message() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "agent", "start"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "", "FRIDAY_SPEECH_STACK": "watson"},
+    )
+    assert done.returncode == 2
+    assert "FRIDAY_SPEECH_STACK" in done.stderr
