@@ -35,12 +35,10 @@ async def entrypoint(ctx: JobContext) -> None:
     plan, caller = await prepare_call(ctx, config)
     stack = build_speech_stack(config, plan.voice)
     session: AgentSession = AgentSession(stt=stack.stt, llm=stack.llm, tts=stack.tts, vad=stack.vad)
-    options = room_io.RoomOptions(
-        participant_kinds=[rtc.ParticipantKind.PARTICIPANT_KIND_SIP],
-        # The caller hanging up ends the session; the room has no other use after that.
-        delete_room_on_close=True,
-    )
+    # The caller hanging up ends the session; the room has no other use after that.
+    options = room_io.RoomOptions(delete_room_on_close=True)
     if caller is not None:
+        # Talk to the caller even if someone else (a supervisor, a recorder) joined first.
         options.participant_identity = caller.identity
     await session.start(agent=PersonaAgent(plan), room=ctx.room, room_options=options)
 
