@@ -37,7 +37,9 @@ def to_domain_error(exc: LiveKitCallError, *, method: str, room: str) -> errors.
         return errors.LiveKitRejectedCredentials(
             f"LiveKit refused the dispatcher's API key/secret ({code}): {exc.message}", metadata=meta
         )
-    if code == "bad_route" or status == 501 or code == "unimplemented":
+    # bad_route: a Twirp server without this method; a plain 404 without a Twirp body:
+    # LIVEKIT_URL points at something that is not LiveKit (or at a wrong path).
+    if code in ("bad_route", "unimplemented") or status == 501 or (status == 404 and code == "unknown"):
         return errors.LiveKitPrecondition(
             f"LIVEKIT_URL does not serve AgentDispatchService.{method} ({code}): {exc.message}",
             reason="LIVEKIT_MISCONFIGURED",
@@ -104,7 +106,9 @@ class LiveKitCalls:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, LiveKitCallError) and e.retryable),
-            wait=wait_exponential_jitter(initial=cfg.initial_backoff, max=cfg.max_backoff, jitter=cfg.initial_backoff),
+            wait=wait_exponential_jitter(
+                multiplier=cfg.initial_backoff, max=cfg.max_backoff, jitter=cfg.initial_backoff
+            ),
             stop=stop_after_attempt(cfg.max_attempts) | out_of_time,
             before_sleep=count_retry,
             reraise=True,
