@@ -1,0 +1,131 @@
+"""Per-server Prometheus metrics over HTTP, ErrorInfo round trips, the channel's
+retry policy and retry pushback, and configuration from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from services.grpc_runtime import GrpcServer, RetryPolicy, ServerConfig, create_channel, error_info
+from tests.grpc_runtime.servicer import SERVICE_NAME, ProbeServicer, probe_spec
+
+METHOD = "/friday.persona.v1.PersonaService/GetPersona"
+
+
+async def http_get(port: int, path: str = "/metrics") -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def sample(body: str, name: str, **labels: str) -> float:
+    for line in body.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        if all(f'{key}="{value}"' in line for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def _call(channel: grpc.aio.Channel, number: str) -> grpc.StatusCode:
+    stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
+    try:
+        await stub.GetPersona(persona_service_pb2.GetPersonaRequest(dialed_number=number), timeout=3)
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+async def test_metrics_by_method_and_code_on_separate_registries() -> None:
+    config = ServerConfig(host="127.0.0.1", port=0, metrics_port=0)
+    # Two servers in one process: each has its own registry, so no duplicate-metric error.
+    async with (
+        GrpcServer(config, [probe_spec(ProbeServicer())]) as one,
+        GrpcServer(config, [probe_spec(ProbeServicer())]) as two,
+    ):
+        assert one.metrics_port and two.metrics_port and one.metrics_port != two.metrics_port
+        async with create_channel(one.address) as channel:
+            assert await _call(channel, "x") == grpc.StatusCode.OK
+            assert await _call(channel, "x") == grpc.StatusCode.OK
+            assert await _call(channel, "error") == grpc.StatusCode.NOT_FOUND
+        status, body_one = await http_get(one.metrics_port)
+        _, body_two = await http_get(two.metrics_port)
+        missing, _ = await http_get(one.metrics_port, "/nope")
+    assert status == 200 and missing == 404
+    assert sample(body_one, "grpc_server_handled_total", grpc_method=METHOD, grpc_code="OK") == 2
+    assert sample(body_one, "grpc_server_handled_total", grpc_method=METHOD, grpc_code="NOT_FOUND") == 1
+    assert sample(body_one, "grpc_server_handling_seconds_count", grpc_method=METHOD) == 3
+    assert sample(body_two, "grpc_server_handled_total", grpc_method=METHOD, grpc_code="OK") == 0
+
+
+async def test_metrics_disabled_by_default() -> None:
+    async with GrpcServer(ServerConfig(host="127.0.0.1", port=0), [probe_spec(ProbeServicer())]) as server:
+        assert server.metrics_port is None
+
+
+async def test_error_info_reaches_the_client() -> None:
+    async with GrpcServer(ServerConfig(host="127.0.0.1", port=0), [probe_spec(ProbeServicer())]) as server:
+        async with create_channel(server.address) as channel:
+            stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as failure:
+                await stub.GetPersona(persona_service_pb2.GetPersonaRequest(dialed_number="error"), timeout=3)
+    assert failure.value.code() == grpc.StatusCode.NOT_FOUND
+    assert failure.value.details() == "nothing here"
+    info = error_info(failure.value)
+    assert info is not None
+    assert (info.reason, info.domain, dict(info.metadata)) == ("THING_NOT_FOUND", "test.friday", {"thing": "42"})
+
+
+async def test_channel_retry_policy_retries_unavailable() -> None:
+    servicer = ProbeServicer()
+    servicer.fail_remaining = 2
+    async with GrpcServer(ServerConfig(host="127.0.0.1", port=0), [probe_spec(servicer)]) as server:
+        retry = RetryPolicy(max_attempts=3, initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
+        async with create_channel(server.address, services=[SERVICE_NAME], retry=retry) as channel:
+            assert await _call(channel, "flaky") == grpc.StatusCode.OK
+    assert servicer.calls == 3
+
+
+async def test_retry_pushback_stops_channel_retries() -> None:
+    servicer = ProbeServicer()
+    servicer.fail_remaining = 2
+    async with GrpcServer(ServerConfig(host="127.0.0.1", port=0), [probe_spec(servicer)]) as server:
+        retry = RetryPolicy(max_attempts=3, initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
+        async with create_channel(server.address, services=[SERVICE_NAME], retry=retry) as channel:
+            assert await _call(channel, "flaky-no-retry") == grpc.StatusCode.UNAVAILABLE
+    assert servicer.calls == 1
+
+
+async def test_without_retry_policy_unavailable_is_final() -> None:
+    servicer = ProbeServicer()
+    servicer.fail_remaining = 1
+    async with GrpcServer(ServerConfig(host="127.0.0.1", port=0), [probe_spec(servicer)]) as server:
+        async with create_channel(server.address) as channel:
+            assert await _call(channel, "flaky") == grpc.StatusCode.UNAVAILABLE
+    assert servicer.calls == 1
+
+
+def test_server_config_from_env() -> None:
+    env = {
+        "DISPATCHER_PORT": "6000",
+        "DISPATCHER_METRICS_PORT": "0",
+        "DISPATCHER_TLS_CERT_FILE": "/c.pem",
+        "DISPATCHER_TLS_KEY_FILE": "/k.pem",
+        "DISPATCHER_TLS_CLIENT_CA_FILE": "/ca.pem",
+        "DISPATCHER_TOKEN": "t",
+    }
+    config = ServerConfig.from_env("DISPATCHER", default_port=50052, default_metrics_port=9102, environ=env)
+    assert (config.port, config.metrics_port, config.auth_token) == (6000, None, "t")
+    assert config.tls is not None and config.tls.mutual and config.tls.cert_file == "/c.pem"
+    defaults = ServerConfig.from_env("PERSONA", default_port=50051, default_metrics_port=9101, environ={})
+    assert (defaults.port, defaults.metrics_port, defaults.tls, defaults.auth_token) == (50051, 9101, None, None)
+    with pytest.raises(ValueError):
+        ServerConfig.from_env("X", default_port=1, default_metrics_port=2, environ={"X_TLS_CERT_FILE": "/c"})
+    assert "auth_token" not in repr(config)  # the token never reaches logs via repr
