@@ -1,0 +1,114 @@
+"""Several replicas sharing the machine's real Redis: the claim (SET NX with a TTL)
+is what keeps them from both creating a dispatch for one call."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import replace
+
+import grpc
+import pytest
+from redis import asyncio as aioredis
+
+from services.dispatcher.claims import claim_key
+from services.dispatcher.client import DispatcherCallError
+from services.dispatcher.config import ClaimConfig
+from tests.dispatcher.conftest import AGENT, config_for, job_metadata
+from tests.standins.livekit_api import LiveKitStandIn
+
+
+async def test_two_replicas_racing_on_one_call_make_one_dispatch(
+    livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str
+) -> None:
+    livekit.set_latency(0.03)  # widen the window in which both could decide to create
+    config = config_for(livekit, redis_prefix=redis_prefix)
+    a = await start_dispatcher(config)
+    b = await start_dispatcher(config)
+    metadata = job_metadata("race-room", sip_call_id="SCL_race")
+
+    responses = await asyncio.gather(
+        *(replica.client.dispatch_agent("race-room", AGENT, metadata) for _ in range(10) for replica in (a, b))
+    )
+
+    assert len(livekit.dispatches("race-room")) == 1
+    assert livekit.create_count() == 1
+    assert sum(not r.already_existed for r in responses) == 1
+    assert len({r.dispatch.dispatch_id for r in responses}) == 1
+    # The replica that lost the claim waited for the winner's dispatch instead of failing.
+    waits = sum(r.metrics.value("friday_dispatcher_claim_waits_total") for r in (a, b))
+    assert waits >= 1
+
+
+async def test_claim_outlives_a_successful_create_for_the_settle_time(
+    livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
+) -> None:
+    d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
+    metadata = job_metadata("settle-room", sip_call_id="SCL_settle")
+
+    await d.client.dispatch_agent("settle-room", AGENT, metadata)
+
+    ttl_ms = await redis_client.pttl(redis_prefix + claim_key("settle-room", AGENT, metadata))
+    assert 0 < ttl_ms <= 5000  # settle_seconds=5 in the test config
+
+
+async def test_claim_is_freed_when_livekit_refused_the_create(
+    livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
+) -> None:
+    d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
+    metadata = job_metadata("refused-room", sip_call_id="SCL_refused")
+    livekit.fail_next(1, status=400, code="invalid_argument")
+
+    with pytest.raises(DispatcherCallError):
+        await d.client.dispatch_agent("refused-room", AGENT, metadata)
+
+    assert await redis_client.exists(redis_prefix + claim_key("refused-room", AGENT, metadata)) == 0
+
+
+async def test_claim_of_a_dead_replica_expires_and_the_call_is_then_dispatched(
+    livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
+) -> None:
+    d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
+    metadata = job_metadata("orphan-room", sip_call_id="SCL_orphan")
+    # A replica claimed the call and died before creating anything: only its TTL is left.
+    key = redis_prefix + claim_key("orphan-room", AGENT, metadata)
+    await redis_client.set(key, "dead-replica", px=400)
+
+    response = await d.client.dispatch_agent("orphan-room", AGENT, metadata, timeout=5.0)
+
+    assert response.already_existed is False
+    assert len(livekit.dispatches("orphan-room")) == 1
+    assert d.metrics.value("friday_dispatcher_claim_waits_total") == 1
+
+
+async def test_claim_held_without_a_dispatch_until_the_deadline_is_in_progress(
+    livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
+) -> None:
+    d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
+    metadata = job_metadata("held-room", sip_call_id="SCL_held")
+    await redis_client.set(redis_prefix + claim_key("held-room", AGENT, metadata), "other-replica", px=60_000)
+
+    with pytest.raises(DispatcherCallError) as caught:
+        await d.client.dispatch_agent("held-room", AGENT, metadata, timeout=0.6)
+
+    assert (caught.value.code, caught.value.reason) == (grpc.StatusCode.DEADLINE_EXCEEDED, "DISPATCH_IN_PROGRESS")
+    assert caught.value.retryable
+    assert livekit.create_count() == 0
+    assert any(c.method == "ListDispatch" for c in livekit.calls)  # it polled rather than gave up at once
+
+
+async def test_unreachable_redis_refuses_instead_of_risking_a_second_agent(
+    livekit: LiveKitStandIn, start_dispatcher
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    config = config_for(livekit)
+    config = replace(config, claims=ClaimConfig(redis_url=f"redis://127.0.0.1:{closed_port}/0", key_prefix="x:"))
+    d = await start_dispatcher(config)
+
+    with pytest.raises(DispatcherCallError) as caught:
+        await d.client.dispatch_agent("no-redis-room", AGENT, job_metadata("no-redis-room"), timeout=3.0)
+
+    assert (caught.value.code, caught.value.reason) == (grpc.StatusCode.UNAVAILABLE, "CLAIM_STORE_UNAVAILABLE")
+    assert livekit.create_count() == 0
