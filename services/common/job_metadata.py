@@ -6,7 +6,11 @@ round trip safe: a field renamed on one side cannot silently vanish on the other
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor
 
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 
@@ -48,7 +52,9 @@ def decode(text: str | None) -> AgentJobMetadata:
             "METADATA_TOO_LARGE", f"job metadata is {size} bytes; at most {MAX_METADATA_BYTES} are accepted"
         )
     try:
-        metadata = json_format.Parse(text, AgentJobMetadata(), ignore_unknown_fields=True)
+        document = json.loads(text)
+        _require_objects(document, AgentJobMetadata.DESCRIPTOR, "metadata")
+        metadata = json_format.ParseDict(document, AgentJobMetadata(), ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise JobMetadataError("METADATA_MALFORMED", f"job metadata is not AgentJobMetadata JSON: {exc}") from exc
     if metadata.schema_version > CURRENT_SCHEMA_VERSION:
@@ -66,3 +72,24 @@ def _with_schema_version(metadata: AgentJobMetadata) -> AgentJobMetadata:
     stamped.CopyFrom(metadata)
     stamped.schema_version = CURRENT_SCHEMA_VERSION
     return stamped
+
+
+def _require_objects(value: Any, descriptor: Descriptor, path: str) -> None:
+    """json_format, with ignore_unknown_fields, reads `"persona": "text"` as an empty
+    Persona; a message field must be a JSON object (or null) to count as present."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must be a JSON object, not {type(value).__name__}")
+    for field in descriptor.fields:
+        if field.message_type is None or field.message_type.GetOptions().map_entry:
+            continue
+        if field.message_type.full_name.startswith("google.protobuf."):
+            continue  # well-known types (Struct extras) have their own JSON forms
+        for key in (field.json_name, field.name):
+            child = value.get(key)
+            if child is None:
+                continue
+            children = child if field.is_repeated else [child]
+            if not isinstance(children, list):
+                raise ValueError(f"{path}.{key} must be a JSON array")
+            for item in children:
+                _require_objects(item, field.message_type, f"{path}.{key}")

@@ -105,8 +105,9 @@ async def test_conversation_structure_only() -> None:
     [
         ("", "METADATA_EMPTY"),
         ("{not json", "METADATA_MALFORMED"),
-        ('{"persona": "a string, not a Persona"}', "PERSONA_EMPTY"),
+        ('{"persona": "a string, not a Persona"}', "METADATA_MALFORMED"),
         ('{"persona": 5}', "METADATA_MALFORMED"),
+        ('{"schemaVersion": 1, "persona": {}}', "PERSONA_EMPTY"),
         ('{"schemaVersion": 1, "call": {"dialedNumber": "+1"}}', "METADATA_NO_PERSONA"),
         ("[1, 2, 3]", "METADATA_MALFORMED"),
         ('{"schemaVersion": 99, "persona": {"personaId": "x"}}', "METADATA_SCHEMA_UNSUPPORTED"),
