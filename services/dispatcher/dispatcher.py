@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # A claim outlives its holder's deadline by this much, covering clock skew between
 # replicas and the holder's last in-flight request.
 CLAIM_GRACE_SECONDS = 1.0
+# Time one more wait round needs after its sleep: a claim attempt plus a ListDispatch.
+_MIN_POLL_ROUND_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ class Dispatcher:
             if existing is not None:
                 return DispatchOutcome(existing, already_existed=True)
             poll = self._config.claims.poll_interval
-            if remaining(deadline) < poll * 2:
+            # Stop while there is still time to say why, rather than running out mid-list.
+            if remaining(deadline) < poll + _MIN_POLL_ROUND_SECONDS:
                 raise errors.DispatchInProgress(
                     f"dispatch of {agent_name!r} to {room!r} is in progress elsewhere and did not appear in time"
                 )

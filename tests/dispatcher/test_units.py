@@ -1,0 +1,95 @@
+"""The small pure pieces: claim keys, in-memory claims, local locks, config from env,
+and the Twirp → domain error table for cases the stand-in cannot produce."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.dispatcher import errors
+from services.dispatcher.claims import InMemoryClaimStore, LocalLocks, claim_key
+from services.dispatcher.config import DispatcherConfig
+from services.dispatcher.livekit_calls import to_domain_error
+from services.dispatcher.transport import LiveKitCallError
+from tests.dispatcher.conftest import AGENT, job_metadata
+
+
+def test_claim_key_prefers_the_sip_call_id_and_includes_the_agent() -> None:
+    assert claim_key("room-a", AGENT, job_metadata("room-a", sip_call_id="SCL_1")) == f"call:SCL_1:agent:{AGENT}"
+    assert claim_key("room-a", AGENT, job_metadata("room-a", sip_call_id="")) == f"room:room-a:agent:{AGENT}"
+    assert claim_key("room-a", "other", job_metadata("room-a", sip_call_id="SCL_1")) != claim_key(
+        "room-a", AGENT, job_metadata("room-a", sip_call_id="SCL_1")
+    )
+
+
+async def test_in_memory_claims_are_exclusive_and_expire() -> None:
+    store = InMemoryClaimStore()
+    token = await store.try_acquire("k", 0.05)
+    assert token is not None
+    assert await store.try_acquire("k", 0.05) is None
+    await store.release("k", "someone-else's-token")
+    assert await store.try_acquire("k", 0.05) is None
+    await asyncio.sleep(0.06)
+    assert await store.try_acquire("k", 10) is not None
+
+
+async def test_local_locks_serialise_and_leave_nothing_behind() -> None:
+    locks = LocalLocks()
+    order: list[str] = []
+    deadline = asyncio.get_running_loop().time() + 5
+
+    async def worker(name: str) -> None:
+        async with locks.hold("k", deadline) as acquired:
+            assert acquired
+            order.append(f"{name}-in")
+            await asyncio.sleep(0.01)
+            order.append(f"{name}-out")
+
+    await asyncio.gather(worker("a"), worker("b"))
+    assert order in (["a-in", "a-out", "b-in", "b-out"], ["b-in", "b-out", "a-in", "a-out"])
+    assert len(locks) == 0
+
+
+async def test_local_lock_wait_ends_at_the_deadline() -> None:
+    locks = LocalLocks()
+    loop = asyncio.get_running_loop()
+    async with locks.hold("k", loop.time() + 5):
+        async with locks.hold("k", loop.time() + 0.02) as acquired:
+            assert not acquired
+    assert len(locks) == 0
+
+
+def test_config_from_env_defaults_to_livekit_dev() -> None:
+    config = DispatcherConfig.from_env({})
+    assert (config.livekit.url, config.livekit.api_key, config.livekit.api_secret) == (
+        "http://localhost:7880",
+        "devkey",
+        "secret",
+    )
+    assert config.claims.redis_url is None
+    assert "secret" not in repr(config.livekit)
+
+    config = DispatcherConfig.from_env(
+        {"REDIS_URL": "redis://r:6379/2", "DISPATCHER_CLAIM_PREFIX": "p:", "LIVEKIT_URL": "https://lk.example"}
+    )
+    assert (config.claims.redis_url, config.claims.key_prefix, config.livekit.url) == (
+        "redis://r:6379/2",
+        "p:",
+        "https://lk.example",
+    )
+
+
+def test_error_table() -> None:
+    def mapped(code: str, status: int | None, method: str = "CreateDispatch") -> type[errors.DispatchError]:
+        return type(to_domain_error(LiveKitCallError(code, "m", status=status), method=method, room="r"))
+
+    assert mapped("unauthenticated", 401) is errors.LiveKitRejectedCredentials
+    assert mapped("unknown", 401) is errors.LiveKitRejectedCredentials  # a proxy's non-Twirp 401
+    assert mapped("not_found", 404, "DeleteDispatch") is errors.DispatchNotFound
+    assert mapped("not_found", 404) is errors.RoomNotFound
+    assert mapped("bad_route", 404) is errors.LiveKitPrecondition
+    assert mapped("transport", None) is errors.LiveKitUnavailable
+    assert mapped("internal", 500) is errors.LiveKitUnavailable
+    assert mapped("dataloss", 418) is errors.LiveKitInternal
+    assert not LiveKitCallError("unimplemented", "m", status=501).retryable
+    assert LiveKitCallError("unavailable", "m", status=503).retryable
+    assert not LiveKitCallError("invalid_argument", "m", status=400).retryable
