@@ -79,8 +79,11 @@ class CrmPersonaSource:
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_attempts) | stop_before_deadline,
+            # jitter scaled to the first backoff: tenacity's default (1 s) would not fit inside a ring.
             wait=wait_exponential_jitter(
-                initial=self.settings.backoff_initial_seconds, max=self.settings.backoff_max_seconds
+                multiplier=self.settings.backoff_initial_seconds,
+                jitter=self.settings.backoff_initial_seconds,
+                max=self.settings.backoff_max_seconds,
             ),
             retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable)),
             before_sleep=lambda state: self._count_retry(),

@@ -27,7 +27,7 @@ async def http_get(port: int, path: str = "/metrics") -> tuple[int, str]:
 
 def sample(body: str, name: str, **labels: str) -> float:
     for line in body.splitlines():
-        if not line.startswith(name + "{"):
+        if not line.startswith((name + "{", name + " ")):
             continue
         if all(f'{key}="{value}"' in line for key, value in labels.items()):
             return float(line.rsplit(" ", 1)[1])

@@ -1,0 +1,84 @@
+"""PersonaService on a real port 0 against the CRM stand-in (tests/standins/crm.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+
+from services.grpc_runtime import GrpcServer, ServerConfig
+from services.persona.app import build_server
+from services.persona.client import PersonaClient
+from services.persona.config import PersonaConfig
+from tests.standins.crm import CrmStandIn
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+ACME = {
+    "persona_id": "acme",
+    "persona_name": "Maya from Acme",
+    "personality": "You are Maya.",
+    "conversationStructure": "Greet, help, close.",
+    "welcome_message": "Hi, Acme here.",
+    "closing_message": "Bye!",
+    "crm_owner": "sales-team",
+}
+
+
+def fast_config(crm: CrmStandIn, **overrides: Any) -> PersonaConfig:
+    """CRM-backed config with quick backoff and no background probe."""
+    base = PersonaConfig(
+        api_base=crm.base_url,
+        crm_backoff_initial_seconds=0.01,
+        crm_backoff_max_seconds=0.05,
+        crm_probe_interval_seconds=0,
+    )
+    return replace(base, **overrides)
+
+
+class Running:
+    def __init__(self, server: GrpcServer, client: PersonaClient) -> None:
+        self.server = server
+        self.client = client
+
+
+StartPersona = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def start_persona() -> AsyncIterator[StartPersona]:
+    """`await start_persona(config, metrics=True)` → a started server + PersonaClient; all stopped at teardown."""
+    async with AsyncExitStack() as stack:
+
+        async def start(config: PersonaConfig, *, metrics: bool = False, retry: Any = None) -> Running:
+            server_config = ServerConfig(host="127.0.0.1", port=0, metrics_port=0 if metrics else None)
+            server = build_server(config, server_config)
+            await server.start()
+            stack.push_async_callback(server.stop, 0)
+            client = PersonaClient(server.address, timeout=5, retry=retry)
+            stack.push_async_callback(client.close)
+            return Running(server, client)
+
+        yield start
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A unique key prefix on the real Redis; every key under it is deleted afterwards."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:  # pragma: no cover - the machine runs Redis
+        await client.aclose()
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    prefix = f"test:persona:{uuid.uuid4().hex}:"
+    yield prefix
+    keys = [key async for key in client.scan_iter(match=prefix + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

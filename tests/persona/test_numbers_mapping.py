@@ -1,0 +1,98 @@
+"""Number parsing/formatting and CRM JSON mapping (pure logic)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from friday.persona.v1.persona_pb2 import GreetingMode
+from services.persona.mapping import MalformedPersona, persona_from_json
+from services.persona.numbers import CrmNumberFormat, InvalidPhoneNumber, parse_dialed_number
+from services.persona.persona_file import EXAMPLE_FILE_NAME, PersonaFileSource
+
+
+@pytest.mark.parametrize(
+    "text", ["+918655701159", "08655701159", "8655701159", "+91 86557-01159", " +91 (865) 570 1159 "]
+)
+def test_indian_forms_share_one_e164_key(text: str) -> None:
+    number = parse_dialed_number(text, "IN")
+    assert number.e164 == "+918655701159"
+    assert number.national == "8655701159"
+
+
+def test_default_region_reads_numbers_without_country_code() -> None:
+    assert parse_dialed_number("(415) 555-0100", "US").e164 == "+14155550100"
+    assert parse_dialed_number("+14155550100", "IN").e164 == "+14155550100"  # explicit country wins
+
+
+@pytest.mark.parametrize(
+    ("fmt", "segment"),
+    [
+        (CrmNumberFormat.NATIONAL, "8655701159"),
+        (CrmNumberFormat.E164, "%2B918655701159"),
+        (CrmNumberFormat.AS_RECEIVED, "%2B91%20865-570-1159"),
+    ],
+)
+def test_crm_segment_formats_are_percent_encoded(fmt: CrmNumberFormat, segment: str) -> None:
+    assert parse_dialed_number("+91 865-570-1159", "IN").crm_segment(fmt) == segment
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   ", "../../admin", "abc", "1-800-FLOWERS", "12", "+1555", "8655701159/../x", "+91%2F865", "9" * 40]
+)
+def test_not_phone_numbers(text: str) -> None:
+    with pytest.raises(InvalidPhoneNumber):
+        parse_dialed_number(text, "IN")
+
+
+def test_mapping_accepts_original_field_names_and_keeps_extras() -> None:
+    persona = persona_from_json(
+        {
+            "data": {
+                "id": 17,
+                "persona_name": "Asha",
+                "personality": "Warm.",
+                "conversationStructure": "Steps.",
+                "welcome_message": "Hello!",
+                "closing_message": "Bye!",
+                "voice": {"provider": "cartesia", "voiceId": "v1"},
+                "promptVariables": {"city": "Mumbai", "n": 3},
+                "greetingMode": "generated",
+                "crm_owner": "ops",
+                "tags": ["a", "b"],
+            }
+        }
+    )
+    assert (persona.persona_id, persona.display_name, persona.personality) == ("17", "Asha", "Warm.")
+    assert persona.conversation_structure == "Steps." and persona.welcome_message == "Hello!"
+    assert (persona.voice.provider, persona.voice.voice_id) == ("cartesia", "v1")
+    assert dict(persona.prompt_variables) == {"city": "Mumbai", "n": "3"}
+    assert persona.greeting_mode == GreetingMode.GREETING_MODE_GENERATED
+    assert persona.extras["crm_owner"] == "ops" and list(persona.extras["tags"]) == ["a", "b"]
+
+
+def test_mapping_snake_and_camel_case() -> None:
+    camel = persona_from_json({"personaName": "A", "welcomeMessage": "Hi", "closingMessage": "Bye"})
+    snake = persona_from_json({"persona_name": "A", "conversation_structure": "S"})
+    assert (camel.display_name, camel.welcome_message, camel.closing_message) == ("A", "Hi", "Bye")
+    assert snake.conversation_structure == "S"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], "text", 5, None, {}, {"data": None}, {"persona_name": "only a name"}, {"personality": {"nested": 1}}],
+)
+def test_mapping_rejects_unusable_records(body: object) -> None:
+    with pytest.raises(MalformedPersona):
+        persona_from_json(body)
+
+
+def test_example_file_ships_a_default_and_the_original_number() -> None:
+    source = PersonaFileSource.example(default_region="IN")
+    assert "+918655701159" in source.numbers and len(source.numbers) == 3
+    default = source.default_persona()
+    assert default is not None and default.persona_id == "default" and default.welcome_message
+    path = Path(__file__).parents[2] / "services" / "persona" / EXAMPLE_FILE_NAME
+    assert set(json.loads(path.read_text())) == {"default", "personas"}
