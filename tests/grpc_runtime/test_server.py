@@ -21,7 +21,7 @@ from services.grpc_runtime import GrpcServer, ServerConfig, create_channel, rema
 from tests.grpc_runtime.servicer import SERVICE_NAME, ProbeServicer, probe_spec
 
 GRPCURL = str(Path(sys.executable).with_name("grpcurl"))
-pytestmark = pytest.mark.skipif(
+needs_grpcurl = pytest.mark.skipif(
     not Path(GRPCURL).exists() and not shutil.which("grpcurl"), reason="grpcurl not installed"
 )
 
@@ -160,6 +160,7 @@ def test_remaining_budget_is_never_negative() -> None:
     assert remaining_budget(Expired(), 2.0) == 0.0
 
 
+@needs_grpcurl
 async def test_grpcurl_lists_and_describes_through_reflection() -> None:
     async with GrpcServer(_config(), [probe_spec(ProbeServicer())]) as server:
         listed = await _grpcurl("-plaintext", server.address, "list")
