@@ -1,0 +1,118 @@
+"""Which environment variables each workload's code actually reads, found from
+the code itself so a renamed setting shows up as a stale manifest:
+
+- `from_env` readers that take a Mapping are run against a recording Mapping
+  that answers "unset" to everything and remembers each name asked for;
+- modules that read through a local `get("NAME")` helper or `os.environ.get`
+  (the gateway's config, the CLI entry points, livekit-agents' worker) are
+  scanned for string literals passed to a `.get(...)` / `get(...)` call.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class RecordingEnv(Mapping[str, str]):
+    """An empty environment that records every variable looked up in it."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.names.add(key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def names_passed_to_get(source: str) -> set[str]:
+    """Upper-case string literals that are the first argument of a `get(...)` call."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        first = node.args[0]
+        if called == "get" and isinstance(first, ast.Constant) and isinstance(first.value, str):
+            if first.value.isupper():
+                names.add(first.value)
+    return names
+
+
+def _scan(*relative_paths: str) -> set[str]:
+    names: set[str] = set()
+    for relative in relative_paths:
+        path = REPO / relative
+        if path.exists():  # a CLI module may not exist yet; then it reads nothing
+            names |= names_passed_to_get(path.read_text())
+    return names
+
+
+def _scan_module(module: ModuleType) -> set[str]:
+    return names_passed_to_get(inspect.getsource(module))
+
+
+def _server_env(prefix: str, token_env: str | None = None) -> set[str]:
+    from services.grpc_runtime.config import ServerConfig
+
+    env = RecordingEnv()
+    ServerConfig.from_env(prefix, default_port=1, default_metrics_port=0, token_env=token_env, environ=env)
+    return env.names
+
+
+def persona_reads() -> set[str]:
+    from services.persona.config import PersonaConfig
+
+    env = RecordingEnv()
+    PersonaConfig.from_env(env)
+    return _server_env("PERSONA") | env.names | _scan("services/cli/persona.py")
+
+
+def dispatcher_reads() -> set[str]:
+    from services.dispatcher.config import DispatcherConfig
+
+    env = RecordingEnv()
+    DispatcherConfig.from_env(env)
+    # services.dispatcher.server.server_config_from_env: prefix DISPATCHER, token DISPATCHER_TOKEN.
+    return _server_env("DISPATCHER", "DISPATCHER_TOKEN") | env.names | _scan("services/cli/dispatcher.py")
+
+
+def gateway_reads() -> set[str]:
+    from services.grpc_runtime.config import ClientTLSConfig
+
+    env = RecordingEnv()
+    # GatewayConfig.from_env reads these through ClientTLSConfig (dynamic names).
+    ClientTLSConfig.from_env("PERSONA", env)
+    ClientTLSConfig.from_env("DISPATCHER", env)
+    return env.names | _scan("services/webhook_gateway/config.py", "services/cli/gateway.py")
+
+
+def agent_reads() -> set[str]:
+    from livekit.agents import worker
+
+    from agent.config import AgentConfig
+
+    env = RecordingEnv()
+    AgentConfig.from_env(env)
+    # LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET are read by livekit-agents itself.
+    return env.names | _scan_module(worker) | _scan("services/cli/agent.py")
+
+
+READERS = {
+    "friday-persona": persona_reads,
+    "friday-dispatcher": dispatcher_reads,
+    "friday-gateway": gateway_reads,
+    "friday-agent": agent_reads,
+}

@@ -1,0 +1,315 @@
+"""Invariants of deploy/kubernetes that a typo would silently break in a cluster:
+probes on the ports the services really listen on, headless Services behind the
+gateway's dns:/// targets, LiveKit credentials only where the design allows,
+every env var one the code reads, PDBs that select their Deployments.
+
+Ports and defaults come from the code (launcher SETTINGS, GatewayConfig,
+livekit-agents), never from a second copy of the numbers here."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import subprocess
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from services.cli import build_parser
+from services.grpc_runtime.config import ServerConfig
+from services.launcher.settings import SETTINGS
+from services.webhook_gateway.config import GatewayConfig
+from tests.deploy.env_readers import READERS
+from tests.deploy.manifests import (
+    DEPLOY_DIR,
+    Manifests,
+    SecretRef,
+    annotations,
+    container_port,
+    memory_bytes,
+    only_container,
+    pod_labels,
+    pod_spec,
+    secrets_read,
+    selector_matches,
+)
+
+M = Manifests.load()
+DEPLOYMENTS = M.objects("Deployment")
+SERVICES = M.objects("Service")
+DEFAULTS = {setting.env: setting.default for setting in SETTINGS}
+
+PERSONA, DISPATCHER, GATEWAY, AGENT = "friday-persona", "friday-dispatcher", "friday-gateway", "friday-agent"
+# gRPC servers: Deployment -> env prefix of ServerConfig (PERSONA_PORT, PERSONA_METRICS_PORT, ...).
+GRPC = {PERSONA: "PERSONA", DISPATCHER: "DISPATCHER"}
+OURS = (PERSONA, DISPATCHER, GATEWAY, AGENT)
+
+# The Secret holding the key pair that can create dispatches (issue 9: only the
+# dispatcher, and the gateway for webhook verification, may read it).
+LIVEKIT_SECRET = "friday-livekit"
+AGENT_SECRET = "friday-agent-livekit"
+ALLOWED_SECRETS = {
+    PERSONA: set(),
+    DISPATCHER: {LIVEKIT_SECRET, "friday-dispatcher-token"},
+    GATEWAY: {LIVEKIT_SECRET, "friday-dispatcher-token"},
+    AGENT: {AGENT_SECRET},
+}
+# Without these the code silently falls back to local defaults (devkey/secret, localhost).
+REQUIRED_ENV = {
+    PERSONA: {"PERSONA_API_BASE", "REDIS_URL"},
+    DISPATCHER: {"LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "DISPATCHER_TOKEN", "REDIS_URL"},
+    GATEWAY: {
+        "PERSONA_TARGET",
+        "DISPATCHER_TARGET",
+        "LIVEKIT_WEBHOOK_API_KEY",
+        "LIVEKIT_WEBHOOK_API_SECRET",
+        "DISPATCHER_TOKEN",
+        "AGENT_TO_DISPATCH",
+        "REDIS_URL",
+    },
+    AGENT: {"LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AGENT_TO_DISPATCH"},
+}
+CREDENTIAL_MARKERS = ("SECRET", "TOKEN", "API_KEY", "PASSWORD")
+
+
+def env(name: str) -> dict[str, str | SecretRef]:
+    return M.resolved_env(only_container(DEPLOYMENTS[name]))
+
+
+def agent_health_port() -> int:
+    from livekit.agents import AgentServer
+
+    # AgentServer() as agent/worker.py builds it: the health server's production default.
+    return inspect.signature(AgentServer.__init__).parameters["port"].default.prod_default
+
+
+# --- files and kustomization ------------------------------------------------
+
+
+def test_every_document_is_a_named_kubernetes_object() -> None:
+    assert M.docs, f"no manifests under {DEPLOY_DIR}"
+    for path, doc in M.docs:
+        assert doc.get("apiVersion") and doc.get("kind") and doc.get("metadata", {}).get("name"), path
+
+
+def test_kustomization_lists_exactly_the_manifest_files() -> None:
+    listed = {DEPLOY_DIR / name for name in M.kustomization["resources"]}
+    assert listed == M.files, f"unlisted: {M.files - listed}, missing: {listed - M.files}"
+
+
+def test_one_namespace_everywhere() -> None:
+    assert set(M.objects("Namespace")) == {M.namespace}
+    for path, doc in M.docs:
+        assert doc["metadata"].get("namespace", M.namespace) == M.namespace, path
+
+
+def test_every_workload_is_deployed_with_replicas_and_the_cli_command() -> None:
+    parser = build_parser()
+    for name in OURS:
+        deployment = DEPLOYMENTS[name]
+        assert deployment["spec"]["replicas"] >= 2, name
+        assert selector_matches(deployment["spec"]["selector"]["matchLabels"], pod_labels(deployment)), name
+        command = only_container(deployment)["command"]
+        assert command[0] == "friday", name
+        try:
+            parser.parse_args(command[1:])
+        except SystemExit:
+            pytest.fail(f"{name}: `{' '.join(command)}` is not a command of the friday CLI")
+    for name, prefix in GRPC.items():
+        assert only_container(DEPLOYMENTS[name])["command"] == ["friday", prefix.lower(), "serve"]
+    assert only_container(DEPLOYMENTS[GATEWAY])["command"] == ["friday", "gateway", "serve"]
+    assert only_container(DEPLOYMENTS[AGENT])["command"][:3] == ["friday", "agent", "start"]
+
+
+# --- ports and probes -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(GRPC))
+def test_grpc_services_listen_and_are_probed_on_their_default_ports(name: str) -> None:
+    prefix = GRPC[name]
+    container = only_container(DEPLOYMENTS[name])
+    port, metrics_port = int(DEFAULTS[f"{prefix}_PORT"]), int(DEFAULTS[f"{prefix}_METRICS_PORT"])
+    assert container_port(container, "grpc") == port
+    assert container_port(container, "metrics") == metrics_port
+    # A manifest may pin the port by env, but then it must agree with the containerPort.
+    resolved = env(name)
+    assert resolved.get(f"{prefix}_PORT", str(port)) == str(port)
+    assert resolved.get(f"{prefix}_METRICS_PORT", str(metrics_port)) == str(metrics_port)
+    for probe_kind in ("readinessProbe", "livenessProbe"):
+        probe = container[probe_kind]
+        assert "grpc" in probe, f"{name} {probe_kind} must be a native grpc.health.v1 probe"
+        assert container_port(container, probe["grpc"]["port"]) == port
+        # "" = the runtime's overall status: SERVING while accepting calls, NOT_SERVING when draining.
+        assert probe["grpc"].get("service", "") == ""
+    assert annotations(DEPLOYMENTS[name]) == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(metrics_port),
+        "prometheus.io/path": "/metrics",
+    }
+
+
+def test_gateway_listens_on_its_default_port_with_http_probes_on_real_routes() -> None:
+    from services.webhook_gateway.app import create_app
+
+    container = only_container(DEPLOYMENTS[GATEWAY])
+    port = GatewayConfig().port
+    assert str(port) == DEFAULTS["PORT"]
+    assert container_port(container, "http") == port
+    assert env(GATEWAY).get("PORT", str(port)) == str(port)
+    routes = {route.path for route in create_app(GatewayConfig()).routes}
+    expected = {"readinessProbe": "/ready", "livenessProbe": "/health"}
+    for probe_kind, path in expected.items():
+        probe = container[probe_kind]["httpGet"]
+        assert probe["path"] == path and path in routes
+        assert container_port(container, probe["port"]) == port
+    scrape = annotations(DEPLOYMENTS[GATEWAY])
+    assert scrape["prometheus.io/scrape"] == "true" and scrape["prometheus.io/port"] == str(port)
+    assert scrape["prometheus.io/path"] in routes
+
+
+def test_agent_is_probed_on_the_livekit_worker_health_port() -> None:
+    container = only_container(DEPLOYMENTS[AGENT])
+    port = agent_health_port()
+    for probe_kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = container[probe_kind]["httpGet"]
+        assert probe["path"] == "/" and container_port(container, probe["port"]) == port
+
+
+# --- Services and the gateway's targets -------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(GRPC))
+def test_grpc_services_are_headless_and_select_their_pods(name: str) -> None:
+    service = SERVICES[name]
+    assert service["spec"].get("clusterIP") == "None", f"{name}: round_robin needs one A record per pod"
+    assert selector_matches(service["spec"]["selector"], pod_labels(DEPLOYMENTS[name]))
+    (port,) = service["spec"]["ports"]
+    container = only_container(DEPLOYMENTS[name])
+    assert port["port"] == container_port(container, port["targetPort"]) == int(DEFAULTS[f"{GRPC[name]}_PORT"])
+
+
+def test_gateway_service_is_a_normal_service_on_the_gateway_port() -> None:
+    service = SERVICES[GATEWAY]
+    assert service["spec"].get("clusterIP") != "None"
+    assert selector_matches(service["spec"]["selector"], pod_labels(DEPLOYMENTS[GATEWAY]))
+    (port,) = service["spec"]["ports"]
+    assert container_port(only_container(DEPLOYMENTS[GATEWAY]), port["targetPort"]) == GatewayConfig().port
+
+
+@pytest.mark.parametrize(("variable", "name"), [("PERSONA_TARGET", PERSONA), ("DISPATCHER_TARGET", DISPATCHER)])
+def test_gateway_targets_resolve_every_pod_of_the_headless_service(variable: str, name: str) -> None:
+    port = SERVICES[name]["spec"]["ports"][0]["port"]
+    assert env(GATEWAY)[variable] == f"dns:///{name}.{M.namespace}.svc.cluster.local:{port}"
+
+
+def test_redis_url_names_the_redis_service() -> None:
+    urls = {env(name)["REDIS_URL"] for name in (PERSONA, DISPATCHER, GATEWAY)}
+    assert len(urls) == 1, "all replicas of all services must share one Redis"
+    url = urlparse(urls.pop())
+    assert url.scheme == "redis"
+    service, namespace = url.hostname.split(".")[:2]
+    assert namespace == M.namespace
+    assert url.port in {p["port"] for p in SERVICES[service]["spec"]["ports"]}
+
+
+# --- secrets and environment ------------------------------------------------
+
+
+def test_livekit_secret_is_read_only_by_dispatcher_and_gateway() -> None:
+    readers = {name for name, deployment in DEPLOYMENTS.items() if LIVEKIT_SECRET in secrets_read(deployment)}
+    assert readers == {DISPATCHER, GATEWAY}
+    for name in OURS:
+        assert secrets_read(DEPLOYMENTS[name]) <= ALLOWED_SECRETS[name], name
+    assert {ref.secret for ref in env(AGENT).values() if isinstance(ref, SecretRef)} == {AGENT_SECRET}
+
+
+def test_credentials_come_only_from_secrets() -> None:
+    for name in OURS:
+        for variable, value in env(name).items():
+            if any(marker in variable for marker in CREDENTIAL_MARKERS):
+                assert isinstance(value, SecretRef), f"{name}: {variable} must come from a Secret"
+    for config_map in M.objects("ConfigMap").values():
+        for key in config_map.get("data", {}):
+            assert not any(marker in key for marker in CREDENTIAL_MARKERS), f"credential {key} in a ConfigMap"
+
+
+def test_dispatcher_and_gateway_share_one_token() -> None:
+    assert env(GATEWAY)["DISPATCHER_TOKEN"] == env(DISPATCHER)["DISPATCHER_TOKEN"]
+
+
+def test_gateway_dispatches_the_name_the_agent_registers() -> None:
+    assert env(GATEWAY)["AGENT_TO_DISPATCH"] == env(AGENT)["AGENT_TO_DISPATCH"]
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_every_env_var_set_is_read_by_the_code_and_none_required_is_missing(name: str) -> None:
+    container = only_container(DEPLOYMENTS[name])
+    assert "envFrom" not in container, "envFrom hides which variables a pod gets"
+    names = {entry["name"] for entry in container.get("env", [])}
+    assert len(names) == len(container.get("env", [])), f"{name}: duplicate env entries"
+    unread = names - READERS[name]()
+    assert not unread, f"{name} sets variables its code never reads: {sorted(unread)}"
+    assert REQUIRED_ENV[name] <= names, f"{name} misses {sorted(REQUIRED_ENV[name] - names)}"
+
+
+# --- availability, resources, shutdown, security ----------------------------
+
+
+def test_every_replicated_deployment_has_a_pdb_that_selects_it_and_allows_drains() -> None:
+    budgets = M.objects("PodDisruptionBudget")
+    covered = set()
+    for budget_name, budget in budgets.items():
+        selector = budget["spec"]["selector"]["matchLabels"]
+        matched = [name for name, d in DEPLOYMENTS.items() if selector_matches(selector, pod_labels(d))]
+        assert len(matched) == 1, f"PDB {budget_name} selects {matched}"
+        replicas = DEPLOYMENTS[matched[0]]["spec"]["replicas"]
+        spec = budget["spec"]
+        # A budget that forbids every eviction blocks node drains forever.
+        assert spec.get("maxUnavailable", 0) >= 1 or spec.get("minAvailable", replicas) < replicas, budget_name
+        covered.add(matched[0])
+    assert set(OURS) <= covered
+
+
+def test_every_container_requests_resources_within_its_limit() -> None:
+    for name, deployment in DEPLOYMENTS.items():
+        resources = only_container(deployment)["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), name
+        assert memory_bytes(resources["requests"]["memory"]) <= memory_bytes(resources["limits"]["memory"]), name
+
+
+def test_services_stop_within_their_termination_grace() -> None:
+    from services.webhook_gateway.server import _uvicorn_config
+
+    for name, prefix in GRPC.items():
+        values = {k: v for k, v in env(name).items() if isinstance(v, str)}
+        grace = ServerConfig.from_env(prefix, default_port=0, default_metrics_port=0, environ=values)
+        assert pod_spec(DEPLOYMENTS[name])["terminationGracePeriodSeconds"] > grace.shutdown_grace_seconds, name
+    gateway = only_container(DEPLOYMENTS[GATEWAY])
+    pre_stop = gateway.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    drain = _uvicorn_config(GatewayConfig()).timeout_graceful_shutdown or 0
+    assert pod_spec(DEPLOYMENTS[GATEWAY])["terminationGracePeriodSeconds"] > pre_stop + drain
+    command = only_container(DEPLOYMENTS[AGENT])["command"]
+    assert "--drain-timeout" in command, "without it livekit-agents drains for up to an hour"
+    drain_timeout = int(command[command.index("--drain-timeout") + 1])
+    assert pod_spec(DEPLOYMENTS[AGENT])["terminationGracePeriodSeconds"] > drain_timeout
+
+
+def test_every_pod_runs_non_root_on_a_read_only_root_filesystem() -> None:
+    for name, deployment in DEPLOYMENTS.items():
+        spec = pod_spec(deployment)
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec.get("automountServiceAccountToken") is False, name
+        container = only_container(deployment)["securityContext"]
+        assert container["readOnlyRootFilesystem"] is True, name
+        assert container["allowPrivilegeEscalation"] is False, name
+        assert container["capabilities"]["drop"] == ["ALL"], name
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed; the YAML checks above still ran")
+def test_kustomize_renders_every_object() -> None:
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY_DIR)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    kinds_names = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(rendered) if doc}
+    assert kinds_names == {(doc["kind"], doc["metadata"]["name"]) for _, doc in M.docs}
