@@ -124,14 +124,14 @@ class Dispatcher:
             await self._claims.release(key, token)
             return DispatchOutcome(existing, already_existed=True)
 
-        unanswered = False  # did any create attempt end without LiveKit's answer?
+        uncertain = False  # may a failed create attempt still have created a dispatch?
 
         async def create(timeout: float) -> DispatchRecord:
-            nonlocal unanswered
+            nonlocal uncertain
             try:
                 return await self._transport.create(room, agent_name, encoded, timeout=timeout)
             except LiveKitCallError as exc:
-                unanswered = unanswered or exc.is_transport
+                uncertain = uncertain or exc.may_have_landed
                 raise
 
         async def created_anyway() -> DispatchRecord | None:
@@ -144,9 +144,9 @@ class Dispatcher:
         try:
             record = await self._calls.run("CreateDispatch", room, create, deadline, before_retry=created_anyway)
         except errors.DispatchError:
-            if not unanswered:
-                # LiveKit answered every attempt with an error: nothing is in flight,
-                # so the next request may claim and try at once.
+            if not uncertain:
+                # LiveKit itself refused every attempt: nothing was created and nothing is
+                # in flight, so the next request may claim and try at once.
                 await self._claims.release(key, token)
             else:
                 # A create may still land: keep others polling ListDispatch for a while.

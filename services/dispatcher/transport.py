@@ -39,6 +39,13 @@ class LiveKitCallError(Exception):
         return self.status is None
 
     @property
+    def may_have_landed(self) -> bool:
+        """Could the request have taken effect anyway? Yes when no answer came back, or when
+        a proxy answered for LiveKit (502/504: the request may have reached LiveKit) or
+        LiveKit itself timed out. A Twirp error from LiveKit's own handler means it did not."""
+        return self.status is None or self.status in (502, 504) or self.code == "deadline_exceeded"
+
+    @property
     def retryable(self) -> bool:
         """Transport failures, timeouts, 5xx (but 501) and 429 may succeed on retry; a
         4xx never will (LiveKit's own retry rule, DESIGN.md §3)."""

@@ -112,3 +112,30 @@ async def test_unreachable_redis_refuses_instead_of_risking_a_second_agent(
 
     assert (caught.value.code, caught.value.reason) == (grpc.StatusCode.UNAVAILABLE, "CLAIM_STORE_UNAVAILABLE")
     assert livekit.create_count() == 0
+
+
+async def test_claim_is_kept_when_a_create_may_have_landed(
+    livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
+) -> None:
+    # A 504 comes from a proxy in front of LiveKit: the create may have reached LiveKit.
+    # Other requests must keep polling ListDispatch instead of creating at once.
+    d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
+    metadata = job_metadata("maybe-room", sip_call_id="SCL_maybe")
+
+    async def gateway_timeouts_after_the_first_list() -> None:
+        # One event loop: the claim's ListDispatch is recorded before the create is sent.
+        for _ in range(1_000_000):
+            if any(c.method == "ListDispatch" for c in livekit.calls):
+                break
+            await asyncio.sleep(0)
+        livekit.fail_next(10**9, status=504, code="unavailable")
+
+    saboteur = asyncio.create_task(gateway_timeouts_after_the_first_list())
+    with pytest.raises(DispatcherCallError) as caught:
+        await d.client.dispatch_agent("maybe-room", AGENT, metadata, timeout=1.0)
+    await saboteur
+
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert any(c.method == "CreateDispatch" and c.status == 504 for c in livekit.calls)
+    ttl_ms = await redis_client.pttl(redis_prefix + claim_key("maybe-room", AGENT, metadata))
+    assert 0 < ttl_ms <= 5000  # kept for settle_seconds, not released
