@@ -21,17 +21,14 @@ from typing import Protocol
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 from services.dispatcher.errors import ClaimStoreUnavailable
 
 
-def claim_key(room: str, agent_name: str, metadata: AgentJobMetadata) -> str:
-    """The SIP call id identifies the call (and survives webhook redelivery); without it
-    the room stands for the call. The agent name is part of the key because exactly-one
-    holds per agent name."""
-    call_id = metadata.call.sip_call_id
-    if call_id:
-        return f"call:{call_id}:agent:{agent_name}"
+def claim_key(room: str, agent_name: str) -> str:
+    """One claim per room and agent name — the same scope as the ListDispatch check that
+    follows it, so two requests can never both see "no dispatch" for what the check
+    treats as one call. (LiveKit's SIP dispatch rules put each call in its own room; a
+    claim per SIP call id would let two different call ids in one room both create.)"""
     return f"room:{room}:agent:{agent_name}"
 
 

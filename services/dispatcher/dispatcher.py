@@ -70,7 +70,7 @@ class Dispatcher:
         self, room: str, agent_name: str, metadata: AgentJobMetadata, deadline: float
     ) -> DispatchOutcome:
         encoded = validation.validate_dispatch(room, agent_name, metadata)
-        key = claim_key(room, agent_name, metadata)
+        key = claim_key(room, agent_name)
         async with self._locks.hold(key, deadline) as acquired:
             if not acquired:
                 raise errors.DispatchInProgress(

@@ -53,14 +53,18 @@ class LiveKitDispatchTransport:
             client, self._client = self._client, None
             await client.aclose()
 
-    @staticmethod
-    async def _call(awaitable: Awaitable[T], timeout: float) -> T:
+    async def _call(self, awaitable: Awaitable[T], timeout: float) -> T:
         try:
             async with asyncio.timeout(max(timeout, 0.0)):
                 return await awaitable
         except api.ServerError as exc:
             raise LiveKitCallError(exc.code, exc.message, status=exc.status) from exc
         except TimeoutError as exc:
-            raise LiveKitCallError("timeout", f"no answer within {timeout:.3f}s", status=None) from exc
+            raise LiveKitCallError(
+                "timeout", f"no answer from LIVEKIT_URL={self._url} within {timeout:.3f}s", status=None
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise LiveKitCallError("transport", f"{type(exc).__name__}: {exc}", status=None) from exc
+            # Name the setting: on a fresh machine this is "no LiveKit server running here".
+            raise LiveKitCallError(
+                "transport", f"cannot reach LIVEKIT_URL={self._url}: {type(exc).__name__}: {exc}", status=None
+            ) from exc

@@ -48,7 +48,7 @@ async def test_claim_outlives_a_successful_create_for_the_settle_time(
 
     await d.client.dispatch_agent("settle-room", AGENT, metadata)
 
-    ttl_ms = await redis_client.pttl(redis_prefix + claim_key("settle-room", AGENT, metadata))
+    ttl_ms = await redis_client.pttl(redis_prefix + claim_key("settle-room", AGENT))
     assert 0 < ttl_ms <= 5000  # settle_seconds=5 in the test config
 
 
@@ -62,7 +62,7 @@ async def test_claim_is_freed_when_livekit_refused_the_create(
     with pytest.raises(DispatcherCallError):
         await d.client.dispatch_agent("refused-room", AGENT, metadata)
 
-    assert await redis_client.exists(redis_prefix + claim_key("refused-room", AGENT, metadata)) == 0
+    assert await redis_client.exists(redis_prefix + claim_key("refused-room", AGENT)) == 0
 
 
 async def test_claim_of_a_dead_replica_expires_and_the_call_is_then_dispatched(
@@ -71,7 +71,7 @@ async def test_claim_of_a_dead_replica_expires_and_the_call_is_then_dispatched(
     d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
     metadata = job_metadata("orphan-room", sip_call_id="SCL_orphan")
     # A replica claimed the call and died before creating anything: only its TTL is left.
-    key = redis_prefix + claim_key("orphan-room", AGENT, metadata)
+    key = redis_prefix + claim_key("orphan-room", AGENT)
     await redis_client.set(key, "dead-replica", px=400)
 
     response = await d.client.dispatch_agent("orphan-room", AGENT, metadata, timeout=5.0)
@@ -86,7 +86,7 @@ async def test_claim_held_without_a_dispatch_until_the_deadline_is_in_progress(
 ) -> None:
     d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
     metadata = job_metadata("held-room", sip_call_id="SCL_held")
-    await redis_client.set(redis_prefix + claim_key("held-room", AGENT, metadata), "other-replica", px=60_000)
+    await redis_client.set(redis_prefix + claim_key("held-room", AGENT), "other-replica", px=60_000)
 
     with pytest.raises(DispatcherCallError) as caught:
         await d.client.dispatch_agent("held-room", AGENT, metadata, timeout=0.6)
@@ -137,5 +137,5 @@ async def test_claim_is_kept_when_a_create_may_have_landed(
 
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
     assert any(c.method == "CreateDispatch" and c.status == 504 for c in livekit.calls)
-    ttl_ms = await redis_client.pttl(redis_prefix + claim_key("maybe-room", AGENT, metadata))
+    ttl_ms = await redis_client.pttl(redis_prefix + claim_key("maybe-room", AGENT))
     assert 0 < ttl_ms <= 5000  # kept for settle_seconds, not released

@@ -10,15 +10,13 @@ from services.dispatcher.claims import InMemoryClaimStore, LocalLocks, claim_key
 from services.dispatcher.config import DispatcherConfig
 from services.dispatcher.livekit_calls import to_domain_error
 from services.dispatcher.transport import LiveKitCallError
-from tests.dispatcher.conftest import AGENT, job_metadata
+from tests.dispatcher.conftest import AGENT
 
 
-def test_claim_key_prefers_the_sip_call_id_and_includes_the_agent() -> None:
-    assert claim_key("room-a", AGENT, job_metadata("room-a", sip_call_id="SCL_1")) == f"call:SCL_1:agent:{AGENT}"
-    assert claim_key("room-a", AGENT, job_metadata("room-a", sip_call_id="")) == f"room:room-a:agent:{AGENT}"
-    assert claim_key("room-a", "other", job_metadata("room-a", sip_call_id="SCL_1")) != claim_key(
-        "room-a", AGENT, job_metadata("room-a", sip_call_id="SCL_1")
-    )
+def test_claim_key_is_per_room_and_agent_name() -> None:
+    assert claim_key("room-a", AGENT) == f"room:room-a:agent:{AGENT}"
+    assert claim_key("room-a", "other") != claim_key("room-a", AGENT)
+    assert claim_key("room-b", AGENT) != claim_key("room-a", AGENT)
 
 
 async def test_in_memory_claims_are_exclusive_and_expire() -> None:
