@@ -27,6 +27,14 @@ log = logging.getLogger("friday.grpc.server")
 
 Hook = Callable[[], Awaitable[None]]
 
+# Close each client connection after ~5 minutes (then a 30 s grace for in-flight calls).
+# Clients re-resolve their target on reconnect, so a gateway behind a headless Service
+# (dns:///...) starts using new replicas after a scale-up instead of never seeing them.
+SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 30_000),
+)
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -118,7 +126,7 @@ class GrpcServer:
         interceptors: list[grpc.aio.ServerInterceptor] = [ObservingInterceptor(self.metrics)]
         if self.config.auth_token:
             interceptors.append(BearerTokenAuthInterceptor(self.config.auth_token))
-        server = grpc.aio.server(interceptors=interceptors)
+        server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
         for spec in self._services:
             spec.add_to_server(spec.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
