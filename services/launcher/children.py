@@ -35,6 +35,11 @@ class ChildProcess:
         self._pump = asyncio.create_task(self._stream_output())
 
     @property
+    def env(self) -> dict[str, str]:
+        """The environment the child runs with (a copy)."""
+        return dict(self._env)
+
+    @property
     def pid(self) -> int:
         assert self._process is not None
         return self._process.pid

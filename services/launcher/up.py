@@ -1,7 +1,15 @@
 """Runs the mesh: PersonaService, DispatcherService and the gateway (and the
 agent with --with-agent) as separate processes, in dependency order, each
 waited for until it reports ready. Stops them all, gateway first, on SIGINT or
-SIGTERM and exits 0; if one dies on its own, says which and why and exits 1."""
+SIGTERM and exits 0; if one dies on its own, says which and why and exits 1.
+
+With --replicas N (N > 1) every service runs N times on its own ports, the
+gateways balance over all persona and dispatcher replicas, and all of them share
+Redis (required: claims, dedupe and the persona cache must be shared for
+exactly-one dispatch to hold across replicas). A replica that dies is reported
+and the mesh keeps running on the others, so the topology can be tried by
+killing replicas; only when the last replica of a service is gone does `friday
+up` stop everything and exit 1."""
 
 from __future__ import annotations
 
@@ -38,13 +46,38 @@ def _port(base: str, replica: int) -> str:
     return "0" if value == 0 else str(value + REPLICA_PORT_STEP * replica)
 
 
+class PlanError(ValueError):
+    """Settings that cannot make a working mesh; the message says what to change."""
+
+
+def replica_count(settings: dict[str, str]) -> int:
+    text = settings["FRIDAY_UP_REPLICAS"].strip()
+    try:
+        replicas = int(text)
+    except ValueError:
+        raise PlanError(f"--replicas must be a whole number, got {text!r}") from None
+    if not 1 <= replicas <= REPLICA_PORT_STEP:
+        # Beyond REPLICA_PORT_STEP, replica ports of one service would run into the next service's.
+        raise PlanError(f"--replicas must be between 1 and {REPLICA_PORT_STEP}, got {replicas}")
+    if replicas > 1 and not settings["REDIS_URL"]:
+        raise PlanError(
+            f"--replicas {replicas} needs --redis-url (env REDIS_URL): the replicas must share dispatch claims, "
+            "webhook dedupe and the persona cache, or two dispatcher replicas could both dispatch an agent "
+            "for one call. Start one with `redis-server` (or `docker run -p 6379:6379 redis`) and pass "
+            "--redis-url redis://127.0.0.1:6379/0"
+        )
+    return replicas
+
+
 def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
-    """The processes to start, in start order, with the environment each gets."""
-    replicas = max(1, int(settings["FRIDAY_UP_REPLICAS"]))
+    """The processes to start, in start order, with the environment each gets.
+    Raises PlanError for settings that cannot work."""
+    replicas = replica_count(settings)
     base_env = {**os.environ, **{k: v for k, v in settings.items() if v != ""}}
     base_env["PYTHONUNBUFFERED"] = "1"
     services: list[Service] = []
     persona_targets, dispatcher_targets = [], []
+    prefix_width = len("dispatcher") + (0 if replicas == 1 else len(f"-{replicas}"))
     for kind in ("persona", "dispatcher"):
         prefix = kind.upper()
         for replica in range(replicas):
@@ -56,7 +89,7 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
             name = kind if replicas == 1 else f"{kind}-{replica + 1}"
             services.append(
                 Service(
-                    ChildProcess(name, _cli(kind, "serve"), env),
+                    ChildProcess(name, _cli(kind, "serve"), env, prefix_width=prefix_width),
                     kind,
                     f"grpc://{target}",
                     f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port != "0" else "(off)",
@@ -73,7 +106,7 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
         name = "gateway" if replicas == 1 else f"gateway-{replica + 1}"
         services.append(
             Service(
-                ChildProcess(name, _cli("gateway", "serve"), env),
+                ChildProcess(name, _cli("gateway", "serve"), env, prefix_width=prefix_width),
                 "gateway",
                 f"{url}/livekit-webhook",
                 f"{url}/metrics",
@@ -83,10 +116,37 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
     if with_agent:
         services.append(
             Service(
-                ChildProcess("agent", _cli("agent", "start"), base_env), "agent", settings["LIVEKIT_URL"], "-", None
+                ChildProcess("agent", _cli("agent", "start"), base_env, prefix_width=prefix_width),
+                "agent",
+                settings["LIVEKIT_URL"],
+                "-",
+                None,
             )
         )
+    _check_ports(services, settings)
     return services
+
+
+def _check_ports(services: list[Service], settings: dict[str, str]) -> None:
+    """Two children on one port: the second would die at bind with a less helpful message."""
+    owners: dict[str, str] = {}
+    for service in services:
+        if service.kind == "agent":
+            continue
+        env = service.child.env
+        ports = [env["PORT"]] if service.kind == "gateway" else [env[f"{service.kind.upper()}_PORT"]]
+        if service.kind != "gateway":
+            ports.append(env[f"{service.kind.upper()}_METRICS_PORT"])
+        for port in ports:
+            if port == "0":
+                continue
+            if port in owners:
+                raise PlanError(
+                    f"port {port} would be used by both {owners[port]} and {service.child.name}; with "
+                    f"--replicas {settings['FRIDAY_UP_REPLICAS']} replica i of a gRPC service uses base + "
+                    f"{REPLICA_PORT_STEP}*i and gateway i uses --gateway-port + i: choose base ports further apart"
+                )
+            owners[port] = service.child.name
 
 
 def describe(services: list[Service], settings: dict[str, str]) -> str:
@@ -100,8 +160,17 @@ def describe(services: list[Service], settings: dict[str, str]) -> str:
     rows += [(s.child.name, str(s.child.pid), s.address, s.metrics) for s in services]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    gateway_env = next((s.child.env for s in services if s.kind == "gateway"), {})
+    lines += [""]
+    if sum(1 for s in services if s.kind == "gateway") > 1:
+        lines += [
+            "gateways balance (round_robin, client-side health checking) over",
+            f"  persona:    {gateway_env.get('PERSONA_TARGET', '?')}",
+            f"  dispatcher: {gateway_env.get('DISPATCHER_TARGET', '?')}",
+            "a replica that dies is reported; the mesh runs on while one replica of each service lives",
+            "",
+        ]
     lines += [
-        "",
         f"persona source: {persona_source}",
         f"cache backend:  {cache}",
         f"LiveKit URL:    {settings['LIVEKIT_URL']}  (agent name {settings['AGENT_TO_DISPATCH']})",
@@ -110,7 +179,11 @@ def describe(services: list[Service], settings: dict[str, str]) -> str:
 
 
 async def run(settings: dict[str, str], *, with_agent: bool) -> int:
-    services = plan(settings, with_agent=with_agent)
+    try:
+        services = plan(settings, with_agent=with_agent)
+    except PlanError as exc:
+        print(f"friday up: {exc}", file=sys.stderr, flush=True)
+        return 2
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -153,13 +226,25 @@ async def _start_all(services: list[Service], settings: dict[str, str], stop_req
 async def _supervise(services: list[Service], stop_requested: asyncio.Event) -> int:
     waits = {asyncio.ensure_future(s.child.wait()): s for s in services}
     stopped = asyncio.ensure_future(stop_requested.wait())
-    done, _ = await asyncio.wait({stopped, *waits}, return_when="FIRST_COMPLETED")
-    for task in waits:
-        if task in done:
-            _report_death(waits[task])
-            return 1
-    print("friday up: stopping", flush=True)
-    return 0
+    try:
+        while True:
+            done, _ = await asyncio.wait({stopped, *waits}, return_when="FIRST_COMPLETED")
+            if stopped in done:
+                print("friday up: stopping", flush=True)
+                return 0
+            for task in [t for t in waits if t in done]:
+                dead = waits.pop(task)
+                _report_death(dead)
+                left = [s.child.name for s in waits.values() if s.kind == dead.kind]
+                if not left:
+                    return 1
+                print(
+                    f"friday up: {dead.child.name} is gone; still running: {', '.join(left)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        stopped.cancel()  # the child waits finish on their own once _stop_all stops the children
 
 
 def _report_death(service: Service) -> None:
