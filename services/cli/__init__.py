@@ -9,7 +9,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 # Subcommand modules, in the order `friday --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("persona", "gateway", "up", "agent", "dispatcher", "simulate_call")
+COMMAND_MODULES: tuple[str, ...] = ("persona", "gateway", "up", "agent", "dispatcher", "simulate_call", "bench")
 
 
 def _version() -> str:

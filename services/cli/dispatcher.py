@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     dispatch.add_argument("room")
     dispatch.add_argument("--agent-name", help="agent name (env AGENT_TO_DISPATCH, default friday-ai-agent)")
-    dispatch.add_argument("--sip-call-id", default="", help="claim key; default: room + agent name")
+    dispatch.add_argument("--sip-call-id", default="", help="SIP call id recorded in the job metadata")
     _client_flags(dispatch)
     dispatch.set_defaults(handler=_dispatch)
 
