@@ -1,0 +1,150 @@
+"""The floor (scenario 7): the least a Python process must do for a webhook — verify
+LiveKit's signature, keep SIP joins, build the job metadata with the persona it
+already holds in memory, and dispatch through livekit-api — with no gRPC hop and no
+second process. The mesh's latency divided by this one is what the mesh costs.
+
+It reuses the gateway's own pieces (WebhookVerifier, classify, the shared
+job-metadata codec) and makes the same two LiveKit calls the dispatcher makes per
+call (ListDispatch, then CreateDispatch — the exactly-one guard without the claim),
+so the ratio isolates the two gRPC hops and the process boundaries. It runs on
+uvicorn with the gateway's settings.
+
+    python -m bench.floor --personas FILE --livekit-url URL --api-key K --api-secret S
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import uvicorn
+from livekit import api
+from livekit.protocol.agent_dispatch import CreateAgentDispatchRequest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
+from friday.persona.v1.persona_pb2 import Persona, PersonaSource
+from services.common import job_metadata
+from services.common.default_persona import default_persona
+from services.persona.mapping import persona_from_json
+from services.webhook_gateway.events import Ignored, classify
+from services.webhook_gateway.verification import MalformedEventError, SignatureError, WebhookVerifier
+
+WEBHOOK_PATH = "/livekit-webhook"
+
+
+def create_floor_app(
+    personas: dict[str, Persona], livekit_url: str, api_key: str, api_secret: str, agent_name: str
+) -> Starlette:
+    verifier = WebhookVerifier(api_key, api_secret)
+    state: dict[str, api.LiveKitAPI] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # One client (one aiohttp pool) for the process, born inside the loop, as the dispatcher does.
+        state["lk"] = api.LiveKitAPI(livekit_url, api_key, api_secret, failover=False)
+        try:
+            yield
+        finally:
+            await state["lk"].aclose()
+
+    async def receive(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            event = verifier.verify(raw, request.headers.get("authorization"))
+        except SignatureError as exc:
+            return JSONResponse({"status": "unauthorized", "detail": str(exc)}, status_code=401)
+        except MalformedEventError as exc:
+            return JSONResponse({"status": "malformed", "detail": str(exc)}, status_code=400)
+        call = classify(event)
+        if isinstance(call, Ignored):
+            return JSONResponse({"status": "ignored", "detail": call.reason})
+        persona = personas.get(call.dialed_number)
+        metadata = AgentJobMetadata(
+            schema_version=job_metadata.CURRENT_SCHEMA_VERSION,
+            call=CallFacts(
+                dialed_number=call.dialed_number,
+                caller_number=call.caller_number,
+                sip_call_id=call.sip_call_id,
+                sip_trunk_id=call.sip_trunk_id,
+                room=call.room,
+                participant_identity=call.participant_identity,
+            ),
+            persona=persona if persona is not None else default_persona(),
+            persona_source=PersonaSource.PERSONA_SOURCE_CACHE if persona else PersonaSource.PERSONA_SOURCE_DEFAULT,
+            trace_id=call.event_id,
+        )
+        encoded = job_metadata.encode(metadata)
+        dispatches = state["lk"].agent_dispatch
+        try:
+            existing = [d for d in await dispatches.list_dispatch(call.room) if d.agent_name == agent_name]
+            if existing:
+                dispatch, already = existing[0], True
+            else:
+                request_pb = CreateAgentDispatchRequest(room=call.room, agent_name=agent_name, metadata=encoded)
+                dispatch, already = await dispatches.create_dispatch(request_pb), False
+        except api.ServerError as exc:
+            return JSONResponse({"status": "dispatch_failed", "detail": str(exc)}, status_code=503)
+        return JSONResponse(
+            {
+                "status": "dispatched",
+                "dispatch_id": dispatch.id,
+                "already_existed": already,
+                "room": call.room,
+                "persona_id": metadata.persona.persona_id,
+                "persona_source": PersonaSource.Name(metadata.persona_source),
+                "default_reason": "" if persona else "not in memory",
+            }
+        )
+
+    return Starlette(routes=[Route(WEBHOOK_PATH, receive, methods=["POST"])], lifespan=lifespan)
+
+
+def load_personas(path: Path) -> dict[str, Persona]:
+    """{dialed number (E.164): persona JSON as the CRM serves it} -> mapped personas."""
+    return {number: persona_from_json(body) for number, body in json.loads(path.read_text()).items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--personas", type=Path, required=True, help="JSON {E.164 number: persona body}")
+    parser.add_argument("--livekit-url", required=True)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--api-secret", required=True)
+    parser.add_argument("--agent-name", default="friday-ai-agent")
+    args = parser.parse_args(argv)
+    app = create_floor_app(
+        load_personas(args.personas), args.livekit_url, args.api_key, args.api_secret, args.agent_name
+    )
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
+    # without it uvicorn's two writes per response (head, body) meet delayed ACKs: +40 ms per call.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    # The gateway's uvicorn settings (services/webhook_gateway/server.py), so only the path differs.
+    config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        print(f"READY http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+        await task
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

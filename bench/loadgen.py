@@ -1,0 +1,251 @@
+"""The load generator: a separate process (`python -m bench.loadgen`) so its CPU
+shows up apart from the services'. It reads one JSON job per stdin line and answers
+each with one `RESULT {...}` line on stdout.
+
+HTTP jobs (signed webhooks to the gateway or the floor):
+  sequential  one call at a time; latency from just before the write
+  open        fixed-rate schedule that never waits for answers; latency from the
+              *intended* send time, so a stall shows up in every request it delays
+              (no coordinated omission); `send_lag` says how late the generator itself was
+  closed      `concurrency` callers, each sending its next call when the last one answered
+  burst       `count` calls written at once on pre-opened connections
+gRPC jobs: closed loop of GetPersona or grpc.health.v1 Check with `concurrency` callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from .grpc_load import GrpcJob
+from .http_client import HttpPool
+from .procstats import peak_rss_mb
+from .stats import summarize_ms
+from .webhooks import Target, WebhookFactory
+
+
+class Outcomes:
+    """Latencies of good answers plus counts of everything else."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        # Open loop only: from the actual write, to tell the generator's own lateness apart.
+        self.service_latencies: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.sources: Counter[str] = Counter()
+        self.defaults = 0
+
+    def record(self, status: int, body: bytes, latency: float, service_latency: float | None = None) -> None:
+        if status != 200:
+            self.errors[f"http_{status}"] += 1
+            return
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            self.errors["bad_json"] += 1
+            return
+        if answer.get("status") != "dispatched":
+            self.errors[f"status_{answer.get('status')}"] += 1
+            return
+        if answer.get("already_existed"):
+            # Every simulated call is new: an existing dispatch means ids collided.
+            self.errors["already_existed"] += 1
+            return
+        self.sources[str(answer.get("persona_source", "?"))] += 1
+        if answer.get("default_reason"):
+            self.defaults += 1
+        self.latencies.append(latency)
+        if service_latency is not None:
+            self.service_latencies.append(service_latency)
+
+    def failed(self, exc: BaseException) -> None:
+        self.errors[f"exception_{type(exc).__name__}"] += 1
+
+    def result(self, wall: float, **extra: Any) -> dict[str, Any]:
+        done = len(self.latencies) + sum(self.errors.values())
+        return {
+            "latency_ms": summarize_ms(self.latencies),
+            "ok": len(self.latencies),
+            "errors": dict(self.errors),
+            "error_count": sum(self.errors.values()),
+            "persona_sources": dict(self.sources),
+            "default_personas": self.defaults,
+            "wall_s": round(wall, 3),
+            "rate_per_s": round(done / wall, 1) if wall > 0 else None,
+            **({"latency_from_send_ms": summarize_ms(self.service_latencies)} if self.service_latencies else {}),
+            **extra,
+        }
+
+
+async def _send(
+    pool: HttpPool,
+    raw: bytes,
+    started: float,
+    out: Outcomes,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    open_loop: bool = False,
+) -> None:
+    sent = loop.time()
+    try:
+        response = await pool.send(raw)
+    except Exception as exc:  # noqa: BLE001 — every failure is a data point
+        out.failed(exc)
+        return
+    now = loop.time()
+    out.record(response.status, response.body, now - started, now - sent if open_loop else None)
+
+
+def _numbers(numbers: list[str], n: int) -> list[str]:
+    return [numbers[i % len(numbers)] for i in range(n)]
+
+
+class HttpJob:
+    """Signing and warm-up happen in `prepare`, outside the measured window; `run` sends."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self._job = job
+        self._target = Target.from_url(job["url"])
+        self._factory = WebhookFactory(self._target, job["api_key"], job["api_secret"], tag=job["tag"])
+        self._pool = HttpPool(self._target.host, self._target.port, limit=int(job.get("max_connections", 256)))
+        self._requests: list[bytes] = []
+
+    async def prepare(self) -> dict[str, Any]:
+        job, mode = self._job, self._job["mode"]
+        numbers = job["numbers"]
+        warm = self._factory.batch(_numbers(job.get("warmup_numbers") or numbers, int(job.get("warmup", 0))))
+        for raw in warm:
+            await self._pool.send(raw)  # connections, persona cache, LiveKit sessions: all warm
+        if mode == "open":
+            count = int(float(job["rate"]) * float(job["duration"]))
+        elif mode == "closed":
+            # Enough for the expected rate; more are signed on the fly only if the mesh outruns it.
+            count = int(float(job.get("expected_rate", 1000)) * float(job["duration"]) * 1.5) + int(job["concurrency"])
+        else:
+            count = int(job["count"])
+        self._requests = self._factory.batch(_numbers(numbers, count))
+        if mode in ("burst", "closed"):
+            await self._pool.warm(count if mode == "burst" else int(job["concurrency"]))
+        return {"prepared": len(self._requests), "warmup_sent": len(warm)}
+
+    async def run(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        job, mode = self._job, self._job["mode"]
+        try:
+            if mode == "sequential":
+                return await _sequential(self._pool, self._requests, loop)
+            if mode == "open":
+                return await _open_loop(self._pool, self._requests, float(job["rate"]), loop)
+            if mode == "closed":
+                return await _closed_loop(self._pool, self._factory, self._requests, job, loop)
+            if mode == "burst":
+                return await _burst(self._pool, self._requests, loop)
+            raise ValueError(f"unknown mode {mode!r}")
+        finally:
+            self._pool.close()
+
+
+async def _sequential(pool: HttpPool, requests: list[bytes], loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    out = Outcomes()
+    began = loop.time()
+    for raw in requests:
+        await _send(pool, raw, loop.time(), out, loop)
+    return out.result(loop.time() - began)
+
+
+async def _open_loop(
+    pool: HttpPool, requests: list[bytes], rate: float, loop: asyncio.AbstractEventLoop
+) -> dict[str, Any]:
+    out = Outcomes()
+    lags: list[float] = []
+    tasks: list[asyncio.Task[None]] = []
+    began = loop.time() + 0.01
+    for i, raw in enumerate(requests):
+        intended = began + i / rate
+        delay = intended - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lags.append(max(0.0, loop.time() - intended))
+        tasks.append(asyncio.create_task(_send(pool, raw, intended, out, loop, open_loop=True)))
+    await asyncio.gather(*tasks)
+    return out.result(loop.time() - began, target_rate_per_s=rate, send_lag_ms=summarize_ms(lags))
+
+
+async def _closed_loop(
+    pool: HttpPool,
+    factory: WebhookFactory,
+    requests: list[bytes],
+    job: dict[str, Any],
+    loop: asyncio.AbstractEventLoop,
+) -> dict[str, Any]:
+    concurrency = int(job["concurrency"])
+    number = job["numbers"][0]
+    signed_inline = 0
+    out = Outcomes()
+    began = loop.time()
+    stop_at = began + float(job["duration"])
+
+    async def caller() -> None:
+        nonlocal signed_inline
+        while loop.time() < stop_at:
+            if requests:
+                raw = requests.pop()
+            else:
+                signed_inline += 1
+                raw = factory.request(number)
+            await _send(pool, raw, loop.time(), out, loop)
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return out.result(loop.time() - began, concurrency=concurrency, signed_inline=signed_inline)
+
+
+async def _burst(pool: HttpPool, requests: list[bytes], loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    out = Outcomes()
+    began = loop.time()
+    await asyncio.gather(*(_send(pool, raw, began, out, loop) for raw in requests))
+    return out.result(loop.time() - began)
+
+
+def make_job(job: dict[str, Any]) -> HttpJob | GrpcJob:
+    if job["kind"] == "http":
+        return HttpJob(job)
+    if job["kind"] == "grpc":
+        return GrpcJob(job)
+    raise ValueError(f"unknown job kind {job['kind']!r}")
+
+
+async def main() -> None:
+    """Protocol: `{"op": "prepare", ...job}` then `{"op": "run"}`, one RESULT line each."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print("READY loadgen", flush=True)
+    prepared: HttpJob | GrpcJob | None = None
+    while line := await reader.readline():
+        if not line.strip():
+            continue
+        started = time.perf_counter()
+        try:
+            message = json.loads(line)
+            if message["op"] == "prepare":
+                prepared = make_job(message)
+                result = await prepared.prepare()
+            elif message["op"] == "run" and prepared is not None:
+                job, prepared = prepared, None
+                result = await job.run()
+            else:
+                raise ValueError(f"unexpected message {message.get('op')!r}")
+        except Exception as exc:  # noqa: BLE001 — reported to the orchestrator, which decides
+            result = {"failed": f"{type(exc).__name__}: {exc}"}
+        result["loadgen_peak_rss_mb"] = peak_rss_mb(os.getpid())
+        result["step_s"] = round(time.perf_counter() - started, 3)
+        print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

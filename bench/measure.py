@@ -1,0 +1,129 @@
+"""One measured step: set the stand-ins' latency, let the load generator sign and
+warm up, zero the stand-ins' counters, then run the job while watching every
+process's CPU and peak RSS, and read back what the stand-ins saw."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import BenchConfig
+from .mesh import API_KEY, API_SECRET, LoadGenerator, Mesh
+from .personas import BenchNumbers, crm_segment
+from .procstats import ProcessWatch
+from .stats import minus
+
+_RUN_ID = secrets.token_hex(2)
+
+
+@dataclass
+class Bench:
+    cfg: BenchConfig
+    mesh: Mesh
+    loadgen: LoadGenerator
+    numbers: BenchNumbers
+    floor_url: str
+    bare_health_target: str
+    _tags: itertools.count[int] = field(default_factory=itertools.count)
+
+    def pids(self) -> dict[str, int]:
+        return {**self.mesh.pids(), "loadgen": self.loadgen.pid}
+
+    def http_job(self, url: str, mode: str, numbers: list[str], **params: Any) -> dict[str, Any]:
+        # Short and unique per step: rooms and event ids never repeat within a run.
+        tag = f"{_RUN_ID}{next(self._tags):03d}"
+        return {
+            "kind": "http",
+            "url": url,
+            "mode": mode,
+            "numbers": numbers,
+            "api_key": API_KEY,
+            "api_secret": API_SECRET,
+            "tag": tag,
+            **params,
+        }
+
+    async def _set_latency(self, crm_latency: float, livekit_latency: float) -> None:
+        # `reset` also zeroes the latency, so it is set again right after.
+        for standin, seconds in ((self.mesh.crm, crm_latency), (self.mesh.livekit, livekit_latency)):
+            await standin.control("reset")
+            await standin.control("latency", {"seconds": seconds})
+
+    async def measure(
+        self,
+        sid: str,
+        name: str,
+        job: dict[str, Any],
+        *,
+        crm_latency: float = 0.0,
+        livekit_latency: float = 0.0,
+        watch_numbers: list[str] | None = None,
+    ) -> dict[str, Any]:
+        await self._set_latency(crm_latency, livekit_latency)
+        prepared = await self.loadgen.run({"op": "prepare", **job})
+        await self._set_latency(crm_latency, livekit_latency)  # counters now cover the measured run only
+        watch = ProcessWatch(self.pids())
+        began = time.monotonic()
+        result = await self.loadgen.run({"op": "run"})
+        wall = time.monotonic() - began
+        processes = watch.finish(wall)
+        row: dict[str, Any] = {
+            "id": sid,
+            "name": name,
+            "params": {k: v for k, v in job.items() if k not in ("api_key", "api_secret", "numbers", "kind")},
+            "crm_latency_ms": round(crm_latency * 1000, 1),
+            "livekit_latency_ms": round(livekit_latency * 1000, 1),
+            **result,
+            "warmup_sent": prepared.get("warmup_sent", 0),
+            "processes": processes,
+            "peak_rss_since_start": not watch.peak_reset,
+        }
+        if job["kind"] == "http":
+            row["standins"] = await self._standin_counts(watch_numbers or [])
+            row.update(_injected(row, crm_latency, livekit_latency))
+        print(_progress(row), flush=True)
+        return row
+
+    async def _standin_counts(self, numbers: list[str]) -> dict[str, Any]:
+        lk = await self.mesh.livekit.state()
+        crm = await self.mesh.crm.state()
+        segments = {crm_segment(n) for n in numbers}
+        return {
+            "livekit_creates": lk["create_count"],
+            "livekit_calls": dict(Counter(call["method"] for call in lk["calls"])),
+            "livekit_failed_calls": sum(1 for call in lk["calls"] if call["status"] != 200),
+            "crm_requests_total": crm["total_requests"],
+            "crm_requests_for_numbers": sum(n for seg, n in crm["requests"].items() if seg in segments),
+        }
+
+
+def _injected(row: dict[str, Any], crm_latency: float, livekit_latency: float) -> dict[str, Any]:
+    """The stand-ins' sleeps on one call's critical path, from what they actually saw
+    (sequential calls only: under concurrency the sleeps overlap), and latency minus that."""
+    calls = row["ok"] + row["error_count"]
+    if not calls:
+        return {}
+    counts = row["standins"]
+    livekit_per_call = sum(counts["livekit_calls"].values()) / calls
+    crm_per_call = counts["crm_requests_for_numbers"] / calls
+    injected_ms = 1000 * (crm_latency * crm_per_call + livekit_latency * livekit_per_call)
+    out: dict[str, Any] = {
+        "livekit_calls_per_call": round(livekit_per_call, 3),
+        "crm_requests_per_call": round(crm_per_call, 3),
+        "injected_ms": round(injected_ms, 2),
+    }
+    if row["params"].get("mode") == "sequential" and row["latency_ms"].get("count"):
+        out["overhead_ms"] = minus(row["latency_ms"], injected_ms)
+    return out
+
+
+def _progress(row: dict[str, Any]) -> str:
+    lat = row.get("latency_ms", {})
+    return (
+        f"bench: [{row['id']}] {row['name']}: ok={row['ok']} errors={row['error_count']} "
+        f"rate={row.get('rate_per_s')}/s p50={lat.get('p50')} p99={lat.get('p99')} ms"
+    )

@@ -1,0 +1,78 @@
+"""Per-process memory and CPU from /proc (no psutil dependency).
+
+Peak RSS is the kernel's high-water mark (VmHWM). Writing "5" to
+/proc/<pid>/clear_refs resets it to the current RSS (Linux >= 4.0), so each
+scenario reports its own peak; where that write is refused, the peak is since the
+process started and the report says so."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _status_kib(pid: int, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    kib = _status_kib(pid, "VmHWM")
+    return None if kib is None else round(kib / 1024, 1)
+
+
+def rss_mb(pid: int) -> float | None:
+    kib = _status_kib(pid, "VmRSS")
+    return None if kib is None else round(kib / 1024, 1)
+
+
+def reset_peak_rss(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time the process has used so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # The command name (field 2) may hold spaces: split after its closing parenthesis.
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+@dataclass
+class ProcessWatch:
+    """CPU used and peak RSS of a set of named processes over one scenario."""
+
+    pids: dict[str, int]
+
+    def __post_init__(self) -> None:
+        self.peak_reset = all([reset_peak_rss(pid) for pid in self.pids.values()])
+        self._cpu_start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def finish(self, wall_seconds: float) -> dict[str, dict[str, float | None]]:
+        out: dict[str, dict[str, float | None]] = {}
+        for name, pid in self.pids.items():
+            start, end = self._cpu_start.get(name), cpu_seconds(pid)
+            used = None if start is None or end is None else round(end - start, 2)
+            out[name] = {
+                "peak_rss_mb": peak_rss_mb(pid),
+                "cpu_s": used,
+                # Share of one core over the scenario's wall time; 2 cores = 200 %.
+                "cpu_pct": None if used is None or wall_seconds <= 0 else round(100 * used / wall_seconds, 1),
+            }
+        return out

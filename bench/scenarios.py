@@ -1,0 +1,179 @@
+"""The seven scenarios of issue 8, each returning result rows (see measure.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .measure import Bench
+
+Rows = list[dict[str, Any]]
+
+
+async def warm_sequential(bench: Bench) -> Rows:
+    """1. One call at a time, persona cached: 1a with the warm LiveKit latency (the
+    mesh's own cost), 1b with the stand-ins' default latency (what a caller waits)."""
+    cfg, url, number = bench.cfg, bench.mesh.gateway_url, [bench.numbers.warm]
+    rows = [
+        await bench.measure(
+            "1a",
+            "warm sequential",
+            bench.http_job(url, "sequential", number, count=cfg.sequential_count, warmup=cfg.warmup),
+            livekit_latency=cfg.warm_livekit_latency,
+        ),
+        await bench.measure(
+            "1b",
+            "warm sequential, LiveKit latency on",
+            bench.http_job(url, "sequential", number, count=cfg.sequential_real_count, warmup=cfg.warmup // 10),
+            crm_latency=cfg.crm_latency,
+            livekit_latency=cfg.livekit_latency,
+        ),
+    ]
+    return rows
+
+
+async def open_loop(bench: Bench) -> Rows:
+    """2. Fixed arrival rates, answers or not (latency from the intended send time)."""
+    cfg = bench.cfg
+    return [
+        await bench.measure(
+            f"2-{rate:g}",
+            f"open loop {rate:g}/s",
+            bench.http_job(
+                bench.mesh.gateway_url,
+                "open",
+                [bench.numbers.warm],
+                rate=rate,
+                duration=cfg.open_duration,
+                warmup=cfg.warmup,
+            ),
+            livekit_latency=cfg.warm_livekit_latency,
+        )
+        for rate in cfg.open_rates
+    ]
+
+
+async def saturation(bench: Bench, *, url: str | None = None, sid: str = "3", label: str = "mesh") -> Rows:
+    """3. Closed loop with rising concurrency; stops once errors appear or p99 runs far
+    past the limit. The answer is the best rate whose p99 stayed under the limit with no errors."""
+    cfg = bench.cfg
+    rows: Rows = []
+    expected = 500.0
+    for level in cfg.closed_levels:
+        row = await bench.measure(
+            f"{sid}-c{level}",
+            f"{label} closed loop, {level} in flight",
+            bench.http_job(
+                url or bench.mesh.gateway_url,
+                "closed",
+                [bench.numbers.warm],
+                concurrency=level,
+                duration=cfg.closed_duration,
+                expected_rate=expected,
+                warmup=min(cfg.warmup, 20),
+            ),
+            livekit_latency=cfg.warm_livekit_latency,
+        )
+        rows.append(row)
+        expected = max(expected, (row["rate_per_s"] or 0) * 1.3)
+        if row["error_count"] or row["latency_ms"].get("p99", 0) > 4 * cfg.saturation_p99_ms:
+            break
+    return rows
+
+
+def best_rate(rows: Rows, p99_limit_ms: float) -> dict[str, Any] | None:
+    good = [r for r in rows if not r["error_count"] and r["latency_ms"].get("p99", 1e9) <= p99_limit_ms]
+    return max(good, key=lambda r: r["rate_per_s"], default=None)
+
+
+async def cold_burst(bench: Bench) -> Rows:
+    """4. Many simultaneous first calls to one uncached number: PersonaService must ask the
+    CRM once (coalescing) and every call must still get exactly one dispatch."""
+    cfg = bench.cfg
+    number = bench.numbers.burst
+    row = await bench.measure(
+        "4",
+        f"cold burst, {cfg.burst_size} simultaneous calls, one uncached number",
+        bench.http_job(bench.mesh.gateway_url, "burst", [number], count=cfg.burst_size),
+        crm_latency=cfg.crm_latency,
+        livekit_latency=cfg.livekit_latency,
+        watch_numbers=[number],
+    )
+    counts = row["standins"]
+    row["checks"] = {
+        "crm_requests": counts["crm_requests_for_numbers"],
+        "crm_requests_expected": 1,
+        "dispatches": counts["livekit_creates"],
+        "dispatches_expected": cfg.burst_size,
+        "answered_ok": row["ok"],
+        "default_personas": row["default_personas"],
+    }
+    return [row]
+
+
+async def cold_path(bench: Bench) -> Rows:
+    """5. Sequential first calls to distinct uncached numbers; the overhead is the latency
+    minus the stand-ins' sleeps on the path (counted from what they saw)."""
+    cfg = bench.cfg
+    cold = bench.numbers.cold
+    return [
+        await bench.measure(
+            "5",
+            f"cold path, {len(cold)} distinct uncached numbers",
+            # Warm-up on the (cached) warm number keeps connections open without warming these numbers.
+            bench.http_job(
+                bench.mesh.gateway_url,
+                "sequential",
+                cold,
+                count=len(cold),
+                warmup=min(cfg.warmup, 20),
+                warmup_numbers=[bench.numbers.warm],
+            ),
+            crm_latency=cfg.crm_latency,
+            livekit_latency=cfg.livekit_latency,
+            watch_numbers=cold,
+        )
+    ]
+
+
+async def persona_direct(bench: Bench) -> Rows:
+    """6. GetPersona (warm) straight over gRPC, next to grpc.health.v1 Check on a bare
+    grpc.aio server (the ceiling) and on PersonaService's own server (runtime overhead)."""
+    cfg = bench.cfg
+    jobs = [
+        ("6-bare", "bare grpc.aio health Check", bench.bare_health_target, "health"),
+        ("6-health", "PersonaService health Check", bench.mesh.persona_target, "health"),
+        ("6-get", "PersonaService GetPersona (warm)", bench.mesh.persona_target, "get_persona"),
+    ]
+    rows = []
+    for sid, name, target, method in jobs:
+        job = {
+            "kind": "grpc",
+            "target": target,
+            "method": method,
+            "number": bench.numbers.warm,
+            "concurrency": cfg.grpc_concurrency,
+            "duration": cfg.grpc_duration,
+            "warmup": cfg.warmup,
+        }
+        rows.append(await bench.measure(sid, f"{name}, {cfg.grpc_concurrency} concurrent", job))
+    return rows
+
+
+async def floor(bench: Bench) -> Rows:
+    """7. The same warm webhooks through the single-process floor (bench/floor.py)."""
+    cfg = bench.cfg
+    rows = [
+        await bench.measure(
+            "7a",
+            "floor sequential",
+            bench.http_job(
+                bench.floor_url, "sequential", [bench.numbers.warm], count=cfg.sequential_count, warmup=cfg.warmup
+            ),
+            livekit_latency=cfg.warm_livekit_latency,
+        )
+    ]
+    rows += await saturation(bench, url=bench.floor_url, sid="7", label="floor")
+    return rows
+
+
+ALL = (warm_sequential, open_loop, saturation, cold_burst, cold_path, persona_direct, floor)
