@@ -11,6 +11,7 @@ from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
 from services.persona.cache import PersonaCache
 from services.persona.config import DEFAULT_METRICS_PORT, DEFAULT_PORT, PersonaConfig
 from services.persona.crm import CrmPersonaSource, CrmSettings
+from services.persona.fetch_lease import RedisFetchLease
 from services.persona.grpc_service import SERVICE_NAME, PersonaServicer
 from services.persona.lookup import CachePolicy, PersonaLookup
 from services.persona.memory_cache import MemoryCache
@@ -57,6 +58,12 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
         shared,
         count_shared_error=lambda op: metrics.redis_errors.labels(op).inc(),
     )
+    # Only a remote source is worth coalescing across replicas.
+    lease = (
+        RedisFetchLease(config.redis_url, key_prefix=config.redis_key_prefix + "fetch-lease:")
+        if config.redis_url and source.cacheable
+        else None
+    )
     report = None
     if source.cacheable:  # a remote source: its reachability is part of our health
         report = server.health.reporter(SERVICE_NAME, "crm")
@@ -73,6 +80,7 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
             max_stale_seconds=config.max_stale_seconds,
         ),
         report_source_health=report,
+        lease=lease,
     )
     servicer = PersonaServicer(lookup, metrics, budget_seconds=config.request_budget_seconds)
     server.add_service(ServiceSpec.of(servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService"))
@@ -80,12 +88,16 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
     async def close() -> None:
         await source.aclose()
         await cache.aclose()
+        if lease is not None:
+            await lease.aclose()
 
     server.on_shutdown(close)
     log.info(
         "persona source: %s; cache: %s; region %s; CRM number format %s",
         f"CRM {config.api_base}" if config.api_base else getattr(source, "origin", "file"),
-        f"redis ({config.redis_key_prefix}*) + in-process" if shared else "in-process",
+        f"redis ({config.redis_key_prefix}*, one CRM fetch per number across replicas) + in-process"
+        if shared
+        else "in-process",
         config.default_region,
         config.crm_number_format.value,
     )

@@ -20,6 +20,7 @@ from services.persona.errors import (
     LookupDeadlineError,
     PersonaNotFoundError,
 )
+from services.persona.fetch_lease import FetchLease, LeaseUnavailable
 from services.persona.metrics import PersonaMetrics
 from services.persona.numbers import DialedNumber, InvalidPhoneNumber, parse_dialed_number
 from services.persona.sources import PersonaSourceBackend, SourceUnavailable
@@ -29,6 +30,8 @@ log = logging.getLogger("friday.persona.lookup")
 # Time kept back from the caller's budget to answer with stale/default/an error
 # before the caller's deadline fires.
 _ANSWER_MARGIN_SECONDS = 0.03
+# A fetch lease outlives its holder's deadline by this much (time to store the result).
+_LEASE_GRACE_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class PersonaLookup:
         policy: CachePolicy = CachePolicy(),
         report_source_health: Callable[[bool], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
+        lease: FetchLease | None = None,
+        lease_poll_seconds: float = 0.02,
     ) -> None:
         self.source = source
         self.cache = cache
@@ -66,6 +71,10 @@ class PersonaLookup:
         self._report = report_source_health
         self._clock = clock
         self._inflight: dict[str, asyncio.Task[Persona | None]] = {}
+        # Shared with the other replicas (Redis) so only one of them asks the CRM per number.
+        self.lease = lease
+        self._lease_poll_seconds = lease_poll_seconds
+        self._lease_down = False
 
     def parse(self, text: str) -> DialedNumber:
         try:
@@ -167,6 +176,63 @@ class PersonaLookup:
             task.exception()  # retrieved here, so an abandoned failure is not logged as "never retrieved"
 
     async def _fetch_and_store(self, number: DialedNumber, deadline: float) -> Persona | None:
+        if self.lease is None:
+            return await self._fetch_from_source(number, deadline)
+        try:
+            return await self._fetch_once_across_replicas(self.lease, number, deadline)
+        except LeaseUnavailable as exc:
+            # Availability over dedupe: without the lease store each replica asks the CRM itself.
+            if not self._lease_down:
+                log.warning("fetch lease unavailable; fetching without cross-replica coalescing: %s", exc)
+            self._lease_down = True
+            return await self._fetch_from_source(number, deadline)
+
+    async def _fetch_once_across_replicas(
+        self, lease: FetchLease, number: DialedNumber, deadline: float
+    ) -> Persona | None:
+        key = number.e164
+        loop = asyncio.get_running_loop()
+        while (remaining := deadline - loop.time()) > 0:
+            token = await lease.try_acquire(key, remaining + _LEASE_GRACE_SECONDS)
+            self._lease_down = False
+            if token is not None:
+                try:
+                    # Another replica may have stored it between our cache read and our lease.
+                    entry = await self._fresh_entry(key)
+                    if entry is not None:
+                        return entry.persona
+                    return await self._fetch_from_source(number, deadline)
+                finally:
+                    await lease.release(key, token)
+            self.metrics.peer_waits.inc()
+            entry = await self._await_peer_fetch(lease, key, deadline)
+            if entry is not None:
+                return entry.persona
+            # The holder let go without storing anything (its fetch failed, or it died
+            # and its lease expired): take over.
+        raise SourceUnavailable("deadline", f"no answer for {key} within the budget (another replica was fetching)")
+
+    async def _await_peer_fetch(self, lease: FetchLease, key: str, deadline: float) -> CacheEntry | None:
+        """Polls the shared cache while another replica holds the lease. The entry it
+        stored, or None once the lease is free without one."""
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            entry = await self._fresh_entry(key)
+            if entry is not None:
+                return entry
+            if not await lease.is_held(key):
+                # The holder stores before it releases: look once more, then give up waiting.
+                return await self._fresh_entry(key)
+            await asyncio.sleep(min(self._lease_poll_seconds, max(0.0, deadline - loop.time())))
+        return None
+
+    async def _fresh_entry(self, key: str) -> CacheEntry | None:
+        entry = await self.cache.get(key)
+        if entry is not None and entry.age(self._clock()) < self._fresh_for(entry):
+            return entry
+        return None
+
+    async def _fetch_from_source(self, number: DialedNumber, deadline: float) -> Persona | None:
         try:
             async with asyncio.timeout_at(deadline):  # hard stop, whatever the source does
                 persona = await self.source.fetch(number, deadline)

@@ -44,6 +44,11 @@ class PersonaMetrics:
             "Lookups that joined an in-flight fetch for the same number instead of asking the CRM.",
             registry=registry,
         )
+        self.peer_waits = Counter(
+            "persona_peer_fetch_waits_total",
+            "Lookups that waited for another replica's CRM fetch (fetch lease held elsewhere).",
+            registry=registry,
+        )
         self.redis_errors = Counter(
             "persona_redis_errors_total",
             "Redis operations that failed (the in-process cache was used instead).",
