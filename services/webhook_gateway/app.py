@@ -124,7 +124,9 @@ async def receive_webhook(request: Request) -> Response:
             return _answer(state, event_name, "duplicate", 200, "event already dispatched", ignored=True)
         outcome = await state.flow.handle(call)
         if not isinstance(outcome, Dispatched):
-            status = 503 if outcome.retryable else 500
+            # 503: a redelivery may well succeed. 500: needs an operator (LiveKit still
+            # retries it for ~15 s). 422: the request can never succeed, so LiveKit must not retry.
+            status = 422 if outcome.invalid_request else 503 if outcome.retryable else 500
             return _answer(state, event_name, "dispatch_failed", status, outcome.reason)
         if call.event_id:
             await state.ledger.remember(call.event_id)

@@ -63,6 +63,8 @@ class Dispatched:
 class DispatchFailed:
     retryable: bool
     reason: str
+    # The dispatcher judged the request itself invalid: no redelivery can succeed.
+    invalid_request: bool = False
 
 
 class CallFlow:
@@ -92,7 +94,11 @@ class CallFlow:
             response = await self._dispatcher.dispatch(request, timeout=remaining, trace_id=metadata.trace_id)
         except UpstreamError as exc:
             logger.warning("dispatch failed for room %s: %s", call.room, exc)
-            return DispatchFailed(retryable=exc.retryable, reason=f"DispatcherService: {exc}")
+            return DispatchFailed(
+                retryable=exc.retryable,
+                reason=f"DispatcherService: {exc}",
+                invalid_request=exc.code == "INVALID_ARGUMENT",
+            )
         return Dispatched(
             dispatch_id=response.dispatch.dispatch_id,
             already_existed=response.already_existed,

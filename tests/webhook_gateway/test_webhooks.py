@@ -218,3 +218,10 @@ async def test_metrics_count_outcomes_sources_and_duplicates(mesh: Mesh) -> None
     assert 'friday_gateway_persona_sources_total{source="PERSONA_SOURCE_CRM"} 1.0' in text
     assert "friday_gateway_duplicate_webhooks_total 1.0" in text
     assert "friday_gateway_dispatch_latency_seconds_count 1.0" in text
+
+
+async def test_a_call_the_dispatcher_rejects_as_invalid_is_4xx_so_livekit_does_not_retry(mesh: Mesh) -> None:
+    response = await mesh.deliver(_sip_join(room="r" * 300))
+    assert response.status_code == 422, response.text
+    assert "INVALID_ARGUMENT" in response.json()["detail"]
+    assert mesh.livekit.all_dispatches() == []
