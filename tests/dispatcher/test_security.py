@@ -12,8 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.dispatcher.client import DispatcherCallError, DispatcherClient
 from services.grpc_runtime import ClientTLSConfig, ServerConfig, ServerTLSConfig
-from tests.dispatcher.certs import make_pki
 from tests.dispatcher.conftest import AGENT, config_for, job_metadata
+from tests.grpc_runtime.certs import make_certs
 from tests.standins.livekit_api import LiveKitStandIn
 
 TOKEN = "dispatcher-token-0123456789"
@@ -52,7 +52,7 @@ async def test_right_token_dispatches(livekit: LiveKitStandIn, start_dispatcher)
 
 
 async def test_tls_round_trip(livekit: LiveKitStandIn, start_dispatcher, tmp_path: Path) -> None:
-    pki = make_pki(tmp_path)
+    pki = make_certs(tmp_path)
     tls = ServerTLSConfig(cert_file=pki.server_cert, key_file=pki.server_key)
     d = await start_dispatcher(
         config_for(livekit),
@@ -73,7 +73,7 @@ async def test_tls_round_trip(livekit: LiveKitStandIn, start_dispatcher, tmp_pat
 async def test_mtls_requires_a_client_certificate_from_our_ca(
     livekit: LiveKitStandIn, start_dispatcher, tmp_path: Path
 ) -> None:
-    pki = make_pki(tmp_path)
+    pki = make_certs(tmp_path)
     tls = ServerTLSConfig(cert_file=pki.server_cert, key_file=pki.server_key, client_ca_file=pki.ca)
     d = await start_dispatcher(
         config_for(livekit),
@@ -100,7 +100,7 @@ async def test_mtls_requires_a_client_certificate_from_our_ca(
 async def test_client_reads_target_token_and_tls_from_the_environment(
     livekit: LiveKitStandIn, start_dispatcher, tmp_path: Path
 ) -> None:
-    pki = make_pki(tmp_path)
+    pki = make_certs(tmp_path)
     tls = ServerTLSConfig(cert_file=pki.server_cert, key_file=pki.server_key, client_ca_file=pki.ca)
     d = await start_dispatcher(
         config_for(livekit), server_config=ServerConfig(host="127.0.0.1", port=0, tls=tls, auth_token=TOKEN)

@@ -21,7 +21,9 @@ class CertFiles:
     server_key: str
     client_cert: str
     client_key: str
-    other_ca: str  # a CA that signed nothing we use
+    other_ca: str  # a CA our servers do not trust
+    foreign_client_cert: str  # a client certificate signed by other_ca
+    foreign_client_key: str
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -88,9 +90,10 @@ def _leaf(
 
 def make_certs(directory: Path) -> CertFiles:
     ca, ca_key = _ca("friday test CA")
-    other, _ = _ca("some other CA")
+    other, other_key = _ca("some other CA")
     server, server_key = _leaf(ca, ca_key, "localhost", server=True)
     client, client_key = _leaf(ca, ca_key, "friday-gateway", server=False)
+    foreign, foreign_key = _leaf(other, other_key, "intruder", server=False)
     return CertFiles(
         ca=_write_cert(directory / "ca.pem", ca),
         server_cert=_write_cert(directory / "server.pem", server),
@@ -98,4 +101,6 @@ def make_certs(directory: Path) -> CertFiles:
         client_cert=_write_cert(directory / "client.pem", client),
         client_key=_write_key(directory / "client.key", client_key),
         other_ca=_write_cert(directory / "other-ca.pem", other),
+        foreign_client_cert=_write_cert(directory / "foreign.pem", foreign),
+        foreign_client_key=_write_key(directory / "foreign.key", foreign_key),
     )
