@@ -30,7 +30,10 @@ class RetryConfig:
     initial_backoff: float = 0.05
     max_backoff: float = 1.0
     # One attempt never waits longer than this, so a hung connection leaves room to retry.
-    attempt_timeout: float = 2.0
+    # Above 2 s: a LiveKit that answers in 2 s must still get its ListDispatch through
+    # (at 2.0 every attempt was cut just before the answer and no call was ever dispatched;
+    # the fault matrix's livekit_slow run). The gateway's 3 s budget caps it anyway.
+    attempt_timeout: float = 2.5
 
 
 @dataclass(frozen=True)
