@@ -77,7 +77,7 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
     base_env["PYTHONUNBUFFERED"] = "1"
     services: list[Service] = []
     persona_targets, dispatcher_targets = [], []
-    prefix_width = len("dispatcher") + (0 if replicas == 1 else len(f"-{replicas}"))
+    prefix_width = len("dispatcher") + (0 if replicas == 1 else len(f"-{replicas}")) + 1  # longest name + a space
     for kind in ("persona", "dispatcher"):
         prefix = kind.upper()
         for replica in range(replicas):

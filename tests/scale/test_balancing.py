@@ -128,3 +128,15 @@ async def test_all_replicas_not_serving_fails_fast_with_unavailable(replicas: li
         assert not any(await _calls(lookup, 3))
         assert served(a) + served(b) == after
         assert after >= before
+
+
+async def test_a_dns_target_resolves_through_the_same_balanced_channel(replicas: list[GrpcServer]) -> None:
+    """`dns:///name:port` (a headless Kubernetes Service: one A record per pod) goes through
+    the same round_robin + health-checked channel. Locally only `localhost` is resolvable,
+    so this shows the DNS form is accepted and served; several A records are the resolver's job."""
+    a, _ = replicas
+    async with upstream_channel(f"dns:///localhost:{a.port}", None) as channel:
+        lookup = GrpcPersonaLookup(channel)
+        before = served(a)
+        assert all(await _calls(lookup, 5))
+        assert served(a) == before + 5
