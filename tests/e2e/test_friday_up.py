@@ -8,15 +8,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from services.common import job_metadata
+from tests.child_process import ProcessOutput, free_port, is_alive
 from tests.standins.crm import BASE_PATH as CRM_BASE_PATH
 from tests.standins.process import REPO_ROOT, standin_process
 
@@ -30,46 +28,6 @@ CRM_PERSONA = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class _Output:
-    """Collects a process's output on a thread so its pipe never fills up."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._pump, args=(process,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not seen in:\n{''.join(self.lines)}")
-
-    def text(self) -> str:
-        self._thread.join(timeout=5)
-        return "".join(self.lines)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_friday_up_serves_a_simulated_call_and_stops_cleanly_on_ctrl_c() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         personas = Path(tmp) / "crm.json"
@@ -78,7 +36,7 @@ def test_friday_up_serves_a_simulated_call_and_stops_cleanly_on_ctrl_c() -> None
             standin_process("tests.standins.crm", "--personas", str(personas)) as crm,
             standin_process("tests.standins.livekit_api", "--api-key", KEY, "--api-secret", SECRET) as livekit,
         ):
-            gateway_port = _free_port()
+            gateway_port = free_port()
             env = {
                 **os.environ,
                 "PYTHONPATH": str(REPO_ROOT),
@@ -92,15 +50,15 @@ def test_friday_up_serves_a_simulated_call_and_stops_cleanly_on_ctrl_c() -> None
             up = subprocess.Popen(
                 [
                     sys.executable, "-m", "services.cli", "up",
-                    "--persona-port", str(_free_port()),
-                    "--dispatcher-port", str(_free_port()),
+                    "--persona-port", str(free_port()),
+                    "--dispatcher-port", str(free_port()),
                     "--gateway-port", str(gateway_port),
                     "--persona-metrics-port", "0",
                     "--dispatcher-metrics-port", "0",
                 ],
                 cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
-            output = _Output(up)
+            output = ProcessOutput(up)
             try:
                 output.wait_for("the mesh is ready", timeout=60)
                 call = subprocess.run(
@@ -131,4 +89,4 @@ def test_friday_up_serves_a_simulated_call_and_stops_cleanly_on_ctrl_c() -> None
             assert exit_code == 0, log
             pids = [int(pid) for pid in re.findall(r"^(?:persona|dispatcher|gateway)\s+(\d+)\s", log, re.MULTILINE)]
             assert len(pids) == 3, log
-            assert not [pid for pid in pids if _alive(pid)], log
+            assert not [pid for pid in pids if is_alive(pid)], log

@@ -26,8 +26,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +35,7 @@ import pytest
 import redis
 
 from services.simulator.livekit_webhooks import signed_request, sip_participant_joined
+from tests.child_process import ProcessOutput, is_alive
 from tests.standins.crm import BASE_PATH as CRM_BASE_PATH
 from tests.standins.process import REPO_ROOT, standin_process
 
@@ -69,32 +68,6 @@ def _free_base(offsets: tuple[int, ...]) -> int:
         if base + max(offsets) < 65000 and all(_port_is_free(base + o) for o in offsets):
             return base
     raise RuntimeError("no free port range")
-
-
-class _Output:
-    """Collects a process's output on a thread so its pipe never fills up."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._pump, args=(process,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not seen in:\n{''.join(self.lines[-80:])}")
-
-    def text(self) -> str:
-        self._thread.join(timeout=5)
-        return "".join(self.lines)
 
 
 @pytest.fixture
@@ -180,7 +153,7 @@ def test_two_replicas_of_everything_survive_sigkill_with_exactly_one_dispatch_pe
                 ],
                 cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
-            output = _Output(up)
+            output = ProcessOutput(up)
             try:
                 output.wait_for("the mesh is ready", timeout=90)
                 table = "".join(output.lines)
@@ -214,17 +187,9 @@ def test_two_replicas_of_everything_survive_sigkill_with_exactly_one_dispatch_pe
             assert crm_requests == {number[3:]: 1 for number in NUMBERS}, crm_requests
 
             for pid in (pids["persona-1"], pids["dispatcher-1"]):
-                assert not _alive(pid)
+                assert not is_alive(pid)
             assert exit_code == 0, log[-5000:]  # the surviving replicas stopped cleanly on Ctrl-C
-            assert not [pid for pid in pids.values() if _alive(pid)], log[-5000:]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+            assert not [pid for pid in pids.values() if is_alive(pid)], log[-5000:]
 
 
 async def _simulate_calls(run_id: str, gateways: list[str], victims: tuple[int, ...]) -> list[Delivery]:
