@@ -9,7 +9,16 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 # Subcommand modules, in the order `friday --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("persona", "gateway", "up", "agent", "dispatcher", "simulate_call", "bench")
+COMMAND_MODULES: tuple[str, ...] = (
+    "persona",
+    "gateway",
+    "up",
+    "agent",
+    "dispatcher",
+    "simulate_call",
+    "bench",
+    "chaos",
+)
 
 
 def _version() -> str:

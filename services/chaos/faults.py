@@ -1,0 +1,152 @@
+"""The faults of the matrix. Each says how it breaks the mesh, how calls are
+delivered, and — per kind of number — where the default persona is a right answer.
+
+Faults that take a part down bring it back while LiveKit is still redelivering
+(1+2+4+8 s), so every call has a healthy path and none may be lost. Faults that
+degrade a part for the whole run (slow/down/garbage CRM, slow LiveKit) must be
+absorbed inside the gateway's budget or by a redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .calls import NumberKind, numbers
+from .options import MeshOptions
+
+if TYPE_CHECKING:  # mesh.py imports the test stand-ins; fault names must load without them
+    from .mesh import ChaosMesh
+
+Step = Callable[["ChaosMesh"], Awaitable[None]]
+
+
+class DeliveryMode(enum.Enum):
+    ONCE = "once"
+    TWICE = "twice"  # two webhook URLs / a retry after a lost reply: the same bytes twice, concurrently
+    AGENT_FIRST = "agent_first"  # our agent's own participant_joined reaches us before the SIP join
+
+
+# Where no persona but the default can exist: the CRM has none.
+ONLY_UNKNOWN = frozenset({NumberKind.UNKNOWN})
+# The CRM cannot answer in time, so a number PersonaService never saw has no persona to give;
+# a number it saw before must still get its (stale) copy.
+NO_FRESH = frozenset({NumberKind.COLD, NumberKind.UNKNOWN})
+ANY = frozenset(NumberKind)
+
+# Bodies a broken CRM answers with HTTP 200.
+GARBAGE_BODIES: tuple[bytes, ...] = (
+    b"<html><body>502 Bad Gateway</body></html>",
+    b'{"data": 42}',
+    b"[1, 2, 3]",
+    b'{"personality": {"nested": true}}',
+    b'{"persona_name": "a name and nothing else"}',
+    b"\xff\xfe\x00garbage",
+    b"",
+    b'{"personality": "unterminated',
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    description: str
+    default_allowed_for: frozenset[NumberKind] = ONLY_UNKNOWN
+    mesh: MeshOptions = MeshOptions()
+    delivery: DeliveryMode = DeliveryMode.ONCE
+    begin: Step | None = None  # applied before the first call
+    during: Step | None = None  # runs alongside the calls (a window of failure, then recovery)
+    # After the last delivery ends: time for requests still in flight (a create that
+    # outlived its client's timeout) to land, so a late double dispatch is counted.
+    settle_seconds: float = 0.3
+
+
+async def _crm_slow(mesh: ChaosMesh) -> None:
+    mesh.crm.set_latency(2.0)
+
+
+async def _crm_down(mesh: ChaosMesh) -> None:
+    await mesh.stop_crm()
+
+
+async def _crm_garbage(mesh: ChaosMesh) -> None:
+    for i, number in enumerate(numbers()):
+        mesh.crm.set_response(number.national, 200, GARBAGE_BODIES[i % len(GARBAGE_BODIES)])
+
+
+async def _crm_flapping(mesh: ChaosMesh) -> None:
+    mesh.crm.flap_probability = 0.5
+
+
+async def _livekit_503_bursts(mesh: ChaosMesh) -> None:
+    # A burst of 503s every half second while calls arrive, then LiveKit recovers.
+    for _ in range(8):
+        mesh.livekit.fail_next(15, status=503)
+        await asyncio.sleep(0.5)
+
+
+async def _livekit_slow(mesh: ChaosMesh) -> None:
+    mesh.livekit.set_latency(2.0)
+
+
+async def _persona_down(mesh: ChaosMesh) -> None:
+    await mesh.stop_persona()
+
+
+async def _persona_back(mesh: ChaosMesh) -> None:
+    await asyncio.sleep(0.5)
+    await mesh.start_persona()
+
+
+async def _dispatcher_restart(mesh: ChaosMesh) -> None:
+    # Mid-run, a crash-like stop (in-flight RPCs cancelled) and a new process on the
+    # same port half a second later; its in-memory claims start empty.
+    await asyncio.sleep(0.8)
+    await mesh.stop_dispatcher(grace=0)
+    await asyncio.sleep(0.5)
+    await mesh.start_dispatcher()
+
+
+async def _redis_outage(mesh: ChaosMesh) -> None:
+    assert mesh.redis is not None
+    await asyncio.sleep(0.5)
+    await mesh.redis.kill()
+    await asyncio.sleep(2.5)
+    await mesh.redis.restart()
+
+
+FAULTS: tuple[Fault, ...] = (
+    Fault("none", "no fault: the baseline"),
+    Fault("crm_slow", "CRM answers every request after 2 s", NO_FRESH, begin=_crm_slow),
+    Fault("crm_down", "CRM stopped (connection refused) for the whole run", NO_FRESH, begin=_crm_down),
+    Fault("crm_garbage", "CRM answers 200 with HTML, wrong JSON shapes, bad UTF-8", NO_FRESH, begin=_crm_garbage),
+    Fault(
+        "crm_flapping",
+        "half of all CRM requests fail with 500 (a cold number defaults only if all its attempts fail)",
+        NO_FRESH,
+        begin=_crm_flapping,
+    ),
+    Fault("livekit_503_bursts", "LiveKit answers bursts of 15 requests with 503", during=_livekit_503_bursts),
+    Fault("livekit_slow", "every LiveKit Twirp call takes 2 s", begin=_livekit_slow, settle_seconds=2.5),
+    Fault(
+        "persona_down",
+        "PersonaService down for the first 0.5 s, then a fresh process (empty cache)",
+        ANY,
+        begin=_persona_down,
+        during=_persona_back,
+    ),
+    Fault("dispatcher_restart", "DispatcherService killed 0.8 s in, back 0.5 s later", during=_dispatcher_restart),
+    Fault(
+        "redis_down",
+        "shared Redis (claims, persona cache, dedupe) SIGKILLed 0.5 s in, back empty 2.5 s later",
+        mesh=MeshOptions(with_redis=True),
+        during=_redis_outage,
+    ),
+    Fault("duplicate_delivery", "every webhook delivered twice, concurrently", delivery=DeliveryMode.TWICE),
+    Fault("agent_join_first", "our agent's own join arrives before the SIP join", delivery=DeliveryMode.AGENT_FIRST),
+)
+
+FAULTS_BY_NAME = {fault.name: fault for fault in FAULTS}

@@ -1,0 +1,178 @@
+"""Runs one fault: warm the WARM numbers, break the mesh, send the calls (spread
+over an arrival window, each redelivered on LiveKit's schedule), let in-flight work
+land, then count what LiveKit ended up holding for every call."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+
+import grpc
+
+from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from services.simulator.livekit_webhooks import agent_participant_joined, signed_request, sip_participant_joined
+
+from .calls import NumberKind, PersonaVerdict, PlannedCall, judge_persona, numbers, plan_calls
+from .faults import DeliveryMode, Fault
+from .mesh import WEBHOOK_KEY, WEBHOOK_SECRET, ChaosMesh, chaos_mesh
+from .redelivery import Delivery, deliver
+
+AGENT_NAME = "friday-ai-agent"
+DEFAULT_ARRIVAL_SECONDS = 3.0
+
+
+@dataclass
+class CallOutcome:
+    call: PlannedCall
+    deliveries: list[Delivery]  # the SIP join's (two when delivered twice)
+    agent_join: Delivery | None = None
+    dispatches: int = 0
+    persona: PersonaVerdict | None = None
+
+    @property
+    def seconds_to_dispatch(self) -> float | None:
+        times = [d.seconds_to_2xx for d in self.deliveries if d.seconds_to_2xx is not None]
+        return min(times) if times else None
+
+    @property
+    def redelivered(self) -> bool:
+        return any(d.attempts > 1 for d in self.deliveries)
+
+    @property
+    def refused(self) -> bool:
+        """LiveKit stops at a 4xx: a call refused this way is never retried."""
+        return any(d.final_status is not None and 400 <= d.final_status < 500 for d in self.deliveries)
+
+
+@dataclass
+class FaultResult:
+    fault: str
+    outcomes: list[CallOutcome]
+    problems: list[str] = field(default_factory=list)
+    # Evidence that the fault really happened, read from the stand-ins after the run.
+    livekit_5xx: int = 0
+    crm_requests: int = 0
+
+    @property
+    def calls(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def zero_dispatch(self) -> int:
+        return sum(o.dispatches == 0 for o in self.outcomes)
+
+    @property
+    def multi_dispatch(self) -> int:
+        return sum(o.dispatches > 1 for o in self.outcomes)
+
+    @property
+    def wrong_persona(self) -> int:
+        return sum(o.persona is not None and o.persona.wrong for o in self.outcomes)
+
+    @property
+    def defaults(self) -> int:
+        return sum(o.persona is not None and o.persona.used_default for o in self.outcomes)
+
+    @property
+    def redelivered(self) -> int:
+        return sum(o.redelivered for o in self.outcomes)
+
+    @property
+    def refused(self) -> int:
+        return sum(o.refused for o in self.outcomes)
+
+    @property
+    def unanswered(self) -> int:
+        """Calls whose every delivery ended without a 2xx (LiveKit gave up on them)."""
+        return sum(o.seconds_to_dispatch is None for o in self.outcomes)
+
+    @property
+    def p99_seconds(self) -> float | None:
+        return percentile([t for o in self.outcomes if (t := o.seconds_to_dispatch) is not None], 0.99)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (p99 of 100 values is the 99th smallest)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+async def run_fault(fault: Fault, calls: int = 100, *, arrival_seconds: float = DEFAULT_ARRIVAL_SECONDS) -> FaultResult:
+    async with chaos_mesh(fault.mesh) as mesh:
+        pool = numbers()
+        for number in pool:
+            if number.kind is not NumberKind.UNKNOWN:
+                mesh.crm.set_persona(number.national, number.crm_body())
+        await _warm(mesh, [n.e164 for n in pool if n.kind is NumberKind.WARM])
+        await asyncio.sleep(mesh.options.persona_cache_ttl_seconds + 0.1)  # warm copies are now stale
+
+        planned = plan_calls(fault.name, calls, pool)
+        if fault.begin is not None:
+            await fault.begin(mesh)
+        during = asyncio.create_task(fault.during(mesh)) if fault.during is not None else None
+        spacing = arrival_seconds / max(1, calls)
+        try:
+            outcomes = await asyncio.gather(
+                *(_place_call(mesh, call, fault.delivery, delay=call.index * spacing) for call in planned)
+            )
+        finally:
+            if during is not None:
+                await during
+        await asyncio.sleep(fault.settle_seconds)
+        result = FaultResult(fault.name, list(outcomes))
+        result.livekit_5xx = sum(call.status >= 500 for call in mesh.livekit.calls)
+        result.crm_requests = mesh.crm.total_requests
+        _count_dispatches(mesh, fault, result)
+        return result
+
+
+async def _warm(mesh: ChaosMesh, dialed: list[str]) -> None:
+    assert mesh.persona is not None
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.persona.port}") as channel:
+        stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
+        for number in dialed:
+            reply = await stub.GetPersona(persona_service_pb2.GetPersonaRequest(dialed_number=number), timeout=5)
+            if not reply.persona.persona_id.startswith("crm-"):
+                raise RuntimeError(f"warm-up of {number} got {reply.persona.persona_id!r}")
+
+
+async def _place_call(mesh: ChaosMesh, call: PlannedCall, mode: DeliveryMode, *, delay: float) -> CallOutcome:
+    await asyncio.sleep(delay)
+    assert mesh.http is not None
+    event = sip_participant_joined(room=call.room, dialed_number=call.dialed, caller_number="+14155550100")
+    body, headers = signed_request(event, WEBHOOK_KEY, WEBHOOK_SECRET)
+    agent_join: Delivery | None = None
+    if mode is DeliveryMode.AGENT_FIRST:
+        # LiveKit keeps one FIFO queue per room: the agent's join is settled before the SIP join goes.
+        agent_body, agent_headers = signed_request(
+            agent_participant_joined(room=call.room), WEBHOOK_KEY, WEBHOOK_SECRET
+        )
+        agent_join = await deliver(mesh.http, mesh.webhook_url, agent_body, agent_headers)
+    copies = 2 if mode is DeliveryMode.TWICE else 1
+    deliveries = await asyncio.gather(*(deliver(mesh.http, mesh.webhook_url, body, headers) for _ in range(copies)))
+    return CallOutcome(call, list(deliveries), agent_join)
+
+
+def _count_dispatches(mesh: ChaosMesh, fault: Fault, result: FaultResult) -> None:
+    for outcome in result.outcomes:
+        dispatches = [d for d in mesh.livekit.dispatches(outcome.call.room) if d.agent_name == AGENT_NAME]
+        outcome.dispatches = len(dispatches)
+        if dispatches:
+            outcome.persona = judge_persona(outcome.call, dispatches[0].metadata, fault.default_allowed_for)
+            if outcome.persona.wrong:
+                said = [
+                    a.get("default_reason") for d in outcome.deliveries for a in d.answers if a.get("default_reason")
+                ]
+                result.problems.append(
+                    f"{outcome.call.room} ({outcome.call.dialed}): {outcome.persona.why}; gateway said {said}"
+                )
+        if outcome.dispatches != 1:
+            statuses = [d.statuses for d in outcome.deliveries]
+            result.problems.append(f"{outcome.call.room}: {outcome.dispatches} dispatches, deliveries {statuses}")
+        if outcome.agent_join is not None:
+            answer = outcome.agent_join.answers[-1] if outcome.agent_join.answers else {}
+            if outcome.agent_join.final_status != 200 or answer.get("status") != "ignored":
+                result.problems.append(f"{outcome.call.room}: agent join answered {outcome.agent_join.statuses}")
