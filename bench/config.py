@@ -33,6 +33,8 @@ class BenchConfig:
     output_dir: Path = DEFAULT_OUTPUT_DIR
     output_name: str = "latest"
     quick: bool = False
+    # When set, py-spy profiles the services during every step (bench/profiling.py).
+    profile_dir: Path | None = None
 
     @classmethod
     def quick_run(cls) -> BenchConfig:

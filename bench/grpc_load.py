@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 import grpc
@@ -55,25 +56,24 @@ class GrpcJob:
             await self._channel.close()
 
     async def _closed_loop(self, call: Callable[[], Awaitable[object]]) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
         concurrency = int(self._job["concurrency"])
         latencies: list[float] = []
         errors: Counter[str] = Counter()
-        began = loop.time()
+        began = perf_counter()
         stop_at = began + float(self._job["duration"])
 
         async def caller() -> None:
-            while loop.time() < stop_at:
-                started = loop.time()
+            while perf_counter() < stop_at:
+                started = perf_counter()
                 try:
                     await call()
                 except grpc.aio.AioRpcError as exc:
                     errors[exc.code().name] += 1
                     continue
-                latencies.append(loop.time() - started)
+                latencies.append(perf_counter() - started)
 
         await asyncio.gather(*(caller() for _ in range(concurrency)))
-        wall = loop.time() - began
+        wall = perf_counter() - began
         return {
             "latency_ms": summarize_ms(latencies),
             "ok": len(latencies),

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from dataclasses import dataclass
+
+# uvicorn closes keep-alive connections idle for 5 s (timeout_keep_alive); a request
+# written on one it is closing fails. Like any HTTP client, do not reuse them that late.
+MAX_IDLE_SECONDS = 4.0
 
 
 class ProtocolError(Exception):
@@ -30,6 +35,7 @@ class HttpConnection:
         self._reader = reader
         self._writer = writer
         self.reusable = True
+        self.idle_since = time.monotonic()
 
     @classmethod
     async def open(cls, host: str, port: int) -> HttpConnection:
@@ -52,7 +58,9 @@ class HttpConnection:
         if length is None:
             self.reusable = False
             raise ProtocolError("response without Content-Length")
-        return Response(status, await self._reader.readexactly(length))
+        body = await self._reader.readexactly(length)
+        self.idle_since = time.monotonic()
+        return Response(status, body)
 
     def close(self) -> None:
         self.reusable = False
@@ -92,8 +100,12 @@ class HttpPool:
         return response
 
     async def _acquire(self) -> HttpConnection:
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            conn = self._idle.pop()
+            if time.monotonic() - conn.idle_since < MAX_IDLE_SECONDS:
+                return conn
+            conn.close()
+            self._open -= 1
         if self._open < self._limit:
             self._open += 1
             try:

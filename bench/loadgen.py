@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from collections import Counter
+from time import perf_counter
 from typing import Any
 
 from .grpc_load import GrpcJob
@@ -87,17 +88,16 @@ async def _send(
     raw: bytes,
     started: float,
     out: Outcomes,
-    loop: asyncio.AbstractEventLoop,
     *,
     open_loop: bool = False,
 ) -> None:
-    sent = loop.time()
+    sent = perf_counter()
     try:
         response = await pool.send(raw)
     except Exception as exc:  # noqa: BLE001 — every failure is a data point
         out.failed(exc)
         return
-    now = loop.time()
+    now = perf_counter()
     out.record(response.status, response.body, now - started, now - sent if open_loop else None)
 
 
@@ -134,46 +134,43 @@ class HttpJob:
         return {"prepared": len(self._requests), "warmup_sent": len(warm)}
 
     async def run(self) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
         job, mode = self._job, self._job["mode"]
         try:
             if mode == "sequential":
-                return await _sequential(self._pool, self._requests, loop)
+                return await _sequential(self._pool, self._requests)
             if mode == "open":
-                return await _open_loop(self._pool, self._requests, float(job["rate"]), loop)
+                return await _open_loop(self._pool, self._requests, float(job["rate"]))
             if mode == "closed":
-                return await _closed_loop(self._pool, self._factory, self._requests, job, loop)
+                return await _closed_loop(self._pool, self._factory, self._requests, job)
             if mode == "burst":
-                return await _burst(self._pool, self._requests, loop)
+                return await _burst(self._pool, self._requests)
             raise ValueError(f"unknown mode {mode!r}")
         finally:
             self._pool.close()
 
 
-async def _sequential(pool: HttpPool, requests: list[bytes], loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+async def _sequential(pool: HttpPool, requests: list[bytes]) -> dict[str, Any]:
     out = Outcomes()
-    began = loop.time()
+    began = perf_counter()
     for raw in requests:
-        await _send(pool, raw, loop.time(), out, loop)
-    return out.result(loop.time() - began)
+        await _send(pool, raw, perf_counter(), out)
+    return out.result(perf_counter() - began)
 
 
-async def _open_loop(
-    pool: HttpPool, requests: list[bytes], rate: float, loop: asyncio.AbstractEventLoop
-) -> dict[str, Any]:
+async def _open_loop(pool: HttpPool, requests: list[bytes], rate: float) -> dict[str, Any]:
     out = Outcomes()
     lags: list[float] = []
     tasks: list[asyncio.Task[None]] = []
-    began = loop.time() + 0.01
+    began = perf_counter() + 0.01
     for i, raw in enumerate(requests):
         intended = began + i / rate
-        delay = intended - loop.time()
+        delay = intended - perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        lags.append(max(0.0, loop.time() - intended))
-        tasks.append(asyncio.create_task(_send(pool, raw, intended, out, loop, open_loop=True)))
+        lags.append(max(0.0, perf_counter() - intended))
+        tasks.append(asyncio.create_task(_send(pool, raw, intended, out, open_loop=True)))
     await asyncio.gather(*tasks)
-    return out.result(loop.time() - began, target_rate_per_s=rate, send_lag_ms=summarize_ms(lags))
+    return out.result(perf_counter() - began, target_rate_per_s=rate, send_lag_ms=summarize_ms(lags))
 
 
 async def _closed_loop(
@@ -181,34 +178,33 @@ async def _closed_loop(
     factory: WebhookFactory,
     requests: list[bytes],
     job: dict[str, Any],
-    loop: asyncio.AbstractEventLoop,
 ) -> dict[str, Any]:
     concurrency = int(job["concurrency"])
     number = job["numbers"][0]
     signed_inline = 0
     out = Outcomes()
-    began = loop.time()
+    began = perf_counter()
     stop_at = began + float(job["duration"])
 
     async def caller() -> None:
         nonlocal signed_inline
-        while loop.time() < stop_at:
+        while perf_counter() < stop_at:
             if requests:
                 raw = requests.pop()
             else:
                 signed_inline += 1
                 raw = factory.request(number)
-            await _send(pool, raw, loop.time(), out, loop)
+            await _send(pool, raw, perf_counter(), out)
 
     await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return out.result(loop.time() - began, concurrency=concurrency, signed_inline=signed_inline)
+    return out.result(perf_counter() - began, concurrency=concurrency, signed_inline=signed_inline)
 
 
-async def _burst(pool: HttpPool, requests: list[bytes], loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+async def _burst(pool: HttpPool, requests: list[bytes]) -> dict[str, Any]:
     out = Outcomes()
-    began = loop.time()
-    await asyncio.gather(*(_send(pool, raw, began, out, loop) for raw in requests))
-    return out.result(loop.time() - began)
+    began = perf_counter()
+    await asyncio.gather(*(_send(pool, raw, began, out) for raw in requests))
+    return out.result(perf_counter() - began)
 
 
 def make_job(job: dict[str, Any]) -> HttpJob | GrpcJob:

@@ -4,6 +4,7 @@ process's CPU and peak RSS, and read back what the stand-ins saw."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
 import time
@@ -15,6 +16,7 @@ from .config import BenchConfig
 from .mesh import API_KEY, API_SECRET, LoadGenerator, Mesh
 from .personas import BenchNumbers, crm_segment
 from .procstats import ProcessWatch
+from .profiling import Profiler
 from .stats import minus
 
 _RUN_ID = secrets.token_hex(2)
@@ -66,11 +68,15 @@ class Bench:
         await self._set_latency(crm_latency, livekit_latency)
         prepared = await self.loadgen.run({"op": "prepare", **job})
         await self._set_latency(crm_latency, livekit_latency)  # counters now cover the measured run only
-        watch = ProcessWatch(self.pids())
-        began = time.monotonic()
-        result = await self.loadgen.run({"op": "run"})
-        wall = time.monotonic() - began
-        processes = watch.finish(wall)
+        async with contextlib.AsyncExitStack() as stack:
+            if self.cfg.profile_dir:
+                await stack.enter_async_context(Profiler(self.cfg.profile_dir, sid, self.pids()))
+            watch = ProcessWatch(self.pids())
+            began = time.monotonic()
+            result = await self.loadgen.run({"op": "run"})
+            wall = time.monotonic() - began
+            processes = watch.finish(wall)
+            machine_cpu = watch.machine(wall, processes)
         row: dict[str, Any] = {
             "id": sid,
             "name": name,
@@ -80,8 +86,10 @@ class Bench:
             **result,
             "warmup_sent": prepared.get("warmup_sent", 0),
             "processes": processes,
+            "machine_cpu": machine_cpu,
             "peak_rss_since_start": not watch.peak_reset,
         }
+        _cpu_per_call(row)
         if job["kind"] == "http":
             row["standins"] = await self._standin_counts(watch_numbers or [])
             row.update(_injected(row, crm_latency, livekit_latency))
@@ -99,6 +107,14 @@ class Bench:
             "crm_requests_total": crm["total_requests"],
             "crm_requests_for_numbers": sum(n for seg, n in crm["requests"].items() if seg in segments),
         }
+
+
+def _cpu_per_call(row: dict[str, Any]) -> None:
+    """CPU milliseconds each process spent per call answered: unlike rates and latencies,
+    this barely moves when other work shares the machine, so runs stay comparable."""
+    calls = row["ok"] + row["error_count"]
+    for stats in row["processes"].values():
+        stats["cpu_ms_per_call"] = round(1000 * stats["cpu_s"] / calls, 3) if calls and stats["cpu_s"] else None
 
 
 def _injected(row: dict[str, Any], crm_latency: float, livekit_latency: float) -> dict[str, Any]:
@@ -123,7 +139,9 @@ def _injected(row: dict[str, Any], crm_latency: float, livekit_latency: float) -
 
 def _progress(row: dict[str, Any]) -> str:
     lat = row.get("latency_ms", {})
+    cpu = row.get("machine_cpu", {})
     return (
         f"bench: [{row['id']}] {row['name']}: ok={row['ok']} errors={row['error_count']} "
-        f"rate={row.get('rate_per_s')}/s p50={lat.get('p50')} p99={lat.get('p99')} ms"
+        f"rate={row.get('rate_per_s')}/s p50={lat.get('p50')} p99={lat.get('p99')} ms "
+        f"(machine busy {cpu.get('busy_pct')}%, not ours {cpu.get('unwatched_pct')}%)"
     )

@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grpc-duration", type=float, help="seconds per gRPC measurement (default 8)")
     parser.add_argument("--log-level", help="services' LOG_LEVEL (default WARNING: no log line per webhook)")
     parser.add_argument("--output-dir", type=Path, help="where to write <name>.json/.md (default bench/results)")
+    parser.add_argument("--profile", type=Path, help="py-spy the services during every step; write profiles here")
     parser.add_argument("--output-name", help="file name stem (default latest, or quick with --quick)")
 
 
@@ -57,4 +58,5 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         log_level=args.log_level,
         output_dir=args.output_dir,
         output_name=args.output_name,
+        profile_dir=args.profile,
     )

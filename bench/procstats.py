@@ -54,6 +54,15 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (user+nice+system+irq+softirq+steal)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    guest = sum(fields[8:10])  # already counted in user/nice
+    return (sum(fields) - idle - guest) / _CLOCK_TICKS
+
+
 @dataclass
 class ProcessWatch:
     """CPU used and peak RSS of a set of named processes over one scenario."""
@@ -63,6 +72,7 @@ class ProcessWatch:
     def __post_init__(self) -> None:
         self.peak_reset = all([reset_peak_rss(pid) for pid in self.pids.values()])
         self._cpu_start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._machine_start = machine_busy_seconds()
 
     def finish(self, wall_seconds: float) -> dict[str, dict[str, float | None]]:
         out: dict[str, dict[str, float | None]] = {}
@@ -76,3 +86,15 @@ class ProcessWatch:
                 "cpu_pct": None if used is None or wall_seconds <= 0 else round(100 * used / wall_seconds, 1),
             }
         return out
+
+    def machine(self, wall_seconds: float, processes: dict[str, dict[str, float | None]]) -> dict[str, float]:
+        """Busy CPU of the whole machine over the scenario, and the part no watched process used
+        (other work on this shared machine, plus the orchestrator): % of one core, 2 cores = 200 %."""
+        busy = machine_busy_seconds() - self._machine_start
+        ours = sum(p["cpu_s"] or 0.0 for p in processes.values())
+        if wall_seconds <= 0:
+            return {}
+        return {
+            "busy_pct": round(100 * busy / wall_seconds, 1),
+            "unwatched_pct": round(100 * max(0.0, busy - ours) / wall_seconds, 1),
+        }

@@ -227,8 +227,11 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Processes: peak RSS (MB) / CPU (% of one core) per scenario",
         "",
-        "| # | " + " | ".join(PROCESS_COLUMNS) + " |",
-        "| --- | " + " | ".join("---" for _ in PROCESS_COLUMNS) + " |",
+        "'machine' is the whole machine's busy CPU; 'other' the part none of these processes used "
+        "(other work on the shared machine).",
+        "",
+        "| # | " + " | ".join(PROCESS_COLUMNS) + " | machine | other |",
+        "| --- | " + " | ".join("---" for _ in PROCESS_COLUMNS) + " | --- | --- |",
     ]
     for row in result["rows"]:
         procs = row["processes"]
@@ -236,6 +239,24 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(procs[p]['peak_rss_mb'])} / {_fmt(procs[p]['cpu_pct'])}" if p in procs else "-"
             for p in PROCESS_COLUMNS
         ]
+        cpu = row.get("machine_cpu", {})
+        cells += [_fmt(cpu.get("busy_pct")), _fmt(cpu.get("unwatched_pct"))]
+        lines.append(f"| {row['id']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## CPU per call (ms of CPU per webhook or RPC answered)",
+        "",
+        "Steadier than rates on a shared machine: other work changes how long a call waits, not how much CPU "
+        "it costs. 'mesh' = gateway + persona + dispatcher.",
+        "",
+        "| # | mesh | " + " | ".join(PROCESS_COLUMNS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in PROCESS_COLUMNS) + " |",
+    ]
+    for row in result["rows"]:
+        procs = row["processes"]
+        per_call = {p: procs.get(p, {}).get("cpu_ms_per_call") for p in PROCESS_COLUMNS}
+        mesh = sum(per_call[p] or 0 for p in SERVICES) or None
+        cells = [_fmt(mesh)] + [_fmt(per_call[p]) for p in PROCESS_COLUMNS]
         lines.append(f"| {row['id']} | " + " | ".join(cells) + " |")
     if any(r.get("peak_rss_since_start") for r in result["rows"]):
         lines += ["", "(Peak RSS could not be reset per scenario here: peaks are since each process started.)"]
