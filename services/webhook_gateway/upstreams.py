@@ -48,6 +48,16 @@ def upstream_channel(target: str, tls: ClientTLSConfig | None) -> grpc.aio.Chann
     return create_channel(target, tls=tls, options=[("grpc.service_config", _BALANCED_SERVICE_CONFIG)])
 
 
+# gRPC metadata values must be printable ASCII and fit the peer's header limit; the
+# trace id comes from the webhook's event id, which a signed body may set to anything.
+_MAX_TRACE_ID_CHARS = 128
+
+
+def _trace_metadata(trace_id: str) -> tuple[str, str]:
+    safe = "".join(ch if " " <= ch <= "~" else "_" for ch in trace_id[:_MAX_TRACE_ID_CHARS]).strip()
+    return (TRACE_ID_METADATA_KEY, safe or "-")
+
+
 def _upstream_error(service: str, error: grpc.aio.AioRpcError) -> UpstreamError:
     return UpstreamError(error.code().name, f"{service}: {error.details() or ''}", retryable=error.code() in _RETRYABLE)
 
@@ -59,7 +69,7 @@ class GrpcPersonaLookup:
     async def get_persona(self, dialed_number: str, *, timeout: float, trace_id: str) -> GetPersonaResponse:
         request = GetPersonaRequest(dialed_number=dialed_number, allow_default=True)
         try:
-            return await self._stub.GetPersona(request, timeout=timeout, metadata=((TRACE_ID_METADATA_KEY, trace_id),))
+            return await self._stub.GetPersona(request, timeout=timeout, metadata=(_trace_metadata(trace_id),))
         except grpc.aio.AioRpcError as exc:
             raise _upstream_error("PersonaService", exc) from exc
 
@@ -72,7 +82,7 @@ class GrpcAgentDispatcher:
     async def dispatch(self, request: DispatchAgentRequest, *, timeout: float, trace_id: str) -> DispatchAgentResponse:
         try:
             return await self._stub.DispatchAgent(
-                request, timeout=timeout, metadata=((TRACE_ID_METADATA_KEY, trace_id), *self._auth)
+                request, timeout=timeout, metadata=(_trace_metadata(trace_id), *self._auth)
             )
         except grpc.aio.AioRpcError as exc:
             raise _upstream_error("DispatcherService", exc) from exc
