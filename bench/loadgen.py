@@ -207,9 +207,41 @@ async def _burst(pool: HttpPool, requests: list[bytes]) -> dict[str, Any]:
     return out.result(perf_counter() - began)
 
 
-def make_job(job: dict[str, Any]) -> HttpJob | GrpcJob:
+class ProbeJob:
+    """Sequential GETs of one URL: how long a stand-in takes beyond the latency it was told
+    to inject (its asyncio timer overshoot), so the cold path can be reported net of it."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self._job = job
+        self._target = Target.from_url(job["url"])
+        self._pool = HttpPool(self._target.host, self._target.port, limit=1)
+        path = job["path"]
+        self._raw = f"GET {path} HTTP/1.1\r\nHost: {self._target.host}:{self._target.port}\r\n\r\n".encode()
+
+    async def prepare(self) -> dict[str, Any]:
+        await self._pool.send(self._raw)
+        return {"prepared": int(self._job["count"]), "warmup_sent": 1}
+
+    async def run(self) -> dict[str, Any]:
+        latencies = []
+        try:
+            for _ in range(int(self._job["count"])):
+                started = perf_counter()
+                response = await self._pool.send(self._raw)
+                latencies.append(perf_counter() - started)
+                if response.status != 200:
+                    raise RuntimeError(f"probe answered {response.status}")
+                await asyncio.sleep(0.002)  # a caller's pace, not back to back
+        finally:
+            self._pool.close()
+        return {"latency_ms": summarize_ms(latencies), "ok": len(latencies), "error_count": 0, "errors": {}}
+
+
+def make_job(job: dict[str, Any]) -> HttpJob | GrpcJob | ProbeJob:
     if job["kind"] == "http":
         return HttpJob(job)
+    if job["kind"] == "probe":
+        return ProbeJob(job)
     if job["kind"] == "grpc":
         return GrpcJob(job)
     raise ValueError(f"unknown job kind {job['kind']!r}")
@@ -221,7 +253,7 @@ async def main() -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     print("READY loadgen", flush=True)
-    prepared: HttpJob | GrpcJob | None = None
+    prepared: HttpJob | GrpcJob | ProbeJob | None = None
     while line := await reader.readline():
         if not line.strip():
             continue

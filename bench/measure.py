@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import BenchConfig
-from .mesh import API_KEY, API_SECRET, LoadGenerator, Mesh
+from .mesh import API_KEY, API_SECRET, CRM_BASE_PATH, LoadGenerator, Mesh
 from .personas import BenchNumbers, crm_segment
 from .procstats import ProcessWatch
 from .profiling import Profiler
@@ -95,6 +95,19 @@ class Bench:
             row.update(_injected(row, crm_latency, livekit_latency))
         print(_progress(row), flush=True)
         return row
+
+    async def timer_overshoot_ms(self, latencies: list[float], count: int) -> dict[str, float]:
+        """How much longer than asked a stand-in's injected sleep lasts (asyncio timer
+        resolution + wake-up), per latency: p50 of (GET with latency L) - L - (GET with none)."""
+        crm_path = f"{CRM_BASE_PATH}/{crm_segment(self.numbers.warm)}"
+        probe = {"kind": "probe", "url": self.mesh.crm.origin, "path": crm_path, "count": count}
+        p50 = {}
+        for latency in [0.0, *latencies]:
+            await self._set_latency(latency, 0.0)
+            await self.loadgen.run({"op": "prepare", **probe})
+            p50[latency] = (await self.loadgen.run({"op": "run"}))["latency_ms"]["p50"]
+        await self._set_latency(0.0, 0.0)
+        return {f"{lat * 1000:g}": round(max(0.0, p50[lat] - lat * 1000 - p50[0.0]), 3) for lat in latencies}
 
     async def _standin_counts(self, numbers: list[str]) -> dict[str, Any]:
         lk = await self.mesh.livekit.state()
