@@ -19,6 +19,7 @@ from services.chaos.calls import NumberKind
 from services.chaos.faults import FAULTS, FAULTS_BY_NAME
 from services.chaos.redis_process import RedisUnavailableError
 from services.chaos.runner import FaultResult, run_fault
+from tests.hostile.logs import error_records
 
 CALLS = 100
 
@@ -117,6 +118,5 @@ async def test_fault(name: str, caplog: pytest.LogCaptureFixture) -> None:
     assert result.wrong_persona == 0, result.problems[:10]
     assert result.refused == 0
     assert result.problems == []
-    errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
-    assert errors == []
+    assert error_records(caplog) == []
     EVIDENCE[name](result)

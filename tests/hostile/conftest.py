@@ -4,15 +4,5 @@ gateway in front. One mesh per test; hypothesis examples share it."""
 
 from __future__ import annotations
 
-import logging
-
-import pytest
-
+from tests.hostile.logs import error_records  # noqa: F401  (re-exported for the test modules)
 from tests.webhook_gateway.conftest import mesh  # noqa: F401  (the fixture, reused)
-
-
-def error_records(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """ERROR (or worse) log records and anything carrying a traceback: each one is a failure."""
-    return [
-        f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info is not None
-    ]
