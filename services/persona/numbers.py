@@ -5,6 +5,7 @@ digits (`8655701159` for +91 86557 01159)."""
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -45,6 +46,9 @@ class DialedNumber:
         return quote(raw, safe="")
 
 
+# Phone traffic repeats the same few dialed numbers; phonenumbers costs ~20 µs a parse.
+# Only successes are cached (lru_cache does not keep exceptions), and the size is bounded.
+@functools.lru_cache(maxsize=4096)
 def parse_dialed_number(text: str, default_region: str) -> DialedNumber:
     """Parse `text` (read in `default_region` when it has no country code)."""
     received = (text or "").strip()

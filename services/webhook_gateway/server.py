@@ -34,7 +34,9 @@ def serve(config: GatewayConfig) -> None:
 @contextlib.asynccontextmanager
 async def start(config: GatewayConfig) -> AsyncIterator[str]:
     """Run the gateway in the current loop; yields its base URL. Port 0 picks a free port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto is TCP,
+    # and without it keep-alive responses stall ~40 ms on delayed ACKs.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((config.host if config.host != "0.0.0.0" else "127.0.0.1", config.port))
     server = uvicorn.Server(_uvicorn_config(config))
