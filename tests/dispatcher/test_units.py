@@ -91,3 +91,22 @@ def test_error_table() -> None:
     assert not LiveKitCallError("unimplemented", "m", status=501).retryable
     assert LiveKitCallError("unavailable", "m", status=503).retryable
     assert not LiveKitCallError("invalid_argument", "m", status=400).retryable
+
+
+async def test_room_tokens_are_reused_per_room_and_carry_that_rooms_grant() -> None:
+    import aiohttp
+    from livekit.api import TokenVerifier, VideoGrants
+
+    from services.dispatcher.livekit_transport import _TokenReusingDispatchService
+
+    secret = "a-secret-that-is-long-enough-for-hs256-keys"
+    async with aiohttp.ClientSession() as session:
+        service = _TokenReusingDispatchService(session, "http://127.0.0.1:1", "APIkey", secret, failover=False)
+        first = service._auth_header(VideoGrants(room_admin=True, room="room-a"))
+        again = service._auth_header(VideoGrants(room_admin=True, room="room-a"))
+        other = service._auth_header(VideoGrants(room_admin=True, room="room-b"))
+
+    assert first is again
+    assert other != first
+    claims = TokenVerifier("APIkey", secret).verify(other["authorization"].removeprefix("Bearer "))
+    assert claims.video.room == "room-b" and claims.video.room_admin
