@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.tracing import TRACE_ID_METADATA_KEY
 from services.grpc_runtime.config import ClientTLSConfig, RetryPolicy
@@ -97,3 +98,14 @@ def channel_credentials(tls: ClientTLSConfig) -> grpc.ChannelCredentials:
         private_key=Path(tls.key_file).read_bytes() if tls.key_file else None,
         certificate_chain=Path(tls.cert_file).read_bytes() if tls.cert_file else None,
     )
+
+
+async def is_serving(channel: grpc.aio.Channel, timeout: float, service: str = "") -> bool:
+    """grpc.health.v1 status of `service` ("" = the whole server) behind `channel`."""
+    try:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout
+        )
+    except grpc.aio.AioRpcError:
+        return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING

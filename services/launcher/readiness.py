@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.grpc_runtime.channel import create_channel, is_serving
+from services.grpc_runtime.config import ClientTLSConfig
 
 
-async def grpc_serving(target: str, timeout: float) -> bool:
-    async with grpc.aio.insecure_channel(target) as channel:
-        try:
-            response = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout
-            )
-        except grpc.aio.AioRpcError:
-            return False
-    return response.status == health_pb2.HealthCheckResponse.SERVING
+async def grpc_serving(target: str, timeout: float, tls: ClientTLSConfig | None = None) -> bool:
+    async with create_channel(target, tls=tls) as channel:
+        return await is_serving(channel, timeout)
 
 
 async def http_ready(url: str, timeout: float) -> bool:

@@ -14,10 +14,13 @@ up` stop everything and exit 1."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sys
 from dataclasses import dataclass
+
+from services.grpc_runtime.config import ClientTLSConfig
 
 from .children import ChildProcess
 from .readiness import grpc_serving, http_ready, wait_until
@@ -85,6 +88,7 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
             metrics_port = _port(settings[f"{prefix}_METRICS_PORT"], replica)
             env = {**base_env, f"{prefix}_PORT": port, f"{prefix}_METRICS_PORT": metrics_port}
             target = f"127.0.0.1:{port}"
+            client_tls = ClientTLSConfig.from_env(prefix, env)  # as the gateway will reach it
             (persona_targets if kind == "persona" else dispatcher_targets).append(target)
             name = kind if replicas == 1 else f"{kind}-{replica + 1}"
             services.append(
@@ -93,7 +97,7 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
                     kind,
                     f"grpc://{target}",
                     f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port != "0" else "(off)",
-                    lambda target=target: grpc_serving(target, 1.0),
+                    functools.partial(grpc_serving, target, 1.0, client_tls),
                 )
             )
     # Several targets become one round_robin channel (see the gateway's channel setup).

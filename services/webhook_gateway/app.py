@@ -21,13 +21,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.common.tracing import current_trace_id
+from services.grpc_runtime.channel import is_serving
 
 from .call_flow import CallFlow, Dispatched
 from .config import GatewayConfig
 from .dedupe import EventLedger, InProcessEventLedger, RedisEventLedger
 from .events import Ignored, classify
 from .metrics import GatewayMetrics
-from .upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, is_serving, upstream_channel
+from .upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, upstream_channel
 from .verification import MalformedEventError, SignatureError, WebhookVerifier
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from friday.dispatcher.v1 import dispatcher_service_pb2_grpc
 from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest, DispatchAgentResponse
@@ -86,14 +85,3 @@ class GrpcAgentDispatcher:
             )
         except grpc.aio.AioRpcError as exc:
             raise _upstream_error("DispatcherService", exc) from exc
-
-
-async def is_serving(channel: grpc.aio.Channel, timeout: float) -> bool:
-    """grpc.health.v1 overall status of the server behind `channel`."""
-    try:
-        response = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=timeout
-        )
-    except grpc.aio.AioRpcError:
-        return False
-    return response.status == health_pb2.HealthCheckResponse.SERVING
