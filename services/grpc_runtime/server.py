@@ -14,11 +14,13 @@ from types import ModuleType
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from services.grpc_runtime.config import ServerConfig
+from services.grpc_runtime.decoding import add_decoding_servicer
 from services.grpc_runtime.health import HealthReporter
 from services.grpc_runtime.interceptors import BearerTokenAuthInterceptor, ObservingInterceptor
 from services.grpc_runtime.metrics import MetricsHTTPServer, ServerMetrics
@@ -38,21 +40,26 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """One servicer to host: the generated `add_XServicer_to_server` function and the
-    service's full name (for health and reflection)."""
+    """One servicer to host and the descriptor of the service it implements (methods,
+    full name for health and reflection)."""
 
     servicer: Any
-    add_to_server: Callable[[Any, grpc.aio.Server], None]
-    full_name: str
+    descriptor: ServiceDescriptor
+
+    @property
+    def full_name(self) -> str:
+        return self.descriptor.full_name
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        add_decoding_servicer(self.servicer, self.descriptor, server)
 
     @classmethod
     def of(cls, servicer: Any, pb2_grpc: ModuleType, pb2: ModuleType, service: str) -> ServiceSpec:
-        """`ServiceSpec.of(MyServicer(), persona_service_pb2_grpc, persona_service_pb2, "PersonaService")`."""
-        return cls(
-            servicer=servicer,
-            add_to_server=getattr(pb2_grpc, f"add_{service}Servicer_to_server"),
-            full_name=pb2.DESCRIPTOR.services_by_name[service].full_name,
-        )
+        """`ServiceSpec.of(MyServicer(), persona_service_pb2_grpc, persona_service_pb2, "PersonaService")`.
+        `pb2_grpc` is accepted for symmetry with the generated code; requests are decoded by
+        `decoding.add_decoding_servicer` so undecodable bytes get INVALID_ARGUMENT."""
+        del pb2_grpc
+        return cls(servicer=servicer, descriptor=pb2.DESCRIPTOR.services_by_name[service])
 
 
 class GrpcServer:
@@ -128,7 +135,7 @@ class GrpcServer:
             interceptors.append(BearerTokenAuthInterceptor(self.config.auth_token))
         server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
         for spec in self._services:
-            spec.add_to_server(spec.servicer, server)
+            spec.add_to_server(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         names = [spec.full_name for spec in self._services]
         names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]

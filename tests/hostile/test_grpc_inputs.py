@@ -162,13 +162,6 @@ async def test_undecodable_requests_are_refused_and_the_server_keeps_serving(
     assert mesh.livekit.calls == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grpcio deserialises the request before any handler or interceptor runs: invalid UTF-8 or a "
-    "corrupt wire format is answered UNKNOWN ('Unexpected DecodeError') and logged as an ERROR with a "
-    "traceback by grpc._cython.cygrpc. Fixing it needs the shared runtime to register raw-bytes "
-    "deserializers and decode inside the handler.",
-)
 @pytest.mark.parametrize(("method", "target"), _RAW_METHODS)
 async def test_undecodable_requests_get_invalid_argument_without_an_error_log(
     mesh: Mesh, caplog: pytest.LogCaptureFixture, method: str, target: str
