@@ -29,6 +29,8 @@ from .readiness import grpc_serving, http_ready, wait_until
 # persona (50051) and dispatcher (50052) port ranges never meet.
 REPLICA_PORT_STEP = 10
 STOP_GRACE_SECONDS = 10.0
+# livekit-agents' worker serves its health check here in production mode (`agent start`).
+AGENT_HEALTH_PORT = "8081"
 
 
 @dataclass
@@ -135,12 +137,13 @@ def _check_ports(services: list[Service], settings: dict[str, str]) -> None:
     """Two children on one port: the second would die at bind with a less helpful message."""
     owners: dict[str, str] = {}
     for service in services:
-        if service.kind == "agent":
-            continue
         env = service.child.env
-        ports = [env["PORT"]] if service.kind == "gateway" else [env[f"{service.kind.upper()}_PORT"]]
-        if service.kind != "gateway":
-            ports.append(env[f"{service.kind.upper()}_METRICS_PORT"])
+        if service.kind == "agent":
+            ports = [AGENT_HEALTH_PORT]
+        elif service.kind == "gateway":
+            ports = [env["PORT"]]
+        else:
+            ports = [env[f"{service.kind.upper()}_PORT"], env[f"{service.kind.upper()}_METRICS_PORT"]]
         for port in ports:
             if port == "0":
                 continue

@@ -74,3 +74,10 @@ def test_one_replica_keeps_the_plain_names_and_targets() -> None:
     services = plan(_settings(), with_agent=False)
     assert [s.child.name for s in services] == ["persona", "dispatcher", "gateway"]
     assert services[2].child.env["PERSONA_TARGET"] == "127.0.0.1:50051"
+
+
+def test_a_gateway_replica_on_the_agents_health_port_is_refused_and_moving_the_gateways_fixes_it() -> None:
+    with pytest.raises(PlanError, match="port 8081 would be used by both gateway-2 and agent"):
+        plan(_settings(FRIDAY_UP_REPLICAS="2", REDIS_URL="redis://r"), with_agent=True)
+    services = plan(_settings(FRIDAY_UP_REPLICAS="2", REDIS_URL="redis://r", PORT="8090"), with_agent=True)
+    assert [s.child.name for s in services][-1] == "agent"
