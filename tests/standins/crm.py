@@ -16,7 +16,8 @@ Standalone (separate process)::
 
 Control API (JSON bodies) for tests in another process:
     POST /_standin/personas     {"segment": {...persona...}, ...}   (merges)
-    POST /_standin/response     {"segment": s, "status": 429, "body": "...", "content_type": "..."}
+    POST /_standin/response     {"segment": s, "status": 429, "body": "...", "content_type": "...",
+                                 "headers": {"Content-Encoding": "gzip"}}
     POST /_standin/fail_next    {"n": 3, "status": 500, "body": ""}
     POST /_standin/latency      {"seconds": 0.2}
     POST /_standin/reset        clears counters, overrides, faults (keeps personas)
@@ -29,6 +30,7 @@ import argparse
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,8 @@ class _Canned:
     status: int
     body: bytes
     content_type: str
+    # Extra response headers sent verbatim (e.g. a Content-Encoding the body does not honour).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class CrmStandIn(HttpStandIn):
@@ -89,8 +93,18 @@ class CrmStandIn(HttpStandIn):
         self._fail_remaining = n
         self._fail_with = _Canned(status, body, "application/json")
 
-    def set_response(self, segment: str, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self._overrides[segment] = _Canned(status, body, content_type)
+    def set_response(
+        self,
+        segment: str,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Serve exactly these bytes for `segment`; `headers` are added as given (the
+        body is not re-encoded, so `Content-Encoding: gzip` with plain bytes is a bad gzip body)."""
+        self._overrides[segment] = _Canned(status, body, content_type, tuple((headers or {}).items()))
 
     def clear_response(self, segment: str) -> None:
         self._overrides.pop(segment, None)
@@ -168,6 +182,7 @@ class CrmStandIn(HttpStandIn):
                 int(data["status"]),
                 str(data.get("body", "")).encode(),
                 data.get("content_type", "application/json"),
+                headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
             )
         elif name == "fail_next":
             self.fail_next(int(data.get("n", 1)), int(data.get("status", 500)), str(data.get("body", "")).encode())
@@ -181,7 +196,8 @@ class CrmStandIn(HttpStandIn):
 
 
 def _respond(canned: _Canned) -> web.Response:
-    return web.Response(status=canned.status, body=canned.body, headers={"Content-Type": canned.content_type})
+    headers = {"Content-Type": canned.content_type, **dict(canned.headers)}
+    return web.Response(status=canned.status, body=canned.body, headers=headers)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -110,3 +110,28 @@ async def test_latency_delays_every_request(crm: CrmStandIn) -> None:
 async def test_each_instance_gets_its_own_port() -> None:
     async with CrmStandIn() as a, CrmStandIn() as b:
         assert a.port != b.port and a.port > 0
+
+
+async def test_set_response_sends_extra_headers_verbatim(crm: CrmStandIn) -> None:
+    # A body that claims gzip but is not: the client's decoder must see the raw bytes + header.
+    crm.set_response(NUMBER, 200, b"not gzip at all", headers={"Content-Encoding": "gzip", "X-Extra": "1"})
+    async with httpx.AsyncClient() as client:
+        async with client.stream("GET", f"{crm.base_url}/{NUMBER}") as response:
+            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            headers = response.headers
+    assert raw == b"not gzip at all"
+    assert headers["content-encoding"] == "gzip" and headers["x-extra"] == "1"
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.DecodingError):
+            await client.get(f"{crm.base_url}/{NUMBER}")
+
+
+async def test_control_api_sets_response_headers(crm: CrmStandIn) -> None:
+    async with httpx.AsyncClient() as client:
+        control = await client.post(
+            f"{crm.origin}/_standin/response",
+            json={"segment": NUMBER, "status": 200, "body": "x", "headers": {"Content-Encoding": "gzip"}},
+        )
+        assert control.status_code == 200
+        async with client.stream("GET", f"{crm.base_url}/{NUMBER}") as response:
+            assert response.headers["content-encoding"] == "gzip"
