@@ -69,7 +69,7 @@ def create_app(config: GatewayConfig) -> Starlette:
             config=config,
             verifier=WebhookVerifier(config.webhook_api_key, config.webhook_api_secret),
             flow=CallFlow(
-                GrpcPersonaLookup(persona_channel),
+                GrpcPersonaLookup(persona_channel, config.persona_token),
                 GrpcAgentDispatcher(dispatcher_channel, config.dispatcher_token),
                 agent_name=config.agent_name,
                 budget_seconds=config.budget_seconds,

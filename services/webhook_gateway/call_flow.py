@@ -99,6 +99,10 @@ class CallFlow:
                 reason=f"DispatcherService: {exc}",
                 invalid_request=exc.code == "INVALID_ARGUMENT",
             )
+        if response.already_existed:
+            # The agent runs with what the existing dispatch carries, which may differ from
+            # what this (redelivered) webhook looked up: report that.
+            metadata, default_reason = _existing(response, metadata, default_reason)
         return Dispatched(
             dispatch_id=response.dispatch.dispatch_id,
             already_existed=response.already_existed,
@@ -149,6 +153,18 @@ class CallFlow:
             return None, f"PersonaService: {exc}"
         default_reason = "PersonaService answered with its default persona" if _is_default(found) else ""
         return found, default_reason
+
+
+def _existing(
+    response: DispatchAgentResponse, requested: AgentJobMetadata, default_reason: str
+) -> tuple[AgentJobMetadata, str]:
+    try:
+        existing = job_metadata.decode(response.dispatch.metadata)
+    except job_metadata.JobMetadataError:
+        return requested, default_reason  # not ours to read; report what we asked for
+    if existing.persona_source == PersonaSource.PERSONA_SOURCE_DEFAULT:
+        return existing, "the call was already dispatched with the default persona"
+    return existing, ""
 
 
 def _is_default(found: GetPersonaResponse) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.grpc_runtime.config import ClientTLSConfig
 
@@ -19,7 +19,8 @@ class GatewayConfig:
     webhook_api_secret: str = "secret"
     persona_target: str = "localhost:50051"
     dispatcher_target: str = "localhost:50052"
-    dispatcher_token: str | None = None
+    dispatcher_token: str | None = field(default=None, repr=False)
+    persona_token: str | None = field(default=None, repr=False)
     agent_name: str = DEFAULT_AGENT_NAME
     # The whole chain runs while the caller hears ringing: keep it short.
     budget_seconds: float = 3.0
@@ -54,6 +55,7 @@ class GatewayConfig:
             persona_target=get("PERSONA_TARGET", defaults.persona_target) or defaults.persona_target,
             dispatcher_target=get("DISPATCHER_TARGET", defaults.dispatcher_target) or defaults.dispatcher_target,
             dispatcher_token=get("DISPATCHER_TOKEN"),
+            persona_token=get("PERSONA_TOKEN"),
             agent_name=get("AGENT_TO_DISPATCH", defaults.agent_name) or defaults.agent_name,
             budget_seconds=float(get("GATEWAY_BUDGET_SECONDS", str(defaults.budget_seconds)) or 3.0),
             persona_timeout_seconds=float(

@@ -61,14 +61,21 @@ def _upstream_error(service: str, error: grpc.aio.AioRpcError) -> UpstreamError:
     return UpstreamError(error.code().name, f"{service}: {error.details() or ''}", retryable=error.code() in _RETRYABLE)
 
 
+def _bearer(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
 class GrpcPersonaLookup:
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: grpc.aio.Channel, token: str | None = None) -> None:
         self._stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
+        self._auth = _bearer(token)
 
     async def get_persona(self, dialed_number: str, *, timeout: float, trace_id: str) -> GetPersonaResponse:
         request = GetPersonaRequest(dialed_number=dialed_number, allow_default=True)
         try:
-            return await self._stub.GetPersona(request, timeout=timeout, metadata=(_trace_metadata(trace_id),))
+            return await self._stub.GetPersona(
+                request, timeout=timeout, metadata=(_trace_metadata(trace_id), *self._auth)
+            )
         except grpc.aio.AioRpcError as exc:
             raise _upstream_error("PersonaService", exc) from exc
 
@@ -76,7 +83,7 @@ class GrpcPersonaLookup:
 class GrpcAgentDispatcher:
     def __init__(self, channel: grpc.aio.Channel, token: str | None = None) -> None:
         self._stub = dispatcher_service_pb2_grpc.DispatcherServiceStub(channel)
-        self._auth = (("authorization", f"Bearer {token}"),) if token else ()
+        self._auth = _bearer(token)
 
     async def dispatch(self, request: DispatchAgentRequest, *, timeout: float, trace_id: str) -> DispatchAgentResponse:
         try:

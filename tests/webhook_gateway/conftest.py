@@ -45,6 +45,7 @@ class Mesh:
     gateway_url: str
     http: httpx.AsyncClient
     dispatcher_config: DispatcherConfig
+    persona_config: PersonaConfig
 
     async def deliver(self, event, **sign_kwargs) -> httpx.Response:
         body, headers = signed_request(event, WEBHOOK_KEY, WEBHOOK_SECRET, **sign_kwargs)
@@ -52,6 +53,11 @@ class Mesh:
 
     async def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return await self.http.post(f"{self.gateway_url}/livekit-webhook", content=body, headers=headers)
+
+    async def restart_persona(self) -> None:
+        port = self.persona.port
+        self.persona = build_persona(self.persona_config, ServerConfig(host="127.0.0.1", port=port))
+        await self.persona.start()
 
     async def restart_dispatcher(self) -> None:
         port = self.dispatcher.port
@@ -88,7 +94,7 @@ async def mesh(crm: CrmStandIn, livekit: LiveKitStandIn) -> AsyncIterator[Mesh]:
         )
         gateway_url = await stack.enter_async_context(start_gateway(gateway_config))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-        running = Mesh(crm, livekit, persona, dispatcher, gateway_url, http, dispatcher_config)
+        running = Mesh(crm, livekit, persona, dispatcher, gateway_url, http, dispatcher_config, persona_config)
         try:
             yield running
         finally:

@@ -225,3 +225,27 @@ async def test_a_call_the_dispatcher_rejects_as_invalid_is_4xx_so_livekit_does_n
     assert response.status_code == 422, response.text
     assert "INVALID_ARGUMENT" in response.json()["detail"]
     assert mesh.livekit.all_dispatches() == []
+
+
+async def test_an_existing_dispatch_is_reported_with_the_persona_it_actually_carries(mesh: Mesh) -> None:
+    await mesh.persona.stop(grace=0)
+    first = await mesh.deliver(_sip_join(room="call-existing"))
+    assert first.json()["persona_source"] == "PERSONA_SOURCE_DEFAULT"
+
+    await mesh.restart_persona()
+    for _ in range(100):  # the gateway's channel reconnects with backoff
+        if (await mesh.http.get(f"{mesh.gateway_url}/ready")).json()["upstreams"]["persona"]:
+            break
+        await asyncio.sleep(0.1)
+    # Another delivery for the same call (e.g. from a second webhook URL) now finds the CRM
+    # persona, but the agent already dispatched runs with the default: say so.
+    again = await mesh.deliver(_sip_join(room="call-existing"))
+
+    assert again.status_code == 200, again.text
+    answer = again.json()
+    assert answer["already_existed"] is True
+    assert answer["dispatch_id"] == first.json()["dispatch_id"]
+    assert answer["persona_source"] == "PERSONA_SOURCE_DEFAULT"
+    assert "already dispatched with the default" in answer["default_reason"]
+    assert mesh.crm.requests_for(CRM_SEGMENT) == 1  # the redelivery did look the persona up
+    assert len(mesh.livekit.dispatches("call-existing")) == 1
