@@ -8,7 +8,6 @@ logged and counted too.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hmac
 import inspect
 import logging
@@ -18,14 +17,12 @@ from typing import Any
 
 import grpc
 
+from services.common import tracing
 from services.common.tracing import TRACE_ID_METADATA_KEY
 from services.grpc_runtime.errors import error_status
 from services.grpc_runtime.metrics import ServerMetrics
 
 access_log = logging.getLogger("friday.grpc.access")
-
-# The trace id of the call being handled, for service logs (`current_trace_id()`).
-_trace_id: contextvars.ContextVar[str] = contextvars.ContextVar("friday_trace_id", default="")
 
 # Methods that must answer without a token: probes and tooling (DESIGN.md §4).
 OPEN_METHOD_PREFIXES = (
@@ -36,9 +33,19 @@ OPEN_METHOD_PREFIXES = (
 AUTH_ERROR_DOMAIN = "auth.friday"
 
 
+# The value services.common.tracing.current_trace_id holds when there is no trace:
+# what log lines show ("trace=-"), never what is forwarded to the next service.
+_NO_TRACE = "-"
+
+
 def current_trace_id() -> str:
-    """The trace id sent by the caller of the current RPC ('' when none)."""
-    return _trace_id.get()
+    """The trace id sent by the caller of the current RPC ('' when none).
+
+    Reads the one process-wide context variable (services.common.tracing), which
+    ObservingInterceptor sets for every call, so this and the `trace=` of every log
+    line always agree."""
+    trace_id = tracing.current_trace_id.get()
+    return "" if trace_id == _NO_TRACE else trace_id
 
 
 def _metadata_value(details: grpc.HandlerCallDetails, key: str) -> str:
@@ -83,7 +90,8 @@ def _replace_behavior(handler: grpc.RpcMethodHandler, wrap: Callable[[Behavior, 
 
 class ObservingInterceptor(grpc.aio.ServerInterceptor):
     """Access log line + Prometheus counter/histogram for every call, and the caller's
-    trace id in a contextvar for the handler's own logs."""
+    trace id in services.common.tracing.current_trace_id for the whole call (so every
+    log line of the handler carries it through TraceIdLogFilter), reset afterwards."""
 
     def __init__(self, metrics: ServerMetrics | None) -> None:
         self._metrics = metrics
@@ -98,6 +106,8 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
         trace_id = _metadata_value(handler_call_details, TRACE_ID_METADATA_KEY)
+        # Set even when the caller sent none, so nothing from the serving task's context leaks in.
+        traced_as = trace_id or _NO_TRACE
         # Health checks arrive every few seconds from probes: keep them out of INFO logs.
         level = logging.DEBUG if method.startswith("/grpc.health.v1.Health/") else logging.INFO
 
@@ -121,7 +131,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
             if streams_response and inspect.isasyncgenfunction(behavior):
 
                 async def observed_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                    token = _trace_id.set(trace_id)
+                    token = tracing.current_trace_id.set(traced_as)
                     start, error = time.perf_counter(), None
                     try:
                         async for item in behavior(request, context):
@@ -131,12 +141,12 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
                         raise
                     finally:
                         finish(context, start, error)
-                        _trace_id.reset(token)
+                        tracing.current_trace_id.reset(token)
 
                 return observed_stream
 
             async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                token = _trace_id.set(trace_id)
+                token = tracing.current_trace_id.set(traced_as)
                 start, error = time.perf_counter(), None
                 try:
                     return await behavior(request, context)
@@ -145,7 +155,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 finally:
                     finish(context, start, error)
-                    _trace_id.reset(token)
+                    tracing.current_trace_id.reset(token)
 
             return observed
 

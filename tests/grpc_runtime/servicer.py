@@ -4,6 +4,7 @@ whose behaviour is picked by the request, to drive the runtime from the outside.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 
@@ -11,6 +12,9 @@ from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
 from services.grpc_runtime import ServiceSpec, abort_with_error, current_trace_id, remaining_budget
 
 SERVICE_NAME = "friday.persona.v1.PersonaService"
+
+# What a service's own code logs while handling a call ("log" command).
+probe_log = logging.getLogger("tests.grpc_runtime.probe")
 
 
 class ProbeServicer(persona_service_pb2_grpc.PersonaServiceServicer):
@@ -26,6 +30,9 @@ class ProbeServicer(persona_service_pb2_grpc.PersonaServiceServicer):
         command = request.dialed_number
         if command == "budget":
             return persona_service_pb2.GetPersonaResponse(age_seconds=remaining_budget(context, 5.0))
+        if command == "log":
+            probe_log.info("handling the log probe")
+            return persona_service_pb2.GetPersonaResponse(normalized_number="ok")
         if command == "trace":
             return persona_service_pb2.GetPersonaResponse(normalized_number=current_trace_id())
         if command == "error":

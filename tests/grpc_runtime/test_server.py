@@ -4,6 +4,7 @@ shutdown), reflection through the real grpcurl, access log, trace ids, deadlines
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import shutil
@@ -16,9 +17,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
-from services.common.tracing import TRACE_ID_METADATA_KEY
+from services.common.tracing import LOG_FORMAT, TRACE_ID_METADATA_KEY, TraceIdLogFilter
 from services.grpc_runtime import GrpcServer, ServerConfig, create_channel, remaining_budget
-from tests.grpc_runtime.servicer import SERVICE_NAME, ProbeServicer, probe_spec
+from tests.grpc_runtime.servicer import SERVICE_NAME, ProbeServicer, probe_log, probe_spec
 
 GRPCURL = str(Path(sys.executable).with_name("grpcurl"))
 needs_grpcurl = pytest.mark.skipif(
@@ -139,6 +140,34 @@ async def test_trace_id_from_explicit_metadata() -> None:
                 timeout=2,
             )
     assert reply.normalized_number == "t-1"
+
+
+async def test_handler_log_lines_carry_the_callers_trace_id() -> None:
+    # The service's own log lines (not just the access log) go through the same
+    # TraceIdLogFilter every Friday process installs with configure_logging().
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(TraceIdLogFilter())
+    probe_log.addHandler(handler)
+    probe_log.setLevel(logging.INFO)
+    try:
+        async with GrpcServer(_config(), [probe_spec(ProbeServicer())]) as server:
+            async with create_channel(server.address) as channel:
+                stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
+                request = persona_service_pb2.GetPersonaRequest(dialed_number="log")
+                await stub.GetPersona(request, metadata=((TRACE_ID_METADATA_KEY, "EV_log1"),), timeout=2)
+                await stub.GetPersona(request, timeout=2)  # no trace id sent
+                untraced = await stub.GetPersona(
+                    persona_service_pb2.GetPersonaRequest(dialed_number="trace"), timeout=2
+                )
+    finally:
+        probe_log.removeHandler(handler)
+    lines = [line for line in out.getvalue().splitlines() if "handling the log probe" in line]
+    assert len(lines) == 2, lines
+    assert "trace=EV_log1 " in lines[0]
+    assert "trace=- " in lines[1]  # the previous call's id does not leak into the next one
+    assert untraced.normalized_number == ""  # current_trace_id() is '' when the caller sent none
 
 
 async def test_remaining_budget_follows_the_callers_deadline_and_clamps_without_one() -> None:
