@@ -18,7 +18,7 @@ TOKEN = "persona-token-0123456789abcdef"
 def test_tokens_come_from_the_services_own_variables() -> None:
     config = GatewayConfig.from_env({"PERSONA_TOKEN": "persona-secret-1", "DISPATCHER_TOKEN": "dispatcher-secret-2"})
     assert (config.persona_token, config.dispatcher_token) == ("persona-secret-1", "dispatcher-secret-2")
-    assert "secret" not in repr(config)
+    assert "persona-secret-1" not in repr(config) and "dispatcher-secret-2" not in repr(config)
 
 
 async def test_persona_lookup_sends_the_persona_token() -> None:
