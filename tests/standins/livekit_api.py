@@ -21,6 +21,8 @@ Standalone::
 Control API for tests in another process:
     POST /_standin/fail_next {"n": 2, "status": 503, "code": "unavailable"}
     POST /_standin/latency   {"seconds": 0.1}
+    POST /_standin/delay_next {"n": 1, "seconds": 1.3, "method": "CreateDispatch"}  (method optional)
+    POST /_standin/garble_next {"n": 1, "method": "CreateDispatch"}  (method optional)
     POST /_standin/reset     forget dispatches, calls and faults
     GET  /_standin/state     {"create_count", "calls": [...], "dispatches": {room: [AgentDispatch as JSON]}}
 """
@@ -79,6 +81,25 @@ class CallRecord:
     content_type: str
 
 
+@dataclass
+class _NextCalls:
+    """A fault for the next `n` Twirp calls, of one method or (method None) of any."""
+
+    n: int = 0
+    method: str | None = None
+    seconds: float = 0.0
+
+    def take(self, method: str) -> bool:
+        if self.n > 0 and (self.method is None or self.method == method):
+            self.n -= 1
+            return True
+        return False
+
+
+# Not a protobuf message (a truncated varint tag): the SDK's FromString raises DecodeError.
+GARBLED_BODY = b"\xff\xff\xff\xff"
+
+
 def new_dispatch_id() -> str:
     return "AD_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
 
@@ -98,6 +119,8 @@ class LiveKitStandIn(HttpStandIn):
         self._latency = 0.0
         self._fail_remaining = 0
         self._fail_with = TwirpError("unavailable", "injected failure", status=503)
+        self._delay = _NextCalls()
+        self._garble = _NextCalls()
         self._by_room: dict[str, list[AgentDispatch]] = {}
         self.calls: list[CallRecord] = []
         self._created = 0  # a counter, not a scan of calls: the benchmark reads it often
@@ -120,12 +143,26 @@ class LiveKitStandIn(HttpStandIn):
         self._fail_remaining = n
         self._fail_with = TwirpError(code, "injected failure", status=status)
 
+    def delay_next(self, n: int, seconds: float, method: str | None = None) -> None:
+        """Delay the next `n` calls (of `method` only, when given) by `seconds` more before
+        they are handled. The work is still done after the delay even if the client gave
+        up meanwhile, as livekit-server does: a create that timed out may land later."""
+        self._delay = _NextCalls(n, method, max(0.0, seconds))
+
+    def garble_next(self, n: int, method: str | None = None) -> None:
+        """Handle the next `n` successful calls (of `method` only, when given) normally but
+        answer HTTP 200 with a body that is not a protobuf message (a broken proxy, a
+        truncated reply): the create did land, the client cannot read that it did."""
+        self._garble = _NextCalls(n, method)
+
     def reset(self) -> None:
         self._by_room.clear()
         self.calls.clear()
         self._created = 0
         self._fail_remaining = 0
         self._latency = 0.0
+        self._delay = _NextCalls()
+        self._garble = _NextCalls()
 
     # -- observation ---------------------------------------------------------------------
 
@@ -162,6 +199,8 @@ class LiveKitStandIn(HttpStandIn):
         content_type = request.headers.get("Content-Type", "")
         if self._latency:
             await asyncio.sleep(self._latency)
+        if self._delay.take(method):
+            await asyncio.sleep(self._delay.seconds)
         try:
             if self._fail_remaining > 0:
                 self._fail_remaining -= 1
@@ -179,6 +218,8 @@ class LiveKitStandIn(HttpStandIn):
             content_type = content_type_of(request)
             reply, room = handler(body, content_type, grants)
             self._record(method, room, 200, "", content_type)
+            if self._garble.take(method):
+                return web.Response(status=200, body=GARBLED_BODY, content_type=content_type)
             return encode(reply, content_type)
         except TwirpError as err:
             self._record(method, self._room_hint(body, content_type), err.status, err.code, content_type)
@@ -250,6 +291,12 @@ class LiveKitStandIn(HttpStandIn):
             self.fail_next(int(data.get("n", 1)), int(data.get("status", 503)), str(data.get("code", "unavailable")))
         elif name == "latency":
             self.set_latency(float(data["seconds"]))
+        elif name == "delay_next":
+            method = data.get("method")
+            self.delay_next(int(data.get("n", 1)), float(data["seconds"]), str(method) if method else None)
+        elif name == "garble_next":
+            method = data.get("method")
+            self.garble_next(int(data.get("n", 1)), str(method) if method else None)
         elif name == "reset":
             self.reset()
         else:

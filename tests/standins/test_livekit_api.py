@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -9,6 +10,7 @@ import time
 import aiohttp
 import jwt
 import pytest
+from google.protobuf.message import DecodeError
 from livekit import api
 from livekit.protocol.agent_dispatch import (
     AgentDispatch,
@@ -258,3 +260,51 @@ async def test_latency_delays_calls(livekit: LiveKitStandIn) -> None:
         livekit.set_latency(0)
         async with s.post(livekit.url + CREATE, data=_create_body(), headers=headers) as r:
             assert r.status == 200
+
+
+async def test_delay_next_delays_only_the_named_method_and_the_work_still_lands(livekit: LiveKitStandIn) -> None:
+    livekit.delay_next(1, 1.0, method="CreateDispatch")
+    headers = {"Content-Type": "application/protobuf", "Authorization": f"Bearer {_token(livekit)}"}
+    list_body = ListAgentDispatchRequest(room=ROOM).SerializeToString()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as s:
+        # A ListDispatch is not the named method: answered at once, the delay stays armed.
+        async with s.post(livekit.url + LIST, data=list_body, headers=headers) as r:
+            assert r.status == 200
+        with pytest.raises(TimeoutError):
+            async with s.post(livekit.url + CREATE, data=_create_body(), headers=headers) as r:
+                await r.read()
+        # The client gave up; livekit-server finishes the create anyway, and so does the stand-in.
+        for _ in range(100):
+            if livekit.create_count():
+                break
+            await asyncio.sleep(0.05)
+        assert len(livekit.dispatches(ROOM)) == 1
+        # Only the next create was delayed.
+        async with s.post(livekit.url + CREATE, data=_create_body(), headers=headers) as r:
+            assert r.status == 200
+    assert len(livekit.dispatches(ROOM)) == 2
+
+
+async def test_garble_next_does_the_work_but_answers_an_unreadable_200(livekit: LiveKitStandIn) -> None:
+    livekit.garble_next(1, method="CreateDispatch")
+    async with api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret, failover=False) as lkapi:
+        assert await lkapi.agent_dispatch.list_dispatch(ROOM) == []
+        with pytest.raises(DecodeError):
+            await lkapi.agent_dispatch.create_dispatch(CreateAgentDispatchRequest(agent_name="a", room=ROOM))
+        assert len(await lkapi.agent_dispatch.list_dispatch(ROOM)) == 1
+        await lkapi.agent_dispatch.create_dispatch(CreateAgentDispatchRequest(agent_name="a", room=ROOM))
+    assert livekit.create_count() == 2
+
+
+async def test_delay_and_garble_over_the_control_api(livekit: LiveKitStandIn) -> None:
+    async with aiohttp.ClientSession() as s:
+        for name, body in (
+            ("delay_next", {"n": 2, "seconds": 0.5, "method": "CreateDispatch"}),
+            ("garble_next", {"n": 1}),
+        ):
+            async with s.post(f"{livekit.url}/_standin/{name}", json=body) as r:
+                assert r.status == 200
+    assert (livekit._delay.n, livekit._delay.seconds, livekit._delay.method) == (2, 0.5, "CreateDispatch")
+    assert (livekit._garble.n, livekit._garble.method) == (1, None)
+    livekit.reset()
+    assert livekit._delay.n == livekit._garble.n == 0
