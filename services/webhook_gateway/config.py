@@ -16,7 +16,7 @@ class GatewayConfig:
     port: int = 8080
     # The key pair LiveKit signs webhooks with (`webhook.api_key` in livekit.yaml).
     webhook_api_key: str = "devkey"
-    webhook_api_secret: str = "secret"
+    webhook_api_secret: str = field(default="secret", repr=False)
     persona_target: str = "localhost:50051"
     dispatcher_target: str = "localhost:50052"
     dispatcher_token: str | None = field(default=None, repr=False)
