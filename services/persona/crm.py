@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
+from google.protobuf.message import Error as ProtobufError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from friday.persona.v1.persona_pb2 import Persona
-from services.persona.mapping import MalformedPersona, persona_from_json
+from services.persona.mapping import persona_from_json
 from services.persona.numbers import CrmNumberFormat, DialedNumber
 from services.persona.sources import SourceUnavailable
 
@@ -109,7 +110,10 @@ class CrmPersonaSource:
             self._observe_latency("timeout", time.perf_counter() - start)
             self._count_error("timeout")
             raise _Retryable("timeout", f"timed out after {timeout:.3f}s") from exc
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
+            # Not only connection trouble: a body httpx cannot decode (bad gzip →
+            # DecodingError), too many redirects... all mean "this CRM answer is unusable
+            # right now", and another attempt may get a good one.
             self._observe_latency("transport", time.perf_counter() - start)
             self._count_error("transport")
             raise _Retryable("transport", f"{type(exc).__name__}: {exc}") from exc
@@ -127,7 +131,9 @@ class CrmPersonaSource:
             raise SourceUnavailable("http_4xx", f"CRM answered HTTP {status} for {number.e164}")
         try:
             return persona_from_json(json.loads(response.content))
-        except (ValueError, MalformedPersona) as exc:  # JSONDecodeError is a ValueError
+        # JSONDecodeError and MalformedPersona are ValueErrors; absurd nesting ends in
+        # RecursionError (json or protobuf); protobuf may refuse a value with its own Error.
+        except (ValueError, RecursionError, ProtobufError) as exc:
             self._count_error("malformed")
             log.warning("CRM sent a malformed persona for %s: %s", number.e164, exc)
             raise SourceUnavailable("malformed", f"CRM sent a malformed persona for {number.e164}: {exc}") from exc

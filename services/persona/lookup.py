@@ -245,6 +245,13 @@ class PersonaLookup:
             if exc.kind not in ("deadline", "timeout") or asyncio.get_running_loop().time() < deadline - 0.005:
                 await self._report_health(False)
             raise
+        except Exception as exc:
+            # A source bug or a failure mode it did not foresee: still a failed source,
+            # so stale/default apply and health says so, instead of gRPC UNKNOWN.
+            log.exception("persona source failed unexpectedly for %s", number.e164)
+            self.metrics.crm_errors.labels("error").inc()
+            await self._report_health(False)
+            raise SourceUnavailable("error", f"source failed for {number.e164}: {type(exc).__name__}: {exc}") from exc
         await self._report_health(True)
         entry = CacheEntry(persona=persona, fetched_at=self._clock())
         if persona is None:

@@ -28,6 +28,11 @@ _VARIABLE_KEYS = ("prompt_variables", "promptVariables", "variables")
 _GREETING_KEYS = ("greeting_mode", "greetingMode")
 # A record without any of these cannot drive a conversation.
 _SUBSTANCE = ("personality", "conversation_structure", "welcome_message")
+# Deepest nesting of objects/arrays accepted in extra fields. Every JSON level costs
+# protobuf 2-3 message levels (Value/Struct/ListValue) and parsers stop at 100, so a
+# deeper record would serialise here and then fail to decode in the gateway, the
+# dispatcher, the agent and our own Redis cache.
+MAX_EXTRAS_DEPTH = 16
 
 
 class MalformedPersona(ValueError):
@@ -94,13 +99,34 @@ def persona_from_json(body: Any, *, persona_id: str = "") -> Persona:
 
     extras = {k: v for k, v in record.items() if k not in used}
     if extras:
+        if _depth(extras) > MAX_EXTRAS_DEPTH:
+            raise MalformedPersona(f"extra fields nested deeper than {MAX_EXTRAS_DEPTH} levels")
         struct = struct_pb2.Struct()
         try:
             struct.update(extras)
-        except (TypeError, ValueError) as exc:  # pragma: no cover - JSON always fits a Struct
+        except (TypeError, ValueError, RecursionError) as exc:
             raise MalformedPersona(f"unrepresentable extra fields: {exc}") from exc
         persona.extras.CopyFrom(struct)
     return persona
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of objects/arrays, iteratively (the value may be deeper than the stack)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_EXTRAS_DEPTH:
+            return deepest  # enough to refuse it; do not walk the rest
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _first(record: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:

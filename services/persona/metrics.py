@@ -24,7 +24,8 @@ class PersonaMetrics:
         )
         self.crm_errors = Counter(
             "persona_crm_errors_total",
-            "Failed CRM attempts by kind: transport, timeout, http_5xx, http_429, http_4xx, malformed, deadline.",
+            "Failed CRM attempts by kind: transport, timeout, http_5xx, http_429, http_4xx, malformed, deadline,"
+            " error (unforeseen).",
             ["kind"],
             registry=registry,
         )

@@ -11,7 +11,8 @@ from services.persona.numbers import DialedNumber
 
 class SourceUnavailable(Exception):
     """The source failed (after its retries). `kind` labels the metrics:
-    transport, timeout, http_5xx, http_429, http_4xx, malformed, deadline."""
+    transport, timeout, http_5xx, http_429, http_4xx, malformed, deadline,
+    error (anything unforeseen, wrapped by the lookup)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)

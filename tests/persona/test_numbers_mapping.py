@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from friday.persona.v1.persona_pb2 import GreetingMode
-from services.persona.mapping import MalformedPersona, persona_from_json
+from friday.persona.v1.persona_pb2 import GreetingMode, Persona
+from services.persona.mapping import MAX_EXTRAS_DEPTH, MalformedPersona, persona_from_json
 from services.persona.numbers import CrmNumberFormat, InvalidPhoneNumber, parse_dialed_number
 from services.persona.persona_file import EXAMPLE_FILE_NAME, PersonaFileSource
 
@@ -87,6 +87,22 @@ def test_mapping_snake_and_camel_case() -> None:
 def test_mapping_rejects_unusable_records(body: object) -> None:
     with pytest.raises(MalformedPersona):
         persona_from_json(body)
+
+
+def test_extras_nesting_is_bounded_so_every_receiver_can_decode_the_persona() -> None:
+    def nested(depth: int) -> object:
+        value: object = 1
+        for _ in range(depth):
+            value = {"a": value}
+        return value
+
+    deepest = persona_from_json({"personality": "x", "deep": nested(MAX_EXTRAS_DEPTH - 1)})
+    # the limit exists for this: a protobuf parser must read back what we produce
+    assert Persona.FromString(deepest.SerializeToString()) == deepest
+    with pytest.raises(MalformedPersona):
+        persona_from_json({"personality": "x", "deep": nested(MAX_EXTRAS_DEPTH)})
+    with pytest.raises(MalformedPersona):  # deeper than Python's stack: refused, not a RecursionError
+        persona_from_json({"personality": "x", "deep": nested(100_000)})
 
 
 def test_example_file_ships_a_default_and_the_original_number() -> None:
