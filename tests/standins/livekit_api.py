@@ -121,6 +121,9 @@ class LiveKitStandIn(HttpStandIn):
         self._fail_with = TwirpError("unavailable", "injected failure", status=503)
         self._delay = _NextCalls()
         self._garble = _NextCalls()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._by_room: dict[str, list[AgentDispatch]] = {}
         self.calls: list[CallRecord] = []
         self._created = 0  # a counter, not a scan of calls: the benchmark reads it often
@@ -175,6 +178,11 @@ class LiveKitStandIn(HttpStandIn):
     def create_count(self) -> int:
         return self._created
 
+    async def wait_idle(self) -> None:
+        """Returns once no Twirp call is being handled, e.g. until a delayed create whose
+        client gave up has landed, so a test can count what LiveKit ended up holding."""
+        await self._idle.wait()
+
     def state(self) -> dict[str, Any]:
         return {
             "create_count": self.create_count(),
@@ -195,6 +203,16 @@ class LiveKitStandIn(HttpStandIn):
         if not request.path.startswith("/twirp/"):
             return web.Response(status=404, text="404 page not found\n")
         method = request.path.rsplit("/", 1)[-1]
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._handle_twirp(request, method)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _handle_twirp(self, request: web.Request, method: str) -> web.StreamResponse:
         body = await request.read()
         content_type = request.headers.get("Content-Type", "")
         if self._latency:
