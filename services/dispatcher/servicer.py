@@ -73,7 +73,10 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
     async def DispatchAgent(  # noqa: N802 - gRPC method name
         self, request: pb.DispatchAgentRequest, context: grpc.aio.ServicerContext
     ) -> pb.DispatchAgentResponse:
-        tracing.current_trace_id.set(current_trace_id() or request.metadata.trace_id or "-")
+        if not current_trace_id() and request.metadata.trace_id:
+            # The runtime already set the caller's x-friday-trace-id; a caller that sent the
+            # trace id only in the job metadata still gets traced logs (reset by the runtime).
+            tracing.current_trace_id.set(request.metadata.trace_id)
         try:
             outcome = await self._dispatcher.dispatch_agent(
                 request.room, request.agent_name, request.metadata, self._deadline(context)
