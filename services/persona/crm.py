@@ -1,6 +1,6 @@
 """The CRM source: `GET <base>/<number>` over a pooled httpx client, retried with
 tenacity (exponential backoff + jitter, transport errors / 5xx / 429 only) and never
-past the caller's deadline."""
+past the caller's deadline. Bodies are streamed and capped (MAX_BODY_BYTES)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ log = logging.getLogger("friday.persona.crm")
 # Below this, another attempt cannot finish in time: give up and let the caller
 # fall back (stale/default) while it still can answer.
 _MIN_ATTEMPT_SECONDS = 0.02
+# A persona is a few KiB; a bigger answer is a CRM bug (or an attack), never worth the memory.
+MAX_BODY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,11 @@ class CrmSettings:
     backoff_initial_seconds: float = 0.05
     backoff_max_seconds: float = 0.5
     max_connections: int = 50
+    max_body_bytes: int = MAX_BODY_BYTES  # decoded bytes; over it = malformed answer, not retried
+
+
+class _BodyTooLarge(Exception):
+    pass
 
 
 class _Retryable(Exception):
@@ -105,8 +112,11 @@ class CrmPersonaSource:
         timeout = min(self.settings.attempt_timeout_seconds, remaining)
         start = time.perf_counter()
         try:
-            response = await self._client.get(url, timeout=timeout)
-        except httpx.TimeoutException as exc:
+            # httpx's timeout is per socket operation; this bounds the whole attempt (a CRM
+            # dripping its body byte by byte) so the next attempt still gets its turn.
+            async with asyncio.timeout(timeout):
+                status, body = await self._get(url, timeout)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             self._observe_latency("timeout", time.perf_counter() - start)
             self._count_error("timeout")
             raise _Retryable("timeout", f"timed out after {timeout:.3f}s") from exc
@@ -117,7 +127,11 @@ class CrmPersonaSource:
             self._observe_latency("transport", time.perf_counter() - start)
             self._count_error("transport")
             raise _Retryable("transport", f"{type(exc).__name__}: {exc}") from exc
-        status = response.status_code
+        except _BodyTooLarge as exc:
+            self._observe_latency("too_large", time.perf_counter() - start)
+            self._count_error("malformed")
+            log.warning("CRM answer for %s is over %d bytes; not reading it", number.e164, self.settings.max_body_bytes)
+            raise SourceUnavailable("malformed", f"CRM answer for {number.e164} is too large: {exc}") from exc
         self._observe_latency(str(status), time.perf_counter() - start)
         if status == 404:
             return None
@@ -130,13 +144,36 @@ class CrmPersonaSource:
             log.warning("CRM answered HTTP %d for %s; not retrying", status, number.e164)
             raise SourceUnavailable("http_4xx", f"CRM answered HTTP {status} for {number.e164}")
         try:
-            return persona_from_json(json.loads(response.content))
+            return persona_from_json(json.loads(body))
         # JSONDecodeError and MalformedPersona are ValueErrors; absurd nesting ends in
         # RecursionError (json or protobuf); protobuf may refuse a value with its own Error.
         except (ValueError, RecursionError, ProtobufError) as exc:
             self._count_error("malformed")
             log.warning("CRM sent a malformed persona for %s: %s", number.e164, exc)
             raise SourceUnavailable("malformed", f"CRM sent a malformed persona for {number.e164}: {exc}") from exc
+
+    async def _get(self, url: str, timeout: float) -> tuple[int, bytes]:
+        """Status and (for a 200) the body, streamed so that no more than
+        `max_body_bytes` of it is ever held (counted after decompression)."""
+        cap = self.settings.max_body_bytes
+        async with self._client.stream("GET", url, timeout=timeout) as response:
+            status = response.status_code
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > cap and "content-encoding" not in response.headers:
+                if status != 200:
+                    return status, b""  # a failure's body is never used; closing drops it
+                raise _BodyTooLarge(f"Content-Length {declared}")
+            # Read even a failure's (small) body, so the connection can go back to the pool.
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    if status != 200:
+                        return status, b""
+                    raise _BodyTooLarge(f"more than {cap} bytes")
+                chunks.append(chunk)
+            return status, b"".join(chunks)
 
     async def probe(self) -> bool:
         """Reachable = any HTTP answer below 500 from the base URL."""

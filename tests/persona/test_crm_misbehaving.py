@@ -4,6 +4,8 @@ never in gRPC UNKNOWN."""
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -11,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from friday.persona.v1.persona_pb2 import PersonaSource
 from services.grpc_runtime import create_channel
 from services.persona.client import error_reason
+from services.persona.crm import MAX_BODY_BYTES
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.persona.conftest import ACME, Running, StartPersona, fast_config
 from tests.standins.crm import CrmStandIn
@@ -92,3 +95,23 @@ async def _fails(call: object) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await call  # type: ignore[misc]
     return failure.value
+
+
+async def test_a_body_over_the_size_cap_is_a_malformed_answer(crm: CrmStandIn, start_persona: StartPersona) -> None:
+    crm.set_persona(NATIONAL, ACME)
+    running = await start_persona(fast_config(crm, cache_ttl_seconds=0.0), metrics=True)
+    assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
+
+    # A valid persona, just far too big: refused on size alone, and not asked for again.
+    huge = json.dumps({**ACME, "padding": "x" * (MAX_BODY_BYTES + 1)}).encode()
+    crm.set_response(NATIONAL, 200, huge)
+    stale = await running.client.get_persona(NUMBER)
+    assert stale.source == PersonaSource.PERSONA_SOURCE_STALE_CACHE
+    assert crm.requests_for(NATIONAL) == 2
+    assert running.server.metrics_port is not None
+    _, metrics = await http_get(running.server.metrics_port)
+    assert sample(metrics, "persona_crm_errors_total", kind="malformed") == 1
+
+    # just under the cap is still a persona
+    crm.set_response(NATIONAL, 200, json.dumps({**ACME, "padding": "x" * (MAX_BODY_BYTES - 1000)}).encode())
+    assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
