@@ -52,7 +52,11 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
     server = GrpcServer(server_config, name="persona")
     metrics = PersonaMetrics(server.registry)
     source = build_source(config, metrics)
-    shared = RedisCache(config.redis_url, key_prefix=config.redis_key_prefix) if config.redis_url else None
+    shared = None
+    if config.redis_url:
+        shared = RedisCache(
+            config.redis_url, key_prefix=config.redis_key_prefix, on_corrupt=lambda key: metrics.cache_corrupt.inc()
+        )
     cache = PersonaCache(
         MemoryCache(config.cache_max_entries),
         shared,

@@ -50,6 +50,11 @@ class PersonaMetrics:
             "Lookups that waited for another replica's CRM fetch (fetch lease held elsewhere).",
             registry=registry,
         )
+        self.cache_corrupt = Counter(
+            "persona_cache_corrupt_entries_total",
+            "Redis entries that could not be decoded (treated as a miss and fetched again).",
+            registry=registry,
+        )
         self.redis_errors = Counter(
             "persona_redis_errors_total",
             "Redis operations that failed (the in-process cache was used instead).",

@@ -3,16 +3,30 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import redis.asyncio as redis
+from google.protobuf.message import DecodeError
 from redis.exceptions import RedisError
 
 from friday.persona.v1.persona_pb2 import Persona
 from services.persona.cache_entry import CacheEntry, CacheUnavailable
 
+log = logging.getLogger("friday.persona.redis")
+
 
 class RedisCache:
-    def __init__(self, url: str, *, key_prefix: str, timeout_seconds: float = 0.25) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str,
+        timeout_seconds: float = 0.25,
+        on_corrupt: Callable[[str], None] | None = None,
+    ) -> None:
         self.key_prefix = key_prefix
+        self._on_corrupt = on_corrupt or (lambda key: None)
         self._redis = redis.Redis.from_url(
             url,
             socket_timeout=timeout_seconds,
@@ -33,7 +47,11 @@ class RedisCache:
         try:
             persona = Persona.FromString(fields[b"persona"]) if b"persona" in fields else None
             return CacheEntry(persona=persona, fetched_at=float(fields[b"fetched_at"]))
-        except (ValueError, TypeError):  # a corrupt or foreign value is a miss, not an outage
+        except (DecodeError, ValueError, TypeError) as exc:
+            # A corrupt or foreign value is a miss, not an outage: the fetch that follows
+            # overwrites it, so this is logged once per bad entry, not once per lookup forever.
+            log.warning("corrupt cache entry %s in redis; treating it as a miss: %s", self._key(key), exc)
+            self._on_corrupt(key)
             return None
 
     async def set(self, key: str, entry: CacheEntry, keep_seconds: float) -> None:

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+import redis.asyncio as redis
 
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.persona.cache_entry import CacheEntry, CacheUnavailable
 from services.persona.config import PersonaConfig
 from services.persona.memory_cache import MemoryCache
 from services.persona.redis_cache import RedisCache
+from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.grpc_runtime.test_server import _grpcurl
 from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
 from tests.standins.crm import CrmStandIn
@@ -55,6 +57,52 @@ async def test_redis_cache_round_trip_and_expiry(redis_prefix: str) -> None:
         assert await cache.delete("+1") and not await cache.delete("+1")
     finally:
         await cache.aclose()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"persona": b"not a protobuf", "fetched_at": b"123.5"},  # DecodeError, not a ValueError
+        {"persona": b"\x0a\xff", "fetched_at": b"123.5"},  # truncated field
+        {"fetched_at": b"yesterday"},
+    ],
+)
+async def test_a_corrupt_redis_entry_is_a_miss_and_counted(redis_prefix: str, fields: dict[str, bytes]) -> None:
+    corrupt: list[str] = []
+    cache = RedisCache(REDIS_URL, key_prefix=redis_prefix, on_corrupt=corrupt.append)
+    raw = redis.Redis.from_url(REDIS_URL)
+    try:
+        await raw.hset(redis_prefix + "+1", mapping=fields)
+        assert await cache.get("+1") is None
+        assert corrupt == ["+1"]
+        # the next fetch overwrites it with a good entry
+        persona = Persona(persona_id="p", personality="x")
+        await cache.set("+1", CacheEntry(persona, fetched_at=1.0), keep_seconds=60)
+        got = await cache.get("+1")
+        assert got is not None and got.persona == persona and corrupt == ["+1"]
+    finally:
+        await raw.aclose()
+        await cache.aclose()
+
+
+async def test_a_corrupt_redis_entry_is_fetched_again_from_the_crm(
+    crm: CrmStandIn, start_persona: StartPersona, redis_prefix: str
+) -> None:
+    crm.set_persona("8655701159", ACME)
+    raw = redis.Redis.from_url(REDIS_URL)
+    try:
+        await raw.hset(redis_prefix + "+918655701159", mapping={"persona": b"garbage", "fetched_at": b"1e12"})
+    finally:
+        await raw.aclose()
+    config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+    running = await start_persona(config, metrics=True)
+    reply = await running.client.get_persona("+918655701159")
+    assert reply.source == PersonaSource.PERSONA_SOURCE_CRM and reply.persona.persona_id == "acme"
+    assert (await running.client.get_persona("+918655701159")).source == PersonaSource.PERSONA_SOURCE_CACHE
+    assert crm.requests_for("8655701159") == 1
+    assert running.server.metrics_port is not None
+    _, metrics = await http_get(running.server.metrics_port)
+    assert sample(metrics, "persona_cache_corrupt_entries_total") == 1
 
 
 async def test_unreachable_redis_raises_cache_unavailable() -> None:
