@@ -15,6 +15,15 @@ from services.persona.cache_entry import CacheEntry, CacheUnavailable
 
 log = logging.getLogger("friday.persona.redis")
 
+# Deletes the entry only if it still holds the bytes we could not decode: a good entry
+# stored meanwhile by another replica stays.
+_DELETE_IF_UNCHANGED = """
+local persona = redis.call('hget', KEYS[1], 'persona') or ''
+local fetched_at = redis.call('hget', KEYS[1], 'fetched_at') or ''
+if persona == ARGV[1] and fetched_at == ARGV[2] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
 
 class RedisCache:
     def __init__(
@@ -48,11 +57,20 @@ class RedisCache:
             persona = Persona.FromString(fields[b"persona"]) if b"persona" in fields else None
             return CacheEntry(persona=persona, fetched_at=float(fields[b"fetched_at"]))
         except (DecodeError, ValueError, TypeError) as exc:
-            # A corrupt or foreign value is a miss, not an outage: the fetch that follows
-            # overwrites it, so this is logged once per bad entry, not once per lookup forever.
-            log.warning("corrupt cache entry %s in redis; treating it as a miss: %s", self._key(key), exc)
+            # A corrupt or foreign value is a miss, not an outage. It is dropped, so it is
+            # logged and counted once, not on every read until the fetch overwrites it.
+            log.warning("corrupt cache entry %s in redis; dropping it: %s", self._key(key), exc)
             self._on_corrupt(key)
+            await self._drop_corrupt(key, fields)
             return None
+
+    async def _drop_corrupt(self, key: str, fields: dict[bytes, bytes]) -> None:
+        try:
+            await self._redis.eval(
+                _DELETE_IF_UNCHANGED, 1, self._key(key), fields.get(b"persona", b""), fields.get(b"fetched_at", b"")
+            )
+        except (RedisError, OSError):
+            pass  # the next read finds it again; nothing worse
 
     async def set(self, key: str, entry: CacheEntry, keep_seconds: float) -> None:
         mapping: dict[str, bytes | str] = {"fetched_at": repr(entry.fetched_at)}

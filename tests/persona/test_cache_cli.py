@@ -74,7 +74,9 @@ async def test_a_corrupt_redis_entry_is_a_miss_and_counted(redis_prefix: str, fi
     try:
         await raw.hset(redis_prefix + "+1", mapping=fields)
         assert await cache.get("+1") is None
-        assert corrupt == ["+1"]
+        assert await cache.get("+1") is None
+        assert corrupt == ["+1"]  # dropped on the first read: counted once
+        assert not await raw.exists(redis_prefix + "+1")
         # the next fetch overwrites it with a good entry
         persona = Persona(persona_id="p", personality="x")
         await cache.set("+1", CacheEntry(persona, fetched_at=1.0), keep_seconds=60)
