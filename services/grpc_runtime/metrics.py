@@ -1,15 +1,17 @@
 """Prometheus metrics for one server, on its own CollectorRegistry (so several
-servers in one test process never collide), served over a tiny asyncio HTTP
-endpoint (GET /metrics) on the server's event loop — no extra thread."""
+servers in one test process never collide), served over HTTP (GET /metrics) by
+aiohttp.web on the server's event loop — no extra thread. aiohttp's HTTP parser
+bounds what a scraper may send (line and header sizes, header count) and the idle
+timeout bounds how long a connection may take to send them."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from typing import Any
 
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-
-log = logging.getLogger("friday.grpc.metrics")
 
 # Latencies of a phone-call path: most calls are milliseconds, the tail is the ring.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -35,62 +37,82 @@ class ServerMetrics:
         )
 
 
-class MetricsHTTPServer:
-    """Serves `generate_latest(registry)` on GET /metrics (and /)."""
+# A Prometheus scrape is one small GET with a handful of headers; anything much
+# bigger is not a scraper. Oversize lines/fields or too many headers get a 400.
+MAX_LINE_SIZE = 8190
+MAX_FIELD_SIZE = 8190
+MAX_HEADERS = 64
+# A connection is closed when it has not sent a complete request this long after
+# connecting (or after its previous response): a slow client cannot hold it open.
+IDLE_TIMEOUT_SECONDS = 5.0
+# Scrapes take milliseconds; stopping the service never waits long for one.
+SHUTDOWN_TIMEOUT_SECONDS = 1.0
 
-    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+
+class _ClientErrorsAtDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp logs every malformed request (oversize line, too many headers) at
+    ERROR with a traceback. That is the client's fault and an answered 400, so one
+    DEBUG line; anything else (a failing handler) stays an ERROR with its traceback."""
+
+    def exception(self, msg: Any, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError) and 400 <= exc_info.code < 500:
+            self.debug("metrics request rejected (%d %s): " + str(msg), exc_info.code, exc_info.message, *args)
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
+_server_log = _ClientErrorsAtDebug(logging.getLogger("friday.grpc.metrics"), {})
+
+
+class MetricsHTTPServer:
+    """Serves `generate_latest(registry)` on GET/HEAD /metrics (and /); 404 elsewhere,
+    405 for other methods. `port` is the bound port (so port 0 works)."""
+
+    def __init__(
+        self, registry: CollectorRegistry, host: str, port: int, *, idle_timeout: float = IDLE_TIMEOUT_SECONDS
+    ) -> None:
         self._registry = registry
         self._host = host
         self._port = port
-        self._server: asyncio.Server | None = None
+        self._idle_timeout = idle_timeout
+        self._runner: web.AppRunner | None = None
 
     @property
     def port(self) -> int:
-        if self._server is None or not self._server.sockets:
+        addresses = self._runner.addresses if self._runner is not None else []
+        if not addresses:
             raise RuntimeError("metrics server is not running")
-        return int(self._server.sockets[0].getsockname()[1])
+        return int(addresses[0][1])
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)  # add_get also answers HEAD
+        app.router.add_get("/", self._metrics)
+        runner = web.AppRunner(
+            app,
+            access_log=None,  # scrapes every few seconds would drown the service's own logs
+            handle_signals=False,  # GrpcServer owns SIGTERM/SIGINT
+            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+            keepalive_timeout=self._idle_timeout,
+            max_line_size=MAX_LINE_SIZE,
+            max_field_size=MAX_FIELD_SIZE,
+            max_headers=MAX_HEADERS,
+            logger=_server_log,
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = await asyncio.wait_for(reader.readline(), timeout=5)
-            while True:  # drain headers; the body of a GET is empty
-                line = await asyncio.wait_for(reader.readline(), timeout=5)
-                if line in (b"\r\n", b"\n", b""):
-                    break
-            parts = request_line.decode("latin-1").split()
-            if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
-                await self._respond(writer, b"405 Method Not Allowed", b"text/plain", b"method not allowed\n")
-            elif parts[1].split("?")[0] not in ("/metrics", "/"):
-                await self._respond(writer, b"404 Not Found", b"text/plain", b"not found\n")
-            else:
-                body = generate_latest(self._registry)
-                await self._respond(
-                    writer, b"200 OK", CONTENT_TYPE_LATEST.encode(), b"" if parts[0] == "HEAD" else body
-                )
-        except (TimeoutError, ConnectionError) as exc:
-            log.debug("metrics request dropped: %s", exc)
-        finally:
-            writer.close()
-
-    @staticmethod
-    async def _respond(writer: asyncio.StreamWriter, status: bytes, content_type: bytes, body: bytes) -> None:
-        head = (
-            b"HTTP/1.1 "
-            + status
-            + b"\r\nContent-Type: "
-            + content_type
-            + b"\r\nContent-Length: "
-            + str(len(body)).encode()
-            + b"\r\nConnection: close\r\n\r\n"
-        )
-        writer.write(head + body)
-        await writer.drain()
+    async def _metrics(self, request: web.Request) -> web.Response:
+        # CONTENT_TYPE_LATEST carries a charset parameter, so set the header as-is
+        # rather than through aiohttp's content_type= (which refuses parameters).
+        return web.Response(body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -4,25 +4,41 @@ retry policy and retry pushback, and configuration from the environment."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
-from services.grpc_runtime import GrpcServer, RetryPolicy, ServerConfig, create_channel, error_info
+from services.grpc_runtime import (
+    GrpcServer,
+    MetricsHTTPServer,
+    RetryPolicy,
+    ServerConfig,
+    create_channel,
+    error_info,
+)
 from tests.grpc_runtime.servicer import SERVICE_NAME, ProbeServicer, probe_spec
 
 METHOD = "/friday.persona.v1.PersonaService/GetPersona"
 
 
-async def http_get(port: int, path: str = "/metrics") -> tuple[int, str]:
+async def http_request(port: int, raw: bytes) -> tuple[int, str]:
+    """Send `raw` as-is (so malformed requests can be sent too) and read to EOF."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
+    try:
+        writer.write(raw)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = data.decode("latin-1").partition("\r\n\r\n")
     return int(head.split()[1]), body
+
+
+async def http_get(port: int, path: str = "/metrics") -> tuple[int, str]:
+    return await http_request(port, f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
 
 
 def sample(body: str, name: str, **labels: str) -> float:
@@ -63,6 +79,57 @@ async def test_metrics_by_method_and_code_on_separate_registries() -> None:
     assert sample(body_one, "grpc_server_handled_total", grpc_method=METHOD, grpc_code="NOT_FOUND") == 1
     assert sample(body_one, "grpc_server_handling_seconds_count", grpc_method=METHOD) == 3
     assert sample(body_two, "grpc_server_handled_total", grpc_method=METHOD, grpc_code="OK") == 0
+
+
+async def test_metrics_endpoint_rejects_oversize_and_endless_headers_and_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = ServerConfig(host="127.0.0.1", port=0, metrics_port=0)
+    async with GrpcServer(config, [probe_spec(ProbeServicer())]) as server:
+        assert server.metrics_port
+        start = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n"
+        long_line = b"X-Long: " + b"a" * (70 * 1024) + b"\r\n"  # beyond asyncio's 64 KiB readline limit
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(1000))
+        oversize, _ = await http_request(server.metrics_port, start + long_line + b"\r\n")
+        endless, _ = await http_request(server.metrics_port, start + many + b"\r\n")
+        status, body = await http_get(server.metrics_port)
+    assert 400 <= oversize < 500
+    assert 400 <= endless < 500
+    assert status == 200 and "grpc_server_handled_total" in body
+    # A bad scrape is the client's fault: no ERROR (nor "unhandled exception") in our logs.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_metrics_endpoint_closes_a_client_that_dribbles_headers() -> None:
+    # One header line at a time, each well inside any per-line timeout: the connection
+    # must still be closed once it has gone idle_timeout without a complete request.
+    server = MetricsHTTPServer(CollectorRegistry(), "127.0.0.1", 0, idle_timeout=0.5)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        closed = asyncio.create_task(reader.read())
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n")
+        sent = 0
+        try:
+            while not closed.done() and sent < 200:  # 200 lines = 20 s, 40x the idle timeout
+                writer.write(b"X-Slow-%d: v\r\n" % sent)
+                await writer.drain()
+                sent += 1
+                await asyncio.sleep(0.1)
+        except ConnectionError:
+            pass  # the server closed the socket under us: what we want
+        finally:
+            writer.close()
+        try:
+            reply = await asyncio.wait_for(closed, 10)
+        except ConnectionError:
+            reply = b""  # closed with unread data in its buffer: a reset, still a close
+        assert sent < 200 and reply == b""  # dropped, never answered
+        status, _ = await http_get(server.port)  # and still serving
+        assert status == 200
+    finally:
+        await server.stop()
 
 
 async def test_metrics_disabled_by_default() -> None:
