@@ -178,6 +178,11 @@ class LiveKitStandIn(HttpStandIn):
     def create_count(self) -> int:
         return self._created
 
+    @property
+    def in_flight(self) -> int:
+        """Twirp calls being handled right now (e.g. a delayed create)."""
+        return self._in_flight
+
     async def wait_idle(self) -> None:
         """Returns once no Twirp call is being handled, e.g. until a delayed create whose
         client gave up has landed, so a test can count what LiveKit ended up holding."""

@@ -273,7 +273,9 @@ async def test_delay_next_delays_only_the_named_method_and_the_work_still_lands(
             async with s.post(livekit.url + CREATE, data=_create_body(), headers=headers) as r:
                 await r.read()
         # The client gave up; livekit-server finishes the create anyway, and so does the stand-in.
+        assert livekit.in_flight == 1
         await livekit.wait_idle()
+        assert livekit.in_flight == 0
         assert len(livekit.dispatches(ROOM)) == 1
         # Only the next create was delayed.
         async with s.post(livekit.url + CREATE, data=_create_body(), headers=headers) as r:
