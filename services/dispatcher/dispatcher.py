@@ -4,10 +4,15 @@ arrives.
 
     local lock (this process) → claim (in memory or Redis SET NX, TTL = our deadline)
       claimed by us   → ListDispatch: agent already there? → return it, already_existed
-                        else CreateDispatch (retried; before each retry ListDispatch
-                        again, since a failed-looking attempt may have created it)
-                        → keep the claim `settle_seconds` so a lagging list elsewhere
-                          cannot lead to a second create
+                        else CreateDispatch, retried only after failures proving it
+                        created nothing (a Twirp error from LiveKit, connection refused).
+                        After an ambiguous failure (timeout, dropped connection, proxy
+                        5xx, unreadable 200) it may still land: never create again, poll
+                        ListDispatch for it until the deadline (found → ours, created),
+                        else answer UNAVAILABLE — a redelivery finds it.
+                        → whenever a create may have landed (success, ambiguous failure,
+                          cancellation, crash) keep the claim `settle_seconds` so no other
+                          request creates before LiveKit's answer settles; else release
       claimed elsewhere → poll ListDispatch until the dispatch appears (already_existed)
                           or the claim frees up (its holder failed or died: TTL), all
                           within our deadline
@@ -39,6 +44,13 @@ CLAIM_GRACE_SECONDS = 1.0
 _MIN_POLL_ROUND_SECONDS = 0.1
 
 
+@dataclass
+class _CreateState:
+    # True once a CreateDispatch was sent whose failure does not prove it did nothing
+    # (or whose answer we never saw: cancelled, crashed): it may still create an agent.
+    maybe_landed: bool = False
+
+
 @dataclass(frozen=True)
 class DispatchOutcome:
     dispatch: DispatchRecord
@@ -61,8 +73,11 @@ class Dispatcher:
         self._metrics = metrics
         self._calls = LiveKitCalls(config.retry, metrics, report_livekit_health)
         self._locks = LocalLocks()
+        self._settling: set[asyncio.Future[None]] = set()
 
     async def aclose(self) -> None:
+        # Claim keeps/releases of cancelled requests finish before the store closes.
+        await asyncio.gather(*self._settling, return_exceptions=True)
         await self._transport.aclose()
         await self._claims.aclose()
 
@@ -115,46 +130,89 @@ class Dispatcher:
     async def _dispatch_claimed(
         self, key: str, token: str, room: str, agent_name: str, encoded: str, deadline: float
     ) -> DispatchOutcome:
+        create = _CreateState()
         try:
             existing = await self._find(room, agent_name, deadline)
+            if existing is not None:
+                outcome = DispatchOutcome(existing, already_existed=True)
+            else:
+                outcome = DispatchOutcome(await self._create(room, agent_name, encoded, deadline, create), False)
         except BaseException:
-            await self._claims.release(key, token)  # nothing was created
+            # Also on cancellation (the caller's deadline fired first) and on bugs: a
+            # create that may still land keeps the claim for the settle time, else the
+            # claim would lapse at its short TTL, about when LiveKit redelivers the
+            # webhook, and the redelivery's ListDispatch could miss the landing create.
+            await self._settle_claim(key, token, keep=create.maybe_landed)
             raise
-        if existing is not None:
-            await self._claims.release(key, token)
-            return DispatchOutcome(existing, already_existed=True)
+        # Our create: keep the claim so a lagging ListDispatch elsewhere cannot lead to
+        # a second create. Someone else's dispatch: nothing of ours is in flight.
+        await self._settle_claim(key, token, keep=not outcome.already_existed)
+        if not outcome.already_existed:
+            log.info("created dispatch %s of %r to room %r", outcome.dispatch.dispatch_id, agent_name, room)
+        return outcome
 
-        uncertain = False  # may a failed create attempt still have created a dispatch?
+    async def _create(
+        self, room: str, agent_name: str, encoded: str, deadline: float, state: _CreateState
+    ) -> DispatchRecord:
+        """CreateDispatch, sent again only after failures that prove nothing was created.
+        After an ambiguous failure (see `LiveKitCallError.may_have_landed`) we never
+        create again in this request: we watch ListDispatch for our create to land."""
 
-        async def create(timeout: float) -> DispatchRecord:
-            nonlocal uncertain
+        async def attempt(timeout: float) -> DispatchRecord:
+            landed_before = state.maybe_landed
+            state.maybe_landed = True  # until LiveKit's answer proves otherwise
             try:
                 return await self._transport.create(room, agent_name, encoded, timeout=timeout)
             except LiveKitCallError as exc:
-                uncertain = uncertain or exc.may_have_landed
+                if not exc.may_have_landed:
+                    state.maybe_landed = landed_before
                 raise
 
-        async def created_anyway() -> DispatchRecord | None:
-            # The previous attempt failed, but a 5xx or a timeout does not prove LiveKit
-            # did nothing: look before creating again.
-            timeout = min(self._config.retry.attempt_timeout, remaining(deadline))
-            listed = await self._calls.once("ListDispatch", lambda t: self._transport.list(room, timeout=t), timeout)
-            return self._match(listed, agent_name)
-
         try:
-            record = await self._calls.run("CreateDispatch", room, create, deadline, before_retry=created_anyway)
-        except errors.DispatchError:
-            if not uncertain:
-                # LiveKit itself refused every attempt: nothing was created and nothing is
-                # in flight, so the next request may claim and try at once.
-                await self._claims.release(key, token)
-            else:
-                # A create may still land: keep others polling ListDispatch for a while.
-                await self._claims.keep(key, token, self._config.claims.settle_seconds)
-            raise
-        await self._claims.keep(key, token, self._config.claims.settle_seconds)
-        log.info("created dispatch %s of %r to room %r", record.dispatch_id, agent_name, room)
-        return DispatchOutcome(record, already_existed=False)
+            return await self._calls.run(
+                "CreateDispatch", room, attempt, deadline, may_retry=lambda exc: not exc.may_have_landed
+            )
+        except errors.DispatchError as exc:
+            if not state.maybe_landed:
+                raise  # LiveKit refused every attempt: nothing was created
+            failure = exc
+        log.warning("CreateDispatch of %r to %r may have landed (%s); watching ListDispatch", agent_name, room, failure)
+        landed = await self._await_landing(room, agent_name, deadline)
+        if landed is None:
+            raise errors.LiveKitUnavailable(
+                f"CreateDispatch of {agent_name!r} to {room!r} got no clear answer ({failure}) and the dispatch "
+                "did not show up in time; it may still land, so it is not created again now: a retry will find it",
+                metadata=failure.metadata,
+            ) from failure
+        # It was our own create that landed: already_existed=False, as if it had answered.
+        return landed
+
+    async def _await_landing(self, room: str, agent_name: str, deadline: float) -> DispatchRecord | None:
+        """Polls ListDispatch until the dispatch appears (it) or the deadline nears (None)."""
+        poll = self._config.claims.poll_interval
+        while remaining(deadline) >= _MIN_POLL_ROUND_SECONDS:
+            try:
+                found = await self._find(room, agent_name, deadline)
+            except (errors.LiveKitUnavailable, errors.LiveKitRateLimited):
+                found = None  # the next poll may get through
+            if found is not None:
+                return found
+            if remaining(deadline) < poll + _MIN_POLL_ROUND_SECONDS:
+                break
+            await asyncio.sleep(poll)
+        return None
+
+    async def _settle_claim(self, key: str, token: str, *, keep: bool) -> None:
+        """Keep (settle time) or release the claim, shielded: it must happen even when this
+        request is being cancelled, or the claim silently falls back to its short TTL."""
+        if keep:
+            op = self._claims.keep(key, token, self._config.claims.settle_seconds)
+        else:
+            op = self._claims.release(key, token)
+        task = asyncio.ensure_future(op)
+        self._settling.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
 
     async def _find(self, room: str, agent_name: str, deadline: float) -> DispatchRecord | None:
         dispatches = await self._calls.run(

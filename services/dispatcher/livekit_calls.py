@@ -33,6 +33,12 @@ def to_domain_error(exc: LiveKitCallError, *, method: str, room: str) -> errors.
     once retries are exhausted."""
     meta = {"livekit_code": exc.code, "livekit_status": str(exc.status or ""), "method": method, "room": room}
     code, status = exc.code, exc.status
+    if code == "malformed" and status is not None and status < 400:
+        # Not Twirp's `malformed` (a 400 about our request): a success we could not read.
+        return errors.LiveKitInternal(
+            f"LiveKit {method} answered something that is not a LiveKit reply (is LIVEKIT_URL LiveKit?): {exc.message}",
+            metadata=meta,
+        )
     if code in ("unauthenticated", "permission_denied") or status in (401, 403):
         return errors.LiveKitRejectedCredentials(
             f"LiveKit refused the dispatcher's API key/secret ({code}): {exc.message}", metadata=meta
@@ -89,11 +95,11 @@ class LiveKitCalls:
         attempt: Callable[[float], Awaitable[T]],
         deadline: float,
         *,
-        before_retry: Callable[[], Awaitable[T | None]] | None = None,
+        may_retry: Callable[[LiveKitCallError], bool] = lambda _: True,
     ) -> T:
-        """`attempt(timeout)` does one request. `before_retry`, when given, runs before each
-        retry and may return a result that ends the call (used by CreateDispatch to look
-        for a dispatch a failed-looking attempt created after all)."""
+        """`attempt(timeout)` does one request. A retryable failure is retried only if
+        `may_retry` also allows it (CreateDispatch: never after a failure that may have
+        created the dispatch anyway, since a second create adds a second agent)."""
         cfg = self._retry
 
         def out_of_time(state: RetryCallState) -> bool:
@@ -105,7 +111,7 @@ class LiveKitCalls:
             log.warning("LiveKit %s failed (%s); retry %d", method, failure, state.attempt_number)
 
         retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, LiveKitCallError) and e.retryable),
+            retry=retry_if_exception(lambda e: isinstance(e, LiveKitCallError) and e.retryable and may_retry(e)),
             wait=wait_exponential_jitter(
                 multiplier=cfg.initial_backoff, max=cfg.max_backoff, jitter=cfg.initial_backoff
             ),
@@ -116,11 +122,6 @@ class LiveKitCalls:
         try:
             async for attempt_state in retrying:
                 with attempt_state:
-                    if attempt_state.retry_state.attempt_number > 1 and before_retry is not None:
-                        found = await before_retry()
-                        if found is not None:
-                            await self._health(True)
-                            return found
                     left = remaining(deadline)
                     if left < _MIN_ATTEMPT_SECONDS:
                         raise LiveKitCallError("deadline", "no time left for a LiveKit request", status=None)

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 import aiohttp
+from google.protobuf.message import DecodeError
 from livekit import api
 from livekit.api.agent_dispatch_service import AgentDispatchService
 from livekit.protocol.agent_dispatch import AgentDispatch, CreateAgentDispatchRequest
@@ -104,8 +105,26 @@ class LiveKitDispatchTransport:
             raise LiveKitCallError(
                 "timeout", f"no answer from LIVEKIT_URL={self._url} within {timeout:.3f}s", status=None
             ) from exc
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectorError as exc:
+            # The connection was never made, so the request was never sent: safe to send again.
             # Name the setting: on a fresh machine this is "no LiveKit server running here".
             raise LiveKitCallError(
-                "transport", f"cannot reach LIVEKIT_URL={self._url}: {type(exc).__name__}: {exc}", status=None
+                "connect", f"cannot reach LIVEKIT_URL={self._url}: {type(exc).__name__}: {exc}", status=None
+            ) from exc
+        except aiohttp.ClientError as exc:
+            # Sent (or maybe sent) and then the connection failed: LiveKit may have acted on it.
+            raise LiveKitCallError(
+                "transport", f"LIVEKIT_URL={self._url} failed mid-request: {type(exc).__name__}: {exc}", status=None
+            ) from exc
+        except DecodeError as exc:
+            # The SDK only parses HTTP 200 bodies: LiveKit (or whatever answers at
+            # LIVEKIT_URL) said yes in a form we cannot read; the work may have been done.
+            raise LiveKitCallError(
+                "malformed", f"unreadable HTTP 200 from LIVEKIT_URL={self._url}: {exc}", status=200
+            ) from exc
+        except Exception as exc:
+            # Anything else the SDK raises would reach the caller as UNKNOWN and skip the
+            # claim bookkeeping; keep it inside the LiveKitCallError world (ambiguous).
+            raise LiveKitCallError(
+                "unexpected", f"LiveKit request failed: {type(exc).__name__}: {exc}", status=None
             ) from exc

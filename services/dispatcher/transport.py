@@ -26,7 +26,10 @@ class DispatchRecord:
 
 class LiveKitCallError(Exception):
     """A failed LiveKit request. `status` is the HTTP status (None for a transport
-    failure or timeout: nothing usable came back); `code` is the Twirp error code."""
+    failure or timeout: nothing usable came back); `code` is the Twirp error code, or
+    for failures without a Twirp answer: `timeout`, `connect` (connection never made,
+    nothing sent), `transport` (connection failed after it was made), `malformed` (an
+    answer that is not a LiveKit reply), `unexpected` (the SDK failed in another way)."""
 
     def __init__(self, code: str, message: str, *, status: int | None) -> None:
         super().__init__(f"LiveKit {code} (HTTP {status}): {message}" if status else f"LiveKit {code}: {message}")
@@ -40,10 +43,23 @@ class LiveKitCallError(Exception):
 
     @property
     def may_have_landed(self) -> bool:
-        """Could the request have taken effect anyway? Yes when no answer came back, or when
-        a proxy answered for LiveKit (502/504: the request may have reached LiveKit) or
-        LiveKit itself timed out. A Twirp error from LiveKit's own handler means it did not."""
-        return self.status is None or self.status in (502, 504) or self.code == "deadline_exceeded"
+        """Could the request have taken effect anyway? This decides whether a failed
+        CreateDispatch may be sent again (no: that could add a second agent).
+
+        Ambiguous: no answer at all (timeout, connection dropped after sending), except
+        when the connection was never made (`connect`: nothing was sent); a proxy answering
+        for LiveKit (502/504, or any 5xx without a Twirp error body, code `unknown`);
+        LiveKit's own `deadline_exceeded`/`canceled` (its handler may still finish); an
+        HTTP 2xx we could not read (`malformed`: the work was done, the reply is garbage).
+        Unambiguous: a Twirp error from LiveKit's handler (e.g. 503 `unavailable`, 429,
+        any 4xx): LiveKit refused the request, nothing was created."""
+        if self.status is None:
+            return self.code != "connect"
+        if self.status < 400:
+            return True  # a success status whose body we could not read
+        if self.status in (502, 504) or (self.status >= 500 and self.code == "unknown"):
+            return True
+        return self.code in ("deadline_exceeded", "canceled")
 
     @property
     def retryable(self) -> bool:

@@ -110,3 +110,33 @@ async def test_room_tokens_are_reused_per_room_and_carry_that_rooms_grant() -> N
     assert other != first
     claims = TokenVerifier("APIkey", secret).verify(other["authorization"].removeprefix("Bearer "))
     assert claims.video.room == "room-b" and claims.video.room_admin
+
+
+def test_which_create_failures_may_have_landed() -> None:
+    def landed(code: str, status: int | None) -> bool:
+        return LiveKitCallError(code, "m", status=status).may_have_landed
+
+    # No answer, or an answer that is not LiveKit's handler speaking: maybe created.
+    assert landed("timeout", None)
+    assert landed("transport", None)  # connection dropped after sending
+    assert landed("unexpected", None)
+    assert landed("unknown", 502) and landed("unknown", 504)
+    assert landed("unknown", 503)  # a 5xx without a Twirp body: a proxy, not LiveKit
+    assert landed("deadline_exceeded", 503)
+    assert landed("malformed", 200)  # a success we could not read
+    # LiveKit's handler refused, or nothing was ever sent: not created.
+    assert not landed("connect", None)
+    assert not landed("unavailable", 503)
+    assert not landed("internal", 500)
+    assert not landed("resource_exhausted", 429)
+    assert not landed("invalid_argument", 400)
+    assert not landed("malformed", 400)  # Twirp's own malformed: LiveKit refused our body
+
+
+def test_an_unreadable_success_is_internal_not_a_rejected_request() -> None:
+    error = to_domain_error(LiveKitCallError("malformed", "m", status=200), method="ListDispatch", room="r")
+    assert type(error) is errors.LiveKitInternal
+    assert not LiveKitCallError("malformed", "m", status=200).retryable
+    assert type(to_domain_error(LiveKitCallError("malformed", "m", status=400), method="x", room="r")) is (
+        errors.LiveKitRejectedRequest
+    )
