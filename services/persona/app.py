@@ -85,11 +85,13 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
         ),
         report_source_health=report,
         lease=lease,
+        fetch_budget_seconds=config.request_budget_seconds,
     )
     servicer = PersonaServicer(lookup, metrics, budget_seconds=config.request_budget_seconds)
     server.add_service(ServiceSpec.of(servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService"))
 
     async def close() -> None:
+        await lookup.aclose()  # fetches still running for callers that have gone
         await source.aclose()
         await cache.aclose()
         if lease is not None:

@@ -36,6 +36,11 @@ _ANSWER_MARGIN_SECONDS = 0.1
 _LEASE_GRACE_SECONDS = 0.25
 
 
+def _answer_deadline(now: float, budget_seconds: float) -> float:
+    """The end of a budget less the margin kept to send an answer."""
+    return now + budget_seconds - min(_ANSWER_MARGIN_SECONDS, budget_seconds * 0.1)
+
+
 @dataclass(frozen=True)
 class CachePolicy:
     ttl_seconds: float = 300.0
@@ -64,6 +69,7 @@ class PersonaLookup:
         clock: Callable[[], float] = time.time,
         lease: FetchLease | None = None,
         lease_poll_seconds: float = 0.02,
+        fetch_budget_seconds: float = 3.0,
     ) -> None:
         self.source = source
         self.cache = cache
@@ -73,6 +79,9 @@ class PersonaLookup:
         self._report = report_source_health
         self._clock = clock
         self._inflight: dict[str, asyncio.Task[Persona | None]] = {}
+        # How long a shared source fetch may run: the service's own cap on a request,
+        # not the budget of whichever caller happened to start it (see _fetch_coalesced).
+        self.fetch_budget_seconds = fetch_budget_seconds
         # Shared with the other replicas (Redis) so only one of them asks the CRM per number.
         self.lease = lease
         self._lease_poll_seconds = lease_poll_seconds
@@ -88,7 +97,7 @@ class PersonaLookup:
         """The persona for dialed number `text` within `budget_seconds`."""
         number = self.parse(text)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget_seconds - min(_ANSWER_MARGIN_SECONDS, budget_seconds * 0.1)
+        deadline = _answer_deadline(loop.time(), budget_seconds)
 
         if not self.source.cacheable:  # the persona file is already in memory
             persona = await self.source.fetch(number, deadline)
@@ -155,11 +164,18 @@ class PersonaLookup:
 
     async def _fetch_coalesced(self, number: DialedNumber, deadline: float) -> Persona | None:
         """One source fetch per number at a time; everyone else waits for it (each
-        only as long as its own budget allows)."""
+        only as long as its own budget allows).
+
+        The fetch itself runs to a service-level deadline (a full request budget from
+        its start), not to the deadline of the caller that started it: otherwise a
+        caller with 100 ms would doom a call with 900 ms that joined 10 ms later. A
+        caller that gives up leaves the fetch running for the others (and the cache)."""
         key = number.e164
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._fetch_and_store(number, deadline), name=f"persona-fetch:{key}")
+            loop = asyncio.get_running_loop()
+            fetch_deadline = _answer_deadline(loop.time(), self.fetch_budget_seconds)
+            task = asyncio.create_task(self._fetch_and_store(number, fetch_deadline), name=f"persona-fetch:{key}")
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._fetch_done(key, done))
         else:
@@ -170,6 +186,13 @@ class PersonaLookup:
             return await asyncio.wait_for(asyncio.shield(task), timeout=max(0.0, remaining))
         except TimeoutError as exc:
             raise SourceUnavailable("deadline", f"no answer from the source within the budget for {key}") from exc
+
+    async def aclose(self) -> None:
+        """Cancels the fetches nobody waits for any more (at shutdown)."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _fetch_done(self, key: str, task: asyncio.Task[Persona | None]) -> None:
         if self._inflight.get(key) is task:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -18,6 +19,15 @@ from tests.standins.crm import CrmStandIn
 
 NUMBER = "+918655701159"
 NATIONAL = "8655701159"  # what the CRM sees with the default (national) format
+
+
+async def _until(condition: Callable[[], bool], poll_seconds: float = 0.005) -> None:
+    """Waits for a condition in another process/task (a test's sync point, not a timing check)."""
+    for _ in range(int(5 / poll_seconds)):
+        if condition():
+            return
+        await asyncio.sleep(poll_seconds)
+    raise AssertionError("condition never became true")
 
 
 async def _fails(call: object) -> grpc.aio.AioRpcError:
@@ -268,3 +278,21 @@ async def test_client_retries_while_the_server_is_unreachable(crm: CrmStandIn, s
     async with PersonaClient("127.0.0.1:1", timeout=2) as client:
         error = await _fails(client.get_persona(NUMBER))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("with_redis", [False, True], ids=["in-process", "redis-lease"])
+async def test_a_later_caller_with_more_time_is_not_bound_by_the_first_callers_deadline(
+    crm: CrmStandIn, start_persona: StartPersona, redis_prefix: str, with_redis: bool
+) -> None:
+    crm.set_persona(NATIONAL, ACME)
+    crm.set_latency(0.5)  # longer than the first caller's budget, well inside the second's
+    extra = {"redis_url": REDIS_URL, "redis_key_prefix": redis_prefix} if with_redis else {}
+    running = await start_persona(fast_config(crm, **extra))
+    # An impatient internal caller starts the CRM fetch ...
+    first = asyncio.create_task(running.client.get_persona(NUMBER, allow_default=True, timeout=0.2))
+    await _until(lambda: crm.requests_for(NATIONAL) > 0)
+    # ... and a real call with a normal budget joins it.
+    second = await running.client.get_persona(NUMBER, allow_default=True, timeout=3.0)
+    assert second.source == PersonaSource.PERSONA_SOURCE_CRM and second.persona.persona_id == "acme"
+    assert (await first).source == PersonaSource.PERSONA_SOURCE_DEFAULT
+    assert crm.requests_for(NATIONAL) == 1
