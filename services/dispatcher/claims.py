@@ -99,8 +99,11 @@ class RedisClaimStore:
         self._prefix = key_prefix
 
     @classmethod
-    def from_url(cls, url: str, key_prefix: str) -> RedisClaimStore:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0), key_prefix)
+    def from_url(cls, url: str, key_prefix: str, *, timeout: float = 0.25) -> RedisClaimStore:
+        # A claim op is one round trip on a LAN; a Redis that does not answer within
+        # `timeout` must not eat the dispatch budget (the whole call rings meanwhile):
+        # we answer CLAIM_STORE_UNAVAILABLE fast and the webhook is redelivered.
+        return cls(aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout), key_prefix)
 
     async def try_acquire(self, key: str, ttl: float) -> str | None:
         token = secrets.token_hex(8)
@@ -137,9 +140,9 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
-def claim_store_for(redis_url: str | None, key_prefix: str) -> ClaimStore:
+def claim_store_for(redis_url: str | None, key_prefix: str, *, timeout: float = 0.25) -> ClaimStore:
     if redis_url:
-        return RedisClaimStore.from_url(redis_url, key_prefix)
+        return RedisClaimStore.from_url(redis_url, key_prefix, timeout=timeout)
     return InMemoryClaimStore()
 
 

@@ -47,6 +47,9 @@ class ClaimConfig:
     settle_seconds: float = 10.0
     # How often a request that found the call claimed elsewhere polls ListDispatch.
     poll_interval: float = 0.1
+    # Socket (connect and read) timeout of each Redis claim op: short, so a blackholed
+    # Redis costs a fraction of the dispatch budget, not all of it.
+    redis_timeout: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class DispatcherConfig:
                 redis_url=env.get("REDIS_URL") or None,
                 key_prefix=env.get("DISPATCHER_CLAIM_PREFIX") or DEFAULT_CLAIM_PREFIX,
                 settle_seconds=float(env.get("DISPATCHER_CLAIM_SETTLE_SECONDS") or 10.0),
+                redis_timeout=float(env.get("DISPATCHER_REDIS_TIMEOUT_SECONDS") or 0.25),
             ),
             max_budget_seconds=float(env.get("DISPATCHER_MAX_BUDGET_SECONDS") or 10.0),
         )

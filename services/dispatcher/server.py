@@ -44,7 +44,7 @@ def build_server(
         lk = config.livekit
         transport = LiveKitDispatchTransport(lk.url, lk.api_key, lk.api_secret)
     if claims is None:
-        claims = claim_store_for(config.claims.redis_url, config.claims.key_prefix)
+        claims = claim_store_for(config.claims.redis_url, config.claims.key_prefix, timeout=config.claims.redis_timeout)
     dispatcher = Dispatcher(
         transport,
         claims,

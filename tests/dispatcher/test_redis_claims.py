@@ -139,3 +139,24 @@ async def test_claim_is_kept_when_a_create_may_have_landed(
     assert any(c.method == "CreateDispatch" and c.status == 504 for c in livekit.calls)
     ttl_ms = await redis_client.pttl(redis_prefix + claim_key("maybe-room", AGENT))
     assert 0 < ttl_ms <= 5000  # kept for settle_seconds, not released
+
+
+async def test_blackholed_redis_answers_claim_store_unavailable_within_the_callers_deadline(
+    livekit: LiveKitStandIn, start_dispatcher
+) -> None:
+    # A listener that never accepts: the kernel completes the TCP handshake, then nothing
+    # ever answers, like a Redis behind a blackholing firewall. A 2 s socket timeout let
+    # the claim op outlast this 1 s caller, who then only saw its own DEADLINE_EXCEEDED.
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(16)
+        port = blackhole.getsockname()[1]
+        config = config_for(livekit)
+        config = replace(config, claims=ClaimConfig(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix="x:"))
+        d = await start_dispatcher(config)
+
+        with pytest.raises(DispatcherCallError) as caught:
+            await d.client.dispatch_agent("hole-room", AGENT, job_metadata("hole-room"), timeout=1.0)
+
+    assert (caught.value.code, caught.value.reason) == (grpc.StatusCode.UNAVAILABLE, "CLAIM_STORE_UNAVAILABLE")
+    assert livekit.create_count() == 0

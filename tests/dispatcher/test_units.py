@@ -64,7 +64,9 @@ def test_config_from_env_defaults_to_livekit_dev() -> None:
         "secret",
     )
     assert config.claims.redis_url is None
+    assert config.claims.redis_timeout == 0.25
     assert "secret" not in repr(config.livekit)
+    assert DispatcherConfig.from_env({"DISPATCHER_REDIS_TIMEOUT_SECONDS": "0.5"}).claims.redis_timeout == 0.5
 
     config = DispatcherConfig.from_env(
         {"REDIS_URL": "redis://r:6379/2", "DISPATCHER_CLAIM_PREFIX": "p:", "LIVEKIT_URL": "https://lk.example"}
