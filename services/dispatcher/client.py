@@ -1,5 +1,6 @@
-"""A small typed async client for DispatcherService (used by the gateway and the
-`friday dispatcher` CLI). Every call has a deadline (default or per call), carries
+"""A small typed async client for DispatcherService, used by the `friday dispatcher`
+CLI and the tests (the webhook gateway has its own adapter in
+services/webhook_gateway/upstreams.py). Every call has a deadline (default or per call), carries
 the bearer token and the call's trace id, and fails with `DispatcherCallError`
 (gRPC code + ErrorInfo reason + whether a retry may help).
 
