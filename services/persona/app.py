@@ -61,6 +61,7 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
         MemoryCache(config.cache_max_entries),
         shared,
         count_shared_error=lambda op: metrics.redis_errors.labels(op).inc(),
+        redis_cooldown_seconds=config.redis_cooldown_seconds,
     )
     # Only a remote source is worth coalescing across replicas.
     lease = (

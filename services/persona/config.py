@@ -36,6 +36,8 @@ class PersonaConfig:
     cache_max_entries: int = 10_000
     redis_url: str | None = None
     redis_key_prefix: str = "friday:persona:"
+    # After a Redis failure, skip Redis (in-process cache only) this long before trying again.
+    redis_cooldown_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PersonaConfig:
@@ -69,4 +71,5 @@ class PersonaConfig:
             cache_max_entries=int(number("PERSONA_CACHE_MAX_ENTRIES", d.cache_max_entries)),
             redis_url=text("REDIS_URL", None),
             redis_key_prefix=text("PERSONA_REDIS_PREFIX", d.redis_key_prefix) or d.redis_key_prefix,
+            redis_cooldown_seconds=number("PERSONA_REDIS_COOLDOWN", d.redis_cooldown_seconds),
         )

@@ -201,7 +201,8 @@ class PersonaLookup:
             task.exception()  # retrieved here, so an abandoned failure is not logged as "never retrieved"
 
     async def _fetch_and_store(self, number: DialedNumber, deadline: float) -> Persona | None:
-        if self.lease is None:
+        # The lease lives in the cache's Redis: while the cache's breaker skips Redis, so do we.
+        if self.lease is None or self.cache.breaker_open():
             return await self._fetch_from_source(number, deadline)
         try:
             return await self._fetch_once_across_replicas(self.lease, number, deadline)
@@ -210,6 +211,7 @@ class PersonaLookup:
             if not self._lease_down:
                 log.warning("fetch lease unavailable; fetching without cross-replica coalescing: %s", exc)
             self._lease_down = True
+            self.cache.shared_failed("lease", exc)
             return await self._fetch_from_source(number, deadline)
 
     async def _fetch_once_across_replicas(
