@@ -10,13 +10,9 @@ from contextvars import ContextVar
 # gRPC metadata keys must be lowercase.
 TRACE_ID_METADATA_KEY = "x-friday-trace-id"
 
+# The gateway uses the LiveKit event id (`EV_...`) as the trace id: it is unique per event
+# and survives redelivery, so a retried webhook's trace joins its first attempt's.
 current_trace_id: ContextVar[str] = ContextVar("friday_trace_id", default="-")
-
-
-def trace_id_from_event_id(event_id: str) -> str:
-    """LiveKit event ids (`EV_...`) are unique per event and survive redelivery,
-    so the trace of a retried webhook joins the trace of its first attempt."""
-    return event_id or ""
 
 
 class TraceIdLogFilter(logging.Filter):
