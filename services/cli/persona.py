@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from typing import Any
@@ -44,6 +43,7 @@ def register(subparsers: Any) -> None:
         sub.add_argument("--tls-key", help="client key file (mTLS)")
         sub.add_argument("--tls-server-name", help="expected server name when it differs from the target host")
         sub.add_argument("--token", default=os.environ.get("PERSONA_TOKEN"), help="bearer token (PERSONA_TOKEN)")
+        sub.add_argument("--trace-id", help="trace id to send (x-friday-trace-id), to find the call in service logs")
         if name == "get":
             sub.add_argument(
                 "--allow-default", action="store_true", help="return the default persona instead of errors"
@@ -54,10 +54,12 @@ def register(subparsers: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from services.common.tracing import configure_logging
     from services.persona.app import build_server, server_config_from_env
     from services.persona.config import PersonaConfig
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Every line carries trace=<id> of the call being handled (set by the gRPC runtime's interceptor).
+    configure_logging(args.log_level)
     server_config = server_config_from_env()
     if args.port is not None:
         server_config = replace(server_config, port=args.port)
@@ -77,7 +79,10 @@ def _tls(args: argparse.Namespace) -> ClientTLSConfig | None:
 async def _call(args: argparse.Namespace, action: str) -> Any:
     from services.persona.client import PersonaClient
 
-    async with PersonaClient(args.target, timeout=args.timeout, tls=_tls(args), bearer_token=args.token) as client:
+    trace_id = (lambda: args.trace_id) if args.trace_id else None
+    async with PersonaClient(
+        args.target, timeout=args.timeout, tls=_tls(args), bearer_token=args.token, trace_id=trace_id
+    ) as client:
         if action == "get":
             return await client.get_persona(args.number, allow_default=args.allow_default)
         return await client.invalidate_persona(args.number)

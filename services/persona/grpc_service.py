@@ -8,7 +8,7 @@ import logging
 import grpc
 
 from friday.persona.v1 import persona_pb2, persona_service_pb2, persona_service_pb2_grpc
-from services.grpc_runtime import abort_with_error, current_trace_id, remaining_budget
+from services.grpc_runtime import abort_with_error, remaining_budget
 from services.persona.errors import (
     ERROR_DOMAIN,
     CrmUnavailableError,
@@ -57,7 +57,7 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
         except PersonaLookupError as exc:
             code = _STATUS.get(type(exc), grpc.StatusCode.INTERNAL)
             self._metrics.requests.labels(code.name, "none").inc()
-            log.info("GetPersona %r -> %s: %s (trace_id=%s)", request.dialed_number, code.name, exc, current_trace_id())
+            log.info("GetPersona %r -> %s: %s", request.dialed_number, code.name, exc)  # trace id: the log filter
             await abort_with_error(
                 context,
                 code,

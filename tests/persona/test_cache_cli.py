@@ -187,7 +187,7 @@ async def test_cli_serve_get_and_sigterm(crm: CrmStandIn) -> None:
         assert printed["source"] == "PERSONA_SOURCE_CRM" and printed["persona"]["persona_id"] == "acme"
 
         bad = await asyncio.create_subprocess_exec(
-            FRIDAY, "persona", "get", "../../admin", "--target", f"127.0.0.1:{port}",
+            FRIDAY, "persona", "get", "../../admin", "--target", f"127.0.0.1:{port}", "--trace-id", "EV_cli_trace",
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         _, bad_err = await asyncio.wait_for(bad.communicate(), 30)
@@ -198,6 +198,9 @@ async def test_cli_serve_get_and_sigterm(crm: CrmStandIn) -> None:
         rest = await asyncio.wait_for(serve.stderr.read(), 20)
         assert await asyncio.wait_for(serve.wait(), 20) == 0
         assert b"signal received" in rest and b"persona stopped" in rest
+        # The service's own log line about the call carries the caller's trace id (log filter, not by hand).
+        refused = [line for line in rest.decode().splitlines() if "INVALID_ARGUMENT" in line and "GetPersona" in line]
+        assert refused and all(" trace=EV_cli_trace " in line for line in refused), rest.decode()
     finally:
         if serve.returncode is None:
             serve.kill()
