@@ -35,3 +35,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request at INFO; the CRM client's own logs and metrics say what matters.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -47,7 +47,9 @@ async def test_an_old_signed_event_never_seen_before_is_401_and_dispatches_nothi
     assert mesh.crm.total_requests == 0
 
 
-@pytest.mark.parametrize("prompt_kib", [513, 2048])
+# Between LiveKit's 512 KiB metadata limit and PersonaService's 1 MiB CRM body cap: the
+# gateway is what refuses these (bigger CRM bodies are refused by PersonaService, below).
+@pytest.mark.parametrize("prompt_kib", [513, 1000])
 async def test_crm_persona_over_the_metadata_limit_dispatches_the_default(
     mesh: Mesh, caplog: pytest.LogCaptureFixture, prompt_kib: int
 ) -> None:
@@ -80,3 +82,20 @@ async def test_persona_just_under_the_limit_is_still_dispatched(mesh: Mesh) -> N
     assert response.json()["persona_source"] == "PERSONA_SOURCE_CRM"
     metadata = job_metadata.decode(mesh.livekit.dispatches("call-big")[0].metadata)
     assert len(metadata.persona.personality) == 500 * 1024
+
+
+async def test_crm_body_over_persona_services_cap_dispatches_the_default(
+    mesh: Mesh, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    mesh.crm.set_persona(CRM_SEGMENT, {**CRM_PERSONA, "personality": "x" * (2048 * 1024)})
+
+    response = await mesh.deliver(sip_participant_joined(room="call-huge-body", dialed_number=DIALED))
+
+    assert response.status_code == 200, response.text[:500]
+    assert response.json()["persona_source"] == "PERSONA_SOURCE_DEFAULT"
+    assert mesh.crm.requests_for(CRM_SEGMENT) == 1  # too large is not worth a retry
+    dispatches = mesh.livekit.dispatches("call-huge-body")
+    assert len(dispatches) == 1
+    assert job_metadata.decode(dispatches[0].metadata).persona.persona_id == DEFAULT_PERSONA_ID
+    assert error_records(caplog) == []
