@@ -8,11 +8,12 @@ logged and counted too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -111,51 +112,46 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         # Health checks arrive every few seconds from probes: keep them out of INFO logs.
         level = logging.DEBUG if method.startswith("/grpc.health.v1.Health/") else logging.INFO
 
-        def finish(context: grpc.aio.ServicerContext, start: float, error: BaseException | None) -> None:
-            elapsed = time.perf_counter() - start
-            code = _final_code(context, error)
-            if self._metrics is not None:
-                self._metrics.requests.labels(method, code.name).inc()
-                self._metrics.latency.labels(method).observe(elapsed)
-            access_log.log(
-                level,
-                "grpc method=%s code=%s latency_ms=%.1f trace_id=%s peer=%s",
-                method,
-                code.name,
-                elapsed * 1000,
-                trace_id or "-",
-                context.peer(),
-            )
+        @contextlib.contextmanager
+        def observing(context: grpc.aio.ServicerContext) -> Iterator[None]:
+            """The call runs with its trace id set; its code and latency are logged and counted."""
+            token = tracing.current_trace_id.set(traced_as)
+            start, error = time.perf_counter(), None
+            try:
+                yield
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                elapsed = time.perf_counter() - start
+                code = _final_code(context, error)
+                if self._metrics is not None:
+                    self._metrics.requests.labels(method, code.name).inc()
+                    self._metrics.latency.labels(method).observe(elapsed)
+                access_log.log(
+                    level,
+                    "grpc method=%s code=%s latency_ms=%.1f trace_id=%s peer=%s",
+                    method,
+                    code.name,
+                    elapsed * 1000,
+                    trace_id or "-",
+                    context.peer(),
+                )
+                tracing.current_trace_id.reset(token)
 
         def wrap(behavior: Behavior, streams_response: bool) -> Behavior:
             if streams_response and inspect.isasyncgenfunction(behavior):
 
                 async def observed_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                    token = tracing.current_trace_id.set(traced_as)
-                    start, error = time.perf_counter(), None
-                    try:
+                    with observing(context):
                         async for item in behavior(request, context):
                             yield item
-                    except BaseException as exc:
-                        error = exc
-                        raise
-                    finally:
-                        finish(context, start, error)
-                        tracing.current_trace_id.reset(token)
 
                 return observed_stream
 
             async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                token = tracing.current_trace_id.set(traced_as)
-                start, error = time.perf_counter(), None
-                try:
+                with observing(context):
                     return await behavior(request, context)
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    finish(context, start, error)
-                    tracing.current_trace_id.reset(token)
 
             return observed
 
