@@ -66,6 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
     import dataclasses
     import os
 
+    from services.common import event_loop
     from services.common.tracing import configure_logging
     from services.dispatcher.config import DispatcherConfig
     from services.dispatcher.server import build_server, server_config_from_env
@@ -77,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         server_config = dataclasses.replace(server_config, metrics_port=args.metrics_port or None)
     server, _ = build_server(server_config, DispatcherConfig.from_env())
-    asyncio.run(server.serve())
+    event_loop.run(server.serve())
     return 0
 
 

@@ -54,6 +54,7 @@ def register(subparsers: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from services.common import event_loop
     from services.common.tracing import configure_logging
     from services.persona.app import build_server, server_config_from_env
     from services.persona.config import PersonaConfig
@@ -64,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         server_config = replace(server_config, port=args.port)
     server = build_server(PersonaConfig.from_env(), server_config)
-    asyncio.run(server.serve())
+    event_loop.run(server.serve())
     return 0
 
 
