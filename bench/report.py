@@ -172,6 +172,9 @@ def machine() -> dict[str, Any]:
         # What uvicorn picks for "auto": uvloop/httptools when installed, asyncio/h11 otherwise.
         "uvicorn_loop": "uvloop" if find_spec("uvloop") else "asyncio",
         "uvicorn_http": "httptools" if find_spec("httptools") else "h11",
+        # The gRPC core engine every process ran on (services/common/grpc_polling.py).
+        "grpc_experiments": os.environ.get("GRPC_EXPERIMENTS", ""),
+        "services_loop": "uvloop" if find_spec("uvloop") else "asyncio",
     }
 
 
@@ -223,7 +226,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Friday persona mesh benchmark ({kind})",
         "",
         f"{result['finished_at']} · {m['cores']} cores ({m['cpu'] or 'unknown CPU'}) · Python {m['python']} · "
-        f"grpcio {m['grpcio']} · uvicorn {m['uvicorn']} ({m['uvicorn_loop']} + {m['uvicorn_http']})",
+        f"grpcio {m['grpcio']} (GRPC_EXPERIMENTS={m.get('grpc_experiments') or '(defaults)'}) · "
+        f"uvicorn {m['uvicorn']} ({m['uvicorn_loop']} + {m['uvicorn_http']}) · "
+        f"gRPC services on {m.get('services_loop', 'asyncio')}",
         "",
         "Everything runs co-located on this machine: the three services, both stand-ins, the floor, the bare "
         "health server and the load generator (one process) share the same cores, so every number includes "

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import pytest
+from services.common import grpc_polling
 
-from tests.standins.crm import CrmStandIn
-from tests.standins.livekit_api import LiveKitStandIn
+# Tests run gRPC on the engine the services run on (services/cli sets the same before grpc loads).
+grpc_polling.prefer_legacy_epoll()
+
+import pytest  # noqa: E402
+
+from tests.standins.crm import CrmStandIn  # noqa: E402
+from tests.standins.livekit_api import LiveKitStandIn  # noqa: E402
 
 
 @pytest.fixture

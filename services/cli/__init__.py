@@ -8,6 +8,8 @@ import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from services.common import grpc_polling
+
 # Subcommand modules, in the order `friday --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "persona",
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before any subcommand imports grpc, and inherited by every process `friday up` starts.
+    grpc_polling.prefer_legacy_epoll()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
