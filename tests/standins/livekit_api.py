@@ -56,8 +56,8 @@ from tests.standins.twirp import (
     PROTOBUF,
     Grants,
     MiddlewareReject,
+    TokenVerifier,
     TwirpError,
-    authenticate,
     content_type_of,
     decode,
     encode,
@@ -101,7 +101,8 @@ GARBLED_BODY = b"\xff\xff\xff\xff"
 
 
 def new_dispatch_id() -> str:
-    return "AD_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+    # One getrandom() for the 12 characters, not one per character (secrets.choice).
+    return "AD_" + "".join(_ID_ALPHABET[byte % len(_ID_ALPHABET)] for byte in secrets.token_bytes(12))
 
 
 class LiveKitStandIn(HttpStandIn):
@@ -116,6 +117,7 @@ class LiveKitStandIn(HttpStandIn):
         super().__init__(host=host, port=port)
         self.api_key = api_key
         self.api_secret = api_secret
+        self._tokens = TokenVerifier(api_key, api_secret)
         self._latency = 0.0
         self._fail_remaining = 0
         self._fail_with = TwirpError("unavailable", "injected failure", status=503)
@@ -228,7 +230,7 @@ class LiveKitStandIn(HttpStandIn):
             if self._fail_remaining > 0:
                 self._fail_remaining -= 1
                 raise self._fail_with
-            grants = authenticate(request.headers.get("Authorization"), self.api_key, self.api_secret)
+            grants = self._tokens.grants(request.headers.get("Authorization"))
             handler = self._methods.get(method) if request.path.startswith(SERVICE_PREFIX) else None
             if handler is None or request.method != "POST":
                 raise TwirpError(

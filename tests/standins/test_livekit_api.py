@@ -19,6 +19,7 @@ from livekit.protocol.agent_dispatch import (
 )
 
 from tests.standins.livekit_api import LiveKitStandIn
+from tests.standins.twirp import LEEWAY_SECONDS, MiddlewareReject, TokenVerifier
 
 ROOM = "call-_+14155550123_abc"
 CREATE = "/twirp/livekit.AgentDispatchService/CreateDispatch"
@@ -162,6 +163,18 @@ async def test_not_yet_valid_token_is_rejected(livekit: LiveKitStandIn) -> None:
     early = jwt.encode(claims, livekit.api_secret, algorithm="HS256")
     status, _ = await _post(livekit, CREATE, _create_body(), token=early, ct="application/protobuf")
     assert status == 401
+
+
+def test_a_remembered_token_is_still_rejected_once_it_expires() -> None:
+    clock = [time.time()]
+    verifier = TokenVerifier("key", "s" * 40, clock=lambda: clock[0])
+    claims = {"iss": "key", "exp": int(clock[0]) + 5, "video": {"roomAdmin": True, "room": ROOM}}
+    token = "Bearer " + jwt.encode(claims, "s" * 40, algorithm="HS256")
+    assert verifier.grants(token).room == ROOM
+    assert verifier.grants(token).room_admin  # the repeat is answered from memory
+    clock[0] += 5 + LEEWAY_SECONDS + 1
+    with pytest.raises(MiddlewareReject, match="expired"):
+        verifier.grants(token)
 
 
 async def test_non_bearer_authorization_is_rejected(livekit: LiveKitStandIn) -> None:

@@ -13,6 +13,8 @@ Mirrors what livekit-server does (pkg/service/auth.go + twitchtv/twirp generated
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -124,38 +126,70 @@ class Grants:
 NO_GRANTS = Grants(room_admin=False, room="", has_video=False)
 
 
-def authenticate(authorization: str | None, api_key: str, api_secret: str) -> Grants:
+class TokenVerifier:
     """livekit-server APIKeyAuthMiddleware: verify the bearer token, return its grants.
 
-    No header means no grants (the request continues and fails the permission check later).
+    A token whose signature and issuer were verified once is remembered (the dispatcher
+    reuses one per room), so a repeat only re-checks ``exp``/``nbf`` against the clock:
+    the benchmark runs this stand-in on the same two cores as the mesh, and PyJWT's
+    decode was a fifth of its CPU. What is accepted and rejected is unchanged.
     """
-    if not authorization:
-        return NO_GRANTS
-    if not authorization.startswith("Bearer "):
-        raise MiddlewareReject("invalid authorization header. Must start with Bearer ")
-    token = authorization[len("Bearer ") :]
-    try:
-        unverified = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise MiddlewareReject("invalid authorization token") from exc
-    issuer = unverified.get("iss", "")
-    if issuer != api_key:
-        raise MiddlewareReject(f"invalid API key: {issuer}")
-    try:
-        claims = jwt.decode(
-            token,
-            key=api_secret,
-            algorithms=["HS256"],
-            issuer=api_key,
-            leeway=LEEWAY_SECONDS,
-            options={"require": ["exp"]},
-        )
-    except jwt.PyJWTError as exc:
-        raise MiddlewareReject(f"invalid token: {token}, error: {exc}") from exc
-    video = claims.get("video")
-    if not isinstance(video, dict):
-        return NO_GRANTS
-    return Grants(room_admin=bool(video.get("roomAdmin")), room=str(video.get("room", "")), has_video=True)
+
+    MAX_REMEMBERED = 4096
+
+    def __init__(self, api_key: str, api_secret: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self._clock = clock
+        self._verified: dict[str, dict[str, Any]] = {}
+
+    def grants(self, authorization: str | None) -> Grants:
+        """No header means no grants (the request continues and fails the permission check later)."""
+        if not authorization:
+            return NO_GRANTS
+        if not authorization.startswith("Bearer "):
+            raise MiddlewareReject("invalid authorization header. Must start with Bearer ")
+        token = authorization[len("Bearer ") :]
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= self.MAX_REMEMBERED:
+                self._verified.clear()
+            self._verified[token] = claims
+        else:
+            self._check_times(token, claims)
+        video = claims.get("video")
+        if not isinstance(video, dict):
+            return NO_GRANTS
+        return Grants(room_admin=bool(video.get("roomAdmin")), room=str(video.get("room", "")), has_video=True)
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise MiddlewareReject("invalid authorization token") from exc
+        issuer = unverified.get("iss", "")
+        if issuer != self.api_key:
+            raise MiddlewareReject(f"invalid API key: {issuer}")
+        try:
+            return jwt.decode(
+                token,
+                key=self.api_secret,
+                algorithms=["HS256"],
+                issuer=self.api_key,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise MiddlewareReject(f"invalid token: {token}, error: {exc}") from exc
+
+    def _check_times(self, token: str, claims: dict[str, Any]) -> None:
+        now = self._clock()
+        if now > float(claims["exp"]) + LEEWAY_SECONDS:
+            del self._verified[token]
+            raise MiddlewareReject(f"invalid token: {token}, error: Signature has expired")
+        if "nbf" in claims and now < float(claims["nbf"]) - LEEWAY_SECONDS:
+            raise MiddlewareReject(f"invalid token: {token}, error: The token is not yet valid (nbf)")
 
 
 def ensure_admin(grants: Grants, room: str) -> None:
