@@ -158,17 +158,31 @@ async def _sequential(pool: HttpPool, requests: list[bytes]) -> dict[str, Any]:
 
 
 async def _open_loop(pool: HttpPool, requests: list[bytes], rate: float) -> dict[str, Any]:
+    """The schedule is kept by a pacing thread, not by asyncio.sleep: the selector's
+    timeout has millisecond granularity, which made every send 0.1-1.1 ms late (p50
+    0.63 ms at 100/s) and counted that lag against the mesh. time.sleep() wakes within
+    tens of microseconds and costs no CPU while waiting; each send is then handed to
+    the event loop, which writes it."""
+    loop = asyncio.get_running_loop()
     out = Outcomes()
     lags: list[float] = []
     tasks: list[asyncio.Task[None]] = []
     began = perf_counter() + 0.01
-    for i, raw in enumerate(requests):
-        intended = began + i / rate
-        delay = intended - perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+
+    def fire(raw: bytes, intended: float) -> None:
         lags.append(max(0.0, perf_counter() - intended))
         tasks.append(asyncio.create_task(_send(pool, raw, intended, out, open_loop=True)))
+
+    def pace() -> None:
+        for i, raw in enumerate(requests):
+            intended = began + i / rate
+            delay = intended - perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            loop.call_soon_threadsafe(fire, raw, intended)
+
+    # to_thread's own completion is queued after the last fire(): every task exists by then.
+    await asyncio.to_thread(pace)
     await asyncio.gather(*tasks)
     return out.result(perf_counter() - began, target_rate_per_s=rate, send_lag_ms=summarize_ms(lags))
 
