@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
-from services.common import job_metadata
+from services.common import event_loop, job_metadata
 from services.common.default_persona import default_persona
 from services.persona.mapping import persona_from_json
 from services.webhook_gateway.events import Ignored, classify
@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"READY http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
         await task
 
-    asyncio.run(serve())
+    # The services' loop and start-up heap freeze (services/common/event_loop.py): uvicorn
+    # picks uvloop only in Server.run(), not for serve() inside a loop we start ourselves.
+    event_loop.run(serve())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ fault needs a knob turned; those exceptions are listed in `MeshOptions`.
 
 from __future__ import annotations
 
+import gc
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -133,6 +134,13 @@ async def chaos_mesh(options: MeshOptions | None = None) -> AsyncIterator[ChaosM
     options = options or MeshOptions()
     mesh = ChaosMesh(options)
     async with AsyncExitStack() as stack:
+        # Three services share this process, which may be a big one (a test run that loaded
+        # livekit-agents: a full collection there took ~145 ms, longer than PersonaService's
+        # 100 ms answer margin). Each real service freezes its start-up heap
+        # (services/common/event_loop.py); do the same for the duration of the run.
+        gc.collect()
+        gc.freeze()
+        stack.callback(gc.unfreeze)
         if mesh.redis is not None:
             await mesh.redis.start()
             stack.push_async_callback(mesh.redis.kill)

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 
+from services.common import event_loop
+
 from .app import create_app
 from .config import GatewayConfig
 
@@ -28,7 +30,9 @@ def _uvicorn_config(config: GatewayConfig) -> uvicorn.Config:
 
 def serve(config: GatewayConfig) -> None:
     """Blocks until SIGINT/SIGTERM; uvicorn finishes in-flight webhooks before exiting."""
-    uvicorn.Server(_uvicorn_config(config)).run()
+    server = uvicorn.Server(_uvicorn_config(config))
+    event_loop.freeze_startup_heap()
+    server.run()
 
 
 @contextlib.asynccontextmanager
