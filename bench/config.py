@@ -20,6 +20,9 @@ class BenchConfig:
     warmup: int = 100
     sequential_count: int = 2000  # 1a and 7a
     sequential_real_count: int = 100  # 1b, with the stand-ins' default latency
+    # 7p: mesh and floor measured in alternating blocks, so drift on a shared machine hits both alike.
+    paired_blocks: int = 6
+    paired_block_calls: int = 300
     open_rates: tuple[float, ...] = (100.0, 300.0)
     open_duration: float = 15.0
     closed_levels: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
@@ -43,6 +46,8 @@ class BenchConfig:
             warmup=5,
             sequential_count=20,
             sequential_real_count=5,
+            paired_blocks=2,
+            paired_block_calls=10,
             open_rates=(50.0,),
             open_duration=1.0,
             closed_levels=(1, 4),

@@ -96,6 +96,13 @@ class Bench:
         print(_progress(row), flush=True)
         return row
 
+    async def run_job(self, job: dict[str, Any], *, livekit_latency: float = 0.0) -> dict[str, Any]:
+        """One load-generator job, latencies only (no per-process accounting): for steps
+        made of many short blocks, where a measure() per block would cost more than it tells."""
+        await self._set_latency(0.0, livekit_latency)
+        await self.loadgen.run({"op": "prepare", **job})
+        return await self.loadgen.run({"op": "run"})
+
     async def timer_overshoot_ms(self, latencies: list[float], count: int) -> dict[str, float]:
         """How much longer than asked a stand-in's injected sleep lasts (asyncio timer
         resolution + wake-up), per latency: p50 of (GET with latency L) - L - (GET with none)."""

@@ -30,6 +30,12 @@ def test_quick_run_writes_every_scenario(tmp_path: Path) -> None:
         assert rows[sid]["ok"] > 0, rows[sid]
         assert rows[sid]["error_count"] == 0, rows[sid]["errors"]
 
+    paired = rows["7p"]["paired"]  # mesh and floor in alternating blocks
+    assert len(paired["mesh_p50_ms"]) == len(paired["floor_p50_ms"]) == 2
+    assert rows["7p"]["ok"] == 2 * 2 * 10 and rows["7p"]["error_count"] == 0
+    ratio = next(t for t in result["targets"] if t["target"] == "mesh / floor p50")
+    assert ratio["source"].startswith("7p: median of 2 block pairs") and ratio["measured"] > 0
+
     burst = rows["4"]["checks"]
     assert burst["crm_requests"] == 1  # PersonaService coalesced the simultaneous misses
     assert burst["dispatches"] == burst["answered_ok"] == 10  # one agent per call, none twice
