@@ -178,7 +178,6 @@ def machine() -> dict[str, Any]:
         "uvicorn_http": "httptools" if find_spec("httptools") else "h11",
         # The gRPC core engine every process ran on (services/common/grpc_polling.py).
         "grpc_experiments": os.environ.get("GRPC_EXPERIMENTS", ""),
-        "services_loop": "uvloop" if find_spec("uvloop") else "asyncio",
     }
 
 
@@ -241,7 +240,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['finished_at']} · {m['cores']} cores ({m['cpu'] or 'unknown CPU'}) · Python {m['python']} · "
         f"grpcio {m['grpcio']} (GRPC_EXPERIMENTS={m.get('grpc_experiments') or '(defaults)'}) · "
         f"uvicorn {m['uvicorn']} ({m['uvicorn_loop']} + {m['uvicorn_http']}) · "
-        f"gRPC services on {m.get('services_loop', 'asyncio')}",
+        # services/common/event_loop.run picks the loop by the same rule as uvicorn's "auto".
+        f"gRPC services on {m['uvicorn_loop']}",
         "",
         "Everything runs co-located on this machine: the three services, both stand-ins, the floor, the bare "
         "health server and the load generator (one process) share the same cores, so every number includes "
@@ -270,6 +270,7 @@ def markdown(result: dict[str, Any]) -> str:
         cells = [row["id"], row["name"], row["ok"], row["error_count"], row.get("rate_per_s")]
         cells += [lat.get(k) for k in ("p50", "p95", "p99", "max")]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + f" | {_notes(row)} |")
+    measured = [row for row in result["rows"] if row["processes"]]  # 7p keeps no process figures
     lines += [
         "",
         "## Processes: peak RSS (MB) / CPU (% of one core) per scenario",
@@ -280,7 +281,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| # | " + " | ".join(PROCESS_COLUMNS) + " | machine | other |",
         "| --- | " + " | ".join("---" for _ in PROCESS_COLUMNS) + " | --- | --- |",
     ]
-    for row in result["rows"]:
+    for row in measured:
         procs = row["processes"]
         cells = [
             f"{_fmt(procs[p]['peak_rss_mb'])} / {_fmt(procs[p]['cpu_pct'])}" if p in procs else "-"
@@ -299,7 +300,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| # | mesh | " + " | ".join(PROCESS_COLUMNS) + " |",
         "| --- | --- | " + " | ".join("---" for _ in PROCESS_COLUMNS) + " |",
     ]
-    for row in result["rows"]:
+    for row in measured:
         procs = row["processes"]
         per_call = {p: procs.get(p, {}).get("cpu_ms_per_call") for p in PROCESS_COLUMNS}
         mesh = sum(per_call[p] or 0 for p in SERVICES) or None

@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from aiohttp import web
 
+from services.common import event_loop
 from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig
 from services.dispatcher.server import build_server as build_dispatcher
 from services.grpc_runtime import GrpcServer, ServerConfig
@@ -138,8 +139,7 @@ async def chaos_mesh(options: MeshOptions | None = None) -> AsyncIterator[ChaosM
         # livekit-agents: a full collection there took ~145 ms, longer than PersonaService's
         # 100 ms answer margin). Each real service freezes its start-up heap
         # (services/common/event_loop.py); do the same for the duration of the run.
-        gc.collect()
-        gc.freeze()
+        event_loop.freeze_startup_heap()
         stack.callback(gc.unfreeze)
         if mesh.redis is not None:
             await mesh.redis.start()

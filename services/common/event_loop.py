@@ -9,9 +9,9 @@ DispatcherService with it (see the README's Performance section).
 `freeze_startup_heap()`: everything imported and built at start-up (grpc, protobuf,
 phonenumbers' metadata, ...) lives as long as the process, yet each full garbage
 collection walks all of it: 20-40 ms with the loop stopped in each of our services,
-in the middle of somebody's call. Frozen, it is left out of collections (the pause
-drops to well under a millisecond; the benchmark's worst sequential call went from
-~23 ms to ~9 ms). Cyclic garbage made later is still collected."""
+in the middle of somebody's call. Frozen, it is left out of collections: the
+benchmark's worst of 1,000-1,500 sequential calls went from 23-40 ms to 10-13 ms, and
+GC CPU per call stayed ~1 µs. Cyclic garbage made later is still collected."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -49,8 +50,6 @@ def _grpc_experiments_seen_at_grpc_import(env_value: str | None) -> str:
         print("SEEN", seen[0] if seen else "<grpc never imported>")
         """
     )
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
     if env_value is not None:
         env["GRPC_EXPERIMENTS"] = env_value
