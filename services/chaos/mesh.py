@@ -22,8 +22,8 @@ from services.common import event_loop
 from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig
 from services.dispatcher.server import build_server as build_dispatcher
 from services.grpc_runtime import GrpcServer, ServerConfig
-from services.persona.app import build_server as build_persona
 from services.persona.config import PersonaConfig
+from services.persona.server import build_server as build_persona
 from services.webhook_gateway.config import GatewayConfig
 from services.webhook_gateway.server import start as start_gateway
 from tests.standins.crm import CrmStandIn
@@ -102,7 +102,7 @@ class ChaosMesh:
 
     async def start_dispatcher(self) -> None:
         config = ServerConfig(host="127.0.0.1", port=self._dispatcher_port)
-        self.dispatcher, _ = build_dispatcher(config, self.dispatcher_config())
+        self.dispatcher = build_dispatcher(self.dispatcher_config(), config)
         await self.dispatcher.start()
         self._dispatcher_port = self.dispatcher.port
 

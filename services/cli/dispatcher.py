@@ -77,7 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
         server_config = dataclasses.replace(server_config, port=args.port)
     if args.metrics_port is not None:
         server_config = dataclasses.replace(server_config, metrics_port=args.metrics_port or None)
-    server, _ = build_server(server_config, DispatcherConfig.from_env())
+    server = build_server(DispatcherConfig.from_env(), server_config)
     event_loop.run(server.serve())
     return 0
 

@@ -56,8 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from services.common import event_loop
     from services.common.tracing import configure_logging
-    from services.persona.app import build_server, server_config_from_env
     from services.persona.config import PersonaConfig
+    from services.persona.server import build_server, server_config_from_env
 
     # Every line carries trace=<id> of the call being handled (set by the gRPC runtime's interceptor).
     configure_logging(args.log_level)

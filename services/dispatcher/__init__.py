@@ -1,2 +1,2 @@
 """DispatcherService: the only holder of the LiveKit API key, creating exactly one
-explicit agent dispatch per call (see README / issue 4)."""
+explicit agent dispatch per call (docs/architecture.md, "Exactly one agent")."""

@@ -39,7 +39,3 @@ class DispatcherMetrics:
 
     def record_dispatch(self, outcome: str, code: str = "OK") -> None:
         self.dispatches.labels(outcome=outcome, code=code).inc()
-
-    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
-        """A sample's current value (0 when absent): for tests and the CLI."""
-        return self.registry.get_sample_value(name, labels or {}) or 0.0

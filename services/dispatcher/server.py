@@ -30,12 +30,12 @@ def server_config_from_env() -> ServerConfig:
 
 
 def build_server(
-    server_config: ServerConfig,
     config: DispatcherConfig,
+    server_config: ServerConfig,
     *,
     transport: DispatchTransport | None = None,
     claims: ClaimStore | None = None,
-) -> tuple[GrpcServer, DispatcherMetrics]:
+) -> GrpcServer:
     """A ready-to-start server. `transport`/`claims` default to LiveKit over HTTP and the
     claim store chosen by `config.claims.redis_url`."""
     server = GrpcServer(server_config, name="dispatcher")
@@ -63,4 +63,4 @@ def build_server(
         )
     )
     server.on_shutdown(dispatcher.aclose)
-    return server, metrics
+    return server

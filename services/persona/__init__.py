@@ -1,7 +1,7 @@
-"""PersonaService: the only component that talks to the CRM (issue 3).
+"""PersonaService: the only component that talks to the CRM.
 
 Modules: numbers (phonenumbers parsing, CRM URL formats), mapping (CRM JSON →
 Persona), sources/crm/persona_file (where personas come from), cache_entry,
 memory_cache, redis_cache, cache (the two together), lookup (the logic: cache,
-single-flight, stale, default), grpc_service (status codes), app (wiring onto
-services.grpc_runtime), client (PersonaClient), config (env)."""
+single-flight, stale, default), servicer (the only module that knows status
+codes), server (the composition root), client (PersonaClient), config (env)."""

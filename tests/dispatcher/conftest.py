@@ -15,7 +15,6 @@ from redis.exceptions import RedisError
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 from services.dispatcher.client import DispatcherClient
 from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig, RetryConfig
-from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.server import build_server
 from services.grpc_runtime import ClientTLSConfig, GrpcServer, ServerConfig
 from tests.standins.livekit_api import LiveKitStandIn
@@ -51,8 +50,11 @@ def job_metadata(room: str, sip_call_id: str = "SCL_test", persona_name: str = "
 @dataclass
 class RunningDispatcher:
     server: GrpcServer
-    metrics: DispatcherMetrics
     client: DispatcherClient
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample's current value on this server's registry (0 when absent)."""
+        return self.server.registry.get_sample_value(name, labels or {}) or 0.0
 
 
 DispatcherFactory = Callable[..., "AsyncIterator[RunningDispatcher]"]
@@ -71,11 +73,11 @@ async def start_dispatcher() -> AsyncIterator[Callable[..., object]]:
             token: str | None = None,
             tls: ClientTLSConfig | None = None,
         ) -> RunningDispatcher:
-            server, metrics = build_server(server_config or ServerConfig(host="127.0.0.1", port=0), config)
+            server = build_server(config, server_config or ServerConfig(host="127.0.0.1", port=0))
             await stack.enter_async_context(server)
             client = DispatcherClient(server.address, token=token, tls=tls, default_timeout=5.0)
             stack.push_async_callback(client.aclose)
-            return RunningDispatcher(server, metrics, client)
+            return RunningDispatcher(server, client)
 
         yield start
 

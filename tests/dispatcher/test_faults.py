@@ -22,7 +22,7 @@ RETRIES = "friday_dispatcher_livekit_retries_total"
 
 
 def total_retries(d: RunningDispatcher) -> float:
-    return sum(d.metrics.value(RETRIES, {"method": m}) for m in ("ListDispatch", "CreateDispatch"))
+    return sum(d.metric(RETRIES, {"method": m}) for m in ("ListDispatch", "CreateDispatch"))
 
 
 async def test_two_503s_then_success_after_retries(livekit: LiveKitStandIn, dispatcher: RunningDispatcher) -> None:
@@ -52,7 +52,7 @@ async def test_503_forever_is_unavailable_before_the_callers_deadline(
     assert caught.value.reason == "LIVEKIT_UNAVAILABLE"
     assert total_retries(d) > 1
     assert livekit.create_count() == 0
-    assert d.metrics.value("friday_dispatcher_dispatches_total", {"outcome": "failed", "code": "UNAVAILABLE"}) == 1
+    assert d.metric("friday_dispatcher_dispatches_total", {"outcome": "failed", "code": "UNAVAILABLE"}) == 1
 
     # LiveKit answered every attempt, so nothing is in flight and the claim was freed:
     # once LiveKit is back, the very next request creates the dispatch.

@@ -12,9 +12,9 @@ import pytest
 import redis.asyncio as redis
 
 from services.grpc_runtime import GrpcServer, ServerConfig
-from services.persona.app import build_server
 from services.persona.client import PersonaClient
 from services.persona.config import PersonaConfig
+from services.persona.server import build_server
 from tests.standins.crm import CrmStandIn
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -14,8 +14,8 @@ import pytest
 from services.grpc_runtime import GrpcServer, ServerConfig
 from services.grpc_runtime.channel import create_channel
 from services.grpc_runtime.health import NOT_SERVING, SERVING
-from services.persona.app import build_server
 from services.persona.config import PersonaConfig
+from services.persona.server import build_server
 from services.webhook_gateway.call_flow import UpstreamError
 from services.webhook_gateway.upstreams import GrpcPersonaLookup, upstream_channel
 

@@ -13,8 +13,8 @@ import pytest
 from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig, RetryConfig
 from services.dispatcher.server import build_server as build_dispatcher
 from services.grpc_runtime import GrpcServer, ServerConfig
-from services.persona.app import build_server as build_persona
 from services.persona.config import PersonaConfig
+from services.persona.server import build_server as build_persona
 from services.webhook_gateway.config import GatewayConfig
 from services.webhook_gateway.server import start as start_gateway
 from tests.standins.crm import CrmStandIn
@@ -61,7 +61,7 @@ class Mesh:
 
     async def restart_dispatcher(self) -> None:
         port = self.dispatcher.port
-        self.dispatcher, _ = build_dispatcher(ServerConfig(host="127.0.0.1", port=port), self.dispatcher_config)
+        self.dispatcher = build_dispatcher(self.dispatcher_config, ServerConfig(host="127.0.0.1", port=port))
         await self.dispatcher.start()
 
 
@@ -77,7 +77,7 @@ async def mesh(crm: CrmStandIn, livekit: LiveKitStandIn) -> AsyncIterator[Mesh]:
         claims=ClaimConfig(redis_url=None),
     )
     persona = build_persona(persona_config, ServerConfig(host="127.0.0.1", port=0))
-    dispatcher, _ = build_dispatcher(ServerConfig(host="127.0.0.1", port=0), dispatcher_config)
+    dispatcher = build_dispatcher(dispatcher_config, ServerConfig(host="127.0.0.1", port=0))
     async with AsyncExitStack() as stack:
         await persona.start()
         await dispatcher.start()

@@ -12,12 +12,12 @@ from services.persona.cache import PersonaCache
 from services.persona.config import DEFAULT_METRICS_PORT, DEFAULT_PORT, PersonaConfig
 from services.persona.crm import CrmPersonaSource, CrmSettings
 from services.persona.fetch_lease import RedisFetchLease
-from services.persona.grpc_service import SERVICE_NAME, PersonaServicer
 from services.persona.lookup import CachePolicy, PersonaLookup
 from services.persona.memory_cache import MemoryCache
 from services.persona.metrics import PersonaMetrics
 from services.persona.persona_file import PersonaFileSource
 from services.persona.redis_cache import RedisCache
+from services.persona.servicer import SERVICE_NAME, PersonaServicer
 from services.persona.sources import PersonaSourceBackend
 
 log = logging.getLogger("friday.persona")
