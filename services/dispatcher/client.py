@@ -19,21 +19,11 @@ from google.protobuf.message import Message
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 from friday.dispatcher.v1 import dispatcher_service_pb2 as pb
 from friday.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
-from services.common.tracing import TRACE_ID_METADATA_KEY
-from services.grpc_runtime import ClientTLSConfig, create_channel, error_info
+from services.grpc_runtime import RETRYABLE_CODES, ClientTLSConfig, call_metadata, create_channel, error_info
 
 DEFAULT_TIMEOUT_SECONDS = 3.0
 DEFAULT_TARGET = "localhost:50052"
 
-# After these a later identical call may succeed (the dispatch is idempotent, so retrying is safe).
-RETRYABLE_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
-    }
-)
 
 
 class DispatcherCallError(Exception):
@@ -45,6 +35,7 @@ class DispatcherCallError(Exception):
 
     @property
     def retryable(self) -> bool:
+        """A later identical call may succeed (DispatchAgent is idempotent, so retrying is safe)."""
         return self.code in RETRYABLE_CODES
 
     @classmethod
@@ -68,7 +59,7 @@ class DispatcherClient:
         self._owns_channel = channel is None
         self._channel = channel if channel is not None else create_channel(target, tls=tls)
         self._stub = pb_grpc.DispatcherServiceStub(self._channel)
-        self._auth: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self._token = token
         self._default_timeout = default_timeout
 
     @classmethod
@@ -116,7 +107,7 @@ class DispatcherClient:
     async def _call(
         self, method: Callable[..., Awaitable[Any]], request: Message, timeout: float | None, trace_id: str | None
     ) -> Any:
-        metadata = self._auth + (((TRACE_ID_METADATA_KEY, trace_id),) if trace_id else ())
+        metadata = call_metadata(token=self._token, trace_id=trace_id)
         try:
             return await method(request, timeout=timeout or self._default_timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:

@@ -28,10 +28,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
+from services.common.leases import LeaseStoreUnavailable, TokenLeases
+from services.common.retry import time_left
 from services.dispatcher import errors, validation
-from services.dispatcher.claims import ClaimStore, LocalLocks, claim_key
+from services.dispatcher.claims import LocalLocks, claim_key
 from services.dispatcher.config import DispatcherConfig
-from services.dispatcher.livekit_calls import LiveKitCalls, remaining
+from services.dispatcher.livekit_calls import LiveKitCalls
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.transport import DispatchRecord, DispatchTransport, LiveKitCallError
 
@@ -61,7 +63,7 @@ class Dispatcher:
     def __init__(
         self,
         transport: DispatchTransport,
-        claims: ClaimStore,
+        claims: TokenLeases,
         config: DispatcherConfig,
         metrics: DispatcherMetrics,
         *,
@@ -109,7 +111,11 @@ class Dispatcher:
     ) -> DispatchOutcome:
         waited = False
         while True:
-            token = await self._claims.try_acquire(key, remaining(deadline) + CLAIM_GRACE_SECONDS)
+            try:
+                token = await self._claims.try_acquire(key, time_left(deadline) + CLAIM_GRACE_SECONDS)
+            except LeaseStoreUnavailable as exc:
+                # Refuse rather than create without a claim: that could put two agents in the room.
+                raise errors.ClaimStoreUnavailable(f"claim store (Redis) unreachable: {exc}") from exc
             if token is not None:
                 return await self._dispatch_claimed(key, token, room, agent_name, encoded, deadline)
             # Someone else holds the call: its dispatch shows up in ListDispatch when done.
@@ -121,7 +127,7 @@ class Dispatcher:
                 return DispatchOutcome(existing, already_existed=True)
             poll = self._config.claims.poll_interval
             # Stop while there is still time to say why, rather than running out mid-list.
-            if remaining(deadline) < poll + _MIN_POLL_ROUND_SECONDS:
+            if time_left(deadline) < poll + _MIN_POLL_ROUND_SECONDS:
                 raise errors.DispatchInProgress(
                     f"dispatch of {agent_name!r} to {room!r} is in progress elsewhere and did not appear in time"
                 )
@@ -190,14 +196,14 @@ class Dispatcher:
     async def _await_landing(self, room: str, agent_name: str, deadline: float) -> DispatchRecord | None:
         """Polls ListDispatch until the dispatch appears (it) or the deadline nears (None)."""
         poll = self._config.claims.poll_interval
-        while remaining(deadline) >= _MIN_POLL_ROUND_SECONDS:
+        while time_left(deadline) >= _MIN_POLL_ROUND_SECONDS:
             try:
                 found = await self._find(room, agent_name, deadline)
             except (errors.LiveKitUnavailable, errors.LiveKitRateLimited):
                 found = None  # the next poll may get through
             if found is not None:
                 return found
-            if remaining(deadline) < poll + _MIN_POLL_ROUND_SECONDS:
+            if time_left(deadline) < poll + _MIN_POLL_ROUND_SECONDS:
                 break
             await asyncio.sleep(poll)
         return None

@@ -4,14 +4,14 @@ knows what a Twirp error means for us)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState
 
+from services.common.retry import MIN_ATTEMPT_SECONDS, retrying_before, time_left
 from services.dispatcher import errors
 from services.dispatcher.config import RetryConfig
 from services.dispatcher.metrics import DispatcherMetrics
@@ -19,14 +19,6 @@ from services.dispatcher.transport import LiveKitCallError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-# An attempt with less time than this left cannot get an answer from LiveKit: stop instead.
-_MIN_ATTEMPT_SECONDS = 0.02
-
-
-def remaining(deadline: float) -> float:
-    return deadline - asyncio.get_running_loop().time()
-
 
 def to_domain_error(exc: LiveKitCallError, *, method: str, room: str) -> errors.DispatchError:
     """Map LiveKit's final answer to a domain error. Retryable failures only reach here
@@ -102,28 +94,24 @@ class LiveKitCalls:
         created the dispatch anyway, since a second create adds a second agent)."""
         cfg = self._retry
 
-        def out_of_time(state: RetryCallState) -> bool:
-            return remaining(deadline) - state.upcoming_sleep < _MIN_ATTEMPT_SECONDS
-
         def count_retry(state: RetryCallState) -> None:
             self._metrics.livekit_retries.labels(method=method).inc()
             failure = state.outcome.exception() if state.outcome else None
             log.warning("LiveKit %s failed (%s); retry %d", method, failure, state.attempt_number)
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, LiveKitCallError) and e.retryable and may_retry(e)),
-            wait=wait_exponential_jitter(
-                multiplier=cfg.initial_backoff, max=cfg.max_backoff, jitter=cfg.initial_backoff
-            ),
-            stop=stop_after_attempt(cfg.max_attempts) | out_of_time,
+        retrying = retrying_before(
+            deadline,
+            max_attempts=cfg.max_attempts,
+            initial_backoff=cfg.initial_backoff,
+            max_backoff=cfg.max_backoff,
+            retry_if=lambda e: isinstance(e, LiveKitCallError) and e.retryable and may_retry(e),
             before_sleep=count_retry,
-            reraise=True,
         )
         try:
             async for attempt_state in retrying:
                 with attempt_state:
-                    left = remaining(deadline)
-                    if left < _MIN_ATTEMPT_SECONDS:
+                    left = time_left(deadline)
+                    if left < MIN_ATTEMPT_SECONDS:
                         raise LiveKitCallError("deadline", "no time left for a LiveKit request", status=None)
                     value = await self.once(method, attempt, min(cfg.attempt_timeout, left))
                     await self._health(True)

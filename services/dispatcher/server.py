@@ -4,7 +4,8 @@ store, metrics on the server's registry, LiveKit/Redis health, shutdown hooks.""
 from __future__ import annotations
 
 from friday.dispatcher.v1 import dispatcher_service_pb2, dispatcher_service_pb2_grpc
-from services.dispatcher.claims import ClaimStore, RedisClaimStore, claim_store_for
+from services.common.leases import RedisLeases, TokenLeases
+from services.dispatcher.claims import claim_store_for
 from services.dispatcher.config import DispatcherConfig
 from services.dispatcher.dispatcher import Dispatcher
 from services.dispatcher.livekit_transport import LiveKitDispatchTransport
@@ -34,7 +35,7 @@ def build_server(
     server_config: ServerConfig,
     *,
     transport: DispatchTransport | None = None,
-    claims: ClaimStore | None = None,
+    claims: TokenLeases | None = None,
 ) -> GrpcServer:
     """A ready-to-start server. `transport`/`claims` default to LiveKit over HTTP and the
     claim store chosen by `config.claims.redis_url`."""
@@ -52,7 +53,7 @@ def build_server(
         metrics,
         report_livekit_health=server.health.reporter(SERVICE_FULL_NAME, "livekit"),
     )
-    if isinstance(claims, RedisClaimStore):
+    if isinstance(claims, RedisLeases):
         server.health.add_probe(SERVICE_FULL_NAME, "redis", claims.ping, REDIS_PROBE_INTERVAL_SECONDS)
     server.add_service(
         ServiceSpec.of(

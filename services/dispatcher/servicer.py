@@ -10,53 +10,55 @@ from typing import NoReturn
 
 import grpc
 
+from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 from friday.dispatcher.v1 import dispatcher_service_pb2 as pb
 from friday.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from services.common import job_metadata as codec
 from services.common import tracing
 from services.dispatcher import errors
 from services.dispatcher.dispatcher import Dispatcher
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.transport import DispatchRecord
-from services.grpc_runtime import abort_with_error, current_trace_id, remaining_budget
+from services.grpc_runtime import StatusTable, abort_with_error, answer_budget, current_trace_id
 
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "dispatcher.friday"
 
 # Domain error → gRPC code. Most specific class first (isinstance order).
-_STATUS: tuple[tuple[type[errors.DispatchError], grpc.StatusCode], ...] = (
-    (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.RoomNotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.DispatchNotFound, grpc.StatusCode.NOT_FOUND),
-    # Our LiveKit key refused: the operator must fix config. Never UNAUTHENTICATED,
-    # which tells *callers* their token is wrong (DESIGN.md §4).
-    (errors.LiveKitRejectedCredentials, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.LiveKitRejectedRequest, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.LiveKitPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.LiveKitUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (errors.LiveKitRateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (errors.ClaimStoreUnavailable, grpc.StatusCode.UNAVAILABLE),
-    # The dispatch is being made by another request; the caller's retry will find it.
-    (errors.DispatchInProgress, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (errors.LiveKitInternal, grpc.StatusCode.INTERNAL),
+STATUS = StatusTable(
+    [
+        (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.RoomNotFound, grpc.StatusCode.NOT_FOUND),
+        (errors.DispatchNotFound, grpc.StatusCode.NOT_FOUND),
+        # Our LiveKit key refused: the operator must fix config. Never UNAUTHENTICATED,
+        # which tells *callers* their token is wrong (DESIGN.md §4).
+        (errors.LiveKitRejectedCredentials, grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.LiveKitRejectedRequest, grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.LiveKitPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.LiveKitUnavailable, grpc.StatusCode.UNAVAILABLE),
+        (errors.LiveKitRateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (errors.ClaimStoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+        # The dispatch is being made by another request; the caller's retry will find it.
+        (errors.DispatchInProgress, grpc.StatusCode.DEADLINE_EXCEEDED),
+        (errors.LiveKitInternal, grpc.StatusCode.INTERNAL),
+    ]
 )
 
-# Answer this much before the caller's deadline so it receives our status, not its own
-# DEADLINE_EXCEEDED.
-_ANSWER_MARGIN_SECONDS = 0.05
 
-
-def status_code_of(error: errors.DispatchError) -> grpc.StatusCode:
-    for cls, code in _STATUS:
-        if isinstance(error, cls):
-            return code
-    return grpc.StatusCode.INTERNAL
-
-
-def dispatch_message(record: DispatchRecord) -> pb.Dispatch:
-    return pb.Dispatch(
+def dispatch_message(record: DispatchRecord, job_metadata: AgentJobMetadata | None = None) -> pb.Dispatch:
+    """The dispatch as callers see it. `job_metadata` is what we know we stored (our own
+    create); otherwise the stored text is parsed, and left unset when it is not ours."""
+    message = pb.Dispatch(
         dispatch_id=record.dispatch_id, agent_name=record.agent_name, room=record.room, metadata=record.metadata
     )
+    if job_metadata is None:
+        try:
+            job_metadata = codec.decode(record.metadata)
+        except codec.JobMetadataError:
+            return message
+    message.job_metadata.CopyFrom(job_metadata)
+    return message
 
 
 class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
@@ -66,9 +68,7 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         self._max_budget = max_budget_seconds
 
     def _deadline(self, context: grpc.aio.ServicerContext) -> float:
-        budget = remaining_budget(context, self._max_budget)
-        budget -= min(_ANSWER_MARGIN_SECONDS, budget / 10)
-        return asyncio.get_running_loop().time() + budget
+        return asyncio.get_running_loop().time() + answer_budget(context, self._max_budget)
 
     async def DispatchAgent(  # noqa: N802 - gRPC method name
         self, request: pb.DispatchAgentRequest, context: grpc.aio.ServicerContext
@@ -82,12 +82,13 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
                 request.room, request.agent_name, request.metadata, self._deadline(context)
             )
         except errors.DispatchError as exc:
-            code = status_code_of(exc)
+            code = STATUS.code_of(exc)
             self._metrics.record_dispatch("failed", code.name)
             await self._abort(context, exc, code)
         self._metrics.record_dispatch("already_existed" if outcome.already_existed else "created")
+        stored = None if outcome.already_existed else request.metadata
         return pb.DispatchAgentResponse(
-            dispatch=dispatch_message(outcome.dispatch), already_existed=outcome.already_existed
+            dispatch=dispatch_message(outcome.dispatch, stored), already_existed=outcome.already_existed
         )
 
     async def ListDispatches(  # noqa: N802
@@ -96,7 +97,7 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         try:
             records = await self._dispatcher.list_dispatches(request.room, self._deadline(context))
         except errors.DispatchError as exc:
-            await self._abort(context, exc, status_code_of(exc))
+            await self._abort(context, exc, STATUS.code_of(exc))
         return pb.ListDispatchesResponse(dispatches=[dispatch_message(r) for r in records])
 
     async def CancelDispatch(  # noqa: N802
@@ -105,7 +106,7 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         try:
             record = await self._dispatcher.cancel_dispatch(request.room, request.dispatch_id, self._deadline(context))
         except errors.DispatchError as exc:
-            await self._abort(context, exc, status_code_of(exc))
+            await self._abort(context, exc, STATUS.code_of(exc))
         return pb.CancelDispatchResponse(dispatch=dispatch_message(record))
 
     @staticmethod

@@ -28,7 +28,7 @@ How a service plugs in::
 
 Inside a handler::
 
-    budget = remaining_budget(context, 2.0)   # min(caller's deadline, 2 s); pass it onward
+    budget = answer_budget(context, 2.0)      # min(caller's deadline, 2 s) less the answer margin
     await abort_with_error(context, grpc.StatusCode.NOT_FOUND, "no persona for +91…",
                            reason="PERSONA_NOT_FOUND", domain="persona.friday", metadata={"number": "+91…"})
     current_trace_id()                        # the caller's x-friday-trace-id, for logs
@@ -41,10 +41,11 @@ Clients::
     error_info(rpc_error)   # -> google.rpc.ErrorInfo | None on a failed call
 """
 
+from services.grpc_runtime.call_metadata import RETRYABLE_CODES, call_metadata
 from services.grpc_runtime.channel import DEFAULT_CHANNEL_OPTIONS, channel_credentials, create_channel, service_config
 from services.grpc_runtime.config import ClientTLSConfig, RetryPolicy, ServerConfig, ServerTLSConfig
-from services.grpc_runtime.deadlines import remaining_budget
-from services.grpc_runtime.errors import abort_with_error, error_info, error_status
+from services.grpc_runtime.deadlines import answer_budget, less_answer_margin, remaining_budget
+from services.grpc_runtime.errors import StatusTable, abort_with_error, error_info, error_status
 from services.grpc_runtime.health import NOT_SERVING, SERVING, DependencyReporter, HealthReporter
 from services.grpc_runtime.interceptors import (
     AUTH_ERROR_DOMAIN,
@@ -62,6 +63,7 @@ __all__ = [
     "LATENCY_BUCKETS",
     "NOT_SERVING",
     "OPEN_METHOD_PREFIXES",
+    "RETRYABLE_CODES",
     "SERVING",
     "BearerTokenAuthInterceptor",
     "ClientTLSConfig",
@@ -75,12 +77,16 @@ __all__ = [
     "ServerMetrics",
     "ServerTLSConfig",
     "ServiceSpec",
+    "StatusTable",
     "abort_with_error",
+    "answer_budget",
+    "call_metadata",
     "channel_credentials",
     "create_channel",
     "current_trace_id",
     "error_info",
     "error_status",
+    "less_answer_margin",
     "remaining_budget",
     "service_config",
 ]

@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.tracing import TRACE_ID_METADATA_KEY
+from services.grpc_runtime.call_metadata import bearer_metadata, safe_trace_id
 from services.grpc_runtime.config import ClientTLSConfig, RetryPolicy
 
 DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
@@ -51,7 +52,7 @@ class _MetadataInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryS
                 metadata.add(key, value)
         trace_id = self._trace_id() if self._trace_id else ""
         if trace_id and TRACE_ID_METADATA_KEY not in metadata:
-            metadata.add(TRACE_ID_METADATA_KEY, trace_id)
+            metadata.add(TRACE_ID_METADATA_KEY, safe_trace_id(trace_id))
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
@@ -83,7 +84,7 @@ def create_channel(
     if tls is not None and tls.server_name_override:
         opts.append(("grpc.ssl_target_name_override", tls.server_name_override))
     opts.extend(options)
-    fixed = [("authorization", f"Bearer {bearer_token}")] if bearer_token else []
+    fixed = bearer_metadata(bearer_token)
     interceptors = [_MetadataInterceptor(fixed, trace_id)] if fixed or trace_id else None
     if tls is None:
         return grpc.aio.insecure_channel(target, options=opts, interceptors=interceptors)

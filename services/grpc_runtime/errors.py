@@ -81,3 +81,18 @@ def _code_number(code: grpc.StatusCode) -> int:
     # Guard against a StatusCode the google.rpc.Code enum does not know.
     code_pb2.Code.Name(number)
     return number
+
+
+class StatusTable:
+    """A service's domain errors → gRPC codes, in one place per service. Entries are
+    checked in order with isinstance, so list the most specific class first; anything
+    not listed is INTERNAL (a bug, not a caller's mistake)."""
+
+    def __init__(self, entries: Sequence[tuple[type[BaseException], grpc.StatusCode]]) -> None:
+        self._entries = tuple(entries)
+
+    def code_of(self, error: BaseException) -> grpc.StatusCode:
+        for cls, code in self._entries:
+            if isinstance(error, cls):
+                return code
+        return grpc.StatusCode.INTERNAL

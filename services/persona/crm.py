@@ -13,18 +13,15 @@ from dataclasses import dataclass
 
 import httpx
 from google.protobuf.message import Error as ProtobufError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from friday.persona.v1.persona_pb2 import Persona
+from services.common.retry import MIN_ATTEMPT_SECONDS, retrying_before
 from services.persona.mapping import persona_from_json
 from services.persona.numbers import CrmNumberFormat, DialedNumber
 from services.persona.sources import SourceUnavailable
 
 log = logging.getLogger("friday.persona.crm")
 
-# Below this, another attempt cannot finish in time: give up and let the caller
-# fall back (stale/default) while it still can answer.
-_MIN_ATTEMPT_SECONDS = 0.02
 # A persona is a few KiB; a bigger answer is a CRM bug (or an attack), never worth the memory.
 MAX_BODY_BYTES = 1 << 20
 
@@ -82,20 +79,13 @@ class CrmPersonaSource:
         loop = asyncio.get_running_loop()
         url = f"{self._base}/{number.crm_segment(self.settings.number_format)}"
 
-        def stop_before_deadline(state: RetryCallState) -> bool:
-            return loop.time() + state.upcoming_sleep + _MIN_ATTEMPT_SECONDS >= deadline
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts) | stop_before_deadline,
-            # jitter scaled to the first backoff: tenacity's default (1 s) would not fit inside a ring.
-            wait=wait_exponential_jitter(
-                multiplier=self.settings.backoff_initial_seconds,
-                jitter=self.settings.backoff_initial_seconds,
-                max=self.settings.backoff_max_seconds,
-            ),
-            retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable)),
+        retrying = retrying_before(
+            deadline,
+            max_attempts=self.settings.max_attempts,
+            initial_backoff=self.settings.backoff_initial_seconds,
+            max_backoff=self.settings.backoff_max_seconds,
+            retry_if=lambda exc: isinstance(exc, _Retryable),
             before_sleep=lambda state: self._count_retry(),
-            reraise=True,
         )
         try:
             async for attempt in retrying:
@@ -106,7 +96,7 @@ class CrmPersonaSource:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, url: str, number: DialedNumber, remaining: float) -> Persona | None:
-        if remaining < _MIN_ATTEMPT_SECONDS:
+        if remaining < MIN_ATTEMPT_SECONDS:
             self._count_error("deadline")
             raise SourceUnavailable("deadline", f"no time left to ask the CRM for {number.e164}")
         timeout = min(self.settings.attempt_timeout_seconds, remaining)

@@ -28,20 +28,18 @@ return 0
 class RedisCache:
     def __init__(
         self,
-        url: str,
+        client: redis.Redis,
         *,
         key_prefix: str,
-        timeout_seconds: float = 0.25,
         on_corrupt: Callable[[str], None] | None = None,
+        owns_client: bool = True,
     ) -> None:
+        """`client` comes from `services.common.redis_client` (one per process, shared
+        with the fetch lease); `owns_client` says whether `aclose` closes it."""
         self.key_prefix = key_prefix
         self._on_corrupt = on_corrupt or (lambda key: None)
-        self._redis = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry_on_timeout=False,
-        )
+        self._redis = client
+        self._owns_client = owns_client
 
     def _key(self, key: str) -> str:
         return self.key_prefix + key
@@ -98,4 +96,5 @@ class RedisCache:
             return False
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        if self._owns_client:
+            await self._redis.aclose()

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 
+from redis import asyncio as aioredis
+
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from services.common.leases import RedisLeases
+from services.common.redis_client import redis_client
 from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
 from services.persona.cache import PersonaCache
 from services.persona.config import DEFAULT_METRICS_PORT, DEFAULT_PORT, PersonaConfig
 from services.persona.crm import CrmPersonaSource, CrmSettings
-from services.persona.fetch_lease import RedisFetchLease
 from services.persona.lookup import CachePolicy, PersonaLookup
 from services.persona.memory_cache import MemoryCache
 from services.persona.metrics import PersonaMetrics
@@ -52,10 +55,15 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
     server = GrpcServer(server_config, name="persona")
     metrics = PersonaMetrics(server.registry)
     source = build_source(config, metrics)
+    # One Redis client (one pool) for the shared cache and the fetch lease.
+    redis: aioredis.Redis | None = redis_client(config.redis_url) if config.redis_url else None
     shared = None
-    if config.redis_url:
+    if redis is not None:
         shared = RedisCache(
-            config.redis_url, key_prefix=config.redis_key_prefix, on_corrupt=lambda key: metrics.cache_corrupt.inc()
+            redis,
+            key_prefix=config.redis_key_prefix,
+            on_corrupt=lambda key: metrics.cache_corrupt.inc(),
+            owns_client=False,
         )
     cache = PersonaCache(
         MemoryCache(config.cache_max_entries),
@@ -65,8 +73,8 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
     )
     # Only a remote source is worth coalescing across replicas.
     lease = (
-        RedisFetchLease(config.redis_url, key_prefix=config.redis_key_prefix + "fetch-lease:")
-        if config.redis_url and source.cacheable
+        RedisLeases(redis, config.redis_key_prefix + "fetch-lease:", owns_client=False)
+        if redis is not None and source.cacheable
         else None
     )
     report = None
@@ -95,8 +103,8 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
         await lookup.aclose()  # fetches still running for callers that have gone
         await source.aclose()
         await cache.aclose()
-        if lease is not None:
-            await lease.aclose()
+        if redis is not None:
+            await redis.aclose()
 
     server.on_shutdown(close)
     log.info(

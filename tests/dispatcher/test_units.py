@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from services.dispatcher import errors
-from services.dispatcher.claims import InMemoryClaimStore, LocalLocks, claim_key
+from services.dispatcher.claims import LocalLocks, claim_key
 from services.dispatcher.config import DispatcherConfig
 from services.dispatcher.livekit_calls import to_domain_error
 from services.dispatcher.transport import LiveKitCallError
@@ -17,17 +17,6 @@ def test_claim_key_is_per_room_and_agent_name() -> None:
     assert claim_key("room-a", AGENT) == f"room:room-a:agent:{AGENT}"
     assert claim_key("room-a", "other") != claim_key("room-a", AGENT)
     assert claim_key("room-b", AGENT) != claim_key("room-a", AGENT)
-
-
-async def test_in_memory_claims_are_exclusive_and_expire() -> None:
-    store = InMemoryClaimStore()
-    token = await store.try_acquire("k", 0.05)
-    assert token is not None
-    assert await store.try_acquire("k", 0.05) is None
-    await store.release("k", "someone-else's-token")
-    assert await store.try_acquire("k", 0.05) is None
-    await asyncio.sleep(0.06)
-    assert await store.try_acquire("k", 10) is not None
 
 
 async def test_local_locks_serialise_and_leave_nothing_behind() -> None:

@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as redis
 
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
+from services.common.redis_client import redis_client
 from services.persona.cache_entry import CacheEntry, CacheUnavailable
 from services.persona.config import PersonaConfig
 from services.persona.memory_cache import MemoryCache
@@ -43,7 +44,7 @@ async def test_memory_cache_ttl_and_lru() -> None:
 
 
 async def test_redis_cache_round_trip_and_expiry(redis_prefix: str) -> None:
-    cache = RedisCache(REDIS_URL, key_prefix=redis_prefix)
+    cache = RedisCache(redis_client(REDIS_URL), key_prefix=redis_prefix)
     try:
         persona = Persona(persona_id="p", display_name="P", personality="x")
         await cache.set("+1", CacheEntry(persona, fetched_at=123.5), keep_seconds=60)
@@ -69,7 +70,7 @@ async def test_redis_cache_round_trip_and_expiry(redis_prefix: str) -> None:
 )
 async def test_a_corrupt_redis_entry_is_a_miss_and_counted(redis_prefix: str, fields: dict[str, bytes]) -> None:
     corrupt: list[str] = []
-    cache = RedisCache(REDIS_URL, key_prefix=redis_prefix, on_corrupt=corrupt.append)
+    cache = RedisCache(redis_client(REDIS_URL), key_prefix=redis_prefix, on_corrupt=corrupt.append)
     raw = redis.Redis.from_url(REDIS_URL)
     try:
         await raw.hset(redis_prefix + "+1", mapping=fields)
@@ -108,7 +109,7 @@ async def test_a_corrupt_redis_entry_is_fetched_again_from_the_crm(
 
 
 async def test_unreachable_redis_raises_cache_unavailable() -> None:
-    cache = RedisCache("redis://127.0.0.1:1/0", key_prefix="x:")
+    cache = RedisCache(redis_client("redis://127.0.0.1:1/0"), key_prefix="x:")
     try:
         with pytest.raises(CacheUnavailable):
             await cache.get("+1")

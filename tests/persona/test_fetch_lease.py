@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from friday.persona.v1.persona_pb2 import PersonaSource
-from services.persona.fetch_lease import LeaseUnavailable, RedisFetchLease
+from services.common.leases import RedisLeases
+from services.common.redis_client import redis_client
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
 from tests.standins.crm import CrmStandIn
@@ -42,7 +43,7 @@ async def test_a_lease_left_by_a_dead_replica_expires_and_the_lookup_takes_over(
     config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
     running = await start_persona(config)
     # A replica that took the lease and was then SIGKILLed: nobody releases it, only its TTL frees it.
-    dead = RedisFetchLease(REDIS_URL, key_prefix=redis_prefix + "fetch-lease:")
+    dead = RedisLeases(redis_client(REDIS_URL), redis_prefix + "fetch-lease:")
     try:
         assert await dead.try_acquire(NUMBER, 0.4) is not None
         reply = await running.client.get_persona(NUMBER, timeout=3)
@@ -58,7 +59,7 @@ async def test_a_holder_whose_fetch_failed_lets_the_waiter_fetch(
     crm.set_persona(NATIONAL, ACME)
     config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
     running = await start_persona(config)
-    holder = RedisFetchLease(REDIS_URL, key_prefix=redis_prefix + "fetch-lease:")
+    holder = RedisLeases(redis_client(REDIS_URL), redis_prefix + "fetch-lease:")
     try:
         token = await holder.try_acquire(NUMBER, 30)
         assert token is not None
@@ -72,30 +73,3 @@ async def test_a_holder_whose_fetch_failed_lets_the_waiter_fetch(
         await holder.aclose()
     assert reply.source == PersonaSource.PERSONA_SOURCE_CRM
     assert crm.requests_for(NATIONAL) == 1
-
-
-async def test_release_frees_only_our_own_lease(redis_prefix: str) -> None:
-    lease = RedisFetchLease(REDIS_URL, key_prefix=redis_prefix)
-    try:
-        first = await lease.try_acquire("+1", 30)
-        assert first is not None
-        assert await lease.try_acquire("+1", 30) is None
-        await lease.release("+1", "someone-elses-token")
-        assert await lease.is_held("+1")
-        await lease.release("+1", first)
-        assert not await lease.is_held("+1")
-    finally:
-        await lease.aclose()
-
-
-async def test_unreachable_redis_is_reported_as_lease_unavailable() -> None:
-    lease = RedisFetchLease("redis://127.0.0.1:1/0", key_prefix="x:")
-    try:
-        for attempt in (lease.try_acquire("+1", 1), lease.is_held("+1")):
-            try:
-                await attempt
-            except LeaseUnavailable:
-                continue
-            raise AssertionError("expected LeaseUnavailable")
-    finally:
-        await lease.aclose()

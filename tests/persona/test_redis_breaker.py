@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
+from services.common.redis_client import redis_client
 from services.persona.cache import PersonaCache
 from services.persona.cache_entry import CacheEntry
 from services.persona.memory_cache import MemoryCache
@@ -78,7 +79,7 @@ async def test_redis_is_tried_again_after_the_cool_down(blackhole: Blackhole) ->
     errors: list[str] = []
     cache = PersonaCache(
         MemoryCache(),
-        RedisCache(blackhole.url, key_prefix="x:", timeout_seconds=0.05),
+        RedisCache(redis_client(blackhole.url, timeout_seconds=0.05), key_prefix="x:"),
         count_shared_error=errors.append,
         redis_cooldown_seconds=5.0,
         clock=lambda: now[0],

@@ -1,0 +1,48 @@
+"""Retries that always end before a deadline: the one tenacity set-up shared by the
+CRM client (PersonaService) and the LiveKit calls (DispatcherService).
+
+Exponential backoff with jitter scaled to the first backoff (tenacity's default
+jitter of 1 s would not fit inside a phone ring), at most `max_attempts`, and no
+attempt started that could not finish before `deadline` (event-loop time). The
+caller's deadline is the real limit; the attempt count only bounds a fast failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+# An attempt with less time than this left cannot get an answer: stop and let the
+# caller fall back (stale, default, a clear error) while it still can answer.
+MIN_ATTEMPT_SECONDS = 0.02
+
+
+def time_left(deadline: float) -> float:
+    """Seconds until `deadline` (event-loop time); negative once it passed."""
+    return deadline - asyncio.get_running_loop().time()
+
+
+def retrying_before(
+    deadline: float,
+    *,
+    max_attempts: int,
+    initial_backoff: float,
+    max_backoff: float,
+    retry_if: Callable[[BaseException], bool],
+    before_sleep: Callable[[RetryCallState], None] | None = None,
+) -> AsyncRetrying:
+    """`async for attempt in retrying_before(...): with attempt: ...` — the last
+    failure is re-raised as itself once retries stop."""
+
+    def out_of_time(state: RetryCallState) -> bool:
+        return time_left(deadline) - state.upcoming_sleep < MIN_ATTEMPT_SECONDS
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(max_attempts) | out_of_time,
+        wait=wait_exponential_jitter(multiplier=initial_backoff, max=max_backoff, jitter=initial_backoff),
+        retry=retry_if_exception(retry_if),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
