@@ -16,6 +16,11 @@ from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 
 # LiveKit refuses dispatch metadata above 512 KiB.
 MAX_METADATA_BYTES = 512 * 1024
+# Protobuf JSON spends at most this many bytes per byte of the binary encoding: a
+# control character becomes a 6-byte \uXXXX escape, and a field's one tag byte
+# becomes its quoted JSON name (the longest in AgentJobMetadata is under 32
+# characters) or an enum value's name. `check_size` encodes only above this bound.
+_JSON_BYTES_PER_BINARY_BYTE = 48
 # Bump when a change would make old agents misread new metadata.
 CURRENT_SCHEMA_VERSION = 1
 
@@ -40,6 +45,14 @@ def encode(metadata: AgentJobMetadata) -> str:
             f"job metadata is {size} bytes serialised; LiveKit accepts at most {MAX_METADATA_BYTES}",
         )
     return text
+
+
+def check_size(metadata: AgentJobMetadata) -> None:
+    """Raises JobMetadataError METADATA_TOO_LARGE when `encode` would. Cheap for every
+    persona of ordinary size: serialises only when the binary size cannot rule it out."""
+    if metadata.ByteSize() * _JSON_BYTES_PER_BINARY_BYTE <= MAX_METADATA_BYTES:
+        return
+    encode(metadata)
 
 
 def decode(text: str | None) -> AgentJobMetadata:

@@ -11,7 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
+from friday.persona.v1.persona_service_pb2 import DefaultReason
 from services.common.default_persona import default_persona
+from services.common.leases import LeaseStoreUnavailable, TokenLeases
+from services.grpc_runtime.deadlines import less_answer_margin
 from services.persona.cache import PersonaCache
 from services.persona.cache_entry import CacheEntry
 from services.persona.errors import (
@@ -20,25 +23,14 @@ from services.persona.errors import (
     LookupDeadlineError,
     PersonaNotFoundError,
 )
-from services.persona.fetch_lease import FetchLease, LeaseUnavailable
 from services.persona.metrics import PersonaMetrics
 from services.persona.numbers import DialedNumber, InvalidPhoneNumber, parse_dialed_number
 from services.persona.sources import PersonaSourceBackend, SourceUnavailable
 
 log = logging.getLogger("friday.persona.lookup")
 
-# Time kept back from the caller's budget to answer with stale/default/an error
-# before the caller's deadline fires (at most 10% of the budget). 30 ms was too thin:
-# under load the stale answer reached the gateway after its deadline, and a call whose
-# persona sat in the cache got the default (fault matrix, crm_slow).
-_ANSWER_MARGIN_SECONDS = 0.1
 # A fetch lease outlives its holder's deadline by this much (time to store the result).
 _LEASE_GRACE_SECONDS = 0.25
-
-
-def _answer_deadline(now: float, budget_seconds: float) -> float:
-    """The end of a budget less the margin kept to send an answer."""
-    return now + budget_seconds - min(_ANSWER_MARGIN_SECONDS, budget_seconds * 0.1)
 
 
 @dataclass(frozen=True)
@@ -54,6 +46,16 @@ class Resolution:
     source: PersonaSource.ValueType
     normalized_number: str
     age_seconds: float = 0.0
+    default_reason: DefaultReason.ValueType = DefaultReason.DEFAULT_REASON_UNSPECIFIED
+
+
+# The `why` label of persona_default_served_total for each reason.
+_DEFAULT_LABELS: dict[DefaultReason.ValueType, str] = {
+    DefaultReason.DEFAULT_REASON_NOT_FOUND: "not_found",
+    DefaultReason.DEFAULT_REASON_SOURCE_UNAVAILABLE: "unavailable",
+    DefaultReason.DEFAULT_REASON_DEADLINE_EXCEEDED: "deadline",
+    DefaultReason.DEFAULT_REASON_SOURCE_INVALID: "invalid",
+}
 
 
 class PersonaLookup:
@@ -67,7 +69,7 @@ class PersonaLookup:
         policy: CachePolicy = CachePolicy(),
         report_source_health: Callable[[bool], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
-        lease: FetchLease | None = None,
+        lease: TokenLeases | None = None,
         lease_poll_seconds: float = 0.02,
         fetch_budget_seconds: float = 3.0,
     ) -> None:
@@ -82,7 +84,9 @@ class PersonaLookup:
         # How long a shared source fetch may run: the service's own cap on a request,
         # not the budget of whichever caller happened to start it (see _fetch_coalesced).
         self.fetch_budget_seconds = fetch_budget_seconds
-        # Shared with the other replicas (Redis) so only one of them asks the CRM per number.
+        # Single-flight across replicas: the replica holding a number's lease (in the
+        # Redis they share) fetches it and stores it in the shared cache; the others
+        # poll that cache until it appears or the lease is gone (holder failed or died).
         self.lease = lease
         self._lease_poll_seconds = lease_poll_seconds
         self._lease_down = False
@@ -94,30 +98,24 @@ class PersonaLookup:
             raise InvalidNumberError(str(exc)) from exc
 
     async def get(self, text: str, *, allow_default: bool, budget_seconds: float) -> Resolution:
-        """The persona for dialed number `text` within `budget_seconds`."""
+        """The persona for dialed number `text` within `budget_seconds` (the caller's
+        budget already less the time it needs to send the answer)."""
         number = self.parse(text)
         loop = asyncio.get_running_loop()
-        deadline = _answer_deadline(loop.time(), budget_seconds)
+        deadline = loop.time() + budget_seconds
 
         if not self.source.cacheable:  # the persona file is already in memory
             persona = await self.source.fetch(number, deadline)
             if persona is not None:
                 return Resolution(persona, PersonaSource.PERSONA_SOURCE_STATIC_FILE, number.e164)
-            return self._default_or(
-                PersonaNotFoundError(f"no persona for {number.e164}", number.e164), number, "not_found", allow_default
-            )
+            return self._not_found(number, allow_default)
 
         entry = await self.cache.get(number.e164)
         now = self._clock()
         if entry is not None and entry.age(now) < self._fresh_for(entry):
             self.metrics.cache_hits.inc()
             if entry.persona is None:
-                return self._default_or(
-                    PersonaNotFoundError(f"no persona for {number.e164} (cached)", number.e164),
-                    number,
-                    "not_found",
-                    allow_default,
-                )
+                return self._not_found(number, allow_default, cached=True)
             return Resolution(entry.persona, PersonaSource.PERSONA_SOURCE_CACHE, number.e164, entry.age(now))
         self.metrics.cache_misses.inc()
 
@@ -136,14 +134,18 @@ class PersonaLookup:
             error: CrmUnavailableError | LookupDeadlineError
             if out_of_time:
                 error = LookupDeadlineError(f"ran out of time looking up {number.e164}: {exc}", number.e164)
+                reason = DefaultReason.DEFAULT_REASON_DEADLINE_EXCEEDED
             else:
                 error = CrmUnavailableError(f"CRM unavailable for {number.e164}: {exc}", number.e164)
-            return self._default_or(error, number, "deadline" if out_of_time else "unavailable", allow_default)
+                reason = (
+                    DefaultReason.DEFAULT_REASON_SOURCE_INVALID
+                    if exc.kind == "malformed"
+                    else DefaultReason.DEFAULT_REASON_SOURCE_UNAVAILABLE
+                )
+            return self._default_or(error, number, reason, allow_default)
 
         if persona is None:
-            return self._default_or(
-                PersonaNotFoundError(f"no persona for {number.e164}", number.e164), number, "not_found", allow_default
-            )
+            return self._not_found(number, allow_default)
         return Resolution(persona, PersonaSource.PERSONA_SOURCE_CRM, number.e164)
 
     async def invalidate(self, text: str) -> tuple[str, bool]:
@@ -155,12 +157,18 @@ class PersonaLookup:
     def _fresh_for(self, entry: CacheEntry) -> float:
         return self.policy.negative_ttl_seconds if entry.negative else self.policy.ttl_seconds
 
-    def _default_or(self, error: Exception, number: DialedNumber, why: str, allow_default: bool) -> Resolution:
+    def _not_found(self, number: DialedNumber, allow_default: bool, *, cached: bool = False) -> Resolution:
+        error = PersonaNotFoundError(f"no persona for {number.e164}{' (cached)' if cached else ''}", number.e164)
+        return self._default_or(error, number, DefaultReason.DEFAULT_REASON_NOT_FOUND, allow_default)
+
+    def _default_or(
+        self, error: Exception, number: DialedNumber, reason: DefaultReason.ValueType, allow_default: bool
+    ) -> Resolution:
         if not allow_default:
             raise error
-        self.metrics.default_serves.labels(why).inc()
+        self.metrics.default_serves.labels(_DEFAULT_LABELS[reason]).inc()
         persona = self.source.default_persona() or default_persona()
-        return Resolution(persona, PersonaSource.PERSONA_SOURCE_DEFAULT, number.e164)
+        return Resolution(persona, PersonaSource.PERSONA_SOURCE_DEFAULT, number.e164, default_reason=reason)
 
     async def _fetch_coalesced(self, number: DialedNumber, deadline: float) -> Persona | None:
         """One source fetch per number at a time; everyone else waits for it (each
@@ -174,7 +182,7 @@ class PersonaLookup:
         task = self._inflight.get(key)
         if task is None:
             loop = asyncio.get_running_loop()
-            fetch_deadline = _answer_deadline(loop.time(), self.fetch_budget_seconds)
+            fetch_deadline = loop.time() + less_answer_margin(self.fetch_budget_seconds)
             task = asyncio.create_task(self._fetch_and_store(number, fetch_deadline), name=f"persona-fetch:{key}")
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._fetch_done(key, done))
@@ -206,7 +214,7 @@ class PersonaLookup:
             return await self._fetch_from_source(number, deadline)
         try:
             return await self._fetch_once_across_replicas(self.lease, number, deadline)
-        except LeaseUnavailable as exc:
+        except LeaseStoreUnavailable as exc:
             # Availability over dedupe: without the lease store each replica asks the CRM itself.
             if not self._lease_down:
                 log.warning("fetch lease unavailable; fetching without cross-replica coalescing: %s", exc)
@@ -215,7 +223,7 @@ class PersonaLookup:
             return await self._fetch_from_source(number, deadline)
 
     async def _fetch_once_across_replicas(
-        self, lease: FetchLease, number: DialedNumber, deadline: float
+        self, lease: TokenLeases, number: DialedNumber, deadline: float
     ) -> Persona | None:
         key = number.e164
         loop = asyncio.get_running_loop()
@@ -239,7 +247,7 @@ class PersonaLookup:
             # and its lease expired): take over.
         raise SourceUnavailable("deadline", f"no answer for {key} within the budget (another replica was fetching)")
 
-    async def _await_peer_fetch(self, lease: FetchLease, key: str, deadline: float) -> CacheEntry | None:
+    async def _await_peer_fetch(self, lease: TokenLeases, key: str, deadline: float) -> CacheEntry | None:
         """Polls the shared cache while another replica holds the lease. The entry it
         stored, or None once the lease is free without one."""
         loop = asyncio.get_running_loop()

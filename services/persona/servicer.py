@@ -8,7 +8,7 @@ import logging
 import grpc
 
 from friday.persona.v1 import persona_pb2, persona_service_pb2, persona_service_pb2_grpc
-from services.grpc_runtime import abort_with_error, remaining_budget
+from services.grpc_runtime import StatusTable, abort_with_error, answer_budget
 from services.persona.errors import (
     ERROR_DOMAIN,
     CrmUnavailableError,
@@ -24,12 +24,14 @@ log = logging.getLogger("friday.persona.service")
 
 SERVICE_NAME = persona_service_pb2.DESCRIPTOR.services_by_name["PersonaService"].full_name
 
-_STATUS: dict[type[PersonaLookupError], grpc.StatusCode] = {
-    InvalidNumberError: grpc.StatusCode.INVALID_ARGUMENT,
-    PersonaNotFoundError: grpc.StatusCode.NOT_FOUND,
-    CrmUnavailableError: grpc.StatusCode.UNAVAILABLE,
-    LookupDeadlineError: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
+STATUS = StatusTable(
+    [
+        (InvalidNumberError, grpc.StatusCode.INVALID_ARGUMENT),
+        (PersonaNotFoundError, grpc.StatusCode.NOT_FOUND),
+        (CrmUnavailableError, grpc.StatusCode.UNAVAILABLE),
+        (LookupDeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    ]
+)
 # Tells a client channel's retry policy not to retry this UNAVAILABLE: the service
 # already retried the CRM inside the deadline (DESIGN.md §4: no stacked retries).
 # A server that is down still yields a transport UNAVAILABLE, which is retried.
@@ -49,13 +51,13 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
     async def GetPersona(
         self, request: persona_service_pb2.GetPersonaRequest, context: grpc.aio.ServicerContext
     ) -> persona_service_pb2.GetPersonaResponse:
-        budget = remaining_budget(context, self._budget)
+        budget = answer_budget(context, self._budget)
         try:
             found = await self._lookup.get(
                 request.dialed_number, allow_default=request.allow_default, budget_seconds=budget
             )
         except PersonaLookupError as exc:
-            code = _STATUS.get(type(exc), grpc.StatusCode.INTERNAL)
+            code = STATUS.code_of(exc)
             self._metrics.requests.labels(code.name, "none").inc()
             log.info("GetPersona %r -> %s: %s", request.dialed_number, code.name, exc)  # trace id: the log filter
             await abort_with_error(
@@ -73,6 +75,7 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
             source=found.source,
             normalized_number=found.normalized_number,
             age_seconds=found.age_seconds,
+            default_reason=found.default_reason,
         )
 
     async def InvalidatePersona(

@@ -76,3 +76,33 @@ def test_default_persona_is_a_fresh_copy() -> None:
     first = default_persona()
     first.display_name = "changed"
     assert default_persona().display_name == "Friday"
+
+
+def _worst_cases() -> list[AgentJobMetadata]:
+    """Metadata whose JSON is as large as possible next to its binary size."""
+    escapes = _metadata(personality="\x01" * 1000, welcome_message="\x1f" * 1000)
+    enums_only = AgentJobMetadata(persona_source=PersonaSource.PERSONA_SOURCE_STATIC_FILE)
+    short_fields = _metadata(personality="a", closing_message="b", language="c")
+    many_variables = _metadata()
+    for i in range(500):
+        many_variables.persona.prompt_variables[f"{i}"] = "\x02"
+    nested_extras = _metadata()
+    nested_extras.persona.extras.update({f"k{i}": {"n": None, "l": [1.0e308, True, {}]} for i in range(200)})
+    return [escapes, enums_only, short_fields, many_variables, nested_extras, AgentJobMetadata()]
+
+
+@pytest.mark.parametrize("metadata", _worst_cases())
+def test_size_check_bound_holds_for_json_heavy_metadata(metadata: AgentJobMetadata) -> None:
+    # check_size skips the encode when ByteSize x factor fits: that must bound the real JSON.
+    encoded = len(job_metadata.encode(metadata).encode())
+    assert encoded <= max(metadata.ByteSize(), 1) * job_metadata._JSON_BYTES_PER_BINARY_BYTE
+
+
+def test_size_check_refuses_what_encode_refuses_and_passes_what_it_accepts() -> None:
+    just_under = _metadata(personality="x" * (job_metadata.MAX_METADATA_BYTES - 2048))
+    job_metadata.check_size(just_under)
+    job_metadata.encode(just_under)
+    over_by_escapes = _metadata(personality="\x01" * (job_metadata.MAX_METADATA_BYTES // 6 + 1))
+    with pytest.raises(job_metadata.JobMetadataError) as refused:
+        job_metadata.check_size(over_by_escapes)
+    assert refused.value.reason == "METADATA_TOO_LARGE"

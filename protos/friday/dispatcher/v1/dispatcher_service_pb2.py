@@ -25,27 +25,29 @@ _sym_db = _symbol_database.Default()
 from friday.agent.v1 import agent_job_metadata_pb2 as friday_dot_agent_dot_v1_dot_agent__job__metadata__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-friday/dispatcher/v1/dispatcher_service.proto\x12\x14\x66riday.dispatcher.v1\x1a(friday/agent/v1/agent_job_metadata.proto\"S\n\x08\x44ispatch\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x0c\n\x04room\x18\x03 \x01(\t\x12\x10\n\x08metadata\x18\x04 \x01(\t\"m\n\x14\x44ispatchAgentRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x33\n\x08metadata\x18\x03 \x01(\x0b\x32!.friday.agent.v1.AgentJobMetadata\"b\n\x15\x44ispatchAgentResponse\x12\x30\n\x08\x64ispatch\x18\x01 \x01(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch\x12\x17\n\x0f\x61lready_existed\x18\x02 \x01(\x08\"%\n\x15ListDispatchesRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\"L\n\x16ListDispatchesResponse\x12\x32\n\ndispatches\x18\x01 \x03(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch\":\n\x15\x43\x61ncelDispatchRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x13\n\x0b\x64ispatch_id\x18\x02 \x01(\t\"J\n\x16\x43\x61ncelDispatchResponse\x12\x30\n\x08\x64ispatch\x18\x01 \x01(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch2\xd7\x02\n\x11\x44ispatcherService\x12h\n\rDispatchAgent\x12*.friday.dispatcher.v1.DispatchAgentRequest\x1a+.friday.dispatcher.v1.DispatchAgentResponse\x12k\n\x0eListDispatches\x12+.friday.dispatcher.v1.ListDispatchesRequest\x1a,.friday.dispatcher.v1.ListDispatchesResponse\x12k\n\x0e\x43\x61ncelDispatch\x12+.friday.dispatcher.v1.CancelDispatchRequest\x1a,.friday.dispatcher.v1.CancelDispatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-friday/dispatcher/v1/dispatcher_service.proto\x12\x14\x66riday.dispatcher.v1\x1a(friday/agent/v1/agent_job_metadata.proto\"\x90\x01\n\x08\x44ispatch\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x0c\n\x04room\x18\x03 \x01(\t\x12\x14\n\x08metadata\x18\x04 \x01(\tB\x02\x18\x01\x12\x37\n\x0cjob_metadata\x18\x05 \x01(\x0b\x32!.friday.agent.v1.AgentJobMetadata\"m\n\x14\x44ispatchAgentRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x33\n\x08metadata\x18\x03 \x01(\x0b\x32!.friday.agent.v1.AgentJobMetadata\"b\n\x15\x44ispatchAgentResponse\x12\x30\n\x08\x64ispatch\x18\x01 \x01(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch\x12\x17\n\x0f\x61lready_existed\x18\x02 \x01(\x08\"%\n\x15ListDispatchesRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\"L\n\x16ListDispatchesResponse\x12\x32\n\ndispatches\x18\x01 \x03(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch\":\n\x15\x43\x61ncelDispatchRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x13\n\x0b\x64ispatch_id\x18\x02 \x01(\t\"J\n\x16\x43\x61ncelDispatchResponse\x12\x30\n\x08\x64ispatch\x18\x01 \x01(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch2\xd7\x02\n\x11\x44ispatcherService\x12h\n\rDispatchAgent\x12*.friday.dispatcher.v1.DispatchAgentRequest\x1a+.friday.dispatcher.v1.DispatchAgentResponse\x12k\n\x0eListDispatches\x12+.friday.dispatcher.v1.ListDispatchesRequest\x1a,.friday.dispatcher.v1.ListDispatchesResponse\x12k\n\x0e\x43\x61ncelDispatch\x12+.friday.dispatcher.v1.CancelDispatchRequest\x1a,.friday.dispatcher.v1.CancelDispatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'friday.dispatcher.v1.dispatcher_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DISPATCH']._serialized_start=113
-  _globals['_DISPATCH']._serialized_end=196
-  _globals['_DISPATCHAGENTREQUEST']._serialized_start=198
-  _globals['_DISPATCHAGENTREQUEST']._serialized_end=307
-  _globals['_DISPATCHAGENTRESPONSE']._serialized_start=309
-  _globals['_DISPATCHAGENTRESPONSE']._serialized_end=407
-  _globals['_LISTDISPATCHESREQUEST']._serialized_start=409
-  _globals['_LISTDISPATCHESREQUEST']._serialized_end=446
-  _globals['_LISTDISPATCHESRESPONSE']._serialized_start=448
-  _globals['_LISTDISPATCHESRESPONSE']._serialized_end=524
-  _globals['_CANCELDISPATCHREQUEST']._serialized_start=526
-  _globals['_CANCELDISPATCHREQUEST']._serialized_end=584
-  _globals['_CANCELDISPATCHRESPONSE']._serialized_start=586
-  _globals['_CANCELDISPATCHRESPONSE']._serialized_end=660
-  _globals['_DISPATCHERSERVICE']._serialized_start=663
-  _globals['_DISPATCHERSERVICE']._serialized_end=1006
+  _globals['_DISPATCH'].fields_by_name['metadata']._loaded_options = None
+  _globals['_DISPATCH'].fields_by_name['metadata']._serialized_options = b'\030\001'
+  _globals['_DISPATCH']._serialized_start=114
+  _globals['_DISPATCH']._serialized_end=258
+  _globals['_DISPATCHAGENTREQUEST']._serialized_start=260
+  _globals['_DISPATCHAGENTREQUEST']._serialized_end=369
+  _globals['_DISPATCHAGENTRESPONSE']._serialized_start=371
+  _globals['_DISPATCHAGENTRESPONSE']._serialized_end=469
+  _globals['_LISTDISPATCHESREQUEST']._serialized_start=471
+  _globals['_LISTDISPATCHESREQUEST']._serialized_end=508
+  _globals['_LISTDISPATCHESRESPONSE']._serialized_start=510
+  _globals['_LISTDISPATCHESRESPONSE']._serialized_end=586
+  _globals['_CANCELDISPATCHREQUEST']._serialized_start=588
+  _globals['_CANCELDISPATCHREQUEST']._serialized_end=646
+  _globals['_CANCELDISPATCHRESPONSE']._serialized_start=648
+  _globals['_CANCELDISPATCHRESPONSE']._serialized_end=722
+  _globals['_DISPATCHERSERVICE']._serialized_start=725
+  _globals['_DISPATCHERSERVICE']._serialized_end=1068
 # @@protoc_insertion_point(module_scope)

@@ -17,6 +17,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
@@ -29,16 +34,35 @@ class Dispatch(_message.Message):
     AGENT_NAME_FIELD_NUMBER: _builtins.int
     ROOM_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    JOB_METADATA_FIELD_NUMBER: _builtins.int
     dispatch_id: _builtins.str
     """LiveKit's dispatch id ("AD_...")."""
     agent_name: _builtins.str
     """The agent name the dispatch targets."""
     room: _builtins.str
     """The room the agent is dispatched to."""
-    metadata: _builtins.str
-    """The job metadata exactly as stored in LiveKit (AgentJobMetadata as
-    protobuf JSON for dispatches made by this service).
-    """
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def metadata(self) -> _builtins.str:
+        """The job metadata exactly as stored in LiveKit (AgentJobMetadata as
+        protobuf JSON for dispatches made by this service). Deprecated: read
+        `job_metadata`, which carries the same content already parsed.
+        """
+
+    @metadata.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def metadata(self, value: _builtins.str) -> None:
+        """The job metadata exactly as stored in LiveKit (AgentJobMetadata as
+        protobuf JSON for dispatches made by this service). Deprecated: read
+        `job_metadata`, which carries the same content already parsed.
+        """
+
+    @_builtins.property
+    def job_metadata(self) -> _agent_job_metadata_pb2.AgentJobMetadata:
+        """The dispatch's job metadata parsed as AgentJobMetadata; unset when the
+        dispatch carries metadata that is not ours (made by another system).
+        """
+
     def __init__(
         self,
         *,
@@ -46,10 +70,11 @@ class Dispatch(_message.Message):
         agent_name: _builtins.str = ...,
         room: _builtins.str = ...,
         metadata: _builtins.str = ...,
+        job_metadata: _agent_job_metadata_pb2.AgentJobMetadata | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job_metadata", b"job_metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "dispatch_id", b"dispatch_id", "metadata", b"metadata", "room", b"room"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "dispatch_id", b"dispatch_id", "job_metadata", b"job_metadata", "metadata", b"metadata", "room", b"room"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

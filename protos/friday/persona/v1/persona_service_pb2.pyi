@@ -6,6 +6,7 @@ isort:skip_file
 from friday.persona.v1 import persona_pb2 as _persona_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -16,6 +17,44 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _DefaultReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DefaultReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DefaultReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEFAULT_REASON_UNSPECIFIED: _DefaultReason.ValueType  # 0
+    """Not the default persona."""
+    DEFAULT_REASON_NOT_FOUND: _DefaultReason.ValueType  # 1
+    """The source has no persona for the number (CRM 404, or not in the persona file)."""
+    DEFAULT_REASON_SOURCE_UNAVAILABLE: _DefaultReason.ValueType  # 2
+    """The CRM failed after retries and no stale persona was cached."""
+    DEFAULT_REASON_DEADLINE_EXCEEDED: _DefaultReason.ValueType  # 3
+    """The caller's deadline ran out before the CRM answered, with nothing stale cached."""
+    DEFAULT_REASON_SOURCE_INVALID: _DefaultReason.ValueType  # 4
+    """The CRM answered, but with a persona this service refuses (malformed,
+    wrong shapes, over the body cap), and nothing stale was cached.
+    """
+
+class DefaultReason(_DefaultReason, metaclass=_DefaultReasonEnumTypeWrapper):
+    """Why GetPersona answered with the default persona (allow_default was set and
+    nothing better could be served).
+    """
+
+DEFAULT_REASON_UNSPECIFIED: DefaultReason.ValueType  # 0
+"""Not the default persona."""
+DEFAULT_REASON_NOT_FOUND: DefaultReason.ValueType  # 1
+"""The source has no persona for the number (CRM 404, or not in the persona file)."""
+DEFAULT_REASON_SOURCE_UNAVAILABLE: DefaultReason.ValueType  # 2
+"""The CRM failed after retries and no stale persona was cached."""
+DEFAULT_REASON_DEADLINE_EXCEEDED: DefaultReason.ValueType  # 3
+"""The caller's deadline ran out before the CRM answered, with nothing stale cached."""
+DEFAULT_REASON_SOURCE_INVALID: DefaultReason.ValueType  # 4
+"""The CRM answered, but with a persona this service refuses (malformed,
+wrong shapes, over the body cap), and nothing stale was cached.
+"""
+Global___DefaultReason: _TypeAlias = DefaultReason  # noqa: Y015
 
 @_typing.final
 class GetPersonaRequest(_message.Message):
@@ -60,6 +99,7 @@ class GetPersonaResponse(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     NORMALIZED_NUMBER_FIELD_NUMBER: _builtins.int
     AGE_SECONDS_FIELD_NUMBER: _builtins.int
+    DEFAULT_REASON_FIELD_NUMBER: _builtins.int
     source: _persona_pb2.PersonaSource.ValueType
     """Where `persona` came from."""
     normalized_number: _builtins.str
@@ -67,6 +107,10 @@ class GetPersonaResponse(_message.Message):
     age_seconds: _builtins.float
     """Seconds since `persona` was fetched from its source (0 for a fresh CRM
     fetch, the static file and the default persona).
+    """
+    default_reason: Global___DefaultReason.ValueType
+    """Why the default persona was served; DEFAULT_REASON_UNSPECIFIED unless
+    `source` is PERSONA_SOURCE_DEFAULT.
     """
     @_builtins.property
     def persona(self) -> _persona_pb2.Persona:
@@ -79,10 +123,11 @@ class GetPersonaResponse(_message.Message):
         source: _persona_pb2.PersonaSource.ValueType = ...,
         normalized_number: _builtins.str = ...,
         age_seconds: _builtins.float = ...,
+        default_reason: Global___DefaultReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["persona", b"persona"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_seconds", b"age_seconds", "normalized_number", b"normalized_number", "persona", b"persona", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_seconds", b"age_seconds", "default_reason", b"default_reason", "normalized_number", b"normalized_number", "persona", b"persona", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
