@@ -1,19 +1,19 @@
 """HTTP surface of the gateway (Starlette): `POST /livekit-webhook`, `/health`,
-`/ready`, `/metrics`. Status codes follow LiveKit's delivery rules
-(DESIGN.md §3): 2xx once the dispatch exists or the event is deliberately
-ignored, 4xx for what can never succeed (LiveKit does not retry it), 5xx only
-when a redelivery may succeed (LiveKit retries 5xx except 501).
+`/ready`, `/metrics` — the only module that knows HTTP status codes. They follow
+LiveKit's delivery rules (docs/architecture.md, "LiveKit webhook delivery"): 2xx once
+the dispatch exists or the event is deliberately ignored, 4xx for what can never
+succeed (LiveKit does not retry it), 5xx only when a redelivery may succeed (LiveKit
+retries 5xx except 501). What the routes work with is wired in server.py.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 
-import grpc
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,14 +21,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.common.tracing import current_trace_id
-from services.grpc_runtime.channel import is_serving
 
-from .call_flow import CallFlow, Dispatched
-from .config import GatewayConfig
-from .dedupe import EventLedger, InProcessEventLedger, RedisEventLedger
+from .call_flow import CallFlow, Dispatched, Duplicate
+from .errors import BodyTooLarge
 from .events import Ignored, classify
 from .metrics import GatewayMetrics
-from .upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, upstream_channel
 from .verification import MalformedEventError, SignatureError, WebhookVerifier
 
 logger = logging.getLogger(__name__)
@@ -37,54 +34,26 @@ WEBHOOK_PATH = "/livekit-webhook"
 _ACCEPTED_CONTENT_TYPES = ("application/webhook+json", "application/json")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-@dataclass
+@dataclass(frozen=True)
 class GatewayState:
-    """Everything the routes share, built once in the lifespan."""
+    """Everything the routes share, built once by the composition root."""
 
-    config: GatewayConfig
     verifier: WebhookVerifier
     flow: CallFlow
-    ledger: EventLedger
     metrics: GatewayMetrics
-    channels: list[grpc.aio.Channel] = field(default_factory=list)
+    max_body_bytes: int
+    # upstream name → "is it SERVING?" (for /ready)
+    readiness: dict[str, Callable[[], Awaitable[bool]]]
 
 
-def create_app(config: GatewayConfig) -> Starlette:
+def create_app(wiring: Callable[[], AbstractAsyncContextManager[GatewayState]]) -> Starlette:
+    """The routes, running on what `wiring()` builds for the app's lifetime."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        persona_channel = upstream_channel(config.persona_target, config.persona_tls)
-        dispatcher_channel = upstream_channel(config.dispatcher_target, config.dispatcher_tls)
-        ledger: EventLedger
-        if config.redis_url:
-            ledger = RedisEventLedger.from_url(
-                config.redis_url, config.redis_prefix, config.dedupe_ttl_seconds, config.dedupe_max_entries
-            )
-        else:
-            ledger = InProcessEventLedger(config.dedupe_ttl_seconds, config.dedupe_max_entries)
-        app.state.gateway = GatewayState(
-            config=config,
-            verifier=WebhookVerifier(config.webhook_api_key, config.webhook_api_secret),
-            flow=CallFlow(
-                GrpcPersonaLookup(persona_channel, config.persona_token),
-                GrpcAgentDispatcher(dispatcher_channel, config.dispatcher_token),
-                agent_name=config.agent_name,
-                budget_seconds=config.budget_seconds,
-                persona_timeout_seconds=config.persona_timeout_seconds,
-            ),
-            ledger=ledger,
-            metrics=GatewayMetrics(),
-            channels=[persona_channel, dispatcher_channel],
-        )
-        try:
+        async with wiring() as state:
+            app.state.gateway = state
             yield
-        finally:
-            await ledger.close()
-            for channel in (persona_channel, dispatcher_channel):
-                await channel.close()
 
     return Starlette(
         routes=[
@@ -104,9 +73,9 @@ async def receive_webhook(request: Request) -> Response:
     if content_type not in _ACCEPTED_CONTENT_TYPES:
         return _answer(state, "unknown", "unsupported_media_type", 415, f"content type {content_type!r} not accepted")
     try:
-        raw_body = await _read_limited(request, state.config.max_body_bytes)
+        raw_body = await _read_limited(request, state.max_body_bytes)
     except BodyTooLarge:
-        return _answer(state, "unknown", "too_large", 413, f"body over {state.config.max_body_bytes} bytes")
+        return _answer(state, "unknown", "too_large", 413, f"body over {state.max_body_bytes} bytes")
     try:
         event = state.verifier.verify(raw_body, request.headers.get("authorization"))
     except SignatureError as exc:
@@ -120,17 +89,15 @@ async def receive_webhook(request: Request) -> Response:
         call = classify(event)
         if isinstance(call, Ignored):
             return _answer(state, event_name, "ignored", 200, call.reason, ignored=True)
-        if call.event_id and await state.ledger.seen(call.event_id):
-            state.metrics.duplicates.inc()
-            return _answer(state, event_name, "duplicate", 200, "event already dispatched", ignored=True)
         outcome = await state.flow.handle(call)
+        if isinstance(outcome, Duplicate):
+            state.metrics.duplicates.inc()
+            return _answer(state, event_name, "duplicate", 200, outcome.reason, ignored=True)
         if not isinstance(outcome, Dispatched):
             # 503: a redelivery may well succeed. 500: needs an operator (LiveKit still
             # retries it for ~15 s). 422: the request can never succeed, so LiveKit must not retry.
             status = 422 if outcome.invalid_request else 503 if outcome.retryable else 500
             return _answer(state, event_name, "dispatch_failed", status, outcome.reason)
-        if call.event_id:
-            await state.ledger.remember(call.event_id)
         state.metrics.dispatch_latency.observe(time.perf_counter() - started)
         state.metrics.persona_sources.labels(outcome.persona_source).inc()
         if outcome.default_reason:
@@ -192,12 +159,7 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     state: GatewayState = request.app.state.gateway
-    timeout = state.config.ready_timeout_seconds
-    persona_channel, dispatcher_channel = state.channels
-    upstreams = {
-        "persona": await is_serving(persona_channel, timeout),
-        "dispatcher": await is_serving(dispatcher_channel, timeout),
-    }
+    upstreams = {name: await is_serving() for name, is_serving in state.readiness.items()}
     all_ready = all(upstreams.values())
     return JSONResponse(
         {"status": "ready" if all_ready else "not_ready", "upstreams": upstreams},

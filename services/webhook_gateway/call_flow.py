@@ -1,9 +1,16 @@
-"""The gateway's one job, free of HTTP and gRPC: for a SIP call, find the
-persona and make sure exactly one agent is dispatched with it, inside a budget.
+"""The gateway's one job, free of HTTP and gRPC: for a SIP call, find the persona
+and make sure exactly one agent is dispatched with it, inside a budget.
+
+    event seen before? → Duplicate (the ledger: a redelivery costs nothing)
+    PersonaService.GetPersona (allow_default, at most persona_timeout, always leaving
+      time for the dispatch) → persona, or the default persona and why
+    AgentJobMetadata built once, size-checked against LiveKit's limit
+    DispatcherService.DispatchAgent (the rest of the budget) → Dispatched, and the
+      event is remembered; or DispatchFailed, which says whether a redelivery can help
 
 An answered call beats a perfect one: if PersonaService is down, slow, or has
-nothing for the number, the call is dispatched with the default persona. Only
-a failed *dispatch* is worth LiveKit redelivering the webhook for.
+nothing for the number, the call is dispatched with the default persona. Only a
+failed *dispatch* is worth LiveKit redelivering the webhook for.
 """
 
 from __future__ import annotations
@@ -16,27 +23,18 @@ from typing import Protocol
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
 from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest, DispatchAgentResponse
 from friday.persona.v1.persona_pb2 import PersonaSource
-from friday.persona.v1.persona_service_pb2 import GetPersonaResponse
+from friday.persona.v1.persona_service_pb2 import DefaultReason, GetPersonaResponse
 from services.common import job_metadata
 from services.common.default_persona import default_persona
 
+from .dedupe import EventLedger
+from .errors import UpstreamError
 from .events import SipCall
 
 logger = logging.getLogger(__name__)
 
 # Time kept back from the persona lookup so the dispatch always gets a chance.
 _DISPATCH_RESERVE_SECONDS = 0.5
-
-
-class UpstreamError(Exception):
-    """A gRPC upstream failed. `code` is the gRPC status name; `retryable` says
-    whether the same request could succeed later (what a LiveKit redelivery needs)."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
 
 
 class PersonaLookup(Protocol):
@@ -60,6 +58,13 @@ class Dispatched:
 
 
 @dataclass(frozen=True)
+class Duplicate:
+    """The event already produced a dispatch (a redelivery or a second webhook URL)."""
+
+    reason: str = "event already dispatched"
+
+
+@dataclass(frozen=True)
 class DispatchFailed:
     retryable: bool
     reason: str
@@ -72,6 +77,7 @@ class CallFlow:
         self,
         personas: PersonaLookup,
         dispatcher: AgentDispatcher,
+        ledger: EventLedger,
         *,
         agent_name: str,
         budget_seconds: float,
@@ -79,11 +85,16 @@ class CallFlow:
     ) -> None:
         self._personas = personas
         self._dispatcher = dispatcher
+        self._ledger = ledger
         self._agent_name = agent_name
         self._budget = budget_seconds
         self._persona_timeout = persona_timeout_seconds
 
-    async def handle(self, call: SipCall) -> Dispatched | DispatchFailed:
+    async def handle(self, call: SipCall) -> Dispatched | Duplicate | DispatchFailed:
+        # Concurrent duplicates that race past this check are harmless: DispatcherService
+        # guarantees one dispatch per call; the ledger only saves the work.
+        if call.event_id and await self._ledger.seen(call.event_id):
+            return Duplicate()
         deadline = time.monotonic() + self._budget
         metadata, default_reason = await self._job_metadata(call, deadline)
         remaining = deadline - time.monotonic()
@@ -91,14 +102,15 @@ class CallFlow:
             return DispatchFailed(retryable=True, reason="budget exhausted before dispatch")
         request = DispatchAgentRequest(room=call.room, agent_name=self._agent_name, metadata=metadata)
         try:
-            response = await self._dispatcher.dispatch(request, timeout=remaining, trace_id=metadata.trace_id)
+            response = await self._dispatcher.dispatch(request, timeout=remaining, trace_id=call.event_id)
         except UpstreamError as exc:
             logger.warning("dispatch failed for room %s: %s", call.room, exc)
             return DispatchFailed(
-                retryable=exc.retryable,
-                reason=f"DispatcherService: {exc}",
-                invalid_request=exc.code == "INVALID_ARGUMENT",
+                retryable=exc.retryable, reason=f"{exc.service}: {exc}", invalid_request=exc.invalid_request
             )
+        # Remembered only once the dispatch exists, so a redelivery after a failure is processed.
+        if call.event_id:
+            await self._ledger.remember(call.event_id)
         if response.already_existed:
             # The agent runs with what the existing dispatch carries, which may differ from
             # what this (redelivered) webhook looked up: report that.
@@ -113,26 +125,27 @@ class CallFlow:
         )
 
     async def _job_metadata(self, call: SipCall, deadline: float) -> tuple[AgentJobMetadata, str]:
-        facts = CallFacts(
-            dialed_number=call.dialed_number,
-            caller_number=call.caller_number,
-            sip_call_id=call.sip_call_id,
-            sip_trunk_id=call.sip_trunk_id,
-            room=call.room,
-            participant_identity=call.participant_identity,
-        )
-        metadata = AgentJobMetadata(
-            schema_version=job_metadata.CURRENT_SCHEMA_VERSION, call=facts, trace_id=call.event_id
-        )
+        """The job metadata for the call, and why it carries the default persona ("" if not)."""
         found, default_reason = await self._lookup(call, deadline)
+        metadata = AgentJobMetadata(
+            schema_version=job_metadata.CURRENT_SCHEMA_VERSION,
+            call=CallFacts(
+                # PersonaService's E.164 form when it gave one, else as LiveKit sent it.
+                dialed_number=(found.normalized_number if found is not None else "") or call.dialed_number,
+                caller_number=call.caller_number,
+                sip_call_id=call.sip_call_id,
+                sip_trunk_id=call.sip_trunk_id,
+                room=call.room,
+                participant_identity=call.participant_identity,
+            ),
+            trace_id=call.event_id,
+        )
         if found is not None:
             metadata.persona.CopyFrom(found.persona)
             metadata.persona_source = found.source
-            if found.normalized_number:
-                metadata.call.dialed_number = found.normalized_number
             try:
-                # Check LiveKit's metadata limit here, where a default can still be swapped in.
-                job_metadata.encode(metadata)
+                # LiveKit's metadata limit, checked here where the default can still be swapped in.
+                job_metadata.check_size(metadata)
                 return metadata, default_reason
             except job_metadata.JobMetadataError as exc:
                 default_reason = f"persona refused: {exc}"
@@ -151,21 +164,30 @@ class CallFlow:
             found = await self._personas.get_persona(call.dialed_number, timeout=timeout, trace_id=call.event_id)
         except UpstreamError as exc:
             return None, f"PersonaService: {exc}"
-        default_reason = "PersonaService answered with its default persona" if _is_default(found) else ""
-        return found, default_reason
+        if found.source != PersonaSource.PERSONA_SOURCE_DEFAULT:
+            return found, ""
+        return found, _default_reason_text(found.default_reason)
+
+
+def _default_reason_text(reason: DefaultReason.ValueType) -> str:
+    why = _DEFAULT_REASONS.get(reason, "no reason given")
+    return f"PersonaService answered with its default persona ({why})"
+
+
+_DEFAULT_REASONS: dict[DefaultReason.ValueType, str] = {
+    DefaultReason.DEFAULT_REASON_NOT_FOUND: "no persona for the number",
+    DefaultReason.DEFAULT_REASON_SOURCE_UNAVAILABLE: "CRM unavailable",
+    DefaultReason.DEFAULT_REASON_DEADLINE_EXCEEDED: "out of time",
+    DefaultReason.DEFAULT_REASON_SOURCE_INVALID: "CRM answer refused",
+}
 
 
 def _existing(
     response: DispatchAgentResponse, requested: AgentJobMetadata, default_reason: str
 ) -> tuple[AgentJobMetadata, str]:
-    try:
-        existing = job_metadata.decode(response.dispatch.metadata)
-    except job_metadata.JobMetadataError:
+    if not response.dispatch.HasField("job_metadata"):
         return requested, default_reason  # not ours to read; report what we asked for
+    existing = response.dispatch.job_metadata
     if existing.persona_source == PersonaSource.PERSONA_SOURCE_DEFAULT:
         return existing, "the call was already dispatched with the default persona"
     return existing, ""
-
-
-def _is_default(found: GetPersonaResponse) -> bool:
-    return found.source == PersonaSource.PERSONA_SOURCE_DEFAULT

@@ -1,4 +1,5 @@
-"""Remembers which webhook events already produced a dispatch.
+"""Remembers which webhook events already produced a dispatch (the call flow asks
+before doing any work, and tells it once the dispatch exists).
 
 LiveKit redelivers the same bytes (same event id) after a lost reply, and
 several webhook URLs deliver the same event more than once. An event is
@@ -14,8 +15,8 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
-from redis import asyncio as redis_asyncio
-from redis.exceptions import RedisError
+from services.common.leases import LeaseStoreUnavailable, RedisLeases
+from services.common.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -65,36 +66,34 @@ class InProcessEventLedger:
 
 
 class RedisEventLedger:
-    """Shared by every gateway replica. Falls back to the in-process ledger when
-    Redis is unreachable: a duplicate then costs a ListDispatch, never a second agent."""
+    """Shared by every gateway replica: an event is a lease held for the TTL. Falls
+    back to the in-process ledger when Redis is unreachable: a duplicate then costs a
+    ListDispatch, never a second agent."""
 
-    def __init__(self, client: redis_asyncio.Redis, prefix: str, ttl_seconds: float, fallback: InProcessEventLedger):
-        self._client = client
-        self._prefix = prefix
-        self._ttl_ms = int(ttl_seconds * 1000)
+    def __init__(self, leases: RedisLeases, ttl_seconds: float, fallback: InProcessEventLedger) -> None:
+        self._leases = leases
+        self._ttl = ttl_seconds
         self._fallback = fallback
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_seconds: float, max_entries: int) -> RedisEventLedger:
-        client = redis_asyncio.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
-        return cls(client, prefix, ttl_seconds, InProcessEventLedger(ttl_seconds, max_entries))
-
-    def _key(self, event_id: str) -> str:
-        return f"{self._prefix}event:{event_id}"
+        # 0.2 s: a webhook answer must not wait long on a Redis that is gone.
+        leases = RedisLeases(redis_client(url, timeout_seconds=0.2), prefix + "event:")
+        return cls(leases, ttl_seconds, InProcessEventLedger(ttl_seconds, max_entries))
 
     async def seen(self, event_id: str) -> bool:
         try:
-            return bool(await self._client.exists(self._key(event_id)))
-        except (RedisError, OSError) as exc:
+            return await self._leases.is_held(event_id)
+        except LeaseStoreUnavailable as exc:
             logger.warning("redis unavailable for webhook dedupe, using in-process ledger: %s", exc)
             return await self._fallback.seen(event_id)
 
     async def remember(self, event_id: str) -> None:
         await self._fallback.remember(event_id)
         try:
-            await self._client.set(self._key(event_id), b"1", px=self._ttl_ms)
-        except (RedisError, OSError) as exc:
+            await self._leases.try_acquire(event_id, self._ttl)
+        except LeaseStoreUnavailable as exc:
             logger.warning("redis unavailable for webhook dedupe, remembered in-process only: %s", exc)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._leases.aclose()

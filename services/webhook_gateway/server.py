@@ -1,24 +1,75 @@
-"""Running the gateway on uvicorn: `serve()` for the CLI, `start()` for tests
-and tools that need the bound port inside their own event loop."""
+"""The gateway's composition root: builds what the routes use (webhook verifier,
+gRPC channels to PersonaService and DispatcherService, the event ledger, the call
+flow, metrics) for the app's lifetime, and runs it on uvicorn — `serve()` for the
+CLI, `start()` for tests and tools that need the bound port in their own loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
+from starlette.applications import Starlette
 
 from services.common import event_loop
+from services.grpc_runtime.channel import is_serving
 
-from .app import create_app
+from .app import GatewayState, create_app
+from .call_flow import CallFlow
 from .config import GatewayConfig
+from .dedupe import EventLedger, InProcessEventLedger, RedisEventLedger
+from .metrics import GatewayMetrics
+from .upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, upstream_channel
+from .verification import WebhookVerifier
+
+
+@contextlib.asynccontextmanager
+async def wired(config: GatewayConfig) -> AsyncIterator[GatewayState]:
+    """Everything the routes share, open for as long as the context is."""
+    persona_channel = upstream_channel(config.persona_target, config.persona_tls)
+    dispatcher_channel = upstream_channel(config.dispatcher_target, config.dispatcher_tls)
+    ledger: EventLedger
+    if config.redis_url:
+        ledger = RedisEventLedger.from_url(
+            config.redis_url, config.redis_prefix, config.dedupe_ttl_seconds, config.dedupe_max_entries
+        )
+    else:
+        ledger = InProcessEventLedger(config.dedupe_ttl_seconds, config.dedupe_max_entries)
+    ready_timeout = config.ready_timeout_seconds
+    try:
+        yield GatewayState(
+            verifier=WebhookVerifier(config.webhook_api_key, config.webhook_api_secret),
+            flow=CallFlow(
+                GrpcPersonaLookup(persona_channel, config.persona_token),
+                GrpcAgentDispatcher(dispatcher_channel, config.dispatcher_token),
+                ledger,
+                agent_name=config.agent_name,
+                budget_seconds=config.budget_seconds,
+                persona_timeout_seconds=config.persona_timeout_seconds,
+            ),
+            metrics=GatewayMetrics(),
+            max_body_bytes=config.max_body_bytes,
+            readiness={
+                "persona": functools.partial(is_serving, persona_channel, ready_timeout),
+                "dispatcher": functools.partial(is_serving, dispatcher_channel, ready_timeout),
+            },
+        )
+    finally:
+        await ledger.close()
+        for channel in (persona_channel, dispatcher_channel):
+            await channel.close()
+
+
+def build_app(config: GatewayConfig) -> Starlette:
+    return create_app(functools.partial(wired, config))
 
 
 def _uvicorn_config(config: GatewayConfig) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(config),
+        build_app(config),
         host=config.host,
         port=config.port,
         lifespan="on",

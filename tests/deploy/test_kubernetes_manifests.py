@@ -150,14 +150,14 @@ def test_grpc_services_listen_and_are_probed_on_their_default_ports(name: str) -
 
 
 def test_gateway_listens_on_its_default_port_with_http_probes_on_real_routes() -> None:
-    from services.webhook_gateway.app import create_app
+    from services.webhook_gateway.server import build_app
 
     container = only_container(DEPLOYMENTS[GATEWAY])
     port = GatewayConfig().port
     assert str(port) == DEFAULTS["PORT"]
     assert container_port(container, "http") == port
     assert env(GATEWAY).get("PORT", str(port)) == str(port)
-    routes = {route.path for route in create_app(GatewayConfig()).routes}
+    routes = {route.path for route in build_app(GatewayConfig()).routes}
     expected = {"readinessProbe": "/ready", "livenessProbe": "/health"}
     for probe_kind, path in expected.items():
         probe = container[probe_kind]["httpGet"]

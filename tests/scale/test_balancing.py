@@ -16,7 +16,7 @@ from services.grpc_runtime.channel import create_channel
 from services.grpc_runtime.health import NOT_SERVING, SERVING
 from services.persona.config import PersonaConfig
 from services.persona.server import build_server
-from services.webhook_gateway.call_flow import UpstreamError
+from services.webhook_gateway.errors import UpstreamError
 from services.webhook_gateway.upstreams import GrpcPersonaLookup, upstream_channel
 
 NUMBER = "+918655701159"  # in the bundled example personas

@@ -8,8 +8,8 @@ import pytest
 from services.grpc_runtime import ServerConfig
 from services.persona.config import PersonaConfig
 from services.persona.server import build_server as build_persona
-from services.webhook_gateway.call_flow import UpstreamError
 from services.webhook_gateway.config import GatewayConfig
+from services.webhook_gateway.errors import UpstreamError
 from services.webhook_gateway.upstreams import GrpcPersonaLookup, upstream_channel
 
 TOKEN = "persona-token-0123456789abcdef"
