@@ -19,7 +19,7 @@ from services.common.job_metadata import JobMetadataError, decode
 
 logger = logging.getLogger("friday.agent.job_setup")
 
-# LiveKit's SIP participant attributes (see DESIGN.md §3) → CallFacts fields.
+# LiveKit's SIP participant attributes (docs/architecture.md, "SIP participant attributes") → CallFacts fields.
 SIP_ATTRIBUTE_FIELDS: Mapping[str, str] = {
     "sip.trunkPhoneNumber": "dialed_number",
     "sip.phoneNumber": "caller_number",

@@ -1,6 +1,6 @@
 """HTTP surface of the gateway (Starlette): `POST /livekit-webhook`, `/health`,
 `/ready`, `/metrics`. Status codes follow LiveKit's delivery rules
-(DESIGN.md §3): 2xx once the dispatch exists or the event is deliberately
+(docs/architecture.md, "LiveKit webhook delivery"): 2xx once the dispatch exists or the event is deliberately
 ignored, 4xx for what can never succeed (LiveKit does not retry it), 5xx only
 when a redelivery may succeed (LiveKit retries 5xx except 501).
 """
