@@ -19,7 +19,7 @@ from services.common.job_metadata import JobMetadataError, decode
 
 logger = logging.getLogger("friday.agent.job_setup")
 
-# LiveKit's SIP participant attributes (see DESIGN.md §3) → CallFacts fields.
+# LiveKit's SIP participant attributes (docs/architecture.md, "SIP participant attributes") → CallFacts fields.
 SIP_ATTRIBUTE_FIELDS: Mapping[str, str] = {
     "sip.trunkPhoneNumber": "dialed_number",
     "sip.phoneNumber": "caller_number",
@@ -91,9 +91,10 @@ def _is_empty(persona: Persona) -> bool:
 def fill_call_facts(call: CallFacts, attributes: Mapping[str, str]) -> CallFacts:
     """Complete missing call facts from the SIP participant's attributes.
 
-    Metadata wins where it has a value: the dispatcher normalised the dialed
-    number (E.164) before looking up the persona, and the transcript should show
-    the number the persona was chosen for. Attributes only fill the gaps.
+    Metadata wins where it has a value: PersonaService normalised the dialed
+    number (E.164) and the gateway copied that form into the metadata; the
+    transcript should show the number the persona was chosen for. Attributes
+    only fill the gaps.
     """
     filled = CallFacts()
     filled.CopyFrom(call)

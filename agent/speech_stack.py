@@ -3,7 +3,8 @@ voice choice.
 
 Two stacks:
 - `inference` (default): LiveKit Inference model strings — needs nothing but the
-  LiveKit project credentials the worker already has.
+  LiveKit project credentials the worker already has, but only LiveKit Cloud serves it
+  (docs/architecture.md, "Agents"): a self-hosted server needs `azure`.
 - `azure`: Azure OpenAI through livekit-plugins-openai (`with_azure`), as the
   original Friday agent used; chosen automatically when AZURE_OPENAI_ENDPOINT and a
   key are set.

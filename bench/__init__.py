@@ -1,4 +1,4 @@
-"""Benchmark harness for the Friday persona mesh (issue 8).
+"""Benchmark harness for the Friday persona mesh.
 
 `python -m bench` (or `friday bench`) starts the CRM and LiveKit stand-ins, the three
 services as separate processes (the way `friday up` runs them), drives signed LiveKit

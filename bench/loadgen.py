@@ -159,8 +159,8 @@ async def _sequential(pool: HttpPool, requests: list[bytes]) -> dict[str, Any]:
 
 async def _open_loop(pool: HttpPool, requests: list[bytes], rate: float) -> dict[str, Any]:
     """The schedule is kept by a pacing thread, not by asyncio.sleep: the selector's
-    timeout has millisecond granularity, which made every send 0.1-1.1 ms late (p50
-    0.63 ms at 100/s) and counted that lag against the mesh. time.sleep() wakes within
+    timeout has millisecond granularity, which made every send up to a millisecond late
+    and counted that lag against the mesh. time.sleep() wakes within
     tens of microseconds and costs no CPU while waiting; each send is then handed to
     the event loop, which writes it."""
     loop = asyncio.get_running_loop()

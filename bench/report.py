@@ -1,4 +1,4 @@
-"""Targets (issue 8) checked against the rows, and the results written as JSON and
+"""Targets (README, Performance) checked against the rows, and the results written as JSON and
 as a markdown table with the machine it ran on."""
 
 from __future__ import annotations

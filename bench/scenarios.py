@@ -1,4 +1,4 @@
-"""The seven scenarios of issue 8, each returning result rows (see measure.py)."""
+"""The seven benchmark scenarios (README, Performance), each returning result rows (see measure.py)."""
 
 from __future__ import annotations
 

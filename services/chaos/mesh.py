@@ -136,7 +136,7 @@ async def chaos_mesh(options: MeshOptions | None = None) -> AsyncIterator[ChaosM
     mesh = ChaosMesh(options)
     async with AsyncExitStack() as stack:
         # Three services share this process, which may be a big one (a test run that loaded
-        # livekit-agents: a full collection there took ~145 ms, longer than PersonaService's
+        # livekit-agents: a full collection there can take longer than PersonaService's
         # 100 ms answer margin). Each real service freezes its start-up heap
         # (services/common/event_loop.py); do the same for the duration of the run.
         event_loop.freeze_startup_heap()

@@ -1,4 +1,4 @@
-"""`friday bench`: the benchmark harness (bench/, issue 8), the same as `python -m bench`.
+"""`friday bench`: the benchmark harness (bench/), the same as `python -m bench`.
 Run it from a checkout: it starts the stand-ins from tests/standins."""
 
 from __future__ import annotations

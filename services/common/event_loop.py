@@ -3,15 +3,15 @@
 `run()`: uvloop where it is installed (every Linux/macOS install: it is a dependency),
 the standard asyncio loop otherwise. grpc.aio only needs `add_reader` from the loop
 (its completion-queue poller wakes the loop through a socket), which uvloop provides;
-the benchmark measured ~8 % less CPU per webhook across PersonaService and
-DispatcherService with it (see the README's Performance section).
+PersonaService and DispatcherService spend less CPU per webhook on it (measured in the
+bench; see README Performance).
 
 `freeze_startup_heap()`: everything imported and built at start-up (grpc, protobuf,
 phonenumbers' metadata, ...) lives as long as the process, yet each full garbage
-collection walks all of it: 20-40 ms with the loop stopped in each of our services,
-in the middle of somebody's call. Frozen, it is left out of collections: the
-benchmark's worst of 1,000-1,500 sequential calls went from 23-40 ms to 10-13 ms, and
-GC CPU per call stayed ~1 µs. Cyclic garbage made later is still collected."""
+collection walks all of it, stopping the loop in each of our services in the
+middle of somebody's call. Frozen, it is left out of collections: the worst
+sequential call got much faster and GC CPU per call did not grow (measured in the
+bench; see README Performance). Cyclic garbage made later is still collected."""
 
 from __future__ import annotations
 

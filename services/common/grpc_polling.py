@@ -4,8 +4,8 @@ grpcio 1.85 polls sockets on EventEngine threads by default; grpc.aio then hands
 completion to its own poller thread, which wakes the event loop: two thread hand-offs per
 event. With the EventEngine client and listener experiments off, gRPC core falls back to
 its long-standing epoll engine, where grpc.aio's poller thread polls the sockets itself.
-On this project's 2-core benchmark machine that made a unary call about 17 % faster
-(p50 0.70 → 0.58 ms) and cut mesh CPU per webhook by ~4-8 % (README, Performance).
+That made a unary call faster and cut the mesh's CPU per webhook (measured in the bench;
+see README Performance).
 
 gRPC core reads GRPC_EXPERIMENTS once, when grpc is first imported, so this must run
 before anything imports grpc. An operator's own GRPC_EXPERIMENTS (even an empty one,

@@ -5,7 +5,7 @@ the bearer token and the call's trace id, and fails with `DispatcherCallError`
 (gRPC code + ErrorInfo reason + whether a retry may help).
 
 No channel retry policy: the service retries LiveKit itself within the deadline, and
-stacking retries would multiply attempts (DESIGN.md §4)."""
+stacking retries would multiply attempts (docs/architecture.md, "Deadlines and retries")."""
 
 from __future__ import annotations
 

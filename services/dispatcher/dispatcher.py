@@ -2,7 +2,7 @@
 dispatch, however many times, concurrently or at however many replicas the request
 arrives.
 
-    local lock (this process) → claim (in memory or Redis SET NX, TTL = our deadline)
+    local lock (this process) → claim (in memory or Redis SET NX, TTL = our deadline + grace)
       claimed by us   → ListDispatch: agent already there? → return it, already_existed
                         else CreateDispatch, retried only after failures proving it
                         created nothing (a Twirp error from LiveKit, connection refused).

@@ -24,9 +24,10 @@ from services.dispatcher.transport import DispatchRecord, LiveKitCallError
 T = TypeVar("T")
 
 
-# The SDK signs a new JWT for every request (~0.1 ms each, twice per dispatch: List then
-# Create, about a tenth of the dispatcher's CPU per call in bench/). A room-admin token
-# for one room is reusable, so keep each for a while, well inside its own validity.
+# The SDK signs a new JWT for every request, twice per dispatch (List then Create): a
+# visible share of the dispatcher's CPU (measured in the bench; see README Performance).
+# A room-admin token for one room is reusable, so keep each for a while, well inside its
+# own validity.
 _TOKEN_VALIDITY = timedelta(minutes=15)
 _TOKEN_REUSE_SECONDS = 5 * 60
 _TOKEN_CACHE_ROOMS = 1024

@@ -32,7 +32,7 @@ STATUS = StatusTable(
         (errors.RoomNotFound, grpc.StatusCode.NOT_FOUND),
         (errors.DispatchNotFound, grpc.StatusCode.NOT_FOUND),
         # Our LiveKit key refused: the operator must fix config. Never UNAUTHENTICATED,
-        # which tells *callers* their token is wrong (DESIGN.md §4).
+        # which tells *callers* their token is wrong (docs/architecture.md, "Status codes").
         (errors.LiveKitRejectedCredentials, grpc.StatusCode.FAILED_PRECONDITION),
         (errors.LiveKitRejectedRequest, grpc.StatusCode.INVALID_ARGUMENT),
         (errors.LiveKitPrecondition, grpc.StatusCode.FAILED_PRECONDITION),

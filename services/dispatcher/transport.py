@@ -64,7 +64,7 @@ class LiveKitCallError(Exception):
     @property
     def retryable(self) -> bool:
         """Transport failures, timeouts, 5xx (but 501) and 429 may succeed on retry; a
-        4xx never will (LiveKit's own retry rule, DESIGN.md §3)."""
+        4xx never will (LiveKit's own retry rule: docs/architecture.md, "LiveKit webhook delivery")."""
         if self.status is None:
             return True
         if self.status == 501:

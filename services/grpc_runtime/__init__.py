@@ -1,4 +1,4 @@
-"""The shared gRPC runtime every Friday service is hosted on (DESIGN.md §4).
+"""The shared gRPC runtime every Friday service is hosted on (docs/architecture.md, "The shared gRPC runtime").
 
 What a service gets: a grpc.aio server bound from a frozen `ServerConfig` (port 0 →
 the bound port in `server.port`), standard health (overall "" + one status per

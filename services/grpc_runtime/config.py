@@ -111,7 +111,7 @@ class ClientTLSConfig:
 @dataclass(frozen=True)
 class RetryPolicy:
     """A gRPC channel retry policy (service config `retryPolicy`). Only for services
-    that do not retry internally (DESIGN.md §4: never stack on top of tenacity)."""
+    that do not retry internally (docs/architecture.md, "Deadlines and retries": never stack on tenacity)."""
 
     max_attempts: int = 3
     initial_backoff_seconds: float = 0.1

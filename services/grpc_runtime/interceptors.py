@@ -25,7 +25,7 @@ from services.grpc_runtime.metrics import ServerMetrics
 
 access_log = logging.getLogger("friday.grpc.access")
 
-# Methods that must answer without a token: probes and tooling (DESIGN.md §4).
+# Methods that must answer without a token: probes and tooling (docs/architecture.md, "Health, reflection and auth").
 OPEN_METHOD_PREFIXES = (
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1alpha.ServerReflection/",

@@ -33,7 +33,7 @@ STATUS = StatusTable(
     ]
 )
 # Tells a client channel's retry policy not to retry this UNAVAILABLE: the service
-# already retried the CRM inside the deadline (DESIGN.md §4: no stacked retries).
+# already retried the CRM inside the deadline (docs/architecture.md, "Deadlines and retries").
 # A server that is down still yields a transport UNAVAILABLE, which is retried.
 _NO_RETRY = (("grpc-retry-pushback-ms", "-1"),)
 

@@ -1,6 +1,6 @@
 """What a verified webhook asks of us: start a call's dispatch, or nothing.
 
-Only `participant_joined` for a SIP participant starts a dispatch (DESIGN.md §3);
+Only `participant_joined` for a SIP participant starts a dispatch (docs/architecture.md, "LiveKit webhooks");
 our own agent joining is a `participant_joined` of kind AGENT and must not.
 """
 

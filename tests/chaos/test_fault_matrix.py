@@ -1,4 +1,4 @@
-"""The fault matrix (issue 10): 100 calls per fault through the real gateway,
+"""The fault matrix (README, Fault matrix): 100 calls per fault through the real gateway,
 PersonaService and DispatcherService, redelivered on LiveKit's 1/2/4/8 s schedule.
 
 Everywhere: no call left without an agent (every fault leaves the mesh a healthy path

@@ -45,7 +45,7 @@ PERSONA, DISPATCHER, GATEWAY, AGENT = "friday-persona", "friday-dispatcher", "fr
 GRPC = {PERSONA: "PERSONA", DISPATCHER: "DISPATCHER"}
 OURS = (PERSONA, DISPATCHER, GATEWAY, AGENT)
 
-# The Secret holding the key pair that can create dispatches (issue 9: only the
+# The Secret holding the key pair that can create dispatches (only the
 # dispatcher, and the gateway for webhook verification, may read it).
 LIVEKIT_SECRET = "friday-livekit"
 AGENT_SECRET = "friday-agent-livekit"
