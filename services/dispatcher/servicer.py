@@ -87,6 +87,8 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
             await self._abort(context, exc, code)
         self._metrics.record_dispatch("already_existed" if outcome.already_existed else "created")
         stored = None if outcome.already_existed else request.metadata
+        if stored is not None and not stored.schema_version:
+            stored.schema_version = codec.CURRENT_SCHEMA_VERSION  # as the codec stamped what LiveKit holds
         return pb.DispatchAgentResponse(
             dispatch=dispatch_message(outcome.dispatch, stored), already_existed=outcome.already_existed
         )

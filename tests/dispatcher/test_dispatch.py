@@ -32,6 +32,9 @@ async def test_dispatch_creates_one_dispatch_with_parseable_metadata(
     assert parsed.call.sip_call_id == "SCL_test"
     assert parsed.trace_id == "EV_test"
     assert response.dispatch.metadata == held[0].metadata
+    assert response.dispatch.job_metadata == parsed  # typed: nothing for the caller to decode
+    (listed,) = await dispatcher.client.list_dispatches("call-room-1")
+    assert listed.job_metadata == parsed
 
 
 async def test_same_request_five_times_sequentially_makes_one_dispatch(
@@ -77,6 +80,7 @@ async def test_existing_dispatch_made_elsewhere_is_returned_not_duplicated(
 
     assert response.already_existed is True
     assert response.dispatch.dispatch_id == made.id
+    assert not response.dispatch.HasField("job_metadata")  # "{}" is not ours to read
     assert len(livekit.dispatches("pre-room")) == 1
 
 

@@ -10,6 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from friday.persona.v1.persona_pb2 import PersonaSource
+from friday.persona.v1.persona_service_pb2 import DefaultReason
 from services.grpc_runtime import create_channel
 from services.persona.client import PersonaClient, error_reason
 from services.persona.numbers import CrmNumberFormat
@@ -71,6 +72,8 @@ async def test_retries_exhausted_stale_then_default_then_error(crm: CrmStandIn, 
     default = await running.client.get_persona(other, allow_default=True)
     assert default.source == PersonaSource.PERSONA_SOURCE_DEFAULT
     assert default.persona.persona_id == "default"
+    assert default.default_reason == DefaultReason.DEFAULT_REASON_SOURCE_UNAVAILABLE
+    assert stale.default_reason == DefaultReason.DEFAULT_REASON_UNSPECIFIED
 
     crm.fail_next(3, status=500)
     error = await _fails(running.client.get_persona(other))
@@ -95,6 +98,7 @@ async def test_404_is_not_found_or_default_and_cached_negatively(crm: CrmStandIn
     assert error_reason(error) == "PERSONA_NOT_FOUND"
     default = await running.client.get_persona(NUMBER, allow_default=True)
     assert default.source == PersonaSource.PERSONA_SOURCE_DEFAULT
+    assert default.default_reason == DefaultReason.DEFAULT_REASON_NOT_FOUND
     assert crm.requests_for(NATIONAL) == 1  # the negative cache answered the second lookup
 
 
