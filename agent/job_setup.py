@@ -16,15 +16,16 @@ from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.common.default_persona import default_persona
 from services.common.job_metadata import JobMetadataError, decode
+from services.common.livekit_names import SipAttribute
 
 logger = logging.getLogger("friday.agent.job_setup")
 
 # LiveKit's SIP participant attributes (docs/architecture.md, "SIP participant attributes") → CallFacts fields.
 SIP_ATTRIBUTE_FIELDS: Mapping[str, str] = {
-    "sip.trunkPhoneNumber": "dialed_number",
-    "sip.phoneNumber": "caller_number",
-    "sip.callID": "sip_call_id",
-    "sip.trunkID": "sip_trunk_id",
+    SipAttribute.TRUNK_PHONE_NUMBER: "dialed_number",
+    SipAttribute.PHONE_NUMBER: "caller_number",
+    SipAttribute.CALL_ID: "sip_call_id",
+    SipAttribute.TRUNK_ID: "sip_trunk_id",
 }
 
 

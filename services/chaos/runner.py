@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.simulator.livekit_webhooks import agent_participant_joined, signed_request, sip_participant_joined
 
 from .calls import NumberKind, PersonaVerdict, PlannedCall, judge_persona, numbers, plan_calls
@@ -18,7 +19,7 @@ from .faults import DeliveryMode, Fault
 from .mesh import WEBHOOK_KEY, WEBHOOK_SECRET, ChaosMesh, chaos_mesh
 from .redelivery import Delivery, deliver
 
-AGENT_NAME = "friday-ai-agent"
+AGENT_NAME = DEFAULT_AGENT_NAME
 DEFAULT_ARRIVAL_SECONDS = 3.0
 
 

@@ -126,8 +126,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
     from friday.persona.v1.persona_pb2 import PersonaSource
     from services.common.default_persona import default_persona
+    from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
 
-    agent_name = args.agent_name or os.environ.get("AGENT_TO_DISPATCH") or "friday-ai-agent"
+    agent_name = args.agent_name or os.environ.get(AGENT_NAME_ENV) or DEFAULT_AGENT_NAME
     metadata = AgentJobMetadata(persona=default_persona(), persona_source=PersonaSource.Value("PERSONA_SOURCE_DEFAULT"))
     metadata.call.room = args.room
     metadata.call.sip_call_id = args.sip_call_id

@@ -8,6 +8,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -35,7 +37,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--livekit-url", "LIVEKIT_URL", "http://localhost:7880", "LiveKit server URL (dispatcher, agent)"),
     Setting("--livekit-api-key", "LIVEKIT_API_KEY", "devkey", "LiveKit API key (dispatcher; gateway verifies with it)"),
     Setting("--livekit-api-secret", "LIVEKIT_API_SECRET", "secret", "LiveKit API secret"),
-    Setting("--agent-name", "AGENT_TO_DISPATCH", "friday-ai-agent", "agent name to dispatch / register"),
+    Setting("--agent-name", AGENT_NAME_ENV, DEFAULT_AGENT_NAME, "agent name to dispatch / register"),
     Setting("--dispatcher-token", "DISPATCHER_TOKEN", "", "bearer token the dispatcher requires; unset = open"),
     Setting("--budget-seconds", "GATEWAY_BUDGET_SECONDS", "3", "gateway's total time per webhook"),
     Setting("--log-level", "LOG_LEVEL", "INFO", "log level of every service"),

@@ -11,11 +11,7 @@ from dataclasses import dataclass
 from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
-# SIP participant attributes LiveKit sets (livekit/protocol `sip.*` attribute keys).
-ATTR_DIALED_NUMBER = "sip.trunkPhoneNumber"
-ATTR_CALLER_NUMBER = "sip.phoneNumber"
-ATTR_CALL_ID = "sip.callID"
-ATTR_TRUNK_ID = "sip.trunkID"
+from services.common.livekit_names import SipAttribute
 
 
 @dataclass(frozen=True)
@@ -54,10 +50,10 @@ def classify(event: WebhookEvent) -> SipCall | Ignored:
         event_id=event.id,
         room=room,
         participant_identity=participant.identity,
-        dialed_number=attributes.get(ATTR_DIALED_NUMBER, "").strip(),
-        caller_number=attributes.get(ATTR_CALLER_NUMBER, "").strip(),
-        sip_call_id=attributes.get(ATTR_CALL_ID, "").strip(),
-        sip_trunk_id=attributes.get(ATTR_TRUNK_ID, "").strip(),
+        dialed_number=attributes.get(SipAttribute.TRUNK_PHONE_NUMBER, "").strip(),
+        caller_number=attributes.get(SipAttribute.PHONE_NUMBER, "").strip(),
+        sip_call_id=attributes.get(SipAttribute.CALL_ID, "").strip(),
+        sip_trunk_id=attributes.get(SipAttribute.TRUNK_ID, "").strip(),
     )
 
 
