@@ -18,7 +18,7 @@ from livekit.agents import llm
 
 from agent.persona_plan import PersonaPlan
 
-logger = logging.getLogger("friday.agent.events")
+logger = logging.getLogger(__name__)
 
 PERSONA_APPLIED = "persona_applied"
 # Key in ChatMessage.extra that marks Friday's own transcript events.

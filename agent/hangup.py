@@ -13,7 +13,7 @@ import logging
 
 from livekit.agents import AgentSession, get_job_context
 
-logger = logging.getLogger("friday.agent.hangup")
+logger = logging.getLogger(__name__)
 
 HANGUP_REASON = "agent ended the call"
 

@@ -18,7 +18,7 @@ from services.common.default_persona import default_persona
 from services.common.job_metadata import JobMetadataError, decode
 from services.common.livekit_names import SipAttribute
 
-logger = logging.getLogger("friday.agent.job_setup")
+logger = logging.getLogger(__name__)
 
 # LiveKit's SIP participant attributes (docs/architecture.md, "SIP participant attributes") → CallFacts fields.
 SIP_ATTRIBUTE_FIELDS: Mapping[str, str] = {

@@ -12,7 +12,7 @@ from agent.greeting import GreetingKind
 from agent.hangup import hang_up
 from agent.persona_plan import PersonaPlan
 
-logger = logging.getLogger("friday.agent.persona_agent")
+logger = logging.getLogger(__name__)
 
 END_CALL_DESCRIPTION = (
     "End the phone call. Use it once the caller's request is handled and they have nothing "

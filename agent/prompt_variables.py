@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from friday.agent.v1.agent_job_metadata_pb2 import CallFacts
 from friday.persona.v1.persona_pb2 import Persona
 
-logger = logging.getLogger("friday.agent.prompt_variables")
+logger = logging.getLogger(__name__)
 
 # Names are identifiers; optional spaces inside the braces (`{{ name }}`) are tolerated
 # because CRM editors add them.

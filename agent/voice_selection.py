@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from friday.persona.v1.persona_pb2 import Persona
 
-logger = logging.getLogger("friday.agent.voice_selection")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

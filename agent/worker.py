@@ -19,7 +19,7 @@ from agent.persona_agent import PersonaAgent
 from agent.persona_plan import PersonaPlan, plan_persona
 from agent.speech_stack import build_speech_stack, voice_catalog
 
-logger = logging.getLogger("friday.agent.worker")
+logger = logging.getLogger(__name__)
 
 
 def build_server(config: AgentConfig | None = None) -> AgentServer:

@@ -37,7 +37,7 @@ from services.dispatcher.livekit_calls import LiveKitCalls
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.transport import DispatchRecord, DispatchTransport, LiveKitCallError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # A claim outlives its holder's deadline by this much, covering clock skew between
 # replicas and the holder's last in-flight request.
@@ -154,7 +154,7 @@ class Dispatcher:
         # a second create. Someone else's dispatch: nothing of ours is in flight.
         await self._settle_claim(key, token, keep=not outcome.already_existed)
         if not outcome.already_existed:
-            log.info("created dispatch %s of %r to room %r", outcome.dispatch.dispatch_id, agent_name, room)
+            logger.info("created dispatch %s of %r to room %r", outcome.dispatch.dispatch_id, agent_name, room)
         return outcome
 
     async def _create(
@@ -182,7 +182,9 @@ class Dispatcher:
             if not state.maybe_landed:
                 raise  # LiveKit refused every attempt: nothing was created
             failure = exc
-        log.warning("CreateDispatch of %r to %r may have landed (%s); watching ListDispatch", agent_name, room, failure)
+        logger.warning(
+            "CreateDispatch of %r to %r may have landed (%s); watching ListDispatch", agent_name, room, failure
+        )
         landed = await self._await_landing(room, agent_name, deadline)
         if landed is None:
             raise errors.LiveKitUnavailable(

@@ -18,7 +18,7 @@ from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.transport import LiveKitCallError
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 def to_domain_error(exc: LiveKitCallError, *, method: str, room: str) -> errors.DispatchError:
     """Map LiveKit's final answer to a domain error. Retryable failures only reach here
@@ -97,7 +97,7 @@ class LiveKitCalls:
         def count_retry(state: RetryCallState) -> None:
             self._metrics.livekit_retries.labels(method=method).inc()
             failure = state.outcome.exception() if state.outcome else None
-            log.warning("LiveKit %s failed (%s); retry %d", method, failure, state.attempt_number)
+            logger.warning("LiveKit %s failed (%s); retry %d", method, failure, state.attempt_number)
 
         retrying = retrying_before(
             deadline,

@@ -21,7 +21,7 @@ from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.transport import DispatchRecord
 from services.grpc_runtime import StatusTable, abort_with_error, answer_budget, current_trace_id
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "dispatcher.friday"
 
@@ -114,5 +114,5 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
     @staticmethod
     async def _abort(context: grpc.aio.ServicerContext, exc: errors.DispatchError, code: grpc.StatusCode) -> NoReturn:
         level = logging.WARNING if code != grpc.StatusCode.INVALID_ARGUMENT else logging.INFO
-        log.log(level, "%s %s: %s", code.name, exc.reason, exc)
+        logger.log(level, "%s %s: %s", code.name, exc.reason, exc)
         await abort_with_error(context, code, str(exc), reason=exc.reason, domain=ERROR_DOMAIN, metadata=exc.metadata)

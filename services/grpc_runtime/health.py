@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
-log = logging.getLogger("friday.grpc.health")
+logger = logging.getLogger(__name__)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -71,7 +71,7 @@ class HealthReporter:
         before = deps.get(dependency)
         deps[dependency] = healthy
         if before != healthy:
-            log.log(
+            logger.log(
                 logging.INFO if healthy else logging.WARNING,
                 "health: %s dependency %s is %s",
                 service,
@@ -112,7 +112,7 @@ class HealthReporter:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a broken probe must not kill the loop; it means "unhealthy"
-                log.exception("health probe %s/%s failed", probe.service, probe.dependency)
+                logger.exception("health probe %s/%s failed", probe.service, probe.dependency)
                 healthy = False
             await self.report(probe.service, probe.dependency, healthy)
             await asyncio.sleep(probe.interval_seconds)

@@ -61,7 +61,7 @@ class _ClientErrorsAtDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
-_server_log = _ClientErrorsAtDebug(logging.getLogger("friday.grpc.metrics"), {})
+_server_log = _ClientErrorsAtDebug(logging.getLogger(__name__), {})
 
 
 class MetricsHTTPServer:

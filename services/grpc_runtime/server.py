@@ -25,7 +25,7 @@ from services.grpc_runtime.health import HealthReporter
 from services.grpc_runtime.interceptors import BearerTokenAuthInterceptor, ObservingInterceptor
 from services.grpc_runtime.metrics import MetricsHTTPServer, ServerMetrics
 
-log = logging.getLogger("friday.grpc.server")
+logger = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -154,7 +154,7 @@ class GrpcServer:
         if self.config.metrics_port is not None:
             self._metrics_http = MetricsHTTPServer(self.registry, self.config.metrics_host, self.config.metrics_port)
             await self._metrics_http.start()
-        log.info(
+        logger.info(
             "%s listening on %s:%d (tls=%s, mtls=%s, auth=%s, metrics=%s)",
             self.name,
             self.config.host,
@@ -180,9 +180,9 @@ class GrpcServer:
             try:
                 await hook()
             except Exception:
-                log.exception("shutdown hook failed")
+                logger.exception("shutdown hook failed")
         self._stopped.set()
-        log.info("%s stopped", self.name)
+        logger.info("%s stopped", self.name)
 
     async def serve(self) -> None:
         """Start, then run until SIGTERM/SIGINT, then stop gracefully."""
@@ -203,7 +203,9 @@ class GrpcServer:
             waiter.cancel()
             stopped.cancel()
             if stop_requested.is_set():
-                log.info("%s: signal received, draining for up to %.1fs", self.name, self.config.shutdown_grace_seconds)
+                logger.info(
+                    "%s: signal received, draining for up to %.1fs", self.name, self.config.shutdown_grace_seconds
+                )
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)

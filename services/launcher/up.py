@@ -21,9 +21,8 @@ import sys
 from dataclasses import dataclass
 
 from services.grpc_runtime.config import ClientTLSConfig
-
-from .children import ChildProcess
-from .readiness import grpc_serving, http_ready, wait_until
+from services.launcher.children import ChildProcess
+from services.launcher.readiness import grpc_serving, http_ready, wait_until
 
 # Replica i of a gRPC service listens on base + REPLICA_PORT_STEP * i, so the
 # persona (50051) and dispatcher (50052) port ranges never meet.

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from services.persona.cache_entry import CacheBackend, CacheEntry, CacheUnavailable
 from services.persona.memory_cache import MemoryCache
 
-log = logging.getLogger("friday.persona.cache")
+logger = logging.getLogger(__name__)
 
 
 class PersonaCache:
@@ -50,7 +50,7 @@ class PersonaCache:
         self._count_shared_error(op)
         self._skip_shared_until = self._clock() + self._cooldown
         if not self._shared_down:
-            log.warning(
+            logger.warning(
                 "redis unavailable (%s); serving from the in-process cache, retrying redis every %.0fs: %s",
                 op,
                 self._cooldown,
@@ -94,6 +94,6 @@ class PersonaCache:
 
     def _shared_ok(self) -> None:
         if self._shared_down:
-            log.info("redis reachable again")
+            logger.info("redis reachable again")
         self._shared_down = False
         self._skip_shared_until = 0.0

@@ -20,7 +20,7 @@ from services.persona.mapping import persona_from_json
 from services.persona.numbers import CrmNumberFormat, DialedNumber
 from services.persona.sources import SourceUnavailable
 
-log = logging.getLogger("friday.persona.crm")
+logger = logging.getLogger(__name__)
 
 # A persona is a few KiB; a bigger answer is a CRM bug (or an attack), never worth the memory.
 MAX_BODY_BYTES = 1 << 20
@@ -120,7 +120,9 @@ class CrmPersonaSource:
         except _BodyTooLarge as exc:
             self._observe_latency("too_large", time.perf_counter() - start)
             self._count_error("malformed")
-            log.warning("CRM answer for %s is over %d bytes; not reading it", number.e164, self.settings.max_body_bytes)
+            logger.warning(
+                "CRM answer for %s is over %d bytes; not reading it", number.e164, self.settings.max_body_bytes
+            )
             raise SourceUnavailable("malformed", f"CRM answer for {number.e164} is too large: {exc}") from exc
         self._observe_latency(str(status), time.perf_counter() - start)
         if status == 404:
@@ -131,7 +133,7 @@ class CrmPersonaSource:
             raise _Retryable(kind, f"HTTP {status}")
         if status != 200:
             self._count_error("http_4xx" if 400 <= status < 500 else "http_other")
-            log.warning("CRM answered HTTP %d for %s; not retrying", status, number.e164)
+            logger.warning("CRM answered HTTP %d for %s; not retrying", status, number.e164)
             raise SourceUnavailable("http_4xx", f"CRM answered HTTP {status} for {number.e164}")
         try:
             return persona_from_json(json.loads(body))
@@ -139,7 +141,7 @@ class CrmPersonaSource:
         # RecursionError (json or protobuf); protobuf may refuse a value with its own Error.
         except (ValueError, RecursionError, ProtobufError) as exc:
             self._count_error("malformed")
-            log.warning("CRM sent a malformed persona for %s: %s", number.e164, exc)
+            logger.warning("CRM sent a malformed persona for %s: %s", number.e164, exc)
             raise SourceUnavailable("malformed", f"CRM sent a malformed persona for {number.e164}: {exc}") from exc
 
     async def _get(self, url: str, timeout: float) -> tuple[int, bytes]:

@@ -27,7 +27,7 @@ from services.persona.metrics import PersonaMetrics
 from services.persona.numbers import DialedNumber, InvalidPhoneNumber, parse_dialed_number
 from services.persona.sources import PersonaSourceBackend, SourceUnavailable
 
-log = logging.getLogger("friday.persona.lookup")
+logger = logging.getLogger(__name__)
 
 # A fetch lease outlives its holder's deadline by this much (time to store the result).
 _LEASE_GRACE_SECONDS = 0.25
@@ -126,7 +126,7 @@ class PersonaLookup:
             stale = entry if entry is not None and entry.persona is not None else None
             if stale is not None and stale.age(self._clock()) <= self.policy.max_stale_seconds:
                 self.metrics.stale_serves.inc()
-                log.warning("serving stale persona for %s (age %.0fs): %s", number.e164, stale.age(now), exc)
+                logger.warning("serving stale persona for %s (age %.0fs): %s", number.e164, stale.age(now), exc)
                 assert stale.persona is not None
                 return Resolution(
                     stale.persona, PersonaSource.PERSONA_SOURCE_STALE_CACHE, number.e164, stale.age(self._clock())
@@ -151,7 +151,7 @@ class PersonaLookup:
     async def invalidate(self, text: str) -> tuple[str, bool]:
         number = self.parse(text)
         removed = await self.cache.delete(number.e164)
-        log.info("invalidated %s (removed=%s)", number.e164, removed)
+        logger.info("invalidated %s (removed=%s)", number.e164, removed)
         return number.e164, removed
 
     def _fresh_for(self, entry: CacheEntry) -> float:
@@ -217,7 +217,7 @@ class PersonaLookup:
         except LeaseStoreUnavailable as exc:
             # Availability over dedupe: without the lease store each replica asks the CRM itself.
             if not self._lease_down:
-                log.warning("fetch lease unavailable; fetching without cross-replica coalescing: %s", exc)
+                logger.warning("fetch lease unavailable; fetching without cross-replica coalescing: %s", exc)
             self._lease_down = True
             self.cache.shared_failed("lease", exc)
             return await self._fetch_from_source(number, deadline)
@@ -281,7 +281,7 @@ class PersonaLookup:
         except Exception as exc:
             # A source bug or a failure mode it did not foresee: still a failed source,
             # so stale/default apply and health says so, instead of gRPC UNKNOWN.
-            log.exception("persona source failed unexpectedly for %s", number.e164)
+            logger.exception("persona source failed unexpectedly for %s", number.e164)
             self.metrics.crm_errors.labels("error").inc()
             await self._report_health(False)
             raise SourceUnavailable("error", f"source failed for {number.e164}: {type(exc).__name__}: {exc}") from exc

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from friday.persona.v1.persona_pb2 import Persona
 from services.persona.cache_entry import CacheEntry, CacheUnavailable
 
-log = logging.getLogger("friday.persona.redis")
+logger = logging.getLogger(__name__)
 
 # Deletes the entry only if it still holds the bytes we could not decode: a good entry
 # stored meanwhile by another replica stays.
@@ -57,7 +57,7 @@ class RedisCache:
         except (DecodeError, ValueError, TypeError) as exc:
             # A corrupt or foreign value is a miss, not an outage. It is dropped, so it is
             # logged and counted once, not on every read until the fetch overwrites it.
-            log.warning("corrupt cache entry %s in redis; dropping it: %s", self._key(key), exc)
+            logger.warning("corrupt cache entry %s in redis; dropping it: %s", self._key(key), exc)
             self._on_corrupt(key)
             await self._drop_corrupt(key, fields)
             return None

@@ -23,7 +23,7 @@ from services.persona.redis_cache import RedisCache
 from services.persona.servicer import SERVICE_NAME, PersonaServicer
 from services.persona.sources import PersonaSourceBackend
 
-log = logging.getLogger("friday.persona")
+logger = logging.getLogger(__name__)
 
 
 def server_config_from_env() -> ServerConfig:
@@ -107,7 +107,7 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
             await redis.aclose()
 
     server.on_shutdown(close)
-    log.info(
+    logger.info(
         "persona source: %s; cache: %s; region %s; CRM number format %s",
         f"CRM {config.api_base}" if config.api_base else getattr(source, "origin", "file"),
         f"redis ({config.redis_key_prefix}*, one CRM fetch per number across replicas) + in-process"

@@ -20,7 +20,7 @@ from services.persona.errors import (
 from services.persona.lookup import PersonaLookup
 from services.persona.metrics import PersonaMetrics
 
-log = logging.getLogger("friday.persona.service")
+logger = logging.getLogger(__name__)
 
 SERVICE_NAME = persona_service_pb2.DESCRIPTOR.services_by_name["PersonaService"].full_name
 
@@ -59,7 +59,7 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
         except PersonaLookupError as exc:
             code = STATUS.code_of(exc)
             self._metrics.requests.labels(code.name, "none").inc()
-            log.info("GetPersona %r -> %s: %s", request.dialed_number, code.name, exc)  # trace id: the log filter
+            logger.info("GetPersona %r -> %s: %s", request.dialed_number, code.name, exc)  # trace id: the log filter
             await abort_with_error(
                 context,
                 code,

@@ -21,12 +21,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.common.tracing import current_trace_id
-
-from .call_flow import CallFlow, Dispatched, Duplicate
-from .errors import BodyTooLarge
-from .events import Ignored, classify
-from .metrics import GatewayMetrics
-from .verification import MalformedEventError, SignatureError, WebhookVerifier
+from services.webhook_gateway.call_flow import CallFlow, Dispatched, Duplicate
+from services.webhook_gateway.errors import BodyTooLarge
+from services.webhook_gateway.events import Ignored, classify
+from services.webhook_gateway.metrics import GatewayMetrics
+from services.webhook_gateway.verification import MalformedEventError, SignatureError, WebhookVerifier
 
 logger = logging.getLogger(__name__)
 

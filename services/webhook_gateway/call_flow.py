@@ -26,10 +26,9 @@ from friday.persona.v1.persona_pb2 import PersonaSource
 from friday.persona.v1.persona_service_pb2 import DefaultReason, GetPersonaResponse
 from services.common import job_metadata
 from services.common.default_persona import default_persona
-
-from .dedupe import EventLedger
-from .errors import UpstreamError
-from .events import SipCall
+from services.webhook_gateway.dedupe import EventLedger
+from services.webhook_gateway.errors import UpstreamError
+from services.webhook_gateway.events import SipCall
 
 logger = logging.getLogger(__name__)
 

@@ -16,14 +16,13 @@ from starlette.applications import Starlette
 
 from services.common import event_loop
 from services.grpc_runtime.channel import is_serving
-
-from .app import GatewayState, create_app
-from .call_flow import CallFlow
-from .config import GatewayConfig
-from .dedupe import EventLedger, InProcessEventLedger, RedisEventLedger
-from .metrics import GatewayMetrics
-from .upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, upstream_channel
-from .verification import WebhookVerifier
+from services.webhook_gateway.app import GatewayState, create_app
+from services.webhook_gateway.call_flow import CallFlow
+from services.webhook_gateway.config import GatewayConfig
+from services.webhook_gateway.dedupe import EventLedger, InProcessEventLedger, RedisEventLedger
+from services.webhook_gateway.metrics import GatewayMetrics
+from services.webhook_gateway.upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, upstream_channel
+from services.webhook_gateway.verification import WebhookVerifier
 
 
 @contextlib.asynccontextmanager

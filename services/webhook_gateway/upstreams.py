@@ -19,8 +19,7 @@ from friday.persona.v1.persona_service_pb2 import GetPersonaRequest, GetPersonaR
 from services.grpc_runtime import RETRYABLE_CODES, call_metadata
 from services.grpc_runtime.channel import create_channel
 from services.grpc_runtime.config import ClientTLSConfig
-
-from .errors import UpstreamError
+from services.webhook_gateway.errors import UpstreamError
 
 # A target may name several replicas ("ipv4:10.0.0.1:50051,10.0.0.2:50051") or a DNS
 # name with several A records (a headless Kubernetes Service): spread calls over all

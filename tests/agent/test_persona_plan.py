@@ -22,7 +22,7 @@ CARTESIA = VoiceCatalog(provider="cartesia", default_voice="stack-default", defa
 
 
 def test_renderer_substitutes_known_and_keeps_unknown_logging_once(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="friday.agent.prompt_variables")
+    caplog.set_level(logging.WARNING, logger="agent.prompt_variables")
     renderer = PromptRenderer({"name": "Maya", "empty": ""})
     assert renderer.render("Hi {{name}}, {{ name }}!{{empty}}") == "Hi Maya, Maya!"
     assert renderer.render("{{nope}} and {{nope}}") == "{{nope}} and {{nope}}"
@@ -90,7 +90,7 @@ def test_no_voice_or_language_means_stack_defaults() -> None:
 
 
 def test_unknown_voice_falls_back_to_the_stack_default_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="friday.agent.voice_selection")
+    caplog.set_level(logging.WARNING, logger="agent.voice_selection")
     other_provider = acme_persona(voice=Voice(provider="elevenlabs", voice_id="rachel"))
     choice = choose_voice(other_provider, CARTESIA)
     assert choice.voice == "stack-default" and "elevenlabs" in choice.fallback_reason

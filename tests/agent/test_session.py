@@ -72,7 +72,7 @@ async def test_full_persona_sets_instructions_and_speaks_the_welcome_first() -> 
 
 
 async def test_persona_applied_is_recorded_in_the_transcript(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="friday.agent.events")
+    caplog.set_level(logging.INFO, logger="agent.call_events")
     async with answered_call(job_metadata()) as call:
         (event,) = friday_events(call.session.history)
         assert event["persona_id"] == "crm-42"
@@ -116,7 +116,7 @@ async def test_conversation_structure_only() -> None:
 async def test_unusable_metadata_answers_with_the_default_persona(
     metadata: str, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="friday.agent.job_setup")
+    caplog.set_level(logging.WARNING, logger="agent.job_setup")
     async with answered_call(metadata) as call:
         assert call.plan.persona_id == default_persona().persona_id
         assert call.plan.fallback_reason == reason
