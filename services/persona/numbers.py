@@ -46,27 +46,58 @@ class DialedNumber:
         return quote(raw, safe="")
 
 
+# International call prefixes a carrier may leave in front of a country code
+# (`00` in most of the world, `011` in the NANP), whatever the default region is.
+_IDD_PREFIXES = ("00", "011")
+
+
 # Phone traffic repeats the same few dialed numbers, and a phonenumbers parse is not cheap
 # (measured in the bench; see README Performance).
 # Only successes are cached (lru_cache does not keep exceptions), and the size is bounded.
 @functools.lru_cache(maxsize=4096)
 def parse_dialed_number(text: str, default_region: str) -> DialedNumber:
-    """Parse `text` (read in `default_region` when it has no country code)."""
+    """Parse `text` as a carrier sends it in `sip.trunkPhoneNumber`.
+
+    `+` and a country code: read as written. Otherwise the readings are tried in
+    order and the first that phonenumbers holds *valid* wins: the default region's
+    (`8655701159`, `08655701159` in IN), an international prefix (`0044…`, `011 44…`),
+    then the digits as an international number whose `+` the carrier dropped
+    (`14155550100`, `442079460958`). When no reading is valid, the first *possible*
+    one (right length for its country) is kept in the same order: CRMs hold new
+    ranges and test numbers that the bundled metadata may not know yet."""
     received = (text or "").strip()
     if not received:
         raise InvalidPhoneNumber("the dialed number is empty")
     if len(received) > _MAX_INPUT_LENGTH or not _PHONE_CHARS.match(received):
         raise InvalidPhoneNumber(f"{received[:40]!r} is not a phone number")
-    try:
-        parsed = phonenumbers.parse(received, default_region)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidPhoneNumber(f"{received!r} is not a phone number: {exc}") from exc
-    # "Possible" (length fits the country) rather than "valid": CRMs hold new ranges and
-    # test numbers that the bundled metadata may not know yet.
-    if not phonenumbers.is_possible_number(parsed):
+    readings = _readings(received, default_region)
+    if not readings:
+        raise InvalidPhoneNumber(f"{received!r} is not a phone number")
+    chosen = next((n for n in readings if phonenumbers.is_valid_number(n)), None)
+    if chosen is None:
+        chosen = next((n for n in readings if phonenumbers.is_possible_number(n)), None)
+    if chosen is None:
         raise InvalidPhoneNumber(f"{received!r} is not a possible phone number for its country")
     return DialedNumber(
-        e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
-        national=phonenumbers.national_significant_number(parsed),
+        e164=phonenumbers.format_number(chosen, phonenumbers.PhoneNumberFormat.E164),
+        national=phonenumbers.national_significant_number(chosen),
         received=received,
     )
+
+
+def _readings(received: str, default_region: str) -> list[phonenumbers.PhoneNumber]:
+    """Every way to read `received`, most likely first (see parse_dialed_number)."""
+    if received.startswith("+"):
+        candidates = [(received, None)]
+    else:
+        digits = "".join(ch for ch in received if ch.isdigit())
+        candidates = [(received, default_region)]
+        candidates += [("+" + digits[len(p) :], None) for p in _IDD_PREFIXES if digits.startswith(p)]
+        candidates.append(("+" + digits, None))
+    readings = []
+    for candidate, region in candidates:
+        try:
+            readings.append(phonenumbers.parse(candidate, region))
+        except phonenumbers.NumberParseException:
+            continue
+    return readings

@@ -112,3 +112,37 @@ def test_example_file_ships_a_default_and_the_original_number() -> None:
     assert default is not None and default.persona_id == "default" and default.welcome_message
     path = Path(__file__).parents[2] / "services" / "persona" / EXAMPLE_FILE_NAME
     assert set(json.loads(path.read_text())) == {"default", "personas"}
+
+
+# How carriers write the dialed number in the INVITE's To header (LiveKit passes it on
+# as sip.trunkPhoneNumber untouched), and what PersonaService makes of it. Ambiguity is
+# decided by phonenumbers' validity rules: the default region's reading first, then an
+# international prefix, then the digits as an international number without its "+".
+@pytest.mark.parametrize(
+    ("sent", "region", "e164"),
+    [
+        ("+918655701159", "IN", "+918655701159"),  # E.164, as LiveKit's own examples
+        ("8655701159", "IN", "+918655701159"),  # national significant number
+        ("08655701159", "IN", "+918655701159"),  # with the national trunk prefix
+        ("918655701159", "IN", "+918655701159"),  # country code without "+"
+        ("14155550100", "IN", "+14155550100"),  # not valid in IN, valid NANP without "+"
+        ("442079460958", "IN", "+442079460958"),  # not valid in IN, valid UK without "+"
+        ("00442079460958", "IN", "+442079460958"),  # IN's own international prefix
+        ("00442079460958", "US", "+442079460958"),  # "00" also where it is not the local prefix
+        ("011442079460958", "IN", "+442079460958"),  # NANP's international prefix
+        ("0044 20 7946 0958", "IN", "+442079460958"),  # with spaces
+        ("4155550100", "US", "+14155550100"),  # a national NANP number in a US deployment
+        ("14155550100", "US", "+14155550100"),  # NANP with its country code
+        # Valid in the default region, so read there: an Indian deployment needs the
+        # carrier to send NANP numbers with their country code.
+        ("4155550100", "IN", "+914155550100"),
+    ],
+)
+def test_carrier_number_forms(sent: str, region: str, e164: str) -> None:
+    assert parse_dialed_number(sent, region).e164 == e164
+
+
+@pytest.mark.parametrize("sent", ["004414155550100", "0011", "000"])
+def test_carrier_forms_with_no_possible_reading_are_refused(sent: str) -> None:
+    with pytest.raises(InvalidPhoneNumber):
+        parse_dialed_number(sent, "IN")
