@@ -46,6 +46,13 @@ def classify(event: WebhookEvent) -> SipCall | Ignored:
         # A SIP join always happens in a room; without its name there is nothing to dispatch to.
         return Ignored("participant_joined without a room name")
     attributes = participant.attributes
+    # Our own calls out and transfers are SIP participants too. livekit/sip marks an
+    # inbound call with the dispatch rule that matched it; an outbound leg has none
+    # and joins while it is still "dialing". Neither is a caller waiting for a persona.
+    if not attributes.get(SipAttribute.RULE_ID, "").strip():
+        return Ignored(f"outbound SIP participant (no {SipAttribute.RULE_ID}): not an inbound call")
+    if attributes.get(SipAttribute.CALL_STATUS, "").strip() == "dialing":
+        return Ignored(f"outbound SIP participant ({SipAttribute.CALL_STATUS} dialing): not an inbound call")
     return SipCall(
         event_id=event.id,
         room=room,
