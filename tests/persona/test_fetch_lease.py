@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from friday.persona.v1.persona_pb2 import PersonaSource
+from services.persona.config import CacheConfig
 from services.persona.fetch_lease import LeaseUnavailable, RedisFetchLease
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
@@ -20,7 +21,7 @@ async def test_concurrent_cold_lookups_on_two_replicas_ask_the_crm_once(
 ) -> None:
     crm.set_persona(NATIONAL, ACME)
     crm.set_latency(0.3)  # long enough that both replicas miss the cache while the fetch runs
-    config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+    config = fast_config(crm, cache=CacheConfig(redis_url=REDIS_URL, redis_key_prefix=redis_prefix))
     replicas = [await start_persona(config, metrics=True) for _ in range(2)]
 
     replies = await asyncio.gather(*(replicas[i % 2].client.get_persona(NUMBER) for i in range(20)))
@@ -39,7 +40,7 @@ async def test_a_lease_left_by_a_dead_replica_expires_and_the_lookup_takes_over(
     crm: CrmStandIn, start_persona: StartPersona, redis_prefix: str
 ) -> None:
     crm.set_persona(NATIONAL, ACME)
-    config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+    config = fast_config(crm, cache=CacheConfig(redis_url=REDIS_URL, redis_key_prefix=redis_prefix))
     running = await start_persona(config)
     # A replica that took the lease and was then SIGKILLed: nobody releases it, only its TTL frees it.
     dead = RedisFetchLease(REDIS_URL, key_prefix=redis_prefix + "fetch-lease:")
@@ -56,7 +57,7 @@ async def test_a_holder_whose_fetch_failed_lets_the_waiter_fetch(
     crm: CrmStandIn, start_persona: StartPersona, redis_prefix: str
 ) -> None:
     crm.set_persona(NATIONAL, ACME)
-    config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+    config = fast_config(crm, cache=CacheConfig(redis_url=REDIS_URL, redis_key_prefix=redis_prefix))
     running = await start_persona(config)
     holder = RedisFetchLease(REDIS_URL, key_prefix=redis_prefix + "fetch-lease:")
     try:
