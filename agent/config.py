@@ -6,19 +6,19 @@ LIVEKIT_LOG_LEVEL, …) are left to livekit-agents; only Friday's choices live h
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-DEFAULT_AGENT_NAME = "friday-ai-agent"
+from services.common.env import ConfigError as ConfigError  # re-exported: the agent CLI's error
+from services.common.env import Environment
+from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
 
 STACK_INFERENCE = "inference"
 STACK_AZURE = "azure"
 STACKS = (STACK_INFERENCE, STACK_AZURE)
-
-
-class ConfigError(ValueError):
-    pass
+# FRIDAY_VAD: silero (bundled in livekit-local-inference) or none.
+VAD_ON = ("silero", "on", "true", "1")
+VAD_OFF = ("none", "off", "false", "0")
 
 
 @dataclass(frozen=True)
@@ -56,51 +56,39 @@ class AgentConfig:
     sip_participant_timeout: float = 20.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> AgentConfig:
-        env = os.environ if env is None else env
-        stack = (env.get("FRIDAY_SPEECH_STACK") or "").strip().lower() or _auto_stack(env)
-        if stack not in STACKS:
-            raise ConfigError(f"FRIDAY_SPEECH_STACK must be one of {', '.join(STACKS)}; got {stack!r}")
-        voices = _csv(env.get("FRIDAY_TTS_VOICES", ""))
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AgentConfig:
+        env = Environment(environ)
+        voices = _csv(env.text("FRIDAY_TTS_VOICES", ""))
+        voice = env.optional("FRIDAY_TTS_VOICE")
         inference = InferenceStackConfig(
-            stt_model=env.get("FRIDAY_STT_MODEL") or InferenceStackConfig.stt_model,
-            llm_model=env.get("FRIDAY_LLM_MODEL") or InferenceStackConfig.llm_model,
-            tts_model=env.get("FRIDAY_TTS_MODEL") or InferenceStackConfig.tts_model,
-            tts_voice=env.get("FRIDAY_TTS_VOICE") or "",
+            stt_model=env.text("FRIDAY_STT_MODEL", InferenceStackConfig.stt_model),
+            llm_model=env.text("FRIDAY_LLM_MODEL", InferenceStackConfig.llm_model),
+            tts_model=env.text("FRIDAY_TTS_MODEL", InferenceStackConfig.tts_model),
+            tts_voice=voice or InferenceStackConfig.tts_voice,
             known_voices=frozenset(voices) if voices else None,
         )
         azure = AzureStackConfig(
-            llm_deployment=env.get("AZURE_OPENAI_DEPLOYMENT") or AzureStackConfig.llm_deployment,
-            stt_deployment=env.get("AZURE_OPENAI_STT_DEPLOYMENT") or AzureStackConfig.stt_deployment,
-            tts_deployment=env.get("AZURE_OPENAI_TTS_DEPLOYMENT") or AzureStackConfig.tts_deployment,
-            tts_voice=env.get("FRIDAY_TTS_VOICE") or AzureStackConfig.tts_voice,
+            llm_deployment=env.text("AZURE_OPENAI_DEPLOYMENT", AzureStackConfig.llm_deployment),
+            stt_deployment=env.text("AZURE_OPENAI_STT_DEPLOYMENT", AzureStackConfig.stt_deployment),
+            tts_deployment=env.text("AZURE_OPENAI_TTS_DEPLOYMENT", AzureStackConfig.tts_deployment),
+            tts_voice=voice or AzureStackConfig.tts_voice,
         )
         return cls(
-            agent_name=(env.get("AGENT_TO_DISPATCH") or "").strip() or DEFAULT_AGENT_NAME,
-            stack=stack,
+            agent_name=env.text(AGENT_NAME_ENV, cls.agent_name),
+            stack=env.choice("FRIDAY_SPEECH_STACK", _auto_stack(env), STACKS),
             inference=inference,
             azure=azure,
-            language=(env.get("FRIDAY_LANGUAGE") or "").strip(),
-            vad=(env.get("FRIDAY_VAD") or "silero").strip().lower() not in ("none", "off", "0", "false"),
-            sip_participant_timeout=_float(env, "FRIDAY_SIP_WAIT_SECONDS", 20.0),
+            language=env.text("FRIDAY_LANGUAGE", cls.language),
+            vad=env.choice("FRIDAY_VAD", "silero", VAD_ON + VAD_OFF) in VAD_ON,
+            sip_participant_timeout=env.number("FRIDAY_SIP_WAIT_SECONDS", cls.sip_participant_timeout),
         )
 
 
-def _auto_stack(env: Mapping[str, str]) -> str:
+def _auto_stack(env: Environment) -> str:
     # Azure only when it can actually authenticate: an endpoint alone would fail the first turn.
-    credential = env.get("AZURE_OPENAI_API_KEY") or env.get("AZURE_OPENAI_AD_TOKEN")
-    return STACK_AZURE if env.get("AZURE_OPENAI_ENDPOINT") and credential else STACK_INFERENCE
+    credential = env.optional(("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN"))
+    return STACK_AZURE if env.optional("AZURE_OPENAI_ENDPOINT") and credential else STACK_INFERENCE
 
 
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number of seconds; got {raw!r}") from exc

@@ -22,7 +22,7 @@ from services.common import event_loop
 from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig
 from services.dispatcher.server import build_server as build_dispatcher
 from services.grpc_runtime import GrpcServer, ServerConfig
-from services.persona.config import PersonaConfig
+from services.persona.config import CacheConfig, CrmConfig, PersonaConfig
 from services.persona.server import build_server as build_persona
 from services.webhook_gateway.config import GatewayConfig
 from services.webhook_gateway.server import start as start_gateway
@@ -77,11 +77,12 @@ class ChaosMesh:
 
     def persona_config(self) -> PersonaConfig:
         return PersonaConfig(
-            api_base=self.crm.base_url,
-            cache_ttl_seconds=self.options.persona_cache_ttl_seconds,
-            crm_probe_interval_seconds=0,
-            redis_url=self.redis_url,
-            redis_key_prefix=self._prefix + "persona:",
+            crm=CrmConfig(api_base=self.crm.base_url, probe_interval_seconds=0),
+            cache=CacheConfig(
+                ttl_seconds=self.options.persona_cache_ttl_seconds,
+                redis_url=self.redis_url,
+                redis_key_prefix=self._prefix + "persona:",
+            ),
         )
 
     def dispatcher_config(self) -> DispatcherConfig:

@@ -34,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so `friday --help` and the other subcommands never load livekit-agents.
     from livekit.agents import cli
 
-    from agent.config import AgentConfig, ConfigError
+    from agent.config import AgentConfig
     from agent.worker import build_server
+    from services.common.env import ConfigError
 
     try:
         config = AgentConfig.from_env()

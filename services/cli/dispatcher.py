@@ -9,6 +9,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from services.common.env import ConfigError, Environment
+from services.common.tracing import LOG_LEVELS
+
 if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` stays fast
     from friday.dispatcher.v1.dispatcher_service_pb2 import Dispatch
     from services.dispatcher.client import DispatcherClient
@@ -17,7 +20,8 @@ _SERVE_ENV = (
     "Settings come from the environment: DISPATCHER_PORT (50052), DISPATCHER_METRICS_PORT (9102, 0 = off), "
     "LIVEKIT_URL/LIVEKIT_API_KEY/LIVEKIT_API_SECRET (livekit-server --dev defaults), DISPATCHER_TOKEN, "
     "DISPATCHER_TLS_CERT_FILE/_KEY_FILE/_CLIENT_CA_FILE, REDIS_URL, DISPATCHER_CLAIM_PREFIX, "
-    "DISPATCHER_CLAIM_SETTLE_SECONDS, DISPATCHER_MAX_BUDGET_SECONDS, LOG_LEVEL; flags override them."
+    "DISPATCHER_CLAIM_SETTLE_SECONDS, DISPATCHER_MAX_BUDGET_SECONDS, DISPATCHER_RETRY_*, LOG_LEVEL (see the README); "
+    "flags override them."
 )
 _CLIENT_ENV = (
     "Connection settings come from the environment: DISPATCHER_TARGET (localhost:50052), DISPATCHER_TOKEN, "
@@ -32,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve DispatcherService over gRPC", description=_SERVE_ENV)
     serve.add_argument("--port", type=int, help="gRPC port (env DISPATCHER_PORT, default 50052)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (env DISPATCHER_METRICS_PORT)")
+    serve.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL", help="override LOG_LEVEL (default INFO)"
+    )
     serve.set_defaults(handler=_serve)
 
     listing = commands.add_parser("list", help="list a room's agent dispatches", description=_CLIENT_ENV)
@@ -64,20 +71,24 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import dataclasses
-    import os
 
     from services.common import event_loop
-    from services.common.tracing import configure_logging
+    from services.common.tracing import configure_logging, log_level_from_env
     from services.dispatcher.config import DispatcherConfig
     from services.dispatcher.server import build_server, server_config_from_env
 
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    server_config = server_config_from_env()
+    try:
+        log_level = args.log_level or log_level_from_env()
+        config, server_config = DispatcherConfig.from_env(), server_config_from_env()
+    except ConfigError as exc:
+        print(f"friday dispatcher serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(log_level)
     if args.port is not None:
         server_config = dataclasses.replace(server_config, port=args.port)
     if args.metrics_port is not None:
         server_config = dataclasses.replace(server_config, metrics_port=args.metrics_port or None)
-    server = build_server(DispatcherConfig.from_env(), server_config)
+    server = build_server(config, server_config)
     event_loop.run(server.serve())
     return 0
 
@@ -121,14 +132,12 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    import os
-
     from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
     from friday.persona.v1.persona_pb2 import PersonaSource
     from services.common.default_persona import default_persona
     from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
 
-    agent_name = args.agent_name or os.environ.get(AGENT_NAME_ENV) or DEFAULT_AGENT_NAME
+    agent_name = args.agent_name or Environment().text(AGENT_NAME_ENV, DEFAULT_AGENT_NAME)
     metadata = AgentJobMetadata(persona=default_persona(), persona_source=PersonaSource.Value("PERSONA_SOURCE_DEFAULT"))
     metadata.call.room = args.room
     metadata.call.sip_call_id = args.sip_call_id

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
-from services.common.tracing import configure_logging
+from services.common.env import ConfigError
+from services.common.tracing import LOG_LEVELS, configure_logging, log_level_from_env
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,11 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve POST /livekit-webhook, /health, /ready, /metrics",
         description="Settings come from the environment (PORT, PERSONA_TARGET, DISPATCHER_TARGET, "
         "LIVEKIT_WEBHOOK_API_KEY/SECRET or LIVEKIT_API_KEY/SECRET, DISPATCHER_TOKEN, AGENT_TO_DISPATCH, "
-        "GATEWAY_BUDGET_SECONDS, REDIS_URL); flags override them.",
+        "GATEWAY_BUDGET_SECONDS, REDIS_URL, LOG_LEVEL, ...: see the README); flags override them.",
     )
     serve.add_argument("--port", type=int, help="HTTP port (env PORT, default 8080)")
     serve.add_argument("--persona-target", help="PersonaService host:port (env PERSONA_TARGET)")
     serve.add_argument("--dispatcher-target", help="DispatcherService host:port (env DISPATCHER_TARGET)")
+    serve.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL", help="override LOG_LEVEL (default INFO)"
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -28,13 +33,18 @@ def _serve(args: argparse.Namespace) -> int:
     from services.webhook_gateway.config import GatewayConfig
     from services.webhook_gateway.server import serve
 
-    config = GatewayConfig.from_env()
+    try:
+        log_level = args.log_level or log_level_from_env()
+        config = GatewayConfig.from_env()
+    except ConfigError as exc:
+        print(f"friday gateway serve: {exc}", file=sys.stderr)
+        return 2
     overrides = {
         "port": args.port,
         "persona_target": args.persona_target,
         "dispatcher_target": args.dispatcher_target,
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    configure_logging(config.log_level)
+    configure_logging(log_level)
     serve(config)
     return 0

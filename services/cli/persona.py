@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 
+from services.common.env import ConfigError, Environment
+from services.common.tracing import LOG_LEVELS
 from services.grpc_runtime import ClientTLSConfig, error_info
 
 
 def register(subparsers: Any) -> None:
+    env = Environment()
     parser = subparsers.add_parser("persona", help="PersonaService: serve it, or look a number up")
     commands = parser.add_subparsers(dest="persona_command", metavar="ACTION", required=True)
 
@@ -25,7 +27,9 @@ def register(subparsers: Any) -> None:
         description="Configuration comes from the environment (PERSONA_*, REDIS_URL); see the README.",
     )
     serve.add_argument("--port", type=int, help="override PERSONA_PORT")
-    serve.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    serve.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL", help="override LOG_LEVEL (default INFO)"
+    )
     serve.set_defaults(handler=_serve)
 
     for name, help_text, handler in (
@@ -35,14 +39,14 @@ def register(subparsers: Any) -> None:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("number", help="dialed number, e.g. +918655701159")
         sub.add_argument(
-            "--target", default=os.environ.get("PERSONA_TARGET", "localhost:50051"), help="HOST:PORT of the service"
+            "--target", default=env.text("PERSONA_TARGET", "localhost:50051"), help="HOST:PORT of the service"
         )
         sub.add_argument("--timeout", type=float, default=3.0, help="deadline in seconds (default 3)")
         sub.add_argument("--tls-ca", help="CA file to verify the server (enables TLS)")
         sub.add_argument("--tls-cert", help="client certificate file (mTLS)")
         sub.add_argument("--tls-key", help="client key file (mTLS)")
         sub.add_argument("--tls-server-name", help="expected server name when it differs from the target host")
-        sub.add_argument("--token", default=os.environ.get("PERSONA_TOKEN"), help="bearer token (PERSONA_TOKEN)")
+        sub.add_argument("--token", default=env.optional("PERSONA_TOKEN"), help="bearer token (PERSONA_TOKEN)")
         sub.add_argument("--trace-id", help="trace id to send (x-friday-trace-id), to find the call in service logs")
         if name == "get":
             sub.add_argument(
@@ -55,16 +59,21 @@ def _serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from services.common import event_loop
-    from services.common.tracing import configure_logging
+    from services.common.tracing import configure_logging, log_level_from_env
     from services.persona.config import PersonaConfig
     from services.persona.server import build_server, server_config_from_env
 
+    try:
+        log_level = args.log_level or log_level_from_env()
+        config, server_config = PersonaConfig.from_env(), server_config_from_env()
+    except ConfigError as exc:
+        print(f"friday persona serve: {exc}", file=sys.stderr)
+        return 2
     # Every line carries trace=<id> of the call being handled (set by the gRPC runtime's interceptor).
-    configure_logging(args.log_level)
-    server_config = server_config_from_env()
+    configure_logging(log_level)
     if args.port is not None:
         server_config = replace(server_config, port=args.port)
-    server = build_server(PersonaConfig.from_env(), server_config)
+    server = build_server(config, server_config)
     event_loop.run(server.serve())
     return 0
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+
+from services.common.env import Environment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    env = Environment()
     simulate = subparsers.add_parser(
         "simulate-call",
         help="send a signed SIP participant_joined webhook to the gateway",
@@ -23,17 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     simulate.add_argument("--call-id", help="sip.callID (default: random SCL_…)")
     simulate.add_argument(
         "--gateway",
-        default=os.environ.get("FRIDAY_GATEWAY_URL", f"http://localhost:{os.environ.get('PORT', '8080')}"),
+        default=env.text("FRIDAY_GATEWAY_URL", f"http://localhost:{env.text('PORT', '8080')}"),
         help="gateway base URL (env FRIDAY_GATEWAY_URL, default http://localhost:$PORT or :8080)",
     )
     simulate.add_argument(
         "--api-key",
-        default=os.environ.get("LIVEKIT_WEBHOOK_API_KEY") or os.environ.get("LIVEKIT_API_KEY") or "devkey",
+        default=env.text(("LIVEKIT_WEBHOOK_API_KEY", "LIVEKIT_API_KEY"), "devkey"),
         help="webhook signing key (env LIVEKIT_WEBHOOK_API_KEY / LIVEKIT_API_KEY, default devkey)",
     )
     simulate.add_argument(
         "--api-secret",
-        default=os.environ.get("LIVEKIT_WEBHOOK_API_SECRET") or os.environ.get("LIVEKIT_API_SECRET") or "secret",
+        default=env.text(("LIVEKIT_WEBHOOK_API_SECRET", "LIVEKIT_API_SECRET"), "secret"),
         help="webhook signing secret (env LIVEKIT_WEBHOOK_API_SECRET / LIVEKIT_API_SECRET, default secret)",
     )
     simulate.add_argument(

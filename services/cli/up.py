@@ -20,7 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    import sys
+
+    from services.common.env import ConfigError
     from services.launcher import settings
     from services.launcher.up import run
 
-    return asyncio.run(run(settings.values(args), with_agent=args.with_agent))
+    try:
+        with_agent = settings.with_agent(args)
+    except ConfigError as exc:
+        print(f"friday up: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run(settings.values(args), with_agent=with_agent))

@@ -5,7 +5,10 @@ so code deep in the call path never has to pass it along by hand)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextvars import ContextVar
+
+from services.common.env import Environment
 
 # gRPC metadata keys must be lowercase.
 TRACE_ID_METADATA_KEY = "x-friday-trace-id"
@@ -25,9 +28,17 @@ class TraceIdLogFilter(logging.Filter):
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s trace=%(trace_id)s %(message)s"
+# The names logging knows (CRITICAL, ERROR, WARNING, INFO, DEBUG, and their aliases).
+LOG_LEVELS = tuple(logging.getLevelNamesMapping())
+DEFAULT_LOG_LEVEL = "INFO"
 
 
-def configure_logging(level: str = "INFO") -> None:
+def log_level_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """LOG_LEVEL, the one log level setting of every Friday service."""
+    return Environment(environ).choice("LOG_LEVEL", DEFAULT_LOG_LEVEL, LOG_LEVELS)
+
+
+def configure_logging(level: str = DEFAULT_LOG_LEVEL) -> None:
     """Process-wide logging for a Friday service: one line per record, trace id included."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))

@@ -9,7 +9,6 @@ stacking retries would multiply attempts (docs/architecture.md, "Deadlines and r
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -19,6 +18,7 @@ from google.protobuf.message import Message
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 from friday.dispatcher.v1 import dispatcher_service_pb2 as pb
 from friday.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from services.common.env import Environment
 from services.grpc_runtime import RETRYABLE_CODES, ClientTLSConfig, call_metadata, create_channel, error_info
 
 DEFAULT_TIMEOUT_SECONDS = 3.0
@@ -66,11 +66,11 @@ class DispatcherClient:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DispatcherClient:
         """DISPATCHER_TARGET, DISPATCHER_TOKEN and DISPATCHER_TLS_CA_FILE / _CLIENT_CERT_FILE /
         _CLIENT_KEY_FILE / _SERVER_NAME (the shared runtime's client TLS settings)."""
-        env = os.environ if environ is None else environ
+        env = Environment(environ)
         settings: dict[str, Any] = {
-            "target": env.get("DISPATCHER_TARGET") or DEFAULT_TARGET,
-            "token": env.get("DISPATCHER_TOKEN") or None,
-            "tls": ClientTLSConfig.from_env("DISPATCHER", env),
+            "target": env.text("DISPATCHER_TARGET", DEFAULT_TARGET),
+            "token": env.optional("DISPATCHER_TOKEN"),
+            "tls": ClientTLSConfig.from_env("DISPATCHER", environ),
         }
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**settings)

@@ -4,9 +4,10 @@ the shared gRPC runtime's config."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from services.common.env import Environment
 
 # livekit-server --dev defaults: fine locally, never in production.
 DEFAULT_LIVEKIT_URL = "http://localhost:7880"
@@ -62,19 +63,26 @@ class DispatcherConfig:
     max_budget_seconds: float = 10.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DispatcherConfig:
-        env = os.environ if env is None else env
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DispatcherConfig:
+        env = Environment(environ)
         return cls(
             livekit=LiveKitConfig(
-                url=env.get("LIVEKIT_URL") or DEFAULT_LIVEKIT_URL,
-                api_key=env.get("LIVEKIT_API_KEY") or DEFAULT_LIVEKIT_API_KEY,
-                api_secret=env.get("LIVEKIT_API_SECRET") or DEFAULT_LIVEKIT_API_SECRET,
+                url=env.text("LIVEKIT_URL", LiveKitConfig.url),
+                api_key=env.text("LIVEKIT_API_KEY", LiveKitConfig.api_key),
+                api_secret=env.text("LIVEKIT_API_SECRET", LiveKitConfig.api_secret),
+            ),
+            retry=RetryConfig(
+                max_attempts=env.integer("DISPATCHER_RETRY_MAX_ATTEMPTS", RetryConfig.max_attempts),
+                initial_backoff=env.number("DISPATCHER_RETRY_INITIAL_BACKOFF_SECONDS", RetryConfig.initial_backoff),
+                max_backoff=env.number("DISPATCHER_RETRY_MAX_BACKOFF_SECONDS", RetryConfig.max_backoff),
+                attempt_timeout=env.number("DISPATCHER_RETRY_ATTEMPT_TIMEOUT_SECONDS", RetryConfig.attempt_timeout),
             ),
             claims=ClaimConfig(
-                redis_url=env.get("REDIS_URL") or None,
-                key_prefix=env.get("DISPATCHER_CLAIM_PREFIX") or DEFAULT_CLAIM_PREFIX,
-                settle_seconds=float(env.get("DISPATCHER_CLAIM_SETTLE_SECONDS") or 10.0),
-                redis_timeout=float(env.get("DISPATCHER_REDIS_TIMEOUT_SECONDS") or 0.25),
+                redis_url=env.optional("REDIS_URL"),
+                key_prefix=env.text("DISPATCHER_CLAIM_PREFIX", ClaimConfig.key_prefix),
+                settle_seconds=env.number("DISPATCHER_CLAIM_SETTLE_SECONDS", ClaimConfig.settle_seconds),
+                poll_interval=env.number("DISPATCHER_CLAIM_POLL_INTERVAL_SECONDS", ClaimConfig.poll_interval),
+                redis_timeout=env.number("DISPATCHER_REDIS_TIMEOUT_SECONDS", ClaimConfig.redis_timeout),
             ),
-            max_budget_seconds=float(env.get("DISPATCHER_MAX_BUDGET_SECONDS") or 10.0),
+            max_budget_seconds=env.number("DISPATCHER_MAX_BUDGET_SECONDS", cls.max_budget_seconds),
         )

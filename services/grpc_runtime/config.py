@@ -7,9 +7,10 @@ prefix (`ServerConfig.from_env("PERSONA", ...)` reads PERSONA_PORT, ...).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from services.common.env import ConfigError, Environment
 
 
 @dataclass(frozen=True)
@@ -59,28 +60,23 @@ class ServerConfig:
         """Read `<PREFIX>_HOST`, `_PORT`, `_METRICS_HOST`, `_METRICS_PORT` (0 = disabled),
         `_SHUTDOWN_GRACE`, `_TLS_CERT_FILE`, `_TLS_KEY_FILE`, `_TLS_CLIENT_CA_FILE` and the
         token from `token_env` (default `<PREFIX>_TOKEN`)."""
-        env = os.environ if environ is None else environ
+        env = Environment(environ)
         p = prefix.upper().rstrip("_") + "_"
-
-        def get(name: str) -> str | None:
-            value = env.get(p + name)
-            return value if value not in (None, "") else None
-
-        metrics_port = int(get("METRICS_PORT") or default_metrics_port)
-        cert, key, ca = get("TLS_CERT_FILE"), get("TLS_KEY_FILE"), get("TLS_CLIENT_CA_FILE")
+        cert, key = env.optional(p + "TLS_CERT_FILE"), env.optional(p + "TLS_KEY_FILE")
+        ca = env.optional(p + "TLS_CLIENT_CA_FILE")
         if (cert is None) != (key is None):
-            raise ValueError(f"{p}TLS_CERT_FILE and {p}TLS_KEY_FILE must be set together")
+            raise ConfigError(f"{p}TLS_CERT_FILE and {p}TLS_KEY_FILE must be set together")
         if ca and not cert:
-            raise ValueError(f"{p}TLS_CLIENT_CA_FILE needs {p}TLS_CERT_FILE and {p}TLS_KEY_FILE")
-        token = env.get(token_env or p + "TOKEN") or None
+            raise ConfigError(f"{p}TLS_CLIENT_CA_FILE needs {p}TLS_CERT_FILE and {p}TLS_KEY_FILE")
+        metrics_port = env.integer(p + "METRICS_PORT", default_metrics_port)
         return cls(
-            host=get("HOST") or "[::]",
-            port=int(get("PORT") or default_port),
-            metrics_host=get("METRICS_HOST") or "0.0.0.0",
+            host=env.text(p + "HOST", cls.host),
+            port=env.integer(p + "PORT", default_port),
+            metrics_host=env.text(p + "METRICS_HOST", cls.metrics_host),
             metrics_port=metrics_port if metrics_port > 0 else None,
-            shutdown_grace_seconds=float(get("SHUTDOWN_GRACE") or 5.0),
+            shutdown_grace_seconds=env.number(p + "SHUTDOWN_GRACE", cls.shutdown_grace_seconds),
             tls=ServerTLSConfig(cert, key, ca) if cert and key else None,
-            auth_token=token,
+            auth_token=env.optional(token_env or p + "TOKEN"),
         )
 
 
@@ -99,13 +95,15 @@ class ClientTLSConfig:
     def from_env(cls, prefix: str, environ: Mapping[str, str] | None = None) -> ClientTLSConfig | None:
         """Read `<PREFIX>_TLS_CA_FILE`, `_TLS_CLIENT_CERT_FILE`, `_TLS_CLIENT_KEY_FILE`,
         `_TLS_SERVER_NAME`; None (plaintext) when none of them is set."""
-        env = os.environ if environ is None else environ
+        env = Environment(environ)
         p = prefix.upper().rstrip("_") + "_TLS_"
-        values = {name: env.get(p + name) or None for name in ("CA_FILE", "CLIENT_CERT_FILE", "CLIENT_KEY_FILE")}
-        server_name = env.get(p + "SERVER_NAME") or None
-        if not any(values.values()) and server_name is None:
-            return None
-        return cls(values["CA_FILE"], values["CLIENT_CERT_FILE"], values["CLIENT_KEY_FILE"], server_name)
+        config = cls(
+            ca_file=env.optional(p + "CA_FILE"),
+            cert_file=env.optional(p + "CLIENT_CERT_FILE"),
+            key_file=env.optional(p + "CLIENT_KEY_FILE"),
+            server_name_override=env.optional(p + "SERVER_NAME"),
+        )
+        return None if config == cls() else config
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ environments, and the help text, so the three cannot drift apart."""
 from __future__ import annotations
 
 import argparse
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.common.env import Environment
 from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
 
 
@@ -46,19 +47,26 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
+    env = Environment(environ)
     for setting in SETTINGS:
         parser.add_argument(
             setting.flag,
-            default=os.environ.get(setting.env, setting.default),
+            default=env.text(setting.env, setting.default),
             help=f"{setting.help} (env {setting.env}, default {setting.default or 'unset'})",
         )
     parser.add_argument(
         "--with-agent",
         action="store_true",
-        default=os.environ.get("FRIDAY_UP_WITH_AGENT", "") not in ("", "0", "false"),
+        default=None,  # unset: FRIDAY_UP_WITH_AGENT decides (with_agent below)
         help="also start the agent worker (env FRIDAY_UP_WITH_AGENT)",
     )
+
+
+def with_agent(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> bool:
+    """--with-agent, else FRIDAY_UP_WITH_AGENT (read here, not in the parser, so a bad value
+    stops `friday up` with a message rather than every `friday` command)."""
+    return args.with_agent or Environment(environ).flag("FRIDAY_UP_WITH_AGENT", False)
 
 
 def values(args: argparse.Namespace) -> dict[str, str]:

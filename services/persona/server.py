@@ -31,15 +31,15 @@ def server_config_from_env() -> ServerConfig:
 
 
 def build_source(config: PersonaConfig, metrics: PersonaMetrics) -> PersonaSourceBackend:
-    if config.api_base:
+    if config.crm.api_base:
         return CrmPersonaSource(
             CrmSettings(
-                base_url=config.api_base,
-                number_format=config.crm_number_format,
-                attempt_timeout_seconds=config.crm_attempt_timeout_seconds,
-                max_attempts=config.crm_max_attempts,
-                backoff_initial_seconds=config.crm_backoff_initial_seconds,
-                backoff_max_seconds=config.crm_backoff_max_seconds,
+                base_url=config.crm.api_base,
+                number_format=config.crm.number_format,
+                attempt_timeout_seconds=config.crm.attempt_timeout_seconds,
+                max_attempts=config.crm.max_attempts,
+                backoff_initial_seconds=config.crm.backoff_initial_seconds,
+                backoff_max_seconds=config.crm.backoff_max_seconds,
             ),
             observe_latency=lambda outcome, seconds: metrics.crm_latency.labels(outcome).observe(seconds),
             count_error=lambda kind: metrics.crm_errors.labels(kind).inc(),
@@ -56,41 +56,41 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
     metrics = PersonaMetrics(server.registry)
     source = build_source(config, metrics)
     # One Redis client (one pool) for the shared cache and the fetch lease.
-    redis: aioredis.Redis | None = redis_client(config.redis_url) if config.redis_url else None
+    redis: aioredis.Redis | None = redis_client(config.cache.redis_url) if config.cache.redis_url else None
     shared = None
     if redis is not None:
         shared = RedisCache(
             redis,
-            key_prefix=config.redis_key_prefix,
+            key_prefix=config.cache.redis_key_prefix,
             on_corrupt=lambda key: metrics.cache_corrupt.inc(),
             owns_client=False,
         )
     cache = PersonaCache(
-        MemoryCache(config.cache_max_entries),
+        MemoryCache(config.cache.max_entries),
         shared,
         count_shared_error=lambda op: metrics.redis_errors.labels(op).inc(),
-        redis_cooldown_seconds=config.redis_cooldown_seconds,
+        redis_cooldown_seconds=config.cache.redis_cooldown_seconds,
     )
     # Only a remote source is worth coalescing across replicas.
     lease = (
-        RedisLeases(redis, config.redis_key_prefix + "fetch-lease:", owns_client=False)
+        RedisLeases(redis, config.cache.redis_key_prefix + "fetch-lease:", owns_client=False)
         if redis is not None and source.cacheable
         else None
     )
     report = None
     if source.cacheable:  # a remote source: its reachability is part of our health
         report = server.health.reporter(SERVICE_NAME, "crm")
-        if config.crm_probe_interval_seconds > 0:
-            server.health.add_probe(SERVICE_NAME, "crm", source.probe, config.crm_probe_interval_seconds)
+        if config.crm.probe_interval_seconds > 0:
+            server.health.add_probe(SERVICE_NAME, "crm", source.probe, config.crm.probe_interval_seconds)
     lookup = PersonaLookup(
         source,
         cache,
         metrics,
         default_region=config.default_region,
         policy=CachePolicy(
-            ttl_seconds=config.cache_ttl_seconds,
-            negative_ttl_seconds=config.negative_ttl_seconds,
-            max_stale_seconds=config.max_stale_seconds,
+            ttl_seconds=config.cache.ttl_seconds,
+            negative_ttl_seconds=config.cache.negative_ttl_seconds,
+            max_stale_seconds=config.cache.max_stale_seconds,
         ),
         report_source_health=report,
         lease=lease,
@@ -109,11 +109,11 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
     server.on_shutdown(close)
     logger.info(
         "persona source: %s; cache: %s; region %s; CRM number format %s",
-        f"CRM {config.api_base}" if config.api_base else getattr(source, "origin", "file"),
-        f"redis ({config.redis_key_prefix}*, one CRM fetch per number across replicas) + in-process"
+        f"CRM {config.crm.api_base}" if config.crm.api_base else getattr(source, "origin", "file"),
+        f"redis ({config.cache.redis_key_prefix}*, one CRM fetch per number across replicas) + in-process"
         if shared
         else "in-process",
         config.default_region,
-        config.crm_number_format.value,
+        config.crm.number_format.value,
     )
     return server

@@ -1,13 +1,14 @@
-"""Gateway settings, read once from the environment into a frozen dataclass."""
+"""Gateway settings, read once from the environment into a frozen dataclass. The log
+level (LOG_LEVEL) is every service's one setting: `services.common.tracing.log_level_from_env`."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from services.common.env import Environment
+from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
 from services.grpc_runtime.config import ClientTLSConfig
-
-DEFAULT_AGENT_NAME = "friday-ai-agent"
 
 
 @dataclass(frozen=True)
@@ -34,38 +35,29 @@ class GatewayConfig:
     ready_timeout_seconds: float = 0.5
     persona_tls: ClientTLSConfig | None = None
     dispatcher_tls: ClientTLSConfig | None = None
-    log_level: str = "INFO"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> GatewayConfig:
-        env = dict(os.environ if env is None else env)
-        defaults = cls()
-
-        def get(name: str, fallback: str | None = None) -> str | None:
-            value = env.get(name)
-            return value if value not in (None, "") else fallback
-
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+        env = Environment(environ)
         return cls(
-            host=get("GATEWAY_HOST", defaults.host) or defaults.host,
-            port=int(get("PORT", str(defaults.port)) or defaults.port),
-            webhook_api_key=get("LIVEKIT_WEBHOOK_API_KEY", get("LIVEKIT_API_KEY", defaults.webhook_api_key))
-            or defaults.webhook_api_key,
-            webhook_api_secret=get("LIVEKIT_WEBHOOK_API_SECRET", get("LIVEKIT_API_SECRET", defaults.webhook_api_secret))
-            or defaults.webhook_api_secret,
-            persona_target=get("PERSONA_TARGET", defaults.persona_target) or defaults.persona_target,
-            dispatcher_target=get("DISPATCHER_TARGET", defaults.dispatcher_target) or defaults.dispatcher_target,
-            dispatcher_token=get("DISPATCHER_TOKEN"),
-            persona_token=get("PERSONA_TOKEN"),
-            agent_name=get("AGENT_TO_DISPATCH", defaults.agent_name) or defaults.agent_name,
-            budget_seconds=float(get("GATEWAY_BUDGET_SECONDS", str(defaults.budget_seconds)) or 3.0),
-            persona_timeout_seconds=float(
-                get("GATEWAY_PERSONA_TIMEOUT_SECONDS", str(defaults.persona_timeout_seconds)) or 1.0
-            ),
-            max_body_bytes=int(get("GATEWAY_MAX_BODY_BYTES", str(defaults.max_body_bytes)) or 0),
-            dedupe_ttl_seconds=float(get("GATEWAY_DEDUPE_TTL_SECONDS", str(defaults.dedupe_ttl_seconds)) or 600),
-            redis_url=get("REDIS_URL"),
-            redis_prefix=get("GATEWAY_REDIS_PREFIX", defaults.redis_prefix) or defaults.redis_prefix,
-            log_level=get("LOG_LEVEL", defaults.log_level) or defaults.log_level,
-            persona_tls=ClientTLSConfig.from_env("PERSONA", env),
-            dispatcher_tls=ClientTLSConfig.from_env("DISPATCHER", env),
+            host=env.text("GATEWAY_HOST", cls.host),
+            port=env.integer("PORT", cls.port),
+            # LiveKit signs webhooks with its API key pair unless livekit.yaml names another.
+            webhook_api_key=env.text(("LIVEKIT_WEBHOOK_API_KEY", "LIVEKIT_API_KEY"), cls.webhook_api_key),
+            webhook_api_secret=env.text(("LIVEKIT_WEBHOOK_API_SECRET", "LIVEKIT_API_SECRET"), cls.webhook_api_secret),
+            persona_target=env.text("PERSONA_TARGET", cls.persona_target),
+            dispatcher_target=env.text("DISPATCHER_TARGET", cls.dispatcher_target),
+            dispatcher_token=env.optional("DISPATCHER_TOKEN"),
+            persona_token=env.optional("PERSONA_TOKEN"),
+            agent_name=env.text(AGENT_NAME_ENV, cls.agent_name),
+            budget_seconds=env.number("GATEWAY_BUDGET_SECONDS", cls.budget_seconds),
+            persona_timeout_seconds=env.number("GATEWAY_PERSONA_TIMEOUT_SECONDS", cls.persona_timeout_seconds),
+            max_body_bytes=env.integer("GATEWAY_MAX_BODY_BYTES", cls.max_body_bytes),
+            dedupe_ttl_seconds=env.number("GATEWAY_DEDUPE_TTL_SECONDS", cls.dedupe_ttl_seconds),
+            dedupe_max_entries=env.integer("GATEWAY_DEDUPE_MAX_ENTRIES", cls.dedupe_max_entries),
+            redis_url=env.optional("REDIS_URL"),
+            redis_prefix=env.text("GATEWAY_REDIS_PREFIX", cls.redis_prefix),
+            ready_timeout_seconds=env.number("GATEWAY_READY_TIMEOUT_SECONDS", cls.ready_timeout_seconds),
+            persona_tls=ClientTLSConfig.from_env("PERSONA", environ),
+            dispatcher_tls=ClientTLSConfig.from_env("DISPATCHER", environ),
         )

@@ -1,11 +1,13 @@
 """Which environment variables each workload's code actually reads, found from
 the code itself so a renamed setting shows up as a stale manifest:
 
-- `from_env` readers that take a Mapping are run against a recording Mapping
-  that answers "unset" to everything and remembers each name asked for;
-- modules that read through a local `get("NAME")` helper or `os.environ.get`
-  (the gateway's config, the CLI entry points, livekit-agents' worker) are
-  scanned for string literals passed to a `.get(...)` / `get(...)` call.
+- the `from_env` readers (every one takes a Mapping and reads it through
+  services.common.env.Environment) and `log_level_from_env` are run against a
+  recording Mapping that answers "unset" to everything and remembers each name
+  asked for;
+- modules that read the process environment where they stand (the CLI entry
+  points through `Environment()`, livekit-agents' worker through `os.environ.get`)
+  are scanned for string literals passed to a reader method or a `get(...)` call.
 """
 
 from __future__ import annotations
@@ -36,18 +38,25 @@ class RecordingEnv(Mapping[str, str]):
         return 0
 
 
+# `Mapping.get` and the services.common.env.Environment methods that take a variable name.
+READ_CALLS = frozenset({"get", "optional", "text", "integer", "number", "flag", "choice", "enum"})
+
+
 def names_passed_to_get(source: str) -> set[str]:
-    """Upper-case string literals that are the first argument of a `get(...)` call."""
+    """Upper-case string literals (or tuples of them) that are the first argument of a
+    `get(...)` or Environment reader call."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Call) or not node.args:
             continue
         func = node.func
         called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if called not in READ_CALLS:
+            continue
         first = node.args[0]
-        if called == "get" and isinstance(first, ast.Constant) and isinstance(first.value, str):
-            if first.value.isupper():
-                names.add(first.value)
+        for literal in first.elts if isinstance(first, ast.Tuple) else [first]:
+            if isinstance(literal, ast.Constant) and isinstance(literal.value, str) and literal.value.isupper():
+                names.add(literal.value)
     return names
 
 
@@ -72,12 +81,20 @@ def _server_env(prefix: str, token_env: str | None = None) -> set[str]:
     return env.names
 
 
+def _log_level_env() -> set[str]:
+    from services.common.tracing import log_level_from_env
+
+    env = RecordingEnv()
+    log_level_from_env(env)
+    return env.names
+
+
 def persona_reads() -> set[str]:
     from services.persona.config import PersonaConfig
 
     env = RecordingEnv()
     PersonaConfig.from_env(env)
-    return _server_env("PERSONA") | env.names | _scan("services/cli/persona.py")
+    return _server_env("PERSONA") | env.names | _log_level_env() | _scan("services/cli/persona.py")
 
 
 def dispatcher_reads() -> set[str]:
@@ -86,17 +103,16 @@ def dispatcher_reads() -> set[str]:
     env = RecordingEnv()
     DispatcherConfig.from_env(env)
     # services.dispatcher.server.server_config_from_env: prefix DISPATCHER, token DISPATCHER_TOKEN.
-    return _server_env("DISPATCHER", "DISPATCHER_TOKEN") | env.names | _scan("services/cli/dispatcher.py")
+    server = _server_env("DISPATCHER", "DISPATCHER_TOKEN")
+    return server | env.names | _log_level_env() | _scan("services/cli/dispatcher.py")
 
 
 def gateway_reads() -> set[str]:
-    from services.grpc_runtime.config import ClientTLSConfig
+    from services.webhook_gateway.config import GatewayConfig
 
     env = RecordingEnv()
-    # GatewayConfig.from_env reads these through ClientTLSConfig (dynamic names).
-    ClientTLSConfig.from_env("PERSONA", env)
-    ClientTLSConfig.from_env("DISPATCHER", env)
-    return env.names | _scan("services/webhook_gateway/config.py", "services/cli/gateway.py")
+    GatewayConfig.from_env(env)
+    return env.names | _log_level_env() | _scan("services/cli/gateway.py")
 
 
 def agent_reads() -> set[str]:

@@ -13,7 +13,7 @@ import redis.asyncio as redis
 
 from services.grpc_runtime import GrpcServer, ServerConfig
 from services.persona.client import PersonaClient
-from services.persona.config import PersonaConfig
+from services.persona.config import CacheConfig, CrmConfig, PersonaConfig
 from services.persona.server import build_server
 from tests.standins.crm import CrmStandIn
 
@@ -30,15 +30,13 @@ ACME = {
 }
 
 
-def fast_config(crm: CrmStandIn, **overrides: Any) -> PersonaConfig:
-    """CRM-backed config with quick backoff and no background probe."""
-    base = PersonaConfig(
-        api_base=crm.base_url,
-        crm_backoff_initial_seconds=0.01,
-        crm_backoff_max_seconds=0.05,
-        crm_probe_interval_seconds=0,
+def fast_config(standin: CrmStandIn, *, cache: CacheConfig | None = None, **crm: Any) -> PersonaConfig:
+    """CRM-backed config with quick backoff and no background probe; keyword arguments
+    override CrmConfig fields."""
+    fast = CrmConfig(
+        api_base=standin.base_url, backoff_initial_seconds=0.01, backoff_max_seconds=0.05, probe_interval_seconds=0
     )
-    return replace(base, **overrides)
+    return PersonaConfig(crm=replace(fast, **crm), cache=cache or CacheConfig())
 
 
 class Running:

@@ -19,7 +19,7 @@ import redis.asyncio as redis
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.common.redis_client import redis_client
 from services.persona.cache_entry import CacheEntry, CacheUnavailable
-from services.persona.config import PersonaConfig
+from services.persona.config import CacheConfig, PersonaConfig
 from services.persona.memory_cache import MemoryCache
 from services.persona.redis_cache import RedisCache
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
@@ -97,7 +97,7 @@ async def test_a_corrupt_redis_entry_is_fetched_again_from_the_crm(
         await raw.hset(redis_prefix + "+918655701159", mapping={"persona": b"garbage", "fetched_at": b"1e12"})
     finally:
         await raw.aclose()
-    config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+    config = fast_config(crm, cache=CacheConfig(redis_url=REDIS_URL, redis_key_prefix=redis_prefix))
     running = await start_persona(config, metrics=True)
     reply = await running.client.get_persona("+918655701159")
     assert reply.source == PersonaSource.PERSONA_SOURCE_CRM and reply.persona.persona_id == "acme"

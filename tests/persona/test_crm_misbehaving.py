@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from friday.persona.v1.persona_pb2 import PersonaSource
 from services.grpc_runtime import create_channel
 from services.persona.client import error_reason
+from services.persona.config import CacheConfig
 from services.persona.crm import MAX_BODY_BYTES
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.persona.conftest import ACME, Running, StartPersona, fast_config
@@ -44,7 +45,7 @@ async def test_bad_gzip_body_serves_stale_and_reports_the_crm_unhealthy(
     crm: CrmStandIn, start_persona: StartPersona
 ) -> None:
     crm.set_persona(NATIONAL, ACME)
-    running = await start_persona(fast_config(crm, cache_ttl_seconds=0.0), metrics=True)
+    running = await start_persona(fast_config(crm, cache=CacheConfig(ttl_seconds=0.0)), metrics=True)
     assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
 
     crm.set_response(NATIONAL, 200, b"this is not gzip", headers={"Content-Encoding": "gzip"})
@@ -76,7 +77,7 @@ async def test_absurdly_nested_extras_are_a_malformed_answer(
     crm: CrmStandIn, start_persona: StartPersona, body: bytes
 ) -> None:
     crm.set_persona(NATIONAL, ACME)
-    running = await start_persona(fast_config(crm, cache_ttl_seconds=0.0), metrics=True)
+    running = await start_persona(fast_config(crm, cache=CacheConfig(ttl_seconds=0.0)), metrics=True)
     assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
 
     crm.set_response(NATIONAL, 200, body)
@@ -99,7 +100,7 @@ async def _fails(call: object) -> grpc.aio.AioRpcError:
 
 async def test_a_body_over_the_size_cap_is_a_malformed_answer(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona(NATIONAL, ACME)
-    running = await start_persona(fast_config(crm, cache_ttl_seconds=0.0), metrics=True)
+    running = await start_persona(fast_config(crm, cache=CacheConfig(ttl_seconds=0.0)), metrics=True)
     assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
 
     # A valid persona, just far too big: refused on size alone, and not asked for again.

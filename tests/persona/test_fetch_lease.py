@@ -8,6 +8,7 @@ import asyncio
 from friday.persona.v1.persona_pb2 import PersonaSource
 from services.common.leases import RedisLeases
 from services.common.redis_client import redis_client
+from services.persona.config import CacheConfig
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
 from tests.standins.crm import CrmStandIn
@@ -21,7 +22,7 @@ async def test_concurrent_cold_lookups_on_two_replicas_ask_the_crm_once(
 ) -> None:
     crm.set_persona(NATIONAL, ACME)
     crm.set_latency(0.3)  # long enough that both replicas miss the cache while the fetch runs
-    config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+    config = fast_config(crm, cache=CacheConfig(redis_url=REDIS_URL, redis_key_prefix=redis_prefix))
     replicas = [await start_persona(config, metrics=True) for _ in range(2)]
 
     replies = await asyncio.gather(*(replicas[i % 2].client.get_persona(NUMBER) for i in range(20)))
@@ -40,7 +41,7 @@ async def test_a_lease_left_by_a_dead_replica_expires_and_the_lookup_takes_over(
     crm: CrmStandIn, start_persona: StartPersona, redis_prefix: str
 ) -> None:
     crm.set_persona(NATIONAL, ACME)
-    config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+    config = fast_config(crm, cache=CacheConfig(redis_url=REDIS_URL, redis_key_prefix=redis_prefix))
     running = await start_persona(config)
     # A replica that took the lease and was then SIGKILLed: nobody releases it, only its TTL frees it.
     dead = RedisLeases(redis_client(REDIS_URL), redis_prefix + "fetch-lease:")
@@ -57,7 +58,7 @@ async def test_a_holder_whose_fetch_failed_lets_the_waiter_fetch(
     crm: CrmStandIn, start_persona: StartPersona, redis_prefix: str
 ) -> None:
     crm.set_persona(NATIONAL, ACME)
-    config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+    config = fast_config(crm, cache=CacheConfig(redis_url=REDIS_URL, redis_key_prefix=redis_prefix))
     running = await start_persona(config)
     holder = RedisLeases(redis_client(REDIS_URL), redis_prefix + "fetch-lease:")
     try:

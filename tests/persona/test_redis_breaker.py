@@ -14,6 +14,7 @@ from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.common.redis_client import redis_client
 from services.persona.cache import PersonaCache
 from services.persona.cache_entry import CacheEntry
+from services.persona.config import CacheConfig
 from services.persona.memory_cache import MemoryCache
 from services.persona.redis_cache import RedisCache
 from tests.persona.conftest import ACME, StartPersona, fast_config
@@ -61,7 +62,7 @@ async def test_lookups_skip_a_blackholed_redis_after_the_first_failure(
     numbers = [f"+9186557011{i:02d}" for i in range(5)]
     for number in numbers:
         crm.set_persona(number.removeprefix("+91"), ACME)
-    running = await start_persona(fast_config(crm, redis_url=blackhole.url))
+    running = await start_persona(fast_config(crm, cache=CacheConfig(redis_url=blackhole.url)))
 
     first = await running.client.get_persona(numbers[0])
     assert first.source == PersonaSource.PERSONA_SOURCE_CRM

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -13,6 +14,7 @@ from friday.persona.v1.persona_pb2 import PersonaSource
 from friday.persona.v1.persona_service_pb2 import DefaultReason
 from services.grpc_runtime import create_channel
 from services.persona.client import PersonaClient, error_reason
+from services.persona.config import CacheConfig
 from services.persona.numbers import CrmNumberFormat
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
@@ -58,7 +60,7 @@ async def test_crm_500_500_200_gives_the_crm_persona_after_retries(
 async def test_retries_exhausted_stale_then_default_then_error(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona(NATIONAL, ACME)
     # ttl 0: every lookup asks the CRM, so a failure finds only a stale entry.
-    running = await start_persona(fast_config(crm, cache_ttl_seconds=0.0, crm_max_attempts=3))
+    running = await start_persona(fast_config(crm, cache=CacheConfig(ttl_seconds=0.0), max_attempts=3))
     assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
 
     crm.fail_next(3, status=503)
@@ -83,7 +85,7 @@ async def test_retries_exhausted_stale_then_default_then_error(crm: CrmStandIn, 
 
 async def test_stale_is_bounded_by_max_staleness(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona(NATIONAL, ACME)
-    running = await start_persona(fast_config(crm, cache_ttl_seconds=0.0, max_stale_seconds=0.0))
+    running = await start_persona(fast_config(crm, cache=CacheConfig(ttl_seconds=0.0, max_stale_seconds=0.0)))
     await running.client.get_persona(NUMBER)
     await asyncio.sleep(0.01)  # the entry is now older than the (zero) maximum staleness
     crm.fail_next(3, status=500)
@@ -153,7 +155,7 @@ async def test_100_concurrent_cold_requests_make_one_crm_request(crm: CrmStandIn
 
 async def test_two_instances_share_redis(crm: CrmStandIn, start_persona: StartPersona, redis_prefix: str) -> None:
     crm.set_persona(NATIONAL, ACME)
-    config = fast_config(crm, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+    config = fast_config(crm, cache=CacheConfig(redis_url=REDIS_URL, redis_key_prefix=redis_prefix))
     first = await start_persona(config)
     second = await start_persona(config)
     assert (await first.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
@@ -183,7 +185,7 @@ async def test_invalidate_drops_the_in_process_entry(crm: CrmStandIn, start_pers
 
 async def test_redis_down_falls_back_to_the_in_process_cache(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona(NATIONAL, ACME)
-    running = await start_persona(fast_config(crm, redis_url="redis://127.0.0.1:1/0"), metrics=True)
+    running = await start_persona(fast_config(crm, cache=CacheConfig(redis_url="redis://127.0.0.1:1/0")), metrics=True)
     assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
     assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CACHE
     assert crm.requests_for(NATIONAL) == 1
@@ -196,7 +198,7 @@ async def test_redis_down_falls_back_to_the_in_process_cache(crm: CrmStandIn, st
 async def test_slow_crm_and_a_300ms_deadline(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona(NATIONAL, ACME)
     crm.set_latency(5.0)
-    running = await start_persona(fast_config(crm, crm_attempt_timeout_seconds=2.0, crm_max_attempts=3))
+    running = await start_persona(fast_config(crm, attempt_timeout_seconds=2.0, max_attempts=3))
     # The server answers inside the caller's deadline (else the client would see its
     # own DEADLINE_EXCEEDED instead of a default persona) ...
     reply = await running.client.get_persona(NUMBER, allow_default=True, timeout=0.3)
@@ -234,7 +236,7 @@ async def test_number_format_reaching_the_crm(
     crm: CrmStandIn, start_persona: StartPersona, fmt: CrmNumberFormat, dialed: str, segment: str
 ) -> None:
     crm.set_persona(segment, ACME)
-    running = await start_persona(fast_config(crm, crm_number_format=fmt))
+    running = await start_persona(fast_config(crm, number_format=fmt))
     reply = await running.client.get_persona(dialed)
     assert reply.source == PersonaSource.PERSONA_SOURCE_CRM and reply.normalized_number == NUMBER
     assert crm.requests_for(segment) == 1 and crm.total_requests == 1
@@ -243,14 +245,14 @@ async def test_number_format_reaching_the_crm(
 
 async def test_default_region_is_configurable(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona("+14155550100", ACME)
-    running = await start_persona(fast_config(crm, default_region="US", crm_number_format=CrmNumberFormat.E164))
+    running = await start_persona(replace(fast_config(crm, number_format=CrmNumberFormat.E164), default_region="US"))
     reply = await running.client.get_persona("(415) 555-0100")
     assert reply.normalized_number == "+14155550100" and reply.source == PersonaSource.PERSONA_SOURCE_CRM
 
 
 async def test_health_reflects_crm_reachability(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona(NATIONAL, ACME)
-    running = await start_persona(fast_config(crm, cache_ttl_seconds=0.0))
+    running = await start_persona(fast_config(crm, cache=CacheConfig(ttl_seconds=0.0)))
 
     async def status(service: str) -> int:
         async with create_channel(running.server.address) as channel:
@@ -271,7 +273,7 @@ async def test_health_reflects_crm_reachability(crm: CrmStandIn, start_persona: 
 
 async def test_client_retry_does_not_multiply_crm_retries(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.fail_next(100, status=500)
-    running = await start_persona(fast_config(crm, crm_max_attempts=3))
+    running = await start_persona(fast_config(crm, max_attempts=3))
     async with PersonaClient(running.server.address, timeout=5) as client:  # default retry policy
         error = await _fails(client.get_persona(NUMBER))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
@@ -291,8 +293,8 @@ async def test_a_later_caller_with_more_time_is_not_bound_by_the_first_callers_d
 ) -> None:
     crm.set_persona(NATIONAL, ACME)
     crm.set_latency(0.5)  # longer than the first caller's budget, well inside the second's
-    extra = {"redis_url": REDIS_URL, "redis_key_prefix": redis_prefix} if with_redis else {}
-    running = await start_persona(fast_config(crm, **extra))
+    cache = CacheConfig(redis_url=REDIS_URL, redis_key_prefix=redis_prefix) if with_redis else None
+    running = await start_persona(fast_config(crm, cache=cache))
     # An impatient internal caller starts the CRM fetch ...
     first = asyncio.create_task(running.client.get_persona(NUMBER, allow_default=True, timeout=0.2))
     await _until(lambda: crm.requests_for(NATIONAL) > 0)

@@ -13,7 +13,7 @@ import pytest
 from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig, RetryConfig
 from services.dispatcher.server import build_server as build_dispatcher
 from services.grpc_runtime import GrpcServer, ServerConfig
-from services.persona.config import PersonaConfig
+from services.persona.config import CrmConfig, PersonaConfig
 from services.persona.server import build_server as build_persona
 from services.webhook_gateway.config import GatewayConfig
 from services.webhook_gateway.server import start as start_gateway
@@ -69,7 +69,7 @@ class Mesh:
 async def mesh(crm: CrmStandIn, livekit: LiveKitStandIn) -> AsyncIterator[Mesh]:
     crm.set_persona(CRM_SEGMENT, CRM_PERSONA)
     persona_config = PersonaConfig(
-        api_base=crm.base_url, crm_max_attempts=2, crm_backoff_initial_seconds=0.01, crm_probe_interval_seconds=0
+        crm=CrmConfig(api_base=crm.base_url, max_attempts=2, backoff_initial_seconds=0.01, probe_interval_seconds=0)
     )
     dispatcher_config = DispatcherConfig(
         livekit=LiveKitConfig(livekit.url, livekit.api_key, livekit.api_secret),

@@ -1,0 +1,116 @@
+"""The one way Friday reads settings from the environment (modelled on starlette's
+`config.py`): typed reads over a Mapping, every value stripped, an empty value the same
+as an unset one, and a value that cannot be used refused at start-up with an error that
+names the variable and the value (`PERSONA_CACHE_TTL='abc' is not a number`).
+
+    env = Environment(environ)          # os.environ when None
+    env.text("PERSONA_REDIS_PREFIX", "friday:persona:")
+    env.optional("REDIS_URL")           # None when unset
+    env.number("PERSONA_CACHE_TTL", 300.0)
+    env.integer("PERSONA_CACHE_MAX_ENTRIES", 10_000)
+    env.flag("FRIDAY_UP_WITH_AGENT", False)
+    env.choice("FRIDAY_SPEECH_STACK", "inference", ("inference", "azure"))
+    env.enum("PERSONA_CRM_NUMBER_FORMAT", CrmNumberFormat.NATIONAL)
+
+A name may be a tuple: the first of those variables that is set is read (the gateway's
+webhook key pair falls back to the LiveKit API key pair this way). The methods are not
+called str/int/float/bool so they do not shadow the builtins in annotations.
+
+Reads go through `Mapping.get`, so a recording Mapping learns every name a `from_env`
+asks for (tests/deploy checks the Kubernetes manifests that way)."""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+E = TypeVar("E", bound=enum.Enum)
+
+Name = str | tuple[str, ...]
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class ConfigError(ValueError):
+    """A setting's value cannot be used; the message names the variable and the value."""
+
+
+class Environment:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ: Mapping[str, str] = os.environ if environ is None else environ
+
+    def lookup(self, name: Name) -> tuple[str, str] | None:
+        """(variable, stripped value) of the first of `name` that is set and not empty."""
+        for variable in (name,) if isinstance(name, str) else name:
+            value = (self._environ.get(variable) or "").strip()
+            if value:
+                return variable, value
+        return None
+
+    def optional(self, name: Name) -> str | None:
+        found = self.lookup(name)
+        return found[1] if found else None
+
+    def text(self, name: Name, default: str) -> str:
+        found = self.lookup(name)
+        return found[1] if found else default
+
+    def integer(self, name: Name, default: int) -> int:
+        found = self.lookup(name)
+        if found is None:
+            return default
+        variable, value = found
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{variable}={value!r} is not a whole number") from None
+
+    def number(self, name: Name, default: float) -> float:
+        found = self.lookup(name)
+        if found is None:
+            return default
+        variable, value = found
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise ConfigError(f"{variable}={value!r} is not a number") from None
+        if math.isnan(parsed):
+            raise ConfigError(f"{variable}={value!r} is not a number")
+        return parsed
+
+    def flag(self, name: Name, default: bool) -> bool:
+        found = self.lookup(name)
+        if found is None:
+            return default
+        variable, value = found
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{variable}={value!r} is not a yes/no value (one of {', '.join(_TRUE + _FALSE)})")
+
+    def choice(self, name: Name, default: str, choices: Iterable[str]) -> str:
+        """One of `choices`, compared case-insensitively and returned as spelled there."""
+        allowed = {choice.lower(): choice for choice in choices}
+        found = self.lookup(name)
+        if found is None:
+            return default
+        variable, value = found
+        if value.lower() not in allowed:
+            raise ConfigError(f"{variable}={value!r} is not one of {', '.join(allowed.values())}")
+        return allowed[value.lower()]
+
+    def enum(self, name: Name, default: E) -> E:
+        """The member of `default`'s enum whose value matches, case-insensitively."""
+        members = {str(member.value).lower(): member for member in type(default)}
+        found = self.lookup(name)
+        if found is None:
+            return default
+        variable, value = found
+        if value.lower() not in members:
+            raise ConfigError(f"{variable}={value!r} is not one of {', '.join(str(m.value) for m in members.values())}")
+        return members[value.lower()]

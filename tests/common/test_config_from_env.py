@@ -1,0 +1,279 @@
+"""Every config's `from_env`: each field of the (nested) frozen dataclass is read from its
+one environment variable, every variable lands in the field the table says, nothing else
+is read, and a bad value stops the service with the variable's name."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import subprocess
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import AgentConfig
+from services.common.env import ConfigError
+from services.common.tracing import log_level_from_env
+from services.dispatcher.config import DispatcherConfig
+from services.grpc_runtime.config import ServerConfig
+from services.persona.config import PersonaConfig
+from services.persona.numbers import CrmNumberFormat
+from services.webhook_gateway.config import GatewayConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# (variable, value set, field path, value expected there)
+Row = tuple[str, str, str, object]
+
+PERSONA: list[Row] = [
+    ("PERSONA_API_BASE", "https://crm.test/personas", "crm.api_base", "https://crm.test/personas"),
+    ("PERSONA_CRM_NUMBER_FORMAT", "E164", "crm.number_format", CrmNumberFormat.E164),
+    ("PERSONA_CRM_TIMEOUT", "1.25", "crm.attempt_timeout_seconds", 1.25),
+    ("PERSONA_CRM_MAX_ATTEMPTS", "5", "crm.max_attempts", 5),
+    ("PERSONA_CRM_BACKOFF_INITIAL", "0.02", "crm.backoff_initial_seconds", 0.02),
+    ("PERSONA_CRM_BACKOFF_MAX", "0.75", "crm.backoff_max_seconds", 0.75),
+    ("PERSONA_CRM_PROBE_INTERVAL", "0", "crm.probe_interval_seconds", 0.0),
+    ("PERSONA_CACHE_TTL", "60", "cache.ttl_seconds", 60.0),
+    ("PERSONA_NEGATIVE_TTL", "7", "cache.negative_ttl_seconds", 7.0),
+    ("PERSONA_MAX_STALE", "3600", "cache.max_stale_seconds", 3600.0),
+    ("PERSONA_CACHE_MAX_ENTRIES", "123", "cache.max_entries", 123),
+    ("REDIS_URL", "redis://r:6379/3", "cache.redis_url", "redis://r:6379/3"),
+    ("PERSONA_REDIS_PREFIX", "p:", "cache.redis_key_prefix", "p:"),
+    ("PERSONA_REDIS_COOLDOWN", "2.5", "cache.redis_cooldown_seconds", 2.5),
+    ("PERSONA_FILE", "/etc/friday/personas.json", "persona_file", "/etc/friday/personas.json"),
+    ("PERSONA_DEFAULT_REGION", "us", "default_region", "US"),
+    ("PERSONA_REQUEST_BUDGET", "2", "request_budget_seconds", 2.0),
+]
+DISPATCHER: list[Row] = [
+    ("LIVEKIT_URL", "https://lk.test", "livekit.url", "https://lk.test"),
+    ("LIVEKIT_API_KEY", "APIkey", "livekit.api_key", "APIkey"),
+    ("LIVEKIT_API_SECRET", "lk-secret", "livekit.api_secret", "lk-secret"),
+    ("DISPATCHER_RETRY_MAX_ATTEMPTS", "4", "retry.max_attempts", 4),
+    ("DISPATCHER_RETRY_INITIAL_BACKOFF_SECONDS", "0.01", "retry.initial_backoff", 0.01),
+    ("DISPATCHER_RETRY_MAX_BACKOFF_SECONDS", "0.4", "retry.max_backoff", 0.4),
+    ("DISPATCHER_RETRY_ATTEMPT_TIMEOUT_SECONDS", "1.75", "retry.attempt_timeout", 1.75),
+    ("REDIS_URL", "redis://r:6379/4", "claims.redis_url", "redis://r:6379/4"),
+    ("DISPATCHER_CLAIM_PREFIX", "c:", "claims.key_prefix", "c:"),
+    ("DISPATCHER_CLAIM_SETTLE_SECONDS", "12", "claims.settle_seconds", 12.0),
+    ("DISPATCHER_CLAIM_POLL_INTERVAL_SECONDS", "0.3", "claims.poll_interval", 0.3),
+    ("DISPATCHER_REDIS_TIMEOUT_SECONDS", "0.5", "claims.redis_timeout", 0.5),
+    ("DISPATCHER_MAX_BUDGET_SECONDS", "8", "max_budget_seconds", 8.0),
+]
+GATEWAY: list[Row] = [
+    ("GATEWAY_HOST", "127.0.0.2", "host", "127.0.0.2"),
+    ("PORT", "8099", "port", 8099),
+    ("LIVEKIT_WEBHOOK_API_KEY", "APIwebhook", "webhook_api_key", "APIwebhook"),
+    ("LIVEKIT_WEBHOOK_API_SECRET", "webhook-secret", "webhook_api_secret", "webhook-secret"),
+    ("PERSONA_TARGET", "dns:///persona:50051", "persona_target", "dns:///persona:50051"),
+    ("DISPATCHER_TARGET", "dns:///dispatcher:50052", "dispatcher_target", "dns:///dispatcher:50052"),
+    ("DISPATCHER_TOKEN", "d-token", "dispatcher_token", "d-token"),
+    ("PERSONA_TOKEN", "p-token", "persona_token", "p-token"),
+    ("AGENT_TO_DISPATCH", "acme-agent", "agent_name", "acme-agent"),
+    ("GATEWAY_BUDGET_SECONDS", "2.5", "budget_seconds", 2.5),
+    ("GATEWAY_PERSONA_TIMEOUT_SECONDS", "0.75", "persona_timeout_seconds", 0.75),
+    ("GATEWAY_MAX_BODY_BYTES", "65536", "max_body_bytes", 65536),
+    ("GATEWAY_DEDUPE_TTL_SECONDS", "120", "dedupe_ttl_seconds", 120.0),
+    ("GATEWAY_DEDUPE_MAX_ENTRIES", "5000", "dedupe_max_entries", 5000),
+    ("REDIS_URL", "redis://r:6379/5", "redis_url", "redis://r:6379/5"),
+    ("GATEWAY_REDIS_PREFIX", "g:", "redis_prefix", "g:"),
+    ("GATEWAY_READY_TIMEOUT_SECONDS", "0.2", "ready_timeout_seconds", 0.2),
+] + [
+    (f"{svc}_TLS_{var}", f"/tls/{svc}-{var}", f"{svc.lower()}_tls.{field}", f"/tls/{svc}-{var}")
+    for svc in ("PERSONA", "DISPATCHER")
+    for var, field in (
+        ("CA_FILE", "ca_file"),
+        ("CLIENT_CERT_FILE", "cert_file"),
+        ("CLIENT_KEY_FILE", "key_file"),
+        ("SERVER_NAME", "server_name_override"),
+    )
+]
+AGENT: list[Row] = [
+    ("AGENT_TO_DISPATCH", "acme-agent", "agent_name", "acme-agent"),
+    ("FRIDAY_SPEECH_STACK", "AZURE", "stack", "azure"),
+    ("FRIDAY_STT_MODEL", "stt/x", "inference.stt_model", "stt/x"),
+    ("FRIDAY_LLM_MODEL", "llm/x", "inference.llm_model", "llm/x"),
+    ("FRIDAY_TTS_MODEL", "tts/x", "inference.tts_model", "tts/x"),
+    ("FRIDAY_TTS_VOICE", "luna", "inference.tts_voice", "luna"),
+    ("FRIDAY_TTS_VOICES", "luna, sol", "inference.known_voices", frozenset({"luna", "sol"})),
+    ("AZURE_OPENAI_DEPLOYMENT", "llm-dep", "azure.llm_deployment", "llm-dep"),
+    ("AZURE_OPENAI_STT_DEPLOYMENT", "stt-dep", "azure.stt_deployment", "stt-dep"),
+    ("AZURE_OPENAI_TTS_DEPLOYMENT", "tts-dep", "azure.tts_deployment", "tts-dep"),
+    ("FRIDAY_TTS_VOICE", "luna", "azure.tts_voice", "luna"),  # one voice setting for both stacks
+    ("FRIDAY_LANGUAGE", "hi-IN", "language", "hi-IN"),
+    ("FRIDAY_VAD", "none", "vad", False),
+    ("FRIDAY_SIP_WAIT_SECONDS", "5", "sip_participant_timeout", 5.0),
+]
+SERVER: list[Row] = [
+    ("PERSONA_HOST", "127.0.0.3", "host", "127.0.0.3"),
+    ("PERSONA_PORT", "6001", "port", 6001),
+    ("PERSONA_METRICS_HOST", "127.0.0.4", "metrics_host", "127.0.0.4"),
+    ("PERSONA_METRICS_PORT", "6002", "metrics_port", 6002),
+    ("PERSONA_SHUTDOWN_GRACE", "9", "shutdown_grace_seconds", 9.0),
+    ("PERSONA_TLS_CERT_FILE", "/tls/cert", "tls.cert_file", "/tls/cert"),
+    ("PERSONA_TLS_KEY_FILE", "/tls/key", "tls.key_file", "/tls/key"),
+    ("PERSONA_TLS_CLIENT_CA_FILE", "/tls/ca", "tls.client_ca_file", "/tls/ca"),
+    ("PERSONA_TOKEN", "s-token", "auth_token", "s-token"),
+]
+
+
+def _server_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
+    return ServerConfig.from_env("PERSONA", default_port=50051, default_metrics_port=9101, environ=environ)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    from_env: Callable[[Mapping[str, str]], Any]
+    defaults: Any
+    table: list[Row]
+    # Variables read only as a fallback of another or to pick a default.
+    also_read: frozenset[str] = frozenset()
+
+
+CASES = {
+    "persona": Case(PersonaConfig.from_env, PersonaConfig(), PERSONA),
+    "dispatcher": Case(DispatcherConfig.from_env, DispatcherConfig(), DISPATCHER),
+    # The webhook key pair falls back to the LiveKit API key pair (LiveKit's own default).
+    "gateway": Case(
+        GatewayConfig.from_env, GatewayConfig(), GATEWAY, frozenset({"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"})
+    ),
+    # Azure credentials pick the default speech stack (the openai client reads them itself).
+    "agent": Case(
+        AgentConfig.from_env,
+        AgentConfig(),
+        AGENT,
+        frozenset({"AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN"}),
+    ),
+    "server": Case(_server_from_env, ServerConfig(port=50051, metrics_port=9101), SERVER),
+}
+
+
+def leaf_paths(cls: type, prefix: str = "") -> Iterator[str]:
+    """Dotted paths of every field that is not itself a config dataclass (or an optional one)."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        hint = hints[field.name]
+        members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        nested = [m for m in members if dataclasses.is_dataclass(m)]
+        if nested:
+            yield from leaf_paths(nested[0], f"{prefix}{field.name}.")
+        else:
+            yield prefix + field.name
+
+
+def value_at(config: object, path: str) -> object:
+    return functools.reduce(lambda obj, name: getattr(obj, name, None), path.split("."), config)
+
+
+class RecordingEnv(Mapping[str, str]):
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.names.add(key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_every_field_is_read_from_one_variable(name: str) -> None:
+    case = CASES[name]
+    paths = [path for _, _, path, _ in case.table]
+    assert len(paths) == len(set(paths)), "a field read from two variables"
+    assert set(paths) == set(leaf_paths(type(case.defaults)))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_every_variable_lands_in_its_field(name: str) -> None:
+    case = CASES[name]
+    config = case.from_env({var: raw for var, raw, _, _ in case.table})
+    for var, raw, path, expected in case.table:
+        assert value_at(config, path) == expected, f"{var}={raw!r} -> {path}"
+        assert value_at(case.defaults, path) != expected, f"{path}: pick a test value other than the default"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_nothing_else_is_read(name: str) -> None:
+    case = CASES[name]
+    recording = RecordingEnv()
+    case.from_env(recording)
+    assert recording.names == {var for var, _, _, _ in case.table} | case.also_read
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_an_empty_environment_gives_the_defaults(name: str) -> None:
+    case = CASES[name]
+    assert case.from_env({}) == case.defaults
+    assert case.from_env({var: " " for var, _, _, _ in case.table}) == case.defaults  # blank = unset
+
+
+def test_the_gateway_verifies_with_the_livekit_key_pair_unless_a_webhook_pair_is_set() -> None:
+    api = {"LIVEKIT_API_KEY": "APIlk", "LIVEKIT_API_SECRET": "lk-secret"}
+    config = GatewayConfig.from_env(api)
+    assert (config.webhook_api_key, config.webhook_api_secret) == ("APIlk", "lk-secret")
+    config = GatewayConfig.from_env({**api, "LIVEKIT_WEBHOOK_API_KEY": "APIwh", "LIVEKIT_WEBHOOK_API_SECRET": "wh"})
+    assert (config.webhook_api_key, config.webhook_api_secret) == ("APIwh", "wh")
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    gateway = GatewayConfig.from_env({var: raw for var, raw, _, _ in GATEWAY})
+    dispatcher = DispatcherConfig.from_env({var: raw for var, raw, _, _ in DISPATCHER})
+    server = _server_from_env({var: raw for var, raw, _, _ in SERVER})
+    for config, secrets in (
+        (gateway, ("webhook-secret", "d-token", "p-token")),
+        (dispatcher, ("lk-secret",)),
+        (server, ("s-token",)),
+    ):
+        assert not [secret for secret in secrets if secret in repr(config)]
+
+
+def test_log_level_is_one_setting_checked_against_logging() -> None:
+    assert log_level_from_env({}) == "INFO"
+    assert log_level_from_env({"LOG_LEVEL": "debug"}) == "DEBUG"
+    with pytest.raises(ConfigError, match="LOG_LEVEL='loud' is not one of"):
+        log_level_from_env({"LOG_LEVEL": "loud"})
+
+
+@pytest.mark.parametrize(
+    ("from_env", "variable", "value", "message"),
+    [
+        (PersonaConfig.from_env, "PERSONA_CACHE_TTL", "abc", "PERSONA_CACHE_TTL='abc' is not a number"),
+        (PersonaConfig.from_env, "PERSONA_CRM_NUMBER_FORMAT", "intl", "PERSONA_CRM_NUMBER_FORMAT='intl' is not one of"),
+        (DispatcherConfig.from_env, "DISPATCHER_RETRY_MAX_ATTEMPTS", "many", "'many' is not a whole number"),
+        (GatewayConfig.from_env, "GATEWAY_DEDUPE_MAX_ENTRIES", "1e5", "'1e5' is not a whole number"),
+        (AgentConfig.from_env, "FRIDAY_VAD", "maybe", "FRIDAY_VAD='maybe' is not one of"),
+        (_server_from_env, "PERSONA_PORT", "http", "PERSONA_PORT='http' is not a whole number"),
+    ],
+)
+def test_a_bad_value_is_refused_by_name(from_env, variable: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_env({variable: value})
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        (("persona", "serve"), "PERSONA_CACHE_TTL"),
+        (("dispatcher", "serve"), "DISPATCHER_CLAIM_SETTLE_SECONDS"),
+        (("gateway", "serve"), "GATEWAY_BUDGET_SECONDS"),
+        (("persona", "serve"), "LOG_LEVEL"),
+    ],
+)
+def test_serve_commands_stop_with_the_variable_named(command: tuple[str, ...], variable: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), variable: "soon"}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", *command], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"friday {' '.join(command)}: {variable}='soon' is not" in result.stderr
+    assert "Traceback" not in result.stderr

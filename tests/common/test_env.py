@@ -1,0 +1,112 @@
+"""services/common/env.py: typed reads, empty = unset, errors that name the variable and the value."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+from services.common.env import ConfigError, Environment
+
+
+class Color(enum.StrEnum):
+    RED = "red"
+    DARK_BLUE = "dark_blue"
+
+
+def test_unset_empty_and_blank_values_all_give_the_default() -> None:
+    for environ in ({}, {"X": ""}, {"X": "   "}):
+        env = Environment(environ)
+        assert env.text("X", "d") == "d"
+        assert env.optional("X") is None
+        assert env.integer("X", 7) == 7
+        assert env.number("X", 1.5) == 1.5
+        assert env.flag("X", True) is True
+        assert env.choice("X", "a", ("a", "b")) == "a"
+        assert env.enum("X", Color.RED) is Color.RED
+
+
+def test_values_are_stripped_and_cast() -> None:
+    env = Environment(
+        {"T": "  hello \n", "I": " 42 ", "F": "0.25", "NEG": "-3", "E": "DARK_BLUE", "C": "Azure", "B": " Yes "}
+    )
+    assert env.text("T", "") == "hello"
+    assert env.optional("T") == "hello"
+    assert env.integer("I", 0) == 42
+    assert env.integer("NEG", 0) == -3
+    assert env.number("F", 0.0) == 0.25
+    assert env.number("I", 0.0) == 42.0
+    assert env.enum("E", Color.RED) is Color.DARK_BLUE
+    assert env.choice("C", "inference", ("inference", "azure")) == "azure"  # spelled as the choices spell it
+    assert env.flag("B", False) is True
+
+
+@pytest.mark.parametrize(("value", "expected"), [(v, True) for v in ("1", "true", "YES", "on")] + [
+    (v, False) for v in ("0", "False", "no", "OFF")
+])  # fmt: skip
+def test_flag_words(value: str, expected: bool) -> None:
+    assert Environment({"X": value}).flag("X", not expected) is expected
+
+
+@pytest.mark.parametrize(
+    ("read", "message"),
+    [
+        (lambda env: env.number("PERSONA_CACHE_TTL", 1.0), "PERSONA_CACHE_TTL='abc' is not a number"),
+        (lambda env: env.integer("PERSONA_CACHE_TTL", 1), "PERSONA_CACHE_TTL='abc' is not a whole number"),
+        (lambda env: env.flag("PERSONA_CACHE_TTL", True), "PERSONA_CACHE_TTL='abc' is not a yes/no value"),
+        (lambda env: env.choice("PERSONA_CACHE_TTL", "a", ("a", "b")), "PERSONA_CACHE_TTL='abc' is not one of a, b"),
+        (lambda env: env.enum("PERSONA_CACHE_TTL", Color.RED), "PERSONA_CACHE_TTL='abc' is not one of red, dark_blue"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_the_value(read, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        read(Environment({"PERSONA_CACHE_TTL": "abc"}))
+    assert str(refused.value).startswith(message)
+    assert isinstance(refused.value, ValueError)
+
+
+def test_numbers_refuse_what_is_not_one() -> None:
+    env = Environment({"HALF": "1.5", "NAN": "nan", "UNIT": "3s"})
+    with pytest.raises(ConfigError, match="HALF='1.5' is not a whole number"):
+        env.integer("HALF", 1)
+    with pytest.raises(ConfigError, match="NAN='nan' is not a number"):
+        env.number("NAN", 1.0)
+    with pytest.raises(ConfigError, match="UNIT='3s' is not a number"):
+        env.number("UNIT", 1.0)
+
+
+def test_a_tuple_of_names_reads_the_first_one_set_and_names_it_in_errors() -> None:
+    env = Environment({"WEBHOOK_KEY": "", "API_KEY": "k2", "BAD": "x"})
+    assert env.text(("WEBHOOK_KEY", "API_KEY"), "d") == "k2"
+    assert env.text(("API_KEY", "WEBHOOK_KEY"), "d") == "k2"
+    assert env.text(("NONE_1", "NONE_2"), "d") == "d"
+    with pytest.raises(ConfigError, match="BAD='x'"):
+        env.integer(("UNSET", "BAD"), 1)
+
+
+def test_reads_go_through_mapping_get_so_a_recording_mapping_sees_every_name() -> None:
+    class Recording(Mapping[str, str]):
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def __getitem__(self, key: str) -> str:
+            self.asked.append(key)
+            raise KeyError(key)
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(())
+
+        def __len__(self) -> int:
+            return 0
+
+    recording = Recording()
+    env = Environment(recording)
+    env.text(("A", "B"), "")
+    env.enum("C", Color.RED)
+    assert recording.asked == ["A", "B", "C"]
+
+
+def test_the_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRIDAY_TEST_ENV_READER", "from-os")
+    assert Environment().text("FRIDAY_TEST_ENV_READER", "") == "from-os"
