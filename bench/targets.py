@@ -46,6 +46,8 @@ class Measurements:
     floor_saturation: float | None = None  # /s, the floor's 7-cN in scenario 3
     floor_saturation_at: str = ""
     get_bare_ratios: list[float] = field(default_factory=list)  # 6p, per block pair
+    get_server_cpu_ms: float | None = None  # 6p: PersonaService per GetPersona
+    bare_server_cpu_ms: float | None = None  # 6p: the bare server per Check
     mesh_cpu_ms: float | None = None  # 7p: gateway + persona + dispatcher, per webhook
     floor_cpu_ms: float | None = None  # 7p: the floor process, per webhook
     hop_cpu_ms: float | None = None  # 7p: bare server + its client, per call
@@ -104,6 +106,9 @@ def targets(m: Measurements) -> list[Target]:
         else None
     )
     get_pct = None if not m.get_bare_ratios else round(100 * median(m.get_bare_ratios), 1)
+    by_cpu = ""
+    if m.get_server_cpu_ms and m.bare_server_cpu_ms:
+        by_cpu = f"; by server CPU per call {100 * m.bare_server_cpu_ms / m.get_server_cpu_ms:.0f} %"
     cpu_limit = (
         None
         if m.floor_cpu_ms is None or m.hop_cpu_ms is None
@@ -144,7 +149,8 @@ def targets(m: Measurements) -> list[Target]:
             get_pct,
             f">= {GET_PERSONA_SHARE_MIN_PCT:g} %",
             _at_least(get_pct, GET_PERSONA_SHARE_MIN_PCT),
-            f"6p: median of {len(m.get_bare_ratios)} block pairs ({spread([100 * r for r in m.get_bare_ratios])} %)",
+            f"6p: median of {len(m.get_bare_ratios)} block pairs ({spread([100 * r for r in m.get_bare_ratios])} %)"
+            + by_cpu,
             unit=" %",
         ),
         Target(
@@ -242,6 +248,7 @@ def measurements(rows: list[Row], cfg: BenchConfig) -> Measurements:
         for f, h in zip(floor["p50_ms"], hop["p50_ms"], strict=True):
             if f and h is not None:
                 architecture.append(round((f + HOPS * h) / f, 3))
+    grpc = _legs(rows, "6p")
     mesh_sat, mesh_at = _saturation(rows, "3-", cfg.saturation_p99_ms)
     floor_sat, floor_at = _saturation(rows, "7-c", cfg.saturation_p99_ms)
     burst = _row(rows, "4")
@@ -253,6 +260,8 @@ def measurements(rows: list[Row], cfg: BenchConfig) -> Measurements:
         floor_saturation=floor_sat,
         floor_saturation_at=floor_at,
         get_bare_ratios=_ratios(rows, "6p"),
+        get_server_cpu_ms=_cpu(grpc.get("get"), ("persona",)),
+        bare_server_cpu_ms=_cpu(grpc.get("bare"), ("bare-health",)),
         mesh_cpu_ms=_cpu(mesh, SERVICES),
         floor_cpu_ms=_cpu(floor, ("floor",)),
         hop_cpu_ms=_cpu(hop, ("bare-health", "loadgen")),

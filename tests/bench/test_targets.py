@@ -169,6 +169,7 @@ def test_measurements_read_the_rows_the_scenarios_write() -> None:
     assert (m.mesh_saturation, m.floor_saturation) == (480.0, 800.0)
     assert m.mesh_saturation_at.startswith("3-c16") and m.floor_saturation_at.startswith("7-c32")
     assert m.get_bare_ratios == [0.92, 0.95]
+    assert (m.bare_server_cpu_ms, m.get_server_cpu_ms) == (0.4, 0.45)  # 0.8 / 0.9 s per 2000 calls
     assert m.mesh_cpu_ms == 4.0  # (0.45 + 0.15 + 0.6) s / 300 calls, all three services
     assert m.floor_cpu_ms == 1.5
     assert m.hop_cpu_ms == 0.5  # server + client
