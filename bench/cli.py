@@ -1,5 +1,6 @@
-"""`python -m bench` / `friday bench`: start everything, run the scenarios, write
-bench/results/<name>.{json,md}, print the markdown. Exit 0 when the run completed
+"""`python -m bench` / `friday bench`: start everything, run the scenarios, judge the
+targets (ratios measured side by side in this run; none in a quick run), write
+bench/results/<name>.{json,md} and print the markdown. Exit 0 when the run completed
 (targets missed or not); 1 when the harness itself could not run."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from .config import BenchConfig
 from .measure import Bench
 from .mesh import API_KEY, API_SECRET, LoadGenerator, running_mesh, start_announcing
-from .options import add_arguments, config_from
+from .options import DESCRIPTION, add_arguments, config_from
 from .personas import BenchNumbers
 from .report import write
 from .scenarios import ALL
@@ -60,14 +61,19 @@ def handle(args: argparse.Namespace) -> int:
         return 1
     print((cfg.output_dir / f"{cfg.output_name}.md").read_text())
     print(f"bench: wrote {cfg.output_dir / cfg.output_name}.json and .md", flush=True)
+    if not result["judged"]:
+        print("bench: quick run: a smoke test of the harness, no targets judged", flush=True)
+        return 0
     missed = [t["target"] for t in result["targets"] if t["passed"] is False]
-    if missed:
-        print("bench: targets missed: " + ", ".join(missed), flush=True)
+    unmeasured = [t["target"] for t in result["targets"] if t["passed"] is None]
+    print("bench: targets missed: " + (", ".join(missed) or "none"), flush=True)
+    if unmeasured:
+        print("bench: not measured in this run: " + ", ".join(unmeasured), flush=True)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=DESCRIPTION)
     add_arguments(parser)
     return parser
 

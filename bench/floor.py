@@ -1,13 +1,17 @@
 """The floor (scenario 7): the least a Python process must do for a webhook — verify
 LiveKit's signature, keep SIP joins, build the job metadata with the persona it
-already holds in memory, and dispatch through livekit-api — with no gRPC hop and no
-second process. The mesh's latency divided by this one is what the mesh costs.
+already holds in memory, and dispatch — with no gRPC hop and no second process.
 
-It reuses the gateway's own pieces (WebhookVerifier, classify, the shared
-job-metadata codec) and makes the same two LiveKit calls the dispatcher makes per
-call (ListDispatch, then CreateDispatch — the exactly-one guard without the claim),
-so the ratio isolates the two gRPC hops and the process boundaries. It runs on
-uvicorn with the gateway's settings.
+It does the same LiveKit work as the mesh, so the mesh / floor ratios measure the
+mesh's own overhead (the two gRPC hops, the process boundaries and what the services
+do around them) and nothing else: the same two calls per webhook as DispatcherService
+(ListDispatch, then CreateDispatch only when our agent is not there yet: the
+exactly-one guard, without the claim), made through DispatcherService's own LiveKit
+adapter (LiveKitDispatchTransport: the same aiohttp pool, room token reuse and
+protobuf bodies), so the LiveKit stand-in answers both alike. Scenario 7p records the
+LiveKit calls per webhook of mesh and floor, and the report checks they match. The
+gateway's own pieces do the rest (WebhookVerifier, classify, the shared job-metadata
+codec), on uvicorn with the gateway's settings and on the services' event loop.
 
     python -m bench.floor --personas FILE --livekit-url URL --api-key K --api-secret S
 """
@@ -23,8 +27,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import uvicorn
-from livekit import api
-from livekit.protocol.agent_dispatch import CreateAgentDispatchRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,27 +36,30 @@ from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.common import event_loop, job_metadata
 from services.common.default_persona import default_persona
+from services.dispatcher.livekit_transport import LiveKitDispatchTransport
+from services.dispatcher.transport import LiveKitCallError
 from services.persona.mapping import persona_from_json
 from services.webhook_gateway.events import Ignored, classify
 from services.webhook_gateway.verification import MalformedEventError, SignatureError, WebhookVerifier
 
 WEBHOOK_PATH = "/livekit-webhook"
+# One LiveKit request's bound; the stand-in answers at once, this only keeps a hang finite.
+LIVEKIT_TIMEOUT_SECONDS = 2.5
 
 
 def create_floor_app(
     personas: dict[str, Persona], livekit_url: str, api_key: str, api_secret: str, agent_name: str
 ) -> Starlette:
     verifier = WebhookVerifier(api_key, api_secret)
-    state: dict[str, api.LiveKitAPI] = {}
+    # One client (one aiohttp pool, born inside the loop on first use) for the process, as the dispatcher has.
+    livekit = LiveKitDispatchTransport(livekit_url, api_key, api_secret)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # One client (one aiohttp pool) for the process, born inside the loop, as the dispatcher does.
-        state["lk"] = api.LiveKitAPI(livekit_url, api_key, api_secret, failover=False)
         try:
             yield
         finally:
-            await state["lk"].aclose()
+            await livekit.aclose()
 
     async def receive(request: Request) -> Response:
         raw = await request.body()
@@ -83,20 +88,20 @@ def create_floor_app(
             trace_id=call.event_id,
         )
         encoded = job_metadata.encode(metadata)
-        dispatches = state["lk"].agent_dispatch
         try:
-            existing = [d for d in await dispatches.list_dispatch(call.room) if d.agent_name == agent_name]
+            listed = await livekit.list(call.room, timeout=LIVEKIT_TIMEOUT_SECONDS)
+            existing = [d for d in listed if d.agent_name == agent_name]
             if existing:
                 dispatch, already = existing[0], True
             else:
-                request_pb = CreateAgentDispatchRequest(room=call.room, agent_name=agent_name, metadata=encoded)
-                dispatch, already = await dispatches.create_dispatch(request_pb), False
-        except api.ServerError as exc:
+                created = await livekit.create(call.room, agent_name, encoded, timeout=LIVEKIT_TIMEOUT_SECONDS)
+                dispatch, already = created, False
+        except LiveKitCallError as exc:
             return JSONResponse({"status": "dispatch_failed", "detail": str(exc)}, status_code=503)
         return JSONResponse(
             {
                 "status": "dispatched",
-                "dispatch_id": dispatch.id,
+                "dispatch_id": dispatch.dispatch_id,
                 "already_existed": already,
                 "room": call.room,
                 "persona_id": metadata.persona.persona_id,
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         load_personas(args.personas), args.livekit_url, args.api_key, args.api_secret, args.agent_name
     )
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
-    # without it uvicorn's two writes per response (head, body) meet delayed ACKs: +40 ms per call.
+    # without it uvicorn's two writes per response (head, body) wait on a delayed ACK every call.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))

@@ -6,6 +6,7 @@ unary call a Python gRPC server can answer, and so the ceiling for GetPersona.""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from time import perf_counter
@@ -56,14 +57,20 @@ class GrpcJob:
             await self._channel.close()
 
     async def _closed_loop(self, call: Callable[[], Awaitable[object]]) -> dict[str, Any]:
+        """`concurrency` callers until `duration` seconds have passed or, when the job
+        sets `count`, that many calls were sent (with concurrency 1: sequential calls)."""
         concurrency = int(self._job["concurrency"])
+        count = int(self._job["count"]) if "count" in self._job else None
         latencies: list[float] = []
         errors: Counter[str] = Counter()
+        sent = 0
         began = perf_counter()
-        stop_at = began + float(self._job["duration"])
+        stop_at = began + float(self._job.get("duration", math.inf))
 
         async def caller() -> None:
-            while perf_counter() < stop_at:
+            nonlocal sent
+            while perf_counter() < stop_at and (count is None or sent < count):
+                sent += 1
                 started = perf_counter()
                 try:
                     await call()

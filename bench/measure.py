@@ -9,6 +9,7 @@ import itertools
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,12 +97,46 @@ class Bench:
         print(_progress(row), flush=True)
         return row
 
+    def grpc_job(self, target: str, method: str, *, concurrency: int, **params: Any) -> dict[str, Any]:
+        """A closed loop of `method` ("health" or "get_persona") for `duration` seconds or `count` calls."""
+        return {
+            "kind": "grpc",
+            "target": target,
+            "method": method,
+            "number": self.numbers.warm,
+            "concurrency": concurrency,
+            **params,
+        }
+
     async def run_job(self, job: dict[str, Any], *, livekit_latency: float = 0.0) -> dict[str, Any]:
-        """One load-generator job, latencies only (no per-process accounting): for steps
-        made of many short blocks, where a measure() per block would cost more than it tells."""
+        """One load-generator job for a step made of many short blocks: latencies, each
+        process's CPU seconds (`cpu_s`) and, for webhooks, the LiveKit calls the stand-in
+        answered (`livekit_calls`), without a row, peak RSS or stand-in latency bookkeeping
+        of its own."""
         await self._set_latency(0.0, livekit_latency)
         await self.loadgen.run({"op": "prepare", **job})
-        return await self.loadgen.run({"op": "run"})
+        await self._set_latency(0.0, livekit_latency)  # the stand-in's calls now cover the run only
+        watch = ProcessWatch(self.pids(), reset_peak=False)
+        began = time.monotonic()
+        result = await self.loadgen.run({"op": "run"})
+        processes = watch.finish(time.monotonic() - began)
+        result["cpu_s"] = {name: stats["cpu_s"] for name, stats in processes.items()}
+        if job["kind"] == "http":
+            calls = (await self.mesh.livekit.state())["calls"]
+            result["livekit_calls"] = dict(Counter(call["method"] for call in calls))
+        return result
+
+    async def alternate(
+        self, legs: dict[str, Callable[[], dict[str, Any]]], blocks: int, *, livekit_latency: float = 0.0
+    ) -> dict[str, list[dict[str, Any]]]:
+        """`blocks` rounds of one run_job per leg, in the legs' order: what is compared is
+        measured seconds apart, so the machine's drift hits every leg alike. Each leg makes
+        a fresh job per block (webhooks need new rooms and event ids)."""
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in legs}
+        for _ in range(blocks):
+            for name, make_job in legs.items():
+                results[name].append(await self.run_job(make_job(), livekit_latency=livekit_latency))
+        return results
 
     async def timer_overshoot_ms(self, latencies: list[float], count: int) -> dict[str, float]:
         """How much longer than asked a stand-in's injected sleep lasts (asyncio timer

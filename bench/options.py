@@ -8,17 +8,25 @@ from pathlib import Path
 
 from .config import BenchConfig
 
+DESCRIPTION = (
+    "Benchmark the mesh against the CRM and LiveKit stand-ins and against the single-process floor, all on "
+    "this machine. The targets are ratios measured side by side in the run (mesh / floor, GetPersona / bare "
+    "health Check); absolute figures are reported, never judged. A full run takes about 5 minutes on 2 cores; "
+    "--quick takes seconds and judges nothing."
+)
 # The scenario functions in bench/scenarios.py, in run order.
 SCENARIOS = ("warm_sequential", "open_loop", "saturation", "cold_burst", "cold_path", "persona_direct", "floor")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="a few calls per scenario (seconds): smoke test only")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few calls per scenario (seconds): a smoke test, judges no targets"
+    )
     parser.add_argument(
         "--only",
         action="append",
         choices=SCENARIOS,
-        help="run only this scenario (repeatable); default: all seven",
+        help="run only this scenario (repeatable; saturation runs mesh and floor side by side); default: all seven",
     )
     parser.add_argument("--crm-latency", type=float, help="CRM stand-in latency, seconds (default 0.08)")
     parser.add_argument("--livekit-latency", type=float, help="LiveKit stand-in latency, seconds (default 0.03)")
@@ -33,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burst-size", type=int, help="simultaneous calls in scenario 4 (default 200)")
     parser.add_argument("--cold-count", type=int, help="distinct numbers in scenario 5 (default 100)")
     parser.add_argument("--grpc-concurrency", type=int, help="concurrent gRPC callers in scenario 6 (default 16)")
-    parser.add_argument("--grpc-duration", type=float, help="seconds per gRPC measurement (default 8)")
+    parser.add_argument("--grpc-duration", type=float, help="seconds per gRPC measurement, 6-* (default 8)")
     parser.add_argument("--log-level", help="services' LOG_LEVEL (default WARNING: no log line per webhook)")
     parser.add_argument("--output-dir", type=Path, help="where to write <name>.json/.md (default bench/results)")
     parser.add_argument("--profile", type=Path, help="py-spy the services during every step; write profiles here")

@@ -68,9 +68,11 @@ class ProcessWatch:
     """CPU used and peak RSS of a set of named processes over one scenario."""
 
     pids: dict[str, int]
+    # False for short blocks that only need CPU: the scenario's peak RSS stays the scenario's.
+    reset_peak: bool = True
 
     def __post_init__(self) -> None:
-        self.peak_reset = all([reset_peak_rss(pid) for pid in self.pids.values()])
+        self.peak_reset = self.reset_peak and all([reset_peak_rss(pid) for pid in self.pids.values()])
         self._cpu_start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         self._machine_start = machine_busy_seconds()
 

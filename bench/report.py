@@ -1,5 +1,6 @@
-"""Targets (README, Performance) checked against the rows, and the results written as JSON and
-as a markdown table with the machine it ran on."""
+"""The results written as JSON and as a markdown table with the machine it ran on:
+the targets (bench/targets.py: ratios measured side by side, judged unless this is a
+quick run), the absolute figures beside them, and every step's rows."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import BenchConfig
-from .scenarios import best_rate
+from .stats import fmt, spread
+from .targets import SERVICES, evaluate, information
 
-SERVICES = ("gateway", "persona", "dispatcher")
 PROCESS_COLUMNS = (
     "gateway",
     "persona",
@@ -27,128 +28,8 @@ PROCESS_COLUMNS = (
     "bare-health",
     "loadgen",
 )
-
-
-def _row(rows: list[dict[str, Any]], sid: str) -> dict[str, Any] | None:
-    return next((r for r in rows if r["id"] == sid), None)
-
-
-def _lat(row: dict[str, Any] | None, key: str) -> float | None:
-    return None if row is None else row.get("latency_ms", {}).get(key)
-
-
-def _target(
-    name: str, measured: float | None, limit: float, *, at_most: bool, unit: str, source: str, exact: bool = False
-) -> dict[str, Any]:
-    if measured is None:
-        passed = None
-    elif exact:
-        passed = measured == limit
-    else:
-        passed = measured <= limit if at_most else measured >= limit
-    relation = "==" if exact else ("<=" if at_most else ">=")
-    return {
-        "target": name,
-        "measured": measured,
-        "limit": f"{relation} {limit:g}{unit}",
-        "unit": unit,
-        "passed": passed,
-        "source": source,
-    }
-
-
-def evaluate(rows: list[dict[str, Any]], cfg: BenchConfig) -> list[dict[str, Any]]:
-    open_rows = sorted((r for r in rows if r["id"].startswith("2-")), key=lambda r: r["params"]["rate"])
-    at_100 = next((r for r in open_rows if r["params"]["rate"] == 100), open_rows[0] if open_rows else None)
-    open_src = f"scenario {at_100['id']}" if at_100 else "missing"
-    best = best_rate([r for r in rows if r["id"].startswith("3-")], cfg.saturation_p99_ms)
-    mesh_p50, floor_p50 = _lat(_row(rows, "1a"), "p50"), _lat(_row(rows, "7a"), "p50")
-    burst = _row(rows, "4")
-    cold = _row(rows, "5")
-    bare, get = _row(rows, "6-bare"), _row(rows, "6-get")
-    peak = {
-        name: max((r["processes"].get(name, {}).get("peak_rss_mb") or 0 for r in rows), default=None)
-        for name in SERVICES
-    }
-    targets = [
-        _target("warm p50 at 100/s", _lat(at_100, "p50"), 3, at_most=True, unit=" ms", source=open_src),
-        _target("warm p99 at 100/s", _lat(at_100, "p99"), 10, at_most=True, unit=" ms", source=open_src),
-        _target(
-            f"saturation (p99 < {cfg.saturation_p99_ms:g} ms, no errors)",
-            best["rate_per_s"] if best else 0.0,
-            600,
-            at_most=False,
-            unit="/s",
-            source=f"scenario {best['id']}" if best else "no level qualified",
-        ),
-        _mesh_floor_target(_row(rows, "7p"), mesh_p50, floor_p50),
-    ]
-    if burst is not None:
-        checks = burst["checks"]
-        targets += [
-            _target(
-                "cold burst CRM requests", checks["crm_requests"], 1, at_most=True, unit="", source="4", exact=True
-            ),
-            _target(
-                "cold burst dispatches",
-                checks["dispatches"],
-                checks["dispatches_expected"],
-                at_most=True,
-                unit="",
-                source="4",
-                exact=True,
-            ),  # fmt: skip
-            _target(
-                "cold burst calls answered 200",
-                checks["answered_ok"],
-                checks["dispatches_expected"],
-                at_most=True,
-                unit="",
-                source="4",
-                exact=True,
-            ),  # fmt: skip
-        ]
-    gross = (cold or {}).get("overhead_ms", {}).get("p50")
-    net = (cold or {}).get("overhead_net_ms", {}).get("p50", gross)
-    overshoot = (cold or {}).get("standin_timer_overshoot_ms", {}).get("per_call")
-    targets.append(
-        _target(
-            "cold-path overhead p50",
-            net,
-            5,
-            at_most=True,
-            unit=" ms",
-            source=f"5: {_fmt(gross)} ms minus the stand-ins' timer overshoot {_fmt(overshoot)} ms",
-        )
-    )
-    ratio = round(100 * get["rate_per_s"] / bare["rate_per_s"], 1) if get and bare and bare["rate_per_s"] else None
-    cpu_get = get["processes"]["persona"].get("cpu_ms_per_call") if get else None
-    cpu_bare = bare["processes"]["bare-health"].get("cpu_ms_per_call") if bare else None
-    cpu_ratio = f"{100 * cpu_bare / cpu_get:.0f} %" if cpu_get and cpu_bare else "-"
-    targets.append(
-        _target(
-            "GetPersona RPS / bare health RPS",
-            ratio,
-            75,
-            at_most=False,
-            unit=" %",
-            source=f"6 (by server CPU per call, steadier on a shared machine: {cpu_ratio})",
-        )
-    )
-    for name in SERVICES:
-        targets.append(_target(f"{name} peak RSS", peak[name], 150, at_most=True, unit=" MB", source="all scenarios"))
-    return targets
-
-
-def _mesh_floor_target(paired: dict[str, Any] | None, mesh_p50: float | None, floor_p50: float | None) -> dict:
-    """From 7p's alternating blocks when it ran (drift cancels out), else 1a / 7a."""
-    apart = round(mesh_p50 / floor_p50, 2) if mesh_p50 and floor_p50 else None
-    if paired is None:
-        return _target("mesh / floor p50", apart, 1.5, at_most=True, unit="x", source="1a / 7a")
-    p = paired["paired"]
-    spread = f"{_fmt(p['ratios'][0])}–{_fmt(p['ratios'][-1])}"
-    source = f"7p: median of {len(p['ratios'])} block pairs ({spread}); 1a / 7a: {_fmt(apart)}x"
-    return _target("mesh / floor p50", round(p["ratio_median"], 2), 1.5, at_most=True, unit="x", source=source)
+# Legs of the paired steps, in the CPU-per-call table under the step's id.
+PAIRED_LEG_NAMES = {"mesh": "mesh", "floor": "floor", "bare-hop": "bare hop", "bare": "bare Check", "get": "GetPersona"}
 
 
 def machine() -> dict[str, Any]:
@@ -181,41 +62,33 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
-    return str(value)
-
-
 def _notes(row: dict[str, Any]) -> str:
     notes = []
     if "paired" in row:
         p = row["paired"]
+        key = p["of"]
+        value = {"rate_per_s": "rate/s", "p50_ms": "p50 ms"}.get(key, key)
+        per_leg = "; ".join(
+            f"{PAIRED_LEG_NAMES.get(name, name)}: " + " ".join(fmt(v) for v in leg[key])
+            for name, leg in p["legs"].items()
+        )
         notes.append(
-            "p50 per block, mesh: "
-            + " ".join(_fmt(v) for v in p["mesh_p50_ms"])
-            + "; floor: "
-            + " ".join(_fmt(v) for v in p["floor_p50_ms"])
-            + f"; median ratio {_fmt(p['ratio_median'])}"
+            f"{value} per block, {per_leg}; block-pair ratios {spread(p['ratios'])}, median {fmt(p['ratio_median'])}"
         )
     if "overhead_ms" in row:
         o = row["overhead_ms"]
-        notes.append(
-            f"minus {row['injected_ms']:g} ms injected: p50 {_fmt(o.get('p50'))} / p99 {_fmt(o.get('p99'))} ms"
-        )
+        notes.append(f"minus {row['injected_ms']:g} ms injected: p50 {fmt(o.get('p50'))} / p99 {fmt(o.get('p99'))} ms")
     if "overhead_net_ms" in row:
         n = row["overhead_net_ms"]
         notes.append(
             f"net of the stand-ins' timer overshoot ({row['standin_timer_overshoot_ms']['per_call']:g} ms/call): "
-            f"p50 {_fmt(n.get('p50'))} / p99 {_fmt(n.get('p99'))} ms"
+            f"p50 {fmt(n.get('p50'))} / p99 {fmt(n.get('p99'))} ms"
         )
     if "send_lag_ms" in row:
         sent = row.get("latency_from_send_ms", {})
         notes.append(
-            f"generator late by p99 {_fmt(row['send_lag_ms'].get('p99'))} ms; from the actual write: "
-            f"p50 {_fmt(sent.get('p50'))} / p99 {_fmt(sent.get('p99'))} ms"
+            f"generator late by p99 {fmt(row['send_lag_ms'].get('p99'))} ms; from the actual write: "
+            f"p50 {fmt(sent.get('p50'))} / p99 {fmt(sent.get('p99'))} ms"
         )
     if "checks" in row:
         c = row["checks"]
@@ -233,7 +106,7 @@ def _notes(row: dict[str, Any]) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     m, cfg = result["machine"], result["config"]
-    kind = "quick run: smoke only, not a measurement" if cfg["quick"] else "full run"
+    kind = "quick run: smoke test only, no targets judged" if cfg["quick"] else "full run"
     lines = [
         f"# Friday persona mesh benchmark ({kind})",
         "",
@@ -245,17 +118,38 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Everything runs co-located on this machine: the three services, both stand-ins, the floor, the bare "
         "health server and the load generator (one process) share the same cores, so every number includes "
-        "the load generator's and the stand-ins' CPU competing with the mesh's.",
+        "the load generator's and the stand-ins' CPU competing with the mesh's, and whatever else the machine "
+        "runs meanwhile ('other' below).",
         "",
         "## Targets",
         "",
+    ]
+    if result["judged"]:
+        lines += [
+            "Each target compares two things measured side by side in this run (the mesh against the floor, "
+            "GetPersona against a bare health Check), so the machine's speed cancels out.",
+            "",
+        ]
+    else:
+        lines += ["A quick run is a smoke test of the harness: too few calls to measure anything, nothing judged.", ""]
+    lines += [
         "| target | measured | limit | result | from |",
         "| --- | --- | --- | --- | --- |",
     ]
     for t in result["targets"]:
-        verdict = {True: "pass", False: "**MISS**", None: "n/a"}[t["passed"]]
-        measured = "-" if t["measured"] is None else f"{_fmt(t['measured'])}{t['unit']}"
+        verdict = {True: "pass", False: "**MISS**", None: "n/a"}[t["passed"]] if result["judged"] else "not judged"
+        measured = "-" if t["measured"] is None else f"{fmt(t['measured'])}{t['unit']}"
         lines.append(f"| {t['target']} | {measured} | {t['limit']} | {verdict} | {t['source']} |")
+    lines += [
+        "",
+        "## Absolute figures (information, not judged)",
+        "",
+        "They move with the machine's speed: compare them only with a run on the same machine at the same time.",
+        "",
+        "| what | value | from |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {i['what']} | {i['value']} | {i['source']} |" for i in result["information"]]
     lines += [
         "",
         "## Scenarios",
@@ -269,8 +163,8 @@ def markdown(result: dict[str, Any]) -> str:
         lat = row.get("latency_ms", {})
         cells = [row["id"], row["name"], row["ok"], row["error_count"], row.get("rate_per_s")]
         cells += [lat.get(k) for k in ("p50", "p95", "p99", "max")]
-        lines.append("| " + " | ".join(_fmt(c) for c in cells) + f" | {_notes(row)} |")
-    measured = [row for row in result["rows"] if row["processes"]]  # 7p keeps no process figures
+        lines.append("| " + " | ".join(fmt(c) for c in cells) + f" | {_notes(row)} |")
+    with_processes = [row for row in result["rows"] if row["processes"]]  # paired steps keep theirs per leg
     lines += [
         "",
         "## Processes: peak RSS (MB) / CPU (% of one core) per scenario",
@@ -281,35 +175,43 @@ def markdown(result: dict[str, Any]) -> str:
         "| # | " + " | ".join(PROCESS_COLUMNS) + " | machine | other |",
         "| --- | " + " | ".join("---" for _ in PROCESS_COLUMNS) + " | --- | --- |",
     ]
-    for row in measured:
+    for row in with_processes:
         procs = row["processes"]
         cells = [
-            f"{_fmt(procs[p]['peak_rss_mb'])} / {_fmt(procs[p]['cpu_pct'])}" if p in procs else "-"
+            f"{fmt(procs[p]['peak_rss_mb'])} / {fmt(procs[p]['cpu_pct'])}" if p in procs else "-"
             for p in PROCESS_COLUMNS
         ]
         cpu = row.get("machine_cpu", {})
-        cells += [_fmt(cpu.get("busy_pct")), _fmt(cpu.get("unwatched_pct"))]
+        cells += [fmt(cpu.get("busy_pct")), fmt(cpu.get("unwatched_pct"))]
         lines.append(f"| {row['id']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## CPU per call (ms of CPU per webhook or RPC answered)",
         "",
         "Steadier than rates on a shared machine: other work changes how long a call waits, not how much CPU "
-        "it costs. 'mesh' = gateway + persona + dispatcher.",
+        "it costs. 'mesh' = gateway + persona + dispatcher. The paired steps (6p, 7p) over all blocks of each leg.",
         "",
         "| # | mesh | " + " | ".join(PROCESS_COLUMNS) + " |",
         "| --- | --- | " + " | ".join("---" for _ in PROCESS_COLUMNS) + " |",
     ]
-    for row in measured:
-        procs = row["processes"]
-        per_call = {p: procs.get(p, {}).get("cpu_ms_per_call") for p in PROCESS_COLUMNS}
-        mesh = sum(per_call[p] or 0 for p in SERVICES) or None
-        cells = [_fmt(mesh)] + [_fmt(per_call[p]) for p in PROCESS_COLUMNS]
-        lines.append(f"| {row['id']} | " + " | ".join(cells) + " |")
+    for sid, per_call in _cpu_per_call_rows(result["rows"]):
+        mesh = sum(per_call.get(p) or 0 for p in SERVICES) or None
+        cells = [fmt(mesh)] + [fmt(per_call.get(p)) for p in PROCESS_COLUMNS]
+        lines.append(f"| {sid} | " + " | ".join(cells) + " |")
     if any(r.get("peak_rss_since_start") for r in result["rows"]):
         lines += ["", "(Peak RSS could not be reset per scenario here: peaks are since each process started.)"]
     lines += ["", f"Reproduce: `{result['command']}`", ""]
     return "\n".join(lines)
+
+
+def _cpu_per_call_rows(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, float | None]]]:
+    out: list[tuple[str, dict[str, float | None]]] = []
+    for row in rows:
+        if row["processes"]:
+            out.append((row["id"], {p: s.get("cpu_ms_per_call") for p, s in row["processes"].items()}))
+        for name, leg in row.get("paired", {}).get("legs", {}).items():
+            out.append((f"{row['id']} {PAIRED_LEG_NAMES.get(name, name)}", leg["cpu_ms_per_call"]))
+    return out
 
 
 def write(rows: list[dict[str, Any]], cfg: BenchConfig, command: str) -> dict[str, Any]:
@@ -318,7 +220,10 @@ def write(rows: list[dict[str, Any]], cfg: BenchConfig, command: str) -> dict[st
         "command": command,
         "machine": machine(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
+        # A quick run judges nothing: every target's "passed" is None.
+        "judged": not cfg.quick,
         "targets": evaluate(rows, cfg),
+        "information": information(rows, cfg),
         "rows": rows,
     }
     cfg.output_dir.mkdir(parents=True, exist_ok=True)

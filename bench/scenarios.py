@@ -1,11 +1,12 @@
-"""The seven benchmark scenarios (README, Performance), each returning result rows (see measure.py)."""
+"""The benchmark scenarios (README, Performance), each returning result rows (see measure.py)."""
 
 from __future__ import annotations
 
-from statistics import median
+from collections.abc import Callable
 from typing import Any
 
 from .measure import Bench
+from .paired import block_ratios, paired, summarize_leg
 from .stats import minus
 
 Rows = list[dict[str, Any]]
@@ -54,37 +55,39 @@ async def open_loop(bench: Bench) -> Rows:
     ]
 
 
-async def saturation(bench: Bench, *, url: str | None = None, sid: str = "3", label: str = "mesh") -> Rows:
-    """3. Closed loop with rising concurrency; stops once errors appear or p99 runs far
-    past the limit. The answer is the best rate whose p99 stayed under the limit with no errors."""
+async def saturation(bench: Bench) -> Rows:
+    """3. Closed loop with rising concurrency, the mesh (3-cN) and the floor (7-cN) side
+    by side: at each level the mesh, then the floor, so drift hits both alike. Each stops
+    once errors appear or its p99 runs far past the limit. Saturation is the best rate
+    whose p99 stayed under the limit with no errors, the same rule for both."""
     cfg = bench.cfg
     rows: Rows = []
-    expected = 500.0
+    runs = {"3": ("mesh", bench.mesh.gateway_url), "7": ("floor", bench.floor_url)}
+    expected = dict.fromkeys(runs, 500.0)
+    running = set(runs)
     for level in cfg.closed_levels:
-        row = await bench.measure(
-            f"{sid}-c{level}",
-            f"{label} closed loop, {level} in flight",
-            bench.http_job(
-                url or bench.mesh.gateway_url,
-                "closed",
-                [bench.numbers.warm],
-                concurrency=level,
-                duration=cfg.closed_duration,
-                expected_rate=expected,
-                warmup=min(cfg.warmup, 20),
-            ),
-            livekit_latency=cfg.warm_livekit_latency,
-        )
-        rows.append(row)
-        expected = max(expected, (row["rate_per_s"] or 0) * 1.3)
-        if row["error_count"] or row["latency_ms"].get("p99", 0) > 4 * cfg.saturation_p99_ms:
-            break
+        for sid, (label, url) in runs.items():
+            if sid not in running:
+                continue
+            row = await bench.measure(
+                f"{sid}-c{level}",
+                f"{label} closed loop, {level} in flight",
+                bench.http_job(
+                    url,
+                    "closed",
+                    [bench.numbers.warm],
+                    concurrency=level,
+                    duration=cfg.closed_duration,
+                    expected_rate=expected[sid],
+                    warmup=min(cfg.warmup, 20),
+                ),
+                livekit_latency=cfg.warm_livekit_latency,
+            )
+            rows.append(row)
+            expected[sid] = max(expected[sid], (row["rate_per_s"] or 0) * 1.3)
+            if row["error_count"] or row["latency_ms"].get("p99", 0) > 4 * cfg.saturation_p99_ms:
+                running.discard(sid)
     return rows
-
-
-def best_rate(rows: Rows, p99_limit_ms: float) -> dict[str, Any] | None:
-    good = [r for r in rows if not r["error_count"] and r["latency_ms"].get("p99", 1e9) <= p99_limit_ms]
-    return max(good, key=lambda r: r["rate_per_s"], default=None)
 
 
 async def cold_burst(bench: Bench) -> Rows:
@@ -147,7 +150,9 @@ async def cold_path(bench: Bench) -> Rows:
 
 async def persona_direct(bench: Bench) -> Rows:
     """6. GetPersona (warm) straight over gRPC, next to grpc.health.v1 Check on a bare
-    grpc.aio server (the ceiling) and on PersonaService's own server (runtime overhead)."""
+    grpc.aio server (the ceiling) and on PersonaService's own server (runtime overhead),
+    each for a while on its own (6-bare, 6-health, 6-get: rates and CPU per call), then
+    6p: GetPersona and the bare Check in alternating short blocks, for the target."""
     cfg = bench.cfg
     jobs = [
         ("6-bare", "bare grpc.aio health Check", bench.bare_health_target, "health"),
@@ -156,21 +161,45 @@ async def persona_direct(bench: Bench) -> Rows:
     ]
     rows = []
     for sid, name, target, method in jobs:
-        job = {
-            "kind": "grpc",
-            "target": target,
-            "method": method,
-            "number": bench.numbers.warm,
-            "concurrency": cfg.grpc_concurrency,
-            "duration": cfg.grpc_duration,
-            "warmup": cfg.warmup,
-        }
+        job = bench.grpc_job(
+            target, method, concurrency=cfg.grpc_concurrency, duration=cfg.grpc_duration, warmup=cfg.warmup
+        )
         rows.append(await bench.measure(sid, f"{name}, {cfg.grpc_concurrency} concurrent", job))
+    rows.append(await paired_get_bare(bench))
     return rows
 
 
+async def paired_get_bare(bench: Bench) -> dict[str, Any]:
+    """6p. GetPersona's rate as a share of the bare health Check's, block pair by block pair."""
+    cfg = bench.cfg
+
+    def leg(target: str, method: str) -> Callable[[], dict[str, Any]]:
+        return lambda: bench.grpc_job(
+            target, method, concurrency=cfg.grpc_concurrency, duration=cfg.grpc_block_duration, warmup=20
+        )
+
+    blocks = await bench.alternate(
+        {"bare": leg(bench.bare_health_target, "health"), "get": leg(bench.mesh.persona_target, "get_persona")},
+        cfg.grpc_paired_blocks,
+    )
+    legs = {name: summarize_leg(b) for name, b in blocks.items()}
+    row = _paired_row(
+        "6p",
+        f"GetPersona vs bare health Check, {cfg.grpc_paired_blocks} alternating blocks of "
+        f"{cfg.grpc_block_duration:g} s, {cfg.grpc_concurrency} concurrent",
+        legs,
+        block_ratios(legs["get"]["rate_per_s"], legs["bare"]["rate_per_s"]),
+        of="rate_per_s",
+    )
+    p = row["paired"]
+    print(f"bench: [6p] GetPersona/bare rate per block pair {p['ratios']}, median {p['ratio_median']}", flush=True)
+    return row
+
+
 async def floor(bench: Bench) -> Rows:
-    """7. The same warm webhooks through the single-process floor (bench/floor.py)."""
+    """7. The same warm webhooks through the single-process floor (bench/floor.py): 7a
+    on its own, then 7p side by side with the mesh. The floor's closed loop (7-cN) runs
+    in scenario 3, next to the mesh's."""
     cfg = bench.cfg
     rows = [
         await bench.measure(
@@ -183,41 +212,57 @@ async def floor(bench: Bench) -> Rows:
         )
     ]
     rows.append(await paired_mesh_floor(bench))
-    rows += await saturation(bench, url=bench.floor_url, sid="7", label="floor")
     return rows
 
 
 async def paired_mesh_floor(bench: Bench) -> dict[str, Any]:
-    """7p. 1a and 7a run minutes apart, and this shared machine drifts by 10-20 % over
-    minutes (one run gave mesh/floor 1.77, the next 2.35). Here the same sequential
-    calls alternate between mesh and floor in short blocks; each block pair gives a
-    ratio, and their median is what the mesh / floor target reads."""
+    """7p. 1a and 7a run minutes apart, long enough for this shared machine's speed to
+    drift. Here sequential calls alternate between mesh, floor and a bare gRPC hop (one
+    health Check on the bare server) in short blocks: each block pair gives a mesh /
+    floor p50 ratio, and their median is what the mesh / floor target reads. The CPU
+    every process spent per call over all blocks of a leg feeds the CPU target, and the
+    LiveKit calls per webhook show that mesh and floor did the same LiveKit work."""
     cfg, number = bench.cfg, [bench.numbers.warm]
-    mesh_p50: list[float] = []
-    floor_p50: list[float] = []
-    ok = errors = 0
-    for _ in range(cfg.paired_blocks):
-        for url, p50s in ((bench.mesh.gateway_url, mesh_p50), (bench.floor_url, floor_p50)):
-            job = bench.http_job(url, "sequential", number, count=cfg.paired_block_calls, warmup=20)
-            result = await bench.run_job(job, livekit_latency=cfg.warm_livekit_latency)
-            ok, errors = ok + result["ok"], errors + result["error_count"]
-            p50s.append(result["latency_ms"]["p50"])
-    ratios = sorted(m / f for m, f in zip(mesh_p50, floor_p50, strict=True))
-    row = {
-        "id": "7p",
-        "name": f"mesh vs floor, {cfg.paired_blocks} alternating blocks of {cfg.paired_block_calls} sequential calls",
-        "ok": ok,
-        "error_count": errors,
-        "processes": {},
-        "paired": {
-            "mesh_p50_ms": mesh_p50,
-            "floor_p50_ms": floor_p50,
-            "ratios": [round(r, 3) for r in ratios],
-            "ratio_median": round(median(ratios), 3),
+
+    def webhooks(url: str) -> Callable[[], dict[str, Any]]:
+        return lambda: bench.http_job(url, "sequential", number, count=cfg.paired_block_calls, warmup=20)
+
+    blocks = await bench.alternate(
+        {
+            "mesh": webhooks(bench.mesh.gateway_url),
+            "floor": webhooks(bench.floor_url),
+            "bare-hop": lambda: bench.grpc_job(
+                bench.bare_health_target, "health", concurrency=1, count=cfg.paired_block_calls, warmup=20
+            ),
         },
-    }
-    print(f"bench: [7p] mesh/floor per block {row['paired']['ratios']}, median {row['paired']['ratio_median']}")
+        cfg.paired_blocks,
+        livekit_latency=cfg.warm_livekit_latency,
+    )
+    legs = {name: summarize_leg(b) for name, b in blocks.items()}
+    row = _paired_row(
+        "7p",
+        f"mesh vs floor vs a bare gRPC hop, {cfg.paired_blocks} alternating blocks of "
+        f"{cfg.paired_block_calls} sequential calls",
+        legs,
+        block_ratios(legs["mesh"]["p50_ms"], legs["floor"]["p50_ms"]),
+        of="p50_ms",
+    )
+    p = row["paired"]
+    print(f"bench: [7p] mesh/floor p50 per block pair {p['ratios']}, median {p['ratio_median']}", flush=True)
     return row
+
+
+def _paired_row(
+    sid: str, name: str, legs: dict[str, dict[str, Any]], ratios: list[float], *, of: str
+) -> dict[str, Any]:
+    return {
+        "id": sid,
+        "name": name,
+        "ok": sum(leg["ok"] for leg in legs.values()),
+        "error_count": sum(leg["error_count"] for leg in legs.values()),
+        "processes": {},  # per leg instead: paired.legs[*].cpu_ms_per_call
+        "paired": paired(legs, ratios, of=of),
+    }
 
 
 ALL = (warm_sequential, open_loop, saturation, cold_burst, cold_path, persona_direct, floor)

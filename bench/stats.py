@@ -1,10 +1,11 @@
 """Latency summaries: nearest-rank percentiles over every sample (no histogram
-buckets, so a p99 is a latency some request really had)."""
+buckets, so a p99 is a latency some request really had); how the report prints figures."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
 
@@ -33,3 +34,16 @@ def summarize_ms(seconds: Sequence[float]) -> dict[str, float]:
 def minus(summary: dict[str, float], offset_ms: float) -> dict[str, float]:
     """The same summary with a constant taken off every latency (the stand-ins' injected delay)."""
     return {k: (round(v - offset_ms, 3) if k != "count" else v) for k, v in summary.items()}
+
+
+def fmt(value: Any) -> str:
+    """A figure as the report prints it: 3 significant digits or so, '-' for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return str(value)
+
+
+def spread(values: Sequence[float]) -> str:
+    return f"{fmt(min(values))}–{fmt(max(values))}" if values else "-"

@@ -5,7 +5,7 @@ call needs its own body (own room, event id and SIP call id — otherwise the
 gateway's dedupe or the dispatcher's exactly-one guard would answer without
 dispatching), and the JWT binds the body's SHA-256, so each body is signed on its
 own. The body is LiveKit's exact shape (services/simulator builds it); only the
-three ids are swapped into a template, which makes a webhook ~4x cheaper to make
+three ids are swapped into a template, which makes a webhook much cheaper to make
 than building the protobuf event each time. Tokens are valid 5 minutes: sign right
 before the scenario that sends them.
 """
