@@ -30,7 +30,8 @@ def _unary(channel: grpc.aio.Channel, method: str, number: str) -> Callable[[], 
     if method == "health":
         health_stub = health_pb2_grpc.HealthStub(channel)
         health_request = health_pb2.HealthCheckRequest(service="")
-        return lambda: health_stub.Check(health_request, timeout=_CALL_TIMEOUT_SECONDS)
+        # types-grpcio-health-checking declares HealthStub without its methods.
+        return lambda: health_stub.Check(health_request, timeout=_CALL_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
     raise ValueError(f"unknown gRPC method {method!r}")
 
 

@@ -161,7 +161,7 @@ async def running_mesh(crm_personas: Path, *, log_level: str) -> AsyncIterator[M
 
 
 async def _wait_ready(service: Service) -> None:
-    ready = asyncio.ensure_future(wait_until(service.ready_check))  # type: ignore[arg-type]
+    ready = asyncio.ensure_future(wait_until(service.ready_check))
     died = asyncio.ensure_future(service.child.wait())
     done, pending = await asyncio.wait({ready, died}, timeout=READY_TIMEOUT_SECONDS, return_when="FIRST_COMPLETED")
     for task in pending:

@@ -4,9 +4,11 @@ Run it from a checkout: it starts the stand-ins from tests/standins."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None
     try:
         from bench.options import add_arguments
     except ImportError:  # an install without the bench package: keep the rest of `friday` working

@@ -117,13 +117,13 @@ class RedisLeases:
 
     async def release(self, key: str, token: str) -> None:
         try:
-            await self._redis.eval(_RELEASE, 1, self.key_prefix + key, token)  # type: ignore[misc]
+            await self._redis.eval(_RELEASE, 1, self.key_prefix + key, token)
         except (RedisError, OSError):
             pass  # the TTL frees it anyway
 
     async def keep(self, key: str, token: str, ttl_seconds: float) -> None:
         try:
-            await self._redis.eval(_KEEP, 1, self.key_prefix + key, token, _ms(ttl_seconds))  # type: ignore[misc]
+            await self._redis.eval(_KEEP, 1, self.key_prefix + key, token, _ms(ttl_seconds))
         except (RedisError, OSError):
             pass  # worst case the lease expires at its original TTL
 
@@ -136,7 +136,7 @@ class RedisLeases:
     async def ping(self) -> bool:
         """Health probe: can we reach Redis at all?"""
         try:
-            return bool(await self._redis.ping())  # type: ignore[misc]
+            return bool(await self._redis.ping())
         except (RedisError, OSError):
             return False
 

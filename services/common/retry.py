@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity.stop import stop_base
 
 # An attempt with less time than this left cannot get an answer: stop and let the
 # caller fall back (stale, default, a clear error) while it still can answer.
@@ -22,6 +23,16 @@ MIN_ATTEMPT_SECONDS = 0.02
 def time_left(deadline: float) -> float:
     """Seconds until `deadline` (event-loop time); negative once it passed."""
     return deadline - asyncio.get_running_loop().time()
+
+
+class _StopBefore(stop_base):
+    """Stop when the next attempt, after its backoff sleep, could not finish by `deadline`."""
+
+    def __init__(self, deadline: float) -> None:
+        self._deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return time_left(self._deadline) - retry_state.upcoming_sleep < MIN_ATTEMPT_SECONDS
 
 
 def retrying_before(
@@ -36,11 +47,8 @@ def retrying_before(
     """`async for attempt in retrying_before(...): with attempt: ...` — the last
     failure is re-raised as itself once retries stop."""
 
-    def out_of_time(state: RetryCallState) -> bool:
-        return time_left(deadline) - state.upcoming_sleep < MIN_ATTEMPT_SECONDS
-
     return AsyncRetrying(
-        stop=stop_after_attempt(max_attempts) | out_of_time,
+        stop=stop_after_attempt(max_attempts) | _StopBefore(deadline),
         wait=wait_exponential_jitter(multiplier=initial_backoff, max=max_backoff, jitter=initial_backoff),
         retry=retry_if_exception(retry_if),
         before_sleep=before_sleep,

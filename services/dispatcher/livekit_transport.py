@@ -44,7 +44,7 @@ class _TokenReusingDispatchService(AgentDispatchService):
     def _auth_header(self, grants: api.VideoGrants | None, sip: object = None) -> dict[str, str]:
         if grants is None or sip is not None:
             return super()._auth_header(grants, sip)  # type: ignore[arg-type]
-        key = (grants.room, grants.room_admin)
+        key = (grants.room, bool(grants.room_admin))
         now = time.monotonic()
         cached = self._headers.get(key)
         if cached is not None and cached[0] > now:

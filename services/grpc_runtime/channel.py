@@ -104,7 +104,8 @@ def channel_credentials(tls: ClientTLSConfig) -> grpc.ChannelCredentials:
 async def is_serving(channel: grpc.aio.Channel, timeout: float, service: str = "") -> bool:
     """grpc.health.v1 status of `service` ("" = the whole server) behind `channel`."""
     try:
-        response = await health_pb2_grpc.HealthStub(channel).Check(
+        # types-grpcio-health-checking declares HealthStub without its methods.
+        response = await health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
             health_pb2.HealthCheckRequest(service=service), timeout=timeout
         )
     except grpc.aio.AioRpcError:

@@ -102,7 +102,7 @@ class HealthReporter:
         self._probe_tasks = []
         await self.servicer.enter_graceful_shutdown()
 
-    def _status_of(self, service: str) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+    def _status_of(self, service: str) -> int:
         return SERVING if self.is_healthy(service) else NOT_SERVING
 
     async def _run_probe(self, probe: Probe) -> None:

@@ -49,7 +49,7 @@ IDLE_TIMEOUT_SECONDS = 5.0
 SHUTDOWN_TIMEOUT_SECONDS = 1.0
 
 
-class _ClientErrorsAtDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _ClientErrorsAtDebug(logging.LoggerAdapter[logging.Logger]):
     """aiohttp logs every malformed request (oversize line, too many headers) at
     ERROR with a traceback. That is the client's fault and an answered 400, so one
     DEBUG line; anything else (a failing handler) stays an ERROR with its traceback."""

@@ -80,7 +80,8 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
     base_env = {**os.environ, **{k: v for k, v in settings.items() if v != ""}}
     base_env["PYTHONUNBUFFERED"] = "1"
     services: list[Service] = []
-    persona_targets, dispatcher_targets = [], []
+    persona_targets: list[str] = []
+    dispatcher_targets: list[str] = []
     prefix_width = len("dispatcher") + (0 if replicas == 1 else len(f"-{replicas}")) + 1  # longest name + a space
     for kind in ("persona", "dispatcher"):
         prefix = kind.upper()

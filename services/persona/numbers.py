@@ -87,6 +87,7 @@ def parse_dialed_number(text: str, default_region: str) -> DialedNumber:
 
 def _readings(received: str, default_region: str) -> list[phonenumbers.PhoneNumber]:
     """Every way to read `received`, most likely first (see parse_dialed_number)."""
+    candidates: list[tuple[str, str | None]]
     if received.startswith("+"):
         candidates = [(received, None)]
     else:

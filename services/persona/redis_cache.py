@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import redis.asyncio as redis
 from google.protobuf.message import DecodeError
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from friday.persona.v1.persona_pb2 import Persona
 from services.persona.cache_entry import CacheEntry, CacheUnavailable
@@ -52,7 +53,10 @@ class RedisCache:
         if not fields or b"fetched_at" not in fields:
             return None
         try:
-            persona = Persona.FromString(fields[b"persona"]) if b"persona" in fields else None
+            raw = fields.get(b"persona")
+            if raw is not None and not isinstance(raw, bytes):
+                raise TypeError("the persona field is not bytes")
+            persona = Persona.FromString(raw) if raw is not None else None
             return CacheEntry(persona=persona, fetched_at=float(fields[b"fetched_at"]))
         except (DecodeError, ValueError, TypeError) as exc:
             # A corrupt or foreign value is a miss, not an outage. It is dropped, so it is
@@ -62,7 +66,7 @@ class RedisCache:
             await self._drop_corrupt(key, fields)
             return None
 
-    async def _drop_corrupt(self, key: str, fields: dict[bytes, bytes]) -> None:
+    async def _drop_corrupt(self, key: str, fields: Mapping[bytes | str, bytes | str]) -> None:
         try:
             await self._redis.eval(
                 _DELETE_IF_UNCHANGED, 1, self._key(key), fields.get(b"persona", b""), fields.get(b"fetched_at", b"")
@@ -71,7 +75,7 @@ class RedisCache:
             pass  # the next read finds it again; nothing worse
 
     async def set(self, key: str, entry: CacheEntry, keep_seconds: float) -> None:
-        mapping: dict[str, bytes | str] = {"fetched_at": repr(entry.fetched_at)}
+        mapping: dict[FieldT, EncodableT] = {"fetched_at": repr(entry.fetched_at)}
         if entry.persona is not None:
             mapping["persona"] = entry.persona.SerializeToString()
         try:

@@ -38,7 +38,7 @@ STATUS = StatusTable(
 _NO_RETRY = (("grpc-retry-pushback-ms", "-1"),)
 
 
-def source_label(source: int) -> str:
+def source_label(source: persona_pb2.PersonaSource.ValueType) -> str:
     return persona_pb2.PersonaSource.Name(source).removeprefix("PERSONA_SOURCE_").lower()
 
 

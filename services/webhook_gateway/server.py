@@ -94,7 +94,7 @@ async def start(config: GatewayConfig) -> AsyncIterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((config.host if config.host != "0.0.0.0" else "127.0.0.1", config.port))
     server = uvicorn.Server(_uvicorn_config(config))
-    server.install_signal_handlers = lambda: None  # the host process owns signals
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # the host process owns signals
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
