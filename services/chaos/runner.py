@@ -113,7 +113,9 @@ async def run_fault(fault: Fault, calls: int = 100, *, arrival_seconds: float = 
         planned = plan_calls(fault.name, calls, pool)
         if fault.begin is not None:
             await fault.begin(mesh)
-        during = asyncio.create_task(fault.during(mesh)) if fault.during is not None else None
+        during: asyncio.Future[None] | None = (
+            asyncio.ensure_future(fault.during(mesh)) if fault.during is not None else None
+        )
         spacing = arrival_seconds / max(1, calls)
         try:
             outcomes = await asyncio.gather(
