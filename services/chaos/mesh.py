@@ -24,10 +24,10 @@ from services.dispatcher.server import build_server as build_dispatcher
 from services.grpc_runtime import GrpcServer, ServerConfig
 from services.persona.config import PersonaConfig
 from services.persona.server import build_server as build_persona
+from services.testing.crm import CrmStandIn
+from services.testing.livekit_api import LiveKitStandIn
 from services.webhook_gateway.config import GatewayConfig
 from services.webhook_gateway.server import start as start_gateway
-from tests.standins.crm import CrmStandIn
-from tests.standins.livekit_api import LiveKitStandIn
 
 from .options import MeshOptions
 from .redis_process import RedisProcess, free_port

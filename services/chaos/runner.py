@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
-from services.simulator.livekit_webhooks import agent_participant_joined, signed_request, sip_participant_joined
+from services.testing.livekit_webhooks import agent_participant_joined, signed_request, sip_participant_joined
 
 from .calls import NumberKind, PersonaVerdict, PlannedCall, judge_persona, numbers, plan_calls
 from .faults import DeliveryMode, Fault

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.testing.livekit_webhooks import sign, sip_participant_joined
 from tests.hostile.conftest import error_records
 from tests.hostile.strategies import json_values, sip_join_like, webhook_like
-from tests.standins.webhook_signer import sign, sip_participant_joined
 from tests.webhook_gateway.conftest import DIALED, WEBHOOK_KEY, WEBHOOK_SECRET, Mesh
 
 SETTINGS = settings(

@@ -7,9 +7,9 @@ import asyncio
 
 from friday.persona.v1.persona_pb2 import PersonaSource
 from services.persona.fetch_lease import LeaseUnavailable, RedisFetchLease
+from services.testing.crm import CrmStandIn
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
-from tests.standins.crm import CrmStandIn
 
 NUMBER = "+918655701159"
 NATIONAL = "8655701159"

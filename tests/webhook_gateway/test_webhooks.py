@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from friday.persona.v1.persona_pb2 import PersonaSource
 from services.common import job_metadata
-from tests.standins.webhook_signer import (
+from services.testing.livekit_webhooks import (
     agent_participant_joined,
     event_body,
     room_started,

@@ -12,7 +12,7 @@ In-process::
 
 Standalone (separate process)::
 
-    python -m tests.standins.crm --port 0 --latency 0.08 --personas personas.json
+    python -m services.testing.crm --port 0 --latency 0.08 --personas personas.json
 
 Control API (JSON bodies) for tests in another process:
     POST /_standin/personas     {"segment": {...persona...}, ...}   (merges)
@@ -38,7 +38,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from tests.standins._server import HttpStandIn, read_json, run_standalone
+from services.testing._server import HttpStandIn, read_json, run_standalone
 
 BASE_PATH = "/apis/api/public/mobile"
 
@@ -201,7 +201,7 @@ def _respond(canned: _Canned) -> web.Response:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.standins.crm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m services.testing.crm", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")

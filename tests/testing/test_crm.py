@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.standins.crm import CrmStandIn
+from services.testing.crm import CrmStandIn
 
 NUMBER = "+14155550123"
 PERSONA = {"id": "p-1", "name": "Ada", "instructions": "Be kind."}
