@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     from services.chaos.faults import FAULTS, FAULTS_BY_NAME
     from services.chaos.report import format_table
     from services.chaos.runner import FaultResult, run_fault
-    from services.chaos.redis_process import RedisUnavailableError
+    from services.testing.redis_process import RedisUnavailableError
 
     # The faults make the services log warnings by design; keep the table readable.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
