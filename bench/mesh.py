@@ -21,9 +21,9 @@ from services.launcher.children import ChildProcess
 from services.launcher.readiness import wait_until
 from services.launcher.settings import SETTINGS
 from services.launcher.up import STOP_GRACE_SECONDS, Service, plan
+from services.testing.crm import BASE_PATH as CRM_BASE_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CRM_BASE_PATH = "/apis/api/public/mobile"  # the CRM stand-in's default base path
 API_KEY = "bench-key"
 # >= 32 bytes: livekit-api and PyJWT warn about shorter HMAC secrets.
 API_SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -61,7 +61,7 @@ async def start_announcing(name: str, module: str, *args: str) -> tuple[ChildPro
 
 
 class StandIn:
-    """A stand-in process and its control API (tests/standins, `/_standin/...`)."""
+    """A stand-in process and its control API (services.testing, `/_standin/...`)."""
 
     def __init__(self, child: ChildProcess, origin: str) -> None:
         self.child = child
@@ -127,11 +127,11 @@ async def running_mesh(crm_personas: Path, *, log_level: str) -> AsyncIterator[M
     started: list[ChildProcess] = []
     try:
         crm_child, crm_origin = await start_announcing(
-            "crm-standin", "tests.standins.crm", "--port", "0", "--personas", str(crm_personas)
+            "crm-standin", "services.testing.crm", "--port", "0", "--personas", str(crm_personas)
         )
         started.append(crm_child)
         lk_child, lk_origin = await start_announcing(
-            "livekit-standin", "tests.standins.livekit_api", "--port", "0", "--api-key", API_KEY,
+            "livekit-standin", "services.testing.livekit_api", "--port", "0", "--api-key", API_KEY,
             "--api-secret", API_SECRET,
         )  # fmt: skip
         started.append(lk_child)

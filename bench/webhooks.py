@@ -4,7 +4,7 @@ Signing is LiveKit's work, not ours, so it happens before the clock starts. Each
 call needs its own body (own room, event id and SIP call id — otherwise the
 gateway's dedupe or the dispatcher's exactly-one guard would answer without
 dispatching), and the JWT binds the body's SHA-256, so each body is signed on its
-own. The body is LiveKit's exact shape (services/simulator builds it); only the
+own. The body is LiveKit's exact shape (services/testing builds it); only the
 three ids are swapped into a template, which makes a webhook much cheaper to make
 than building the protobuf event each time. Tokens are valid 5 minutes: sign right
 before the scenario that sends them.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.simulator.livekit_webhooks import event_body, sign, sip_participant_joined
+from services.testing.livekit_webhooks import event_body, sign, sip_participant_joined
 
 from .http_client import post_request
 

@@ -7,6 +7,9 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

@@ -11,8 +11,8 @@ grpc_polling.prefer_legacy_epoll()
 
 import pytest  # noqa: E402
 
-from tests.standins.crm import CrmStandIn  # noqa: E402
-from tests.standins.livekit_api import LiveKitStandIn  # noqa: E402
+from services.testing.crm import CrmStandIn  # noqa: E402
+from services.testing.livekit_api import LiveKitStandIn  # noqa: E402
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The fault matrix (`friday chaos`): simulated calls through the real gateway and
 services while one thing at a time goes wrong, redelivered on LiveKit's schedule,
 and counted — calls left without an agent, calls with two, calls with the wrong
-persona, and how long dispatch took.
-
-Needs a repository checkout: the CRM and LiveKit stand-ins live in tests/standins/.
+persona, and how long dispatch took. The CRM and LiveKit are the stand-ins of
+`services.testing`.
 """

@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from services.testing.mesh_options import MeshOptions
+
 from .calls import NumberKind, numbers
-from .options import MeshOptions
+from .options import CHAOS_MESH
 
-if TYPE_CHECKING:  # mesh.py imports the test stand-ins; fault names must load without them
-    from .mesh import ChaosMesh
+if TYPE_CHECKING:  # the mesh imports all three services; fault names (friday --help) load without them
+    from services.testing.mesh import Mesh
 
-Step = Callable[["ChaosMesh"], Awaitable[None]]
+Step = Callable[["Mesh"], Awaitable[None]]
 
 
 class DeliveryMode(enum.Enum):
@@ -55,7 +57,7 @@ class Fault:
     name: str
     description: str
     default_allowed_for: frozenset[NumberKind] = ONLY_UNKNOWN
-    mesh: MeshOptions = MeshOptions()
+    mesh: MeshOptions = CHAOS_MESH
     delivery: DeliveryMode = DeliveryMode.ONCE
     begin: Step | None = None  # applied before the first call
     during: Step | None = None  # runs alongside the calls (a window of failure, then recovery)
@@ -64,44 +66,44 @@ class Fault:
     settle_seconds: float = 0.3
 
 
-async def _crm_slow(mesh: ChaosMesh) -> None:
+async def _crm_slow(mesh: Mesh) -> None:
     mesh.crm.set_latency(2.0)
 
 
-async def _crm_down(mesh: ChaosMesh) -> None:
+async def _crm_down(mesh: Mesh) -> None:
     await mesh.stop_crm()
 
 
-async def _crm_garbage(mesh: ChaosMesh) -> None:
+async def _crm_garbage(mesh: Mesh) -> None:
     for i, number in enumerate(numbers()):
         mesh.crm.set_response(number.national, 200, GARBAGE_BODIES[i % len(GARBAGE_BODIES)])
 
 
-async def _crm_flapping(mesh: ChaosMesh) -> None:
-    mesh.crm.flap_probability = 0.5
+async def _crm_flapping(mesh: Mesh) -> None:
+    mesh.crm.fail_share(0.5)
 
 
-async def _livekit_503_bursts(mesh: ChaosMesh) -> None:
+async def _livekit_503_bursts(mesh: Mesh) -> None:
     # A burst of 503s every half second while calls arrive, then LiveKit recovers.
     for _ in range(8):
         mesh.livekit.fail_next(15, status=503)
         await asyncio.sleep(0.5)
 
 
-async def _livekit_slow(mesh: ChaosMesh) -> None:
+async def _livekit_slow(mesh: Mesh) -> None:
     mesh.livekit.set_latency(2.0)
 
 
-async def _persona_down(mesh: ChaosMesh) -> None:
+async def _persona_down(mesh: Mesh) -> None:
     await mesh.stop_persona()
 
 
-async def _persona_back(mesh: ChaosMesh) -> None:
+async def _persona_back(mesh: Mesh) -> None:
     await asyncio.sleep(0.5)
     await mesh.start_persona()
 
 
-async def _dispatcher_restart(mesh: ChaosMesh) -> None:
+async def _dispatcher_restart(mesh: Mesh) -> None:
     # Mid-run, a crash-like stop (in-flight RPCs cancelled) and a new process on the
     # same port half a second later; its in-memory claims start empty.
     await asyncio.sleep(0.8)
@@ -110,7 +112,7 @@ async def _dispatcher_restart(mesh: ChaosMesh) -> None:
     await mesh.start_dispatcher()
 
 
-async def _redis_outage(mesh: ChaosMesh) -> None:
+async def _redis_outage(mesh: Mesh) -> None:
     assert mesh.redis is not None
     await asyncio.sleep(0.5)
     await mesh.redis.kill()
@@ -142,7 +144,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault(
         "redis_down",
         "shared Redis (claims, persona cache, dedupe) SIGKILLed 0.5 s in, back empty 2.5 s later",
-        mesh=MeshOptions(with_redis=True),
+        mesh=replace(CHAOS_MESH, with_redis=True),
         during=_redis_outage,
     ),
     Fault("duplicate_delivery", "every webhook delivered twice, concurrently", delivery=DeliveryMode.TWICE),

@@ -1,17 +1,13 @@
-"""How the chaos mesh is built; kept apart from mesh.py so fault definitions (and
-`friday --help`) load without the test stand-ins."""
+"""How the fault matrix sets up the in-process mesh (services.testing.mesh)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from services.testing.mesh_options import MeshOptions
 
-
-@dataclass(frozen=True)
-class MeshOptions:
-    with_redis: bool = False
+CHAOS_MESH = MeshOptions(
     # Short, so that a number warmed before the run is *stale* during it: every lookup
     # then reaches the CRM (and its fault), and a CRM failure must serve the stale copy.
-    persona_cache_ttl_seconds: float = 0.5
-    # Delay on every LiveKit Twirp call, so restarts and timeouts hit requests in flight.
-    livekit_latency_seconds: float = 0.02
-    seed: int = 0
+    persona_cache_ttl_seconds=0.5,
+    # Every LiveKit Twirp call takes this long, so restarts and timeouts hit requests in flight.
+    livekit_latency_seconds=0.02,
+)

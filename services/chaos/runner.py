@@ -12,11 +12,11 @@ import grpc
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
 from services.common.livekit_names import DEFAULT_AGENT_NAME
-from services.simulator.livekit_webhooks import agent_participant_joined, signed_request, sip_participant_joined
+from services.testing.livekit_webhooks import agent_participant_joined, sip_participant_joined
+from services.testing.mesh import Mesh
 
 from .calls import NumberKind, PersonaVerdict, PlannedCall, judge_persona, numbers, plan_calls
 from .faults import DeliveryMode, Fault
-from .mesh import WEBHOOK_KEY, WEBHOOK_SECRET, ChaosMesh, chaos_mesh
 from .redelivery import Delivery, deliver
 
 AGENT_NAME = DEFAULT_AGENT_NAME
@@ -102,13 +102,13 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 async def run_fault(fault: Fault, calls: int = 100, *, arrival_seconds: float = DEFAULT_ARRIVAL_SECONDS) -> FaultResult:
-    async with chaos_mesh(fault.mesh) as mesh:
+    async with Mesh(fault.mesh) as mesh:
         pool = numbers()
         for number in pool:
             if number.kind is not NumberKind.UNKNOWN:
                 mesh.crm.set_persona(number.national, number.crm_body())
         await _warm(mesh, [n.e164 for n in pool if n.kind is NumberKind.WARM])
-        await asyncio.sleep(mesh.options.persona_cache_ttl_seconds + 0.1)  # warm copies are now stale
+        await asyncio.sleep(mesh.persona_config.cache.ttl_seconds + 0.1)  # warm copies are now stale
 
         planned = plan_calls(fault.name, calls, pool)
         if fault.begin is not None:
@@ -132,7 +132,7 @@ async def run_fault(fault: Fault, calls: int = 100, *, arrival_seconds: float = 
         return result
 
 
-async def _warm(mesh: ChaosMesh, dialed: list[str]) -> None:
+async def _warm(mesh: Mesh, dialed: list[str]) -> None:
     assert mesh.persona is not None
     async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.persona.port}") as channel:
         stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
@@ -142,24 +142,21 @@ async def _warm(mesh: ChaosMesh, dialed: list[str]) -> None:
                 raise RuntimeError(f"warm-up of {number} got {reply.persona.persona_id!r}")
 
 
-async def _place_call(mesh: ChaosMesh, call: PlannedCall, mode: DeliveryMode, *, delay: float) -> CallOutcome:
+async def _place_call(mesh: Mesh, call: PlannedCall, mode: DeliveryMode, *, delay: float) -> CallOutcome:
     await asyncio.sleep(delay)
-    assert mesh.http is not None
     event = sip_participant_joined(room=call.room, dialed_number=call.dialed, caller_number="+14155550100")
-    body, headers = signed_request(event, WEBHOOK_KEY, WEBHOOK_SECRET)
+    body, headers = mesh.signed_request(event)
     agent_join: Delivery | None = None
     if mode is DeliveryMode.AGENT_FIRST:
         # LiveKit keeps one FIFO queue per room: the agent's join is settled before the SIP join goes.
-        agent_body, agent_headers = signed_request(
-            agent_participant_joined(room=call.room), WEBHOOK_KEY, WEBHOOK_SECRET
-        )
+        agent_body, agent_headers = mesh.signed_request(agent_participant_joined(room=call.room))
         agent_join = await deliver(mesh.http, mesh.webhook_url, agent_body, agent_headers)
     copies = 2 if mode is DeliveryMode.TWICE else 1
     deliveries = await asyncio.gather(*(deliver(mesh.http, mesh.webhook_url, body, headers) for _ in range(copies)))
     return CallOutcome(call, list(deliveries), agent_join)
 
 
-def _count_dispatches(mesh: ChaosMesh, fault: Fault, result: FaultResult) -> None:
+def _count_dispatches(mesh: Mesh, fault: Fault, result: FaultResult) -> None:
     for outcome in result.outcomes:
         dispatches = [d for d in mesh.livekit.dispatches(outcome.call.room) if d.agent_name == AGENT_NAME]
         outcome.dispatches = len(dispatches)

@@ -1,5 +1,5 @@
 """`friday bench`: the benchmark harness (bench/), the same as `python -m bench`.
-Run it from a checkout: it starts the stand-ins from tests/standins."""
+It starts the stand-ins of `services.testing` as processes."""
 
 from __future__ import annotations
 

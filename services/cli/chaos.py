@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     names = [fault.name for fault in FAULTS]
     chaos = subparsers.add_parser(
         "chaos",
-        help="run the fault matrix (needs a repository checkout: uses tests/standins)",
+        help="run the fault matrix against the CRM and LiveKit stand-ins",
         description=__doc__,
         epilog="faults: " + "; ".join(f"{f.name}: {f.description}" for f in FAULTS),
     )
@@ -36,18 +35,10 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    # The stand-ins are test code: make the checkout's tests/ importable from the console script.
-    repo_root = Path(__file__).resolve().parents[2]
-    if (repo_root / "tests" / "standins").is_dir() and str(repo_root) not in sys.path:
-        sys.path.insert(0, str(repo_root))
-    try:
-        from services.chaos.faults import FAULTS, FAULTS_BY_NAME
-        from services.chaos.report import format_table
-        from services.chaos.runner import FaultResult, run_fault
-    except ModuleNotFoundError as exc:
-        print(f"friday chaos needs a repository checkout (tests/standins): {exc}", file=sys.stderr)
-        return 2
-    from services.chaos.redis_process import RedisUnavailableError
+    from services.chaos.faults import FAULTS, FAULTS_BY_NAME
+    from services.chaos.report import format_table
+    from services.chaos.runner import FaultResult, run_fault
+    from services.testing.redis_process import RedisUnavailableError
 
     # The faults make the services log warnings by design; keep the table readable.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")

@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     import httpx
 
-    from services.simulator import livekit_webhooks as webhooks
+    from services.testing import livekit_webhooks as webhooks
 
     room = args.room or webhooks.random_id("call-", 8)
     event = webhooks.sip_participant_joined(

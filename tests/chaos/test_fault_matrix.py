@@ -17,8 +17,8 @@ import pytest
 
 from services.chaos.calls import NumberKind
 from services.chaos.faults import FAULTS, FAULTS_BY_NAME
-from services.chaos.redis_process import RedisUnavailableError
 from services.chaos.runner import FaultResult, run_fault
+from services.testing.redis_process import RedisUnavailableError
 from tests.hostile.logs import error_records
 
 CALLS = 100

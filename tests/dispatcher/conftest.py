@@ -17,7 +17,7 @@ from services.dispatcher.client import DispatcherClient
 from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig, RetryConfig
 from services.dispatcher.server import build_server
 from services.grpc_runtime import ClientTLSConfig, GrpcServer, ServerConfig
-from tests.standins.livekit_api import LiveKitStandIn
+from services.testing.livekit_api import LiveKitStandIn
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AGENT = "friday-ai-agent"

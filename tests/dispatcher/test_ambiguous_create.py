@@ -15,8 +15,8 @@ from friday.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from services.dispatcher.claims import claim_key
 from services.dispatcher.client import DispatcherCallError
 from services.dispatcher.config import RetryConfig
+from services.testing.livekit_api import LiveKitStandIn
 from tests.dispatcher.conftest import AGENT, config_for, job_metadata
-from tests.standins.livekit_api import LiveKitStandIn
 
 ONE_SECOND_ATTEMPTS = RetryConfig(max_attempts=6, initial_backoff=0.01, max_backoff=0.05, attempt_timeout=1.0)
 

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from services.testing.livekit_api import LiveKitStandIn
 from tests.dispatcher.conftest import AGENT
-from tests.standins.livekit_api import LiveKitStandIn
 
 TOKEN = "cli-token-0123456789"
 _LISTENING = re.compile(rb"dispatcher listening on (\S+):(\d+)")

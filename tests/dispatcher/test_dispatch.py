@@ -10,8 +10,8 @@ import pytest
 
 from services.common import job_metadata as codec
 from services.dispatcher.client import DispatcherCallError
+from services.testing.livekit_api import LiveKitStandIn
 from tests.dispatcher.conftest import AGENT, RunningDispatcher, job_metadata
-from tests.standins.livekit_api import LiveKitStandIn
 
 
 async def test_dispatch_creates_one_dispatch_with_parseable_metadata(

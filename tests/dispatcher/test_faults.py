@@ -15,8 +15,8 @@ from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 from services.dispatcher.client import DispatcherCallError
 from services.dispatcher.config import LiveKitConfig, RetryConfig
 from services.dispatcher.server import SERVICE_FULL_NAME
+from services.testing.livekit_api import LiveKitStandIn
 from tests.dispatcher.conftest import AGENT, FAST_RETRY, RunningDispatcher, config_for, job_metadata
-from tests.standins.livekit_api import LiveKitStandIn
 
 RETRIES = "friday_dispatcher_livekit_retries_total"
 

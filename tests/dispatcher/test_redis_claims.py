@@ -14,8 +14,8 @@ from redis import asyncio as aioredis
 from services.dispatcher.claims import claim_key
 from services.dispatcher.client import DispatcherCallError
 from services.dispatcher.config import ClaimConfig
+from services.testing.livekit_api import LiveKitStandIn
 from tests.dispatcher.conftest import AGENT, config_for, job_metadata
-from tests.standins.livekit_api import LiveKitStandIn
 
 
 async def test_two_replicas_racing_on_one_call_make_one_dispatch(

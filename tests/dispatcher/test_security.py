@@ -12,9 +12,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.dispatcher.client import DispatcherCallError, DispatcherClient
 from services.grpc_runtime import ClientTLSConfig, ServerConfig, ServerTLSConfig
+from services.testing.livekit_api import LiveKitStandIn
 from tests.dispatcher.conftest import AGENT, config_for, job_metadata
 from tests.grpc_runtime.certs import make_certs
-from tests.standins.livekit_api import LiveKitStandIn
 
 TOKEN = "dispatcher-token-0123456789"
 

@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 
 from services.common import job_metadata
-from tests.child_process import ProcessOutput, free_port, is_alive
-from tests.standins.crm import BASE_PATH as CRM_BASE_PATH
-from tests.standins.process import REPO_ROOT, standin_process
+from services.testing.crm import BASE_PATH as CRM_BASE_PATH
+from services.testing.process import standin_process
+from tests.child_process import REPO_ROOT, ProcessOutput, free_port, is_alive
 
 KEY = "APIe2ekey"
 SECRET = "e2e-secret-that-is-at-least-thirty-two-bytes"
@@ -33,8 +33,8 @@ def test_friday_up_serves_a_simulated_call_and_stops_cleanly_on_ctrl_c() -> None
         personas = Path(tmp) / "crm.json"
         personas.write_text(json.dumps({"8655701159": CRM_PERSONA}))
         with (
-            standin_process("tests.standins.crm", "--personas", str(personas)) as crm,
-            standin_process("tests.standins.livekit_api", "--api-key", KEY, "--api-secret", SECRET) as livekit,
+            standin_process("services.testing.crm", "--personas", str(personas)) as crm,
+            standin_process("services.testing.livekit_api", "--api-key", KEY, "--api-secret", SECRET) as livekit,
         ):
             gateway_port = free_port()
             env = {

@@ -1,6 +1,6 @@
-"""Hostile-input tests run against the gateway test mesh (tests/webhook_gateway/conftest.py):
-real PersonaService and DispatcherService on port 0, CRM and LiveKit stand-ins, the
-gateway in front. One mesh per test; hypothesis examples share it."""
+"""Hostile-input tests run against the gateway tests' mesh (tests/webhook_gateway/conftest.py,
+services/testing/mesh.py): real PersonaService and DispatcherService, CRM and LiveKit
+stand-ins, the gateway in front. One mesh per test; hypothesis examples share it."""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ from friday.dispatcher.v1 import dispatcher_service_pb2_grpc as dgrpc
 from friday.persona.v1 import persona_service_pb2 as ppb
 from friday.persona.v1 import persona_service_pb2_grpc as pgrpc
 from friday.persona.v1.persona_pb2 import Persona
+from services.testing.mesh import Mesh
 from tests.hostile.conftest import error_records
 from tests.hostile.strategies import phone_numbers
-from tests.webhook_gateway.conftest import Mesh
 
 BAD_NUMBERS = [
     "",

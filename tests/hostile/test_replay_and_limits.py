@@ -12,9 +12,10 @@ import pytest
 from friday.persona.v1.persona_pb2 import PersonaSource
 from services.common import job_metadata
 from services.common.default_persona import DEFAULT_PERSONA_ID
+from services.testing.livekit_webhooks import event_body, sign, sip_participant_joined
+from services.testing.mesh import WEBHOOK_KEY, WEBHOOK_SECRET, Mesh
 from tests.hostile.conftest import error_records
-from tests.standins.webhook_signer import event_body, sign, sip_participant_joined
-from tests.webhook_gateway.conftest import CRM_PERSONA, CRM_SEGMENT, DIALED, WEBHOOK_KEY, WEBHOOK_SECRET, Mesh
+from tests.webhook_gateway.conftest import CRM_PERSONA, CRM_SEGMENT, DIALED
 
 TEN_MINUTES_AGO = timedelta(minutes=10)
 

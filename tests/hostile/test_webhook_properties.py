@@ -11,10 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.testing.livekit_webhooks import sign, sip_participant_joined
+from services.testing.mesh import WEBHOOK_KEY, WEBHOOK_SECRET, Mesh
 from tests.hostile.conftest import error_records
 from tests.hostile.strategies import json_values, sip_join_like, webhook_like
-from tests.standins.webhook_signer import sign, sip_participant_joined
-from tests.webhook_gateway.conftest import DIALED, WEBHOOK_KEY, WEBHOOK_SECRET, Mesh
+from tests.webhook_gateway.conftest import DIALED
 
 SETTINGS = settings(
     max_examples=150,

@@ -1,4 +1,4 @@
-"""PersonaService on a real port 0 against the CRM stand-in (tests/standins/crm.py)."""
+"""PersonaService on a real port 0 against the CRM stand-in (services/testing/crm.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from services.grpc_runtime import GrpcServer, ServerConfig
 from services.persona.client import PersonaClient
 from services.persona.config import CacheConfig, CrmConfig, PersonaConfig
 from services.persona.server import build_server
-from tests.standins.crm import CrmStandIn
+from services.testing.crm import CrmStandIn
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -22,10 +22,10 @@ from services.persona.cache_entry import CacheEntry, CacheUnavailable
 from services.persona.config import CacheConfig, PersonaConfig
 from services.persona.memory_cache import MemoryCache
 from services.persona.redis_cache import RedisCache
+from services.testing.crm import CrmStandIn
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.grpc_runtime.test_server import _grpcurl
 from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
-from tests.standins.crm import CrmStandIn
 
 FRIDAY = str(Path(sys.executable).with_name("friday"))
 

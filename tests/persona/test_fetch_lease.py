@@ -9,9 +9,9 @@ from friday.persona.v1.persona_pb2 import PersonaSource
 from services.common.leases import RedisLeases
 from services.common.redis_client import redis_client
 from services.persona.config import CacheConfig
+from services.testing.crm import CrmStandIn
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
-from tests.standins.crm import CrmStandIn
 
 NUMBER = "+918655701159"
 NATIONAL = "8655701159"

@@ -17,8 +17,8 @@ from services.persona.cache_entry import CacheEntry
 from services.persona.config import CacheConfig
 from services.persona.memory_cache import MemoryCache
 from services.persona.redis_cache import RedisCache
+from services.testing.crm import CrmStandIn
 from tests.persona.conftest import ACME, StartPersona, fast_config
-from tests.standins.crm import CrmStandIn
 
 
 class Blackhole:

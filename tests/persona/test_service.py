@@ -16,9 +16,9 @@ from services.grpc_runtime import create_channel
 from services.persona.client import PersonaClient, error_reason
 from services.persona.config import CacheConfig
 from services.persona.numbers import CrmNumberFormat
+from services.testing.crm import CrmStandIn
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
-from tests.standins.crm import CrmStandIn
 
 NUMBER = "+918655701159"
 NATIONAL = "8655701159"  # what the CRM sees with the default (national) format

@@ -34,10 +34,10 @@ import httpx
 import pytest
 import redis
 
-from services.simulator.livekit_webhooks import signed_request, sip_participant_joined
-from tests.child_process import ProcessOutput, is_alive
-from tests.standins.crm import BASE_PATH as CRM_BASE_PATH
-from tests.standins.process import REPO_ROOT, standin_process
+from services.testing.crm import BASE_PATH as CRM_BASE_PATH
+from services.testing.livekit_webhooks import signed_request, sip_participant_joined
+from services.testing.process import standin_process
+from tests.child_process import REPO_ROOT, ProcessOutput, is_alive
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 KEY = "APIscalekey"
@@ -120,9 +120,9 @@ def test_two_replicas_of_everything_survive_sigkill_with_exactly_one_dispatch_pe
         personas_file = Path(tmp) / "crm.json"
         personas_file.write_text(json.dumps(personas))
         with (
-            standin_process("tests.standins.crm", "--personas", str(personas_file), "--latency", "0.05") as crm,
+            standin_process("services.testing.crm", "--personas", str(personas_file), "--latency", "0.05") as crm,
             standin_process(
-                "tests.standins.livekit_api", "--api-key", KEY, "--api-secret", SECRET, "--latency", "0.2"
+                "services.testing.livekit_api", "--api-key", KEY, "--api-secret", SECRET, "--latency", "0.2"
             ) as livekit,
         ):
             grpc_base = _free_base((0, 1, 10, 11))  # persona base, dispatcher base+1, replica 2 at +10

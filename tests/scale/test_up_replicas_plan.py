@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from services.launcher.up import PlanError, plan
-from tests.standins.process import REPO_ROOT
+from tests.child_process import REPO_ROOT
 
 
 def _settings(**overrides: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from friday.persona.v1.persona_pb2 import PersonaSource
 from services.common import job_metadata
-from tests.standins.webhook_signer import (
+from services.testing.livekit_webhooks import (
     agent_participant_joined,
     event_body,
     room_started,
@@ -16,7 +16,8 @@ from tests.standins.webhook_signer import (
     sip_participant_joined,
     standard_participant_joined,
 )
-from tests.webhook_gateway.conftest import CRM_SEGMENT, DIALED, WEBHOOK_KEY, WEBHOOK_SECRET, Mesh
+from services.testing.mesh import WEBHOOK_KEY, WEBHOOK_SECRET, Mesh
+from tests.webhook_gateway.conftest import CRM_SEGMENT, DIALED
 
 
 def _sip_join(room: str = "call-1", dialed: str | None = DIALED, **kwargs):
@@ -138,7 +139,7 @@ async def test_concurrent_duplicates_still_end_with_one_dispatch(mesh: Mesh) -> 
 
 
 async def test_persona_service_down_dispatches_with_the_default_persona(mesh: Mesh) -> None:
-    await mesh.persona.stop(grace=0)
+    await mesh.stop_persona()
 
     response = await mesh.deliver(_sip_join(room="call-nopersona"))
 
@@ -152,7 +153,7 @@ async def test_persona_service_down_dispatches_with_the_default_persona(mesh: Me
 
 
 async def test_dispatcher_down_is_503_and_the_redelivery_dispatches_once(mesh: Mesh) -> None:
-    await mesh.dispatcher.stop(grace=0)
+    await mesh.stop_dispatcher()
     body = event_body(_sip_join(room="call-redeliver"))
     headers = sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
 
@@ -160,7 +161,7 @@ async def test_dispatcher_down_is_503_and_the_redelivery_dispatches_once(mesh: M
     assert first.status_code == 503, first.text
     assert mesh.livekit.all_dispatches() == []
 
-    await mesh.restart_dispatcher()
+    await mesh.start_dispatcher()
     # LiveKit redelivers the same bytes on its 1/2/4/8 s schedule; the channel may
     # still be in reconnect backoff on the first try.
     statuses = []
@@ -196,7 +197,7 @@ async def test_ready_follows_the_upstreams(mesh: Mesh) -> None:
     ready = await mesh.http.get(f"{mesh.gateway_url}/ready")
     assert ready.status_code == 200, ready.text
 
-    await mesh.dispatcher.stop(grace=0)
+    await mesh.stop_dispatcher()
 
     not_ready = await mesh.http.get(f"{mesh.gateway_url}/ready")
     assert not_ready.status_code == 503
@@ -228,11 +229,11 @@ async def test_a_call_the_dispatcher_rejects_as_invalid_is_4xx_so_livekit_does_n
 
 
 async def test_an_existing_dispatch_is_reported_with_the_persona_it_actually_carries(mesh: Mesh) -> None:
-    await mesh.persona.stop(grace=0)
+    await mesh.stop_persona()
     first = await mesh.deliver(_sip_join(room="call-existing"))
     assert first.json()["persona_source"] == "PERSONA_SOURCE_DEFAULT"
 
-    await mesh.restart_persona()
+    await mesh.start_persona()
     for _ in range(100):  # the gateway's channel reconnects with backoff
         if (await mesh.http.get(f"{mesh.gateway_url}/ready")).json()["upstreams"]["persona"]:
             break

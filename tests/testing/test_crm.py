@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.standins.crm import CrmStandIn
+from services.testing.crm import CrmStandIn
 
 NUMBER = "+14155550123"
 PERSONA = {"id": "p-1", "name": "Ada", "instructions": "Be kind."}
@@ -135,3 +135,53 @@ async def test_control_api_sets_response_headers(crm: CrmStandIn) -> None:
         assert control.status_code == 200
         async with client.stream("GET", f"{crm.base_url}/{NUMBER}") as response:
             assert response.headers["content-encoding"] == "gzip"
+
+
+async def test_fail_share_fails_about_that_share_of_requests_with_a_seeded_sequence(crm: CrmStandIn) -> None:
+    crm.set_persona(NUMBER, PERSONA)
+
+    async def statuses(n: int) -> list[int]:
+        async with httpx.AsyncClient() as client:
+            return [(await client.get(f"{crm.base_url}/{NUMBER}")).status_code for _ in range(n)]
+
+    crm.fail_share(0.5, seed=7)
+    first = await statuses(200)
+    assert set(first) == {200, 500}
+    assert 60 <= first.count(500) <= 140  # a binomial(200, 0.5) is outside this about once in 10^8
+    crm.fail_share(0.5, seed=7)
+    assert await statuses(200) == first  # same seed, same requests fail
+    assert crm.requests_for(NUMBER) == 400  # failed requests still count: the CRM did receive them
+    assert crm.state()["fail_share"] == 0.5
+
+    crm.fail_share(0)
+    assert await statuses(20) == [200] * 20
+    crm.fail_share(1.0)
+    assert await statuses(5) == [500] * 5
+    crm.reset()
+    assert await statuses(5) == [200] * 5
+
+
+async def test_fail_share_over_the_control_api(crm: CrmStandIn) -> None:
+    crm.set_persona(NUMBER, PERSONA)
+    async with httpx.AsyncClient() as client:
+        control = await client.post(f"{crm.origin}/_standin/fail_share", json={"share": 1.0, "seed": 3})
+        assert control.status_code == 200 and control.json()["fail_share"] == 1.0
+        failed = await client.get(f"{crm.base_url}/{NUMBER}")
+        await client.post(f"{crm.origin}/_standin/fail_share", json={"share": 0})
+        recovered = await client.get(f"{crm.base_url}/{NUMBER}")
+    assert failed.status_code == 500 and failed.json()["error"] == "internal"
+    assert recovered.json() == PERSONA
+
+
+async def test_a_stopped_stand_in_starts_again_on_the_same_port() -> None:
+    crm = CrmStandIn()
+    crm.set_persona(NUMBER, PERSONA)
+    async with crm:
+        base_url = crm.base_url
+        await crm.stop()
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"{base_url}/{NUMBER}")
+            await crm.start()
+            assert crm.base_url == base_url
+            assert (await client.get(f"{base_url}/{NUMBER}")).json() == PERSONA

@@ -12,8 +12,8 @@ import pytest
 from livekit import api
 from livekit.protocol.agent_dispatch import CreateAgentDispatchRequest
 
-from tests.standins.crm import BASE_PATH
-from tests.standins.process import standin_process
+from services.testing.crm import BASE_PATH
+from services.testing.process import standin_process
 
 KEY = "subprocess-key"
 SECRET = "subprocess-secret-0123456789-0123456789-abc"
@@ -30,7 +30,7 @@ def _get(url: str) -> tuple[int, bytes]:
 def test_crm_process_serves_file_personas_and_obeys_control(tmp_path: Path) -> None:
     personas = tmp_path / "personas.json"
     personas.write_text(json.dumps({"+14155550123": {"name": "Ada"}}))
-    with standin_process("tests.standins.crm", "--personas", str(personas), "--latency", "0.01") as crm:
+    with standin_process("services.testing.crm", "--personas", str(personas), "--latency", "0.01") as crm:
         base = crm.origin + BASE_PATH
         assert _get(f"{base}/%2B14155550123") == (200, b'{"name": "Ada"}')
 
@@ -50,7 +50,7 @@ def test_crm_process_serves_file_personas_and_obeys_control(tmp_path: Path) -> N
 
 
 async def test_livekit_process_works_with_the_sdk_and_exposes_state() -> None:
-    with standin_process("tests.standins.livekit_api", "--api-key", KEY, "--api-secret", SECRET) as lk:
+    with standin_process("services.testing.livekit_api", "--api-key", KEY, "--api-secret", SECRET) as lk:
         async with api.LiveKitAPI(lk.origin, KEY, SECRET) as lkapi:
             created = await lkapi.agent_dispatch.create_dispatch(CreateAgentDispatchRequest(agent_name="a", room="r1"))
             lk.control("fail_next", {"n": 1, "status": 503, "code": "unavailable"})
@@ -75,5 +75,5 @@ async def test_livekit_process_works_with_the_sdk_and_exposes_state() -> None:
 
 
 def test_unknown_control_endpoint_is_404() -> None:
-    with standin_process("tests.standins.livekit_api") as lk:
+    with standin_process("services.testing.livekit_api") as lk:
         assert _get(f"{lk.origin}/_standin/nope")[0] == 404

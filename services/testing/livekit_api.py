@@ -16,7 +16,7 @@ In-process::
 
 Standalone::
 
-    python -m tests.standins.livekit_api --port 0 --api-key K --api-secret S --latency 0.03
+    python -m services.testing.livekit_api --port 0 --api-key K --api-secret S --latency 0.03
 
 Control API for tests in another process:
     POST /_standin/fail_next {"n": 2, "status": 503, "code": "unavailable"}
@@ -50,8 +50,8 @@ from livekit.protocol.agent_dispatch import (
     ListAgentDispatchResponse,
 )
 
-from tests.standins._server import HttpStandIn, read_json, run_standalone
-from tests.standins.twirp import (
+from services.testing._server import HttpStandIn, read_json, run_standalone
+from services.testing.twirp import (
     JSON,
     PROTOBUF,
     Grants,
@@ -336,7 +336,7 @@ def _copy(dispatch: AgentDispatch) -> AgentDispatch:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.standins.livekit_api", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m services.testing.livekit_api", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)

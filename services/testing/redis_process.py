@@ -1,4 +1,5 @@
-"""A Redis of our own that a fault may kill: `redis-server --port <free> --save ""`.
+"""A Redis of our own for the in-process mesh, which a fault may kill:
+`redis-server --port <free> --save ""`.
 
 The machine's shared Redis (127.0.0.1:6379) is never touched; a fault that needs
 "Redis down" kills this one and starts it again on the same port (empty, as a

@@ -12,7 +12,7 @@ import pytest
 from livekit.api import TokenVerifier, WebhookReceiver
 from livekit.protocol.models import ParticipantInfo
 
-from tests.standins.webhook_signer import (
+from services.testing.livekit_webhooks import (
     agent_participant_joined,
     event_body,
     room_started,

@@ -1,8 +1,9 @@
 """CRM stand-in: a REST persona API serving ``GET {base_url}/{segment}`` as JSON.
 
 Behaves like a plain REST CRM: known segment -> 200 JSON, unknown -> 404 with a JSON error
-body. Tests inject latency, failures (status + body) and raw responses (malformed JSON,
-429...), and read per-path request counters.
+body. Tests inject latency, failures (the next n requests, or a seeded random share of
+all of them: a flapping CRM), raw responses (malformed JSON, 429...), and read per-path
+request counters.
 
 In-process::
 
@@ -12,16 +13,17 @@ In-process::
 
 Standalone (separate process)::
 
-    python -m tests.standins.crm --port 0 --latency 0.08 --personas personas.json
+    python -m services.testing.crm --port 0 --latency 0.08 --personas personas.json
 
 Control API (JSON bodies) for tests in another process:
     POST /_standin/personas     {"segment": {...persona...}, ...}   (merges)
     POST /_standin/response     {"segment": s, "status": 429, "body": "...", "content_type": "...",
                                  "headers": {"Content-Encoding": "gzip"}}
     POST /_standin/fail_next    {"n": 3, "status": 500, "body": ""}
+    POST /_standin/fail_share   {"share": 0.5, "seed": 7}   (seed optional: keeps the current sequence)
     POST /_standin/latency      {"seconds": 0.2}
     POST /_standin/reset        clears counters, overrides, faults (keeps personas)
-    GET  /_standin/state        {"total_requests": n, "requests": {segment: n}, "fail_next": n}
+    GET  /_standin/state        {"total_requests": n, "requests": {segment: n}, "fail_next": n, "fail_share": f}
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +41,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from tests.standins._server import HttpStandIn, read_json, run_standalone
+from services.testing._server import HttpStandIn, read_json, run_standalone
 
 BASE_PATH = "/apis/api/public/mobile"
 
@@ -60,7 +63,7 @@ class _Canned:
 
 
 class CrmStandIn(HttpStandIn):
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, base_path: str = BASE_PATH) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, base_path: str = BASE_PATH, seed: int = 0) -> None:
         super().__init__(host=host, port=port)
         self.base_path = base_path.rstrip("/")
         self._personas: dict[str, bytes] = {}
@@ -68,6 +71,9 @@ class CrmStandIn(HttpStandIn):
         self._latency = 0.0
         self._fail_remaining = 0
         self._fail_with = _Canned(500, b"", "application/json")
+        self._fail_share = 0.0
+        # Seeded, so a flapping run fails the same requests each time it is repeated.
+        self._random = random.Random(seed)
         self._counts: Counter[str] = Counter()
         self.total_requests = 0
         self.request_log: list[LoggedRequest] = []
@@ -93,6 +99,13 @@ class CrmStandIn(HttpStandIn):
         self._fail_remaining = n
         self._fail_with = _Canned(status, body, "application/json")
 
+    def fail_share(self, share: float, *, seed: int | None = None) -> None:
+        """Fail this share (0..1) of all requests from now on with a 500, picked at random:
+        a flapping CRM. `seed` restarts the random sequence; 0 stops the flapping."""
+        self._fail_share = min(1.0, max(0.0, share))
+        if seed is not None:
+            self._random.seed(seed)
+
     def set_response(
         self,
         segment: str,
@@ -113,6 +126,7 @@ class CrmStandIn(HttpStandIn):
         """Forget counters, logs, overrides and pending faults; keep personas."""
         self._overrides.clear()
         self._fail_remaining = 0
+        self._fail_share = 0.0
         self._latency = 0.0
         self._counts.clear()
         self.total_requests = 0
@@ -128,6 +142,7 @@ class CrmStandIn(HttpStandIn):
             "total_requests": self.total_requests,
             "requests": dict(self._counts),
             "fail_next": self._fail_remaining,
+            "fail_share": self._fail_share,
             "latency": self._latency,
         }
 
@@ -144,6 +159,8 @@ class CrmStandIn(HttpStandIn):
         if self._fail_remaining > 0:
             self._fail_remaining -= 1
             return _respond(self._fail_with)
+        if self._fail_share and self._random.random() < self._fail_share:
+            return _respond(_FLAPPED)
         if segment is None:
             return web.json_response({"error": "not_found", "message": f"no route for {request.path}"}, status=404)
         if segment in self._overrides:
@@ -186,6 +203,9 @@ class CrmStandIn(HttpStandIn):
             )
         elif name == "fail_next":
             self.fail_next(int(data.get("n", 1)), int(data.get("status", 500)), str(data.get("body", "")).encode())
+        elif name == "fail_share":
+            seed = data.get("seed")
+            self.fail_share(float(data["share"]), seed=None if seed is None else int(seed))
         elif name == "latency":
             self.set_latency(float(data["seconds"]))
         elif name == "reset":
@@ -195,13 +215,16 @@ class CrmStandIn(HttpStandIn):
         return web.json_response(self.state())
 
 
+_FLAPPED = _Canned(500, b'{"error": "internal", "message": "flapping"}', "application/json")
+
+
 def _respond(canned: _Canned) -> web.Response:
     headers = {"Content-Type": canned.content_type, **dict(canned.headers)}
     return web.Response(status=canned.status, body=canned.body, headers=headers)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.standins.crm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m services.testing.crm", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")

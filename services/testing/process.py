@@ -1,6 +1,6 @@
-"""Run a stand-in as a separate process (end-to-end tests, benchmark) and talk to its control API.
+"""Run a stand-in as a separate process (end-to-end tests) and talk to its control API.
 
-with standin_process("tests.standins.livekit_api", "--api-key", "k", "--api-secret", s) as lk:
+with standin_process("services.testing.livekit_api", "--api-key", "k", "--api-secret", s) as lk:
     lk.origin            # "http://127.0.0.1:PORT"
     lk.control("fail_next", {"n": 2})
     lk.state()
@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# Where this `services` package is imported from (the checkout, or site-packages): the
+# child imports the same code even when it runs from a checkout that is not installed.
+IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -48,9 +50,9 @@ class StandInProcess:
 def standin_process(module: str, *args: str, ready_timeout: float = 20.0) -> Iterator[StandInProcess]:
     """Start ``python -m <module> --port 0 ...``, wait for its READY line, SIGTERM it on exit."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(IMPORT_ROOT), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", module, *(args if "--port" in args else ("--port", "0", *args))]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=IMPORT_ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         origin = _wait_ready(proc, ready_timeout)
         yield StandInProcess(proc, origin)
@@ -76,7 +78,7 @@ def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
                 break
             line = proc.stdout.readline()
             if not line:
-                raise RuntimeError(f"stand-in {proc.args} exited with {proc.wait()} before READY")
+                raise RuntimeError(f"stand-in {proc.args!r} exited with {proc.wait()} before READY")
             if line.startswith("READY "):
                 return line.split()[1]
-    raise TimeoutError(f"stand-in {proc.args} not ready after {timeout}s")
+    raise TimeoutError(f"stand-in {proc.args!r} not ready after {timeout}s")

@@ -18,8 +18,8 @@ from livekit.protocol.agent_dispatch import (
     ListAgentDispatchResponse,
 )
 
-from tests.standins.livekit_api import LiveKitStandIn
-from tests.standins.twirp import LEEWAY_SECONDS, MiddlewareReject, TokenVerifier
+from services.testing.livekit_api import LiveKitStandIn
+from services.testing.twirp import LEEWAY_SECONDS, MiddlewareReject, TokenVerifier
 
 ROOM = "call-_+14155550123_abc"
 CREATE = "/twirp/livekit.AgentDispatchService/CreateDispatch"

@@ -45,6 +45,7 @@ class HttpStandIn:
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await site.start()
         self.port = self._runner.addresses[0][1]  # the real port when asked for port 0
+        self._port = self.port  # so that a stop() and start() comes back where clients point
         return self
 
     async def stop(self) -> None:

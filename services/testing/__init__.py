@@ -1,0 +1,17 @@
+"""Test doubles for the systems we do not own, in the spirit of `temporalio.testing` and
+httpx's `MockTransport`: protocol-faithful stand-ins for LiveKit's AgentDispatchService
+(`livekit_api`, with its Twirp wire details in `twirp`) and for the CRM's persona API
+(`crm`), the webhooks LiveKit sends, built and signed as it signs them
+(`livekit_webhooks`), a helper to run a stand-in as its own process (`process`), and
+the whole call path in one event loop (`mesh`, its knobs in `mesh_options`, its own
+Redis in `redis_process`).
+
+The stand-ins are real HTTP servers on 127.0.0.1 (port 0 by default), either inside the
+caller's event loop (``async with CrmStandIn() as crm: ...``) or as a separate process
+(``python -m services.testing.crm``, ``python -m services.testing.livekit_api``), so
+what uses them exercises real sockets and real encodings.
+
+Imported by the tests, `friday bench`, `friday chaos` and `friday simulate-call`. It
+ships in the wheel so those tools work from an install, but the services themselves
+(PersonaService, DispatcherService, the gateway, the agent) never import it.
+"""

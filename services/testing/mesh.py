@@ -1,0 +1,222 @@
+"""The whole call path in one event loop, on real sockets: CRM stand-in →
+PersonaService, LiveKit stand-in → DispatcherService, the gateway in front, and
+(with `MeshOptions.with_redis`) a Redis of its own shared by all three services.
+
+    async with Mesh(MeshOptions(gateway_budget_seconds=2.0)) as mesh:
+        mesh.crm.set_persona("8655701159", {...})
+        response = await mesh.deliver(sip_participant_joined(room="call-1", dialed_number="+918655701159"))
+        mesh.livekit.dispatches("call-1")
+
+Every part can be stopped and started again on the same port, which is what the
+chaos faults and the restart tests do. The settings are the services' production
+defaults except the knobs in `MeshOptions` and what wiring the parts together takes
+(addresses, the webhook key pair, Redis key prefixes, no CRM probe).
+"""
+
+from __future__ import annotations
+
+import gc
+import uuid
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import Any, Self
+
+import httpx
+from livekit.protocol.webhook import WebhookEvent
+
+from services.common import event_loop
+from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig
+from services.dispatcher.server import build_server as build_dispatcher
+from services.grpc_runtime import GrpcServer, ServerConfig
+from services.persona.config import CacheConfig, CrmConfig, PersonaConfig
+from services.persona.server import build_server as build_persona
+from services.webhook_gateway.config import GatewayConfig
+from services.webhook_gateway.server import start as start_gateway
+
+from . import livekit_webhooks
+from .crm import CrmStandIn
+from .livekit_api import LiveKitStandIn
+from .mesh_options import MeshOptions
+from .redis_process import RedisProcess
+
+HOST = "127.0.0.1"
+# The key pair LiveKit signs the mesh's webhooks with.
+WEBHOOK_KEY = "APIwebhookkey"
+WEBHOOK_SECRET = "webhook-secret-that-is-at-least-32-bytes-long"
+WEBHOOK_PATH = "/livekit-webhook"
+
+
+def _given(**settings: object) -> dict[str, Any]:
+    """The settings an option sets; the rest keep the service's default."""
+    return {name: value for name, value in settings.items() if value is not None}
+
+
+class Mesh:
+    """One use: ``async with Mesh(options) as mesh`` starts every part, leaving stops them all."""
+
+    def __init__(self, options: MeshOptions | None = None) -> None:
+        self.options = options or MeshOptions()
+        self.crm = CrmStandIn(seed=self.options.seed)
+        self.livekit = LiveKitStandIn()
+        self.redis: RedisProcess | None = RedisProcess() if self.options.with_redis else None
+        self.persona: GrpcServer | None = None
+        self.dispatcher: GrpcServer | None = None
+        self.gateway_url = ""
+        # Room for the chaos runs: a hundred calls, each possibly delivered twice at once.
+        self.http = httpx.AsyncClient(
+            timeout=10, limits=httpx.Limits(max_connections=400, max_keepalive_connections=100)
+        )
+        self._prefix = f"mesh:{uuid.uuid4().hex[:12]}:"
+        # 0 until the first start; then each part comes back on the port it got.
+        self._persona_port = 0
+        self._dispatcher_port = 0
+        self._gateway_port = 0
+        self._gateway: AsyncExitStack | None = None
+        self._stack = AsyncExitStack()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start_all()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _start_all(self) -> None:
+        stack = self._stack
+        # Three services share this process, which may be a big one (a test run that loaded
+        # livekit-agents: a full collection there took ~145 ms, longer than PersonaService's
+        # 100 ms answer margin). Each real service freezes its start-up heap
+        # (services/common/event_loop.py); do the same while the mesh runs.
+        event_loop.freeze_startup_heap()
+        stack.callback(gc.unfreeze)
+        if self.redis is not None:
+            await self.redis.start()
+            stack.push_async_callback(self.redis.kill)
+        await self.crm.start()
+        stack.push_async_callback(self.crm.stop)
+        await self.livekit.start()
+        stack.push_async_callback(self.livekit.stop)
+        self.livekit.set_latency(self.options.livekit_latency_seconds)
+        await self.start_persona()
+        stack.push_async_callback(self.stop_persona)
+        await self.start_dispatcher()
+        stack.push_async_callback(self.stop_dispatcher)
+        await self.start_gateway()
+        stack.push_async_callback(self.stop_gateway)
+        await stack.enter_async_context(self.http)
+
+    async def start_crm(self) -> None:
+        await self.crm.start()
+
+    async def stop_crm(self) -> None:
+        await self.crm.stop()
+
+    async def start_persona(self) -> None:
+        self.persona = build_persona(self.persona_config, ServerConfig(host=HOST, port=self._persona_port))
+        await self.persona.start()
+        self._persona_port = self.persona.port
+
+    async def stop_persona(self, grace: float = 0.0) -> None:
+        if self.persona is not None:
+            await self.persona.stop(grace=grace)
+            self.persona = None
+
+    async def start_dispatcher(self) -> None:
+        self.dispatcher = build_dispatcher(self.dispatcher_config, ServerConfig(host=HOST, port=self._dispatcher_port))
+        await self.dispatcher.start()
+        self._dispatcher_port = self.dispatcher.port
+
+    async def stop_dispatcher(self, grace: float = 0.0) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(grace=grace)
+            self.dispatcher = None
+
+    async def start_gateway(self) -> None:
+        gateway = AsyncExitStack()
+        self.gateway_url = await gateway.enter_async_context(start_gateway(self.gateway_config))
+        self._gateway = gateway
+        self._gateway_port = int(self.gateway_url.rsplit(":", 1)[1])
+
+    async def stop_gateway(self) -> None:
+        """Uvicorn's shutdown: in-flight webhooks finish; `gateway_url` then refuses connections."""
+        if self._gateway is not None:
+            gateway, self._gateway = self._gateway, None
+            await gateway.aclose()
+
+    # -- settings ------------------------------------------------------------------------
+
+    @property
+    def redis_url(self) -> str | None:
+        return self.redis.url if self.redis is not None else None
+
+    @property
+    def persona_config(self) -> PersonaConfig:
+        options = self.options
+        return PersonaConfig(
+            crm=CrmConfig(
+                api_base=self.crm.base_url,
+                # No background probe: the CRM stand-in then counts the lookups' requests only.
+                probe_interval_seconds=0,
+                **_given(
+                    max_attempts=options.crm_max_attempts,
+                    backoff_initial_seconds=options.crm_backoff_initial_seconds,
+                ),
+            ),
+            cache=CacheConfig(
+                redis_url=self.redis_url,
+                redis_key_prefix=self._prefix + "persona:",
+                **_given(ttl_seconds=options.persona_cache_ttl_seconds),
+            ),
+        )
+
+    @property
+    def dispatcher_config(self) -> DispatcherConfig:
+        return DispatcherConfig(
+            livekit=LiveKitConfig(self.livekit.url, self.livekit.api_key, self.livekit.api_secret),
+            claims=ClaimConfig(redis_url=self.redis_url, key_prefix=self._prefix + "claim:"),
+            **_given(retry=self.options.livekit_retry),
+        )
+
+    @property
+    def gateway_config(self) -> GatewayConfig:
+        options = self.options
+        return GatewayConfig(
+            host=HOST,
+            port=self._gateway_port,
+            webhook_api_key=WEBHOOK_KEY,
+            webhook_api_secret=WEBHOOK_SECRET,
+            persona_target=f"{HOST}:{self._persona_port}",
+            dispatcher_target=f"{HOST}:{self._dispatcher_port}",
+            redis_url=self.redis_url,
+            redis_prefix=self._prefix + "gateway:",
+            **_given(
+                budget_seconds=options.gateway_budget_seconds,
+                persona_timeout_seconds=options.gateway_persona_timeout_seconds,
+                max_body_bytes=options.gateway_max_body_bytes,
+            ),
+        )
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    @property
+    def webhook_url(self) -> str:
+        return self.gateway_url + WEBHOOK_PATH
+
+    def signed_request(self, event: WebhookEvent, **sign_kwargs: Any) -> tuple[bytes, dict[str, str]]:
+        """`event` as LiveKit sends it to this mesh: the body and its signed headers."""
+        return livekit_webhooks.signed_request(event, WEBHOOK_KEY, WEBHOOK_SECRET, **sign_kwargs)
+
+    async def deliver(self, event: WebhookEvent, **sign_kwargs: Any) -> httpx.Response:
+        """One delivery of `event`, signed as LiveKit signs it (no redelivery on a 5xx)."""
+        body, headers = self.signed_request(event, **sign_kwargs)
+        return await self.post(body, headers)
+
+    async def post(self, body: bytes, headers: Mapping[str, str]) -> httpx.Response:
+        """Raw bytes to the webhook endpoint: for bodies and headers LiveKit would never send."""
+        return await self.http.post(self.webhook_url, content=body, headers=headers)

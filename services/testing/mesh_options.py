@@ -1,0 +1,33 @@
+"""The knobs of the in-process mesh (`mesh.py`) that tests and faults turn.
+
+Everything left at None runs with the service's own production default. Kept apart
+from mesh.py, which imports all three services, so that what only names options
+(fault definitions, `friday --help`) loads fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.dispatcher.config import RetryConfig
+
+
+@dataclass(frozen=True)
+class MeshOptions:
+    # A redis-server of the mesh's own, shared by all three services (claims, persona
+    # cache, dedupe); without it each service keeps its state in process.
+    with_redis: bool = False
+    # Seed of the CRM stand-in's random failures (`CrmStandIn.fail_share`).
+    seed: int = 0
+    # Delay on every LiveKit Twirp call, so restarts and timeouts hit requests in flight.
+    livekit_latency_seconds: float = 0.0
+    # PersonaService
+    persona_cache_ttl_seconds: float | None = None
+    crm_max_attempts: int | None = None
+    crm_backoff_initial_seconds: float | None = None
+    # DispatcherService: its retries of LiveKit requests.
+    livekit_retry: RetryConfig | None = None
+    # Gateway
+    gateway_budget_seconds: float | None = None
+    gateway_persona_timeout_seconds: float | None = None
+    gateway_max_body_bytes: int | None = None
