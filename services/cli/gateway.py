@@ -30,21 +30,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from services.webhook_gateway.config import GatewayConfig
-    from services.webhook_gateway.server import serve
+    from services.common import event_loop
+    from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
+    from services.webhook_gateway.server import build_server
 
     try:
         log_level = args.log_level or log_level_from_env()
         config = GatewayConfig.from_env()
+        server_config = HttpServerConfig.from_env()
     except ConfigError as exc:
         print(f"friday gateway serve: {exc}", file=sys.stderr)
         return 2
-    overrides = {
-        "port": args.port,
-        "persona_target": args.persona_target,
-        "dispatcher_target": args.dispatcher_target,
-    }
-    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    targets = {"persona_target": args.persona_target, "dispatcher_target": args.dispatcher_target}
+    config = dataclasses.replace(config, **{k: v for k, v in targets.items() if v is not None})
+    if args.port is not None:
+        server_config = dataclasses.replace(server_config, port=args.port)
     configure_logging(log_level)
-    serve(config)
+    event_loop.run(build_server(config, server_config).serve())
     return 0

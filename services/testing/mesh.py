@@ -30,8 +30,9 @@ from services.dispatcher.server import build_server as build_dispatcher
 from services.grpc_runtime import GrpcServer, ServerConfig
 from services.persona.config import CacheConfig, CrmConfig, PersonaConfig
 from services.persona.server import build_server as build_persona
-from services.webhook_gateway.config import GatewayConfig
-from services.webhook_gateway.server import start as start_gateway
+from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
+from services.webhook_gateway.server import GatewayServer
+from services.webhook_gateway.server import build_server as build_gateway
 
 from . import livekit_webhooks
 from .crm import CrmStandIn
@@ -71,7 +72,7 @@ class Mesh:
         self._persona_port = 0
         self._dispatcher_port = 0
         self._gateway_port = 0
-        self._gateway: AsyncExitStack | None = None
+        self._gateway: GatewayServer | None = None
         self._stack = AsyncExitStack()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -138,16 +139,17 @@ class Mesh:
             self.dispatcher = None
 
     async def start_gateway(self) -> None:
-        gateway = AsyncExitStack()
-        self.gateway_url = await gateway.enter_async_context(start_gateway(self.gateway_config))
+        gateway = build_gateway(self.gateway_config, HttpServerConfig(host=HOST, port=self._gateway_port))
+        await gateway.start()
         self._gateway = gateway
-        self._gateway_port = int(self.gateway_url.rsplit(":", 1)[1])
+        self.gateway_url = gateway.url
+        self._gateway_port = gateway.port
 
     async def stop_gateway(self) -> None:
         """Uvicorn's shutdown: in-flight webhooks finish; `gateway_url` then refuses connections."""
         if self._gateway is not None:
             gateway, self._gateway = self._gateway, None
-            await gateway.aclose()
+            await gateway.stop()
 
     # -- settings ------------------------------------------------------------------------
 
@@ -187,8 +189,6 @@ class Mesh:
     def gateway_config(self) -> GatewayConfig:
         options = self.options
         return GatewayConfig(
-            host=HOST,
-            port=self._gateway_port,
             webhook_api_key=WEBHOOK_KEY,
             webhook_api_secret=WEBHOOK_SECRET,
             persona_target=f"{HOST}:{self._persona_port}",

@@ -12,9 +12,26 @@ from services.grpc_runtime.config import ClientTLSConfig
 
 
 @dataclass(frozen=True)
-class GatewayConfig:
+class HttpServerConfig:
+    """How the gateway listens: the HTTP counterpart of grpc_runtime.ServerConfig."""
+
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = 8080  # 0 picks a free port (tests)
+    # On SIGTERM uvicorn stops accepting and finishes in-flight webhooks for up to this long.
+    shutdown_grace_seconds: float = 5.0  # whole seconds for uvicorn, rounded up
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HttpServerConfig:
+        env = Environment(environ)
+        return cls(
+            host=env.text("GATEWAY_HOST", cls.host),
+            port=env.integer("PORT", cls.port),
+            shutdown_grace_seconds=env.number("GATEWAY_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
+        )
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
     # The key pair LiveKit signs webhooks with (`webhook.api_key` in livekit.yaml).
     webhook_api_key: str = "devkey"
     webhook_api_secret: str = field(default="secret", repr=False)
@@ -40,8 +57,6 @@ class GatewayConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
         env = Environment(environ)
         return cls(
-            host=env.text("GATEWAY_HOST", cls.host),
-            port=env.integer("PORT", cls.port),
             # LiveKit signs webhooks with its API key pair unless livekit.yaml names another.
             webhook_api_key=env.text(("LIVEKIT_WEBHOOK_API_KEY", "LIVEKIT_API_KEY"), cls.webhook_api_key),
             webhook_api_secret=env.text(("LIVEKIT_WEBHOOK_API_SECRET", "LIVEKIT_API_SECRET"), cls.webhook_api_secret),

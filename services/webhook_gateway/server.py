@@ -1,24 +1,24 @@
 """The gateway's composition root: builds what the routes use (webhook verifier,
 gRPC channels to PersonaService and DispatcherService, the event ledger, the call
-flow, metrics) for the app's lifetime, and runs it on uvicorn — `serve()` for the
-CLI, `start()` for tests and tools that need the bound port in their own loop."""
+flow, metrics) for the app's lifetime, and hosts it on uvicorn: `build_server(config,
+server_config)` like the gRPC services."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
+import math
 import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
 from starlette.applications import Starlette
 
-from services.common import event_loop
 from services.grpc_runtime.channel import is_serving
 from services.webhook_gateway.app import GatewayState, create_app
 from services.webhook_gateway.call_flow import CallFlow
-from services.webhook_gateway.config import GatewayConfig
+from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 from services.webhook_gateway.dedupe import EventLedger, InProcessEventLedger, RedisEventLedger
 from services.webhook_gateway.metrics import GatewayMetrics
 from services.webhook_gateway.upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, upstream_channel
@@ -66,44 +66,80 @@ def build_app(config: GatewayConfig) -> Starlette:
     return create_app(functools.partial(wired, config))
 
 
-def _uvicorn_config(config: GatewayConfig) -> uvicorn.Config:
+def uvicorn_config(config: GatewayConfig, server_config: HttpServerConfig) -> uvicorn.Config:
     return uvicorn.Config(
         build_app(config),
-        host=config.host,
-        port=config.port,
+        host=server_config.host,
+        port=server_config.port,
         lifespan="on",
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=math.ceil(server_config.shutdown_grace_seconds),
     )
 
 
-def serve(config: GatewayConfig) -> None:
-    """Blocks until SIGINT/SIGTERM; uvicorn finishes in-flight webhooks before exiting."""
-    server = uvicorn.Server(_uvicorn_config(config))
-    event_loop.freeze_startup_heap()
-    server.run()
+class GatewayServer:
+    """Lifecycle like GrpcServer's: `await start()` → `url`/`port` valid → `await stop()`
+    (or `async with`); `serve()` for the CLI runs until SIGTERM/SIGINT, then drains."""
 
+    def __init__(self, config: GatewayConfig, server_config: HttpServerConfig) -> None:
+        self.config = config
+        self.server_config = server_config
+        self._uvicorn = uvicorn.Server(uvicorn_config(config, server_config))
+        self._socket: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
 
-@contextlib.asynccontextmanager
-async def start(config: GatewayConfig) -> AsyncIterator[str]:
-    """Run the gateway in the current loop; yields its base URL. Port 0 picks a free port."""
-    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto is TCP,
-    # and without it keep-alive responses stall ~40 ms on delayed ACKs.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host if config.host != "0.0.0.0" else "127.0.0.1", config.port))
-    server = uvicorn.Server(_uvicorn_config(config))
-    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # the host process owns signals
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
+    @property
+    def port(self) -> int:
+        if self._socket is None:
+            raise RuntimeError("the gateway is not started")
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._bind_host}:{self.port}"
+
+    @property
+    def _bind_host(self) -> str:
+        host = self.server_config.host
+        return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+    async def serve(self) -> None:
+        """Blocks until SIGINT/SIGTERM; uvicorn finishes in-flight webhooks before returning."""
+        await self._uvicorn.serve()
+
+    async def start(self) -> None:
+        """Serve in the current loop without taking over signals (the host process owns them)."""
+        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto is TCP,
+        # and without it keep-alive responses stall on delayed ACKs.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._bind_host, self.server_config.port))
+        self._socket = sock
+        self._uvicorn.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+        self._task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))
+        while not self._uvicorn.started:
+            if self._task.done():
+                self._task.result()
             await asyncio.sleep(0.01)
-        host, port = sock.getsockname()[:2]
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._uvicorn.should_exit = True
+        task, self._task = self._task, None
         await task
-        sock.close()
+        if self._socket is not None:
+            self._socket.close()
+
+    async def __aenter__(self) -> GatewayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def build_server(config: GatewayConfig, server_config: HttpServerConfig) -> GatewayServer:
+    """A ready-to-start gateway (`await server.start()` or `await server.serve()`)."""
+    return GatewayServer(config, server_config)

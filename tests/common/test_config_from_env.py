@@ -24,7 +24,7 @@ from services.dispatcher.config import DispatcherConfig
 from services.grpc_runtime.config import ServerConfig
 from services.persona.config import PersonaConfig
 from services.persona.numbers import CrmNumberFormat
-from services.webhook_gateway.config import GatewayConfig
+from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,9 +65,12 @@ DISPATCHER: list[Row] = [
     ("DISPATCHER_REDIS_TIMEOUT_SECONDS", "0.5", "claims.redis_timeout", 0.5),
     ("DISPATCHER_MAX_BUDGET_SECONDS", "8", "max_budget_seconds", 8.0),
 ]
-GATEWAY: list[Row] = [
+GATEWAY_SERVER: list[Row] = [
     ("GATEWAY_HOST", "127.0.0.2", "host", "127.0.0.2"),
     ("PORT", "8099", "port", 8099),
+    ("GATEWAY_SHUTDOWN_GRACE_SECONDS", "7", "shutdown_grace_seconds", 7.0),
+]
+GATEWAY: list[Row] = [
     ("LIVEKIT_WEBHOOK_API_KEY", "APIwebhook", "webhook_api_key", "APIwebhook"),
     ("LIVEKIT_WEBHOOK_API_SECRET", "webhook-secret", "webhook_api_secret", "webhook-secret"),
     ("PERSONA_TARGET", "dns:///persona:50051", "persona_target", "dns:///persona:50051"),
@@ -142,6 +145,7 @@ CASES = {
     "gateway": Case(
         GatewayConfig.from_env, GatewayConfig(), GATEWAY, frozenset({"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"})
     ),
+    "gateway server": Case(HttpServerConfig.from_env, HttpServerConfig(), GATEWAY_SERVER),
     # Azure credentials pick the default speech stack (the openai client reads them itself).
     "agent": Case(
         AgentConfig.from_env,

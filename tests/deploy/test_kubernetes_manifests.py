@@ -19,7 +19,7 @@ import yaml
 from services.cli import build_parser
 from services.grpc_runtime.config import ServerConfig
 from services.launcher.settings import SETTINGS
-from services.webhook_gateway.config import GatewayConfig
+from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 from tests.deploy.env_readers import READERS
 from tests.deploy.manifests import (
     DEPLOY_DIR,
@@ -153,7 +153,7 @@ def test_gateway_listens_on_its_default_port_with_http_probes_on_real_routes() -
     from services.webhook_gateway.server import build_app
 
     container = only_container(DEPLOYMENTS[GATEWAY])
-    port = GatewayConfig().port
+    port = HttpServerConfig().port
     assert str(port) == DEFAULTS["PORT"]
     assert container_port(container, "http") == port
     assert env(GATEWAY).get("PORT", str(port)) == str(port)
@@ -194,7 +194,7 @@ def test_gateway_service_is_a_normal_service_on_the_gateway_port() -> None:
     assert service["spec"].get("clusterIP") != "None"
     assert selector_matches(service["spec"]["selector"], pod_labels(DEPLOYMENTS[GATEWAY]))
     (port,) = service["spec"]["ports"]
-    assert container_port(only_container(DEPLOYMENTS[GATEWAY]), port["targetPort"]) == GatewayConfig().port
+    assert container_port(only_container(DEPLOYMENTS[GATEWAY]), port["targetPort"]) == HttpServerConfig().port
 
 
 @pytest.mark.parametrize(("variable", "name"), [("PERSONA_TARGET", PERSONA), ("DISPATCHER_TARGET", DISPATCHER)])
@@ -279,7 +279,7 @@ def test_every_container_requests_resources_within_its_limit() -> None:
 
 
 def test_services_stop_within_their_termination_grace() -> None:
-    from services.webhook_gateway.server import _uvicorn_config
+    from services.webhook_gateway.server import uvicorn_config
 
     for name, prefix in GRPC.items():
         values = {k: v for k, v in env(name).items() if isinstance(v, str)}
@@ -287,7 +287,8 @@ def test_services_stop_within_their_termination_grace() -> None:
         assert pod_spec(DEPLOYMENTS[name])["terminationGracePeriodSeconds"] > grace.shutdown_grace_seconds, name
     gateway = only_container(DEPLOYMENTS[GATEWAY])
     pre_stop = gateway.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
-    drain = _uvicorn_config(GatewayConfig()).timeout_graceful_shutdown or 0
+    listening = HttpServerConfig.from_env({k: v for k, v in env(GATEWAY).items() if isinstance(v, str)})
+    drain = uvicorn_config(GatewayConfig(), listening).timeout_graceful_shutdown or 0
     assert pod_spec(DEPLOYMENTS[GATEWAY])["terminationGracePeriodSeconds"] > pre_stop + drain
     command = only_container(DEPLOYMENTS[AGENT])["command"]
     assert "--drain-timeout" in command, "without it livekit-agents drains for up to an hour"
