@@ -54,10 +54,25 @@ class ClaimConfig:
 
 
 @dataclass(frozen=True)
+class JobConfig:
+    """A dispatch is not an agent: how long DispatchAgent waits for a worker to take the job."""
+
+    # Well inside the gateway's 3 s budget (the persona lookup takes up to 1 s of it).
+    # A worker that is registered accepts in milliseconds; past this, none is coming
+    # for now and the caller (LiveKit's redelivery) should try again.
+    wait_seconds: float = 1.5
+    # How often ListDispatch is read while waiting.
+    poll_interval: float = 0.05
+    # How long a SIP trunk's numbers are remembered (hidden-number calls resolve through them).
+    trunk_cache_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class DispatcherConfig:
     livekit: LiveKitConfig = LiveKitConfig()
     retry: RetryConfig = RetryConfig()
     claims: ClaimConfig = ClaimConfig()
+    jobs: JobConfig = JobConfig()
     # Work budget when the caller sent no deadline (Python shows it as a huge
     # time_remaining()); also the cap on any caller's deadline.
     max_budget_seconds: float = 10.0
@@ -83,6 +98,11 @@ class DispatcherConfig:
                 settle_seconds=env.number("DISPATCHER_CLAIM_SETTLE_SECONDS", ClaimConfig.settle_seconds),
                 poll_interval=env.number("DISPATCHER_CLAIM_POLL_INTERVAL_SECONDS", ClaimConfig.poll_interval),
                 redis_timeout=env.number("DISPATCHER_REDIS_TIMEOUT_SECONDS", ClaimConfig.redis_timeout),
+            ),
+            jobs=JobConfig(
+                wait_seconds=env.number("DISPATCHER_JOB_WAIT_SECONDS", JobConfig.wait_seconds),
+                poll_interval=env.number("DISPATCHER_JOB_POLL_INTERVAL_SECONDS", JobConfig.poll_interval),
+                trunk_cache_seconds=env.number("DISPATCHER_TRUNK_CACHE_SECONDS", JobConfig.trunk_cache_seconds),
             ),
             max_budget_seconds=env.number("DISPATCHER_MAX_BUDGET_SECONDS", cls.max_budget_seconds),
         )

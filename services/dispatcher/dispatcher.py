@@ -2,18 +2,23 @@
 dispatch, however many times, concurrently or at however many replicas the request
 arrives.
 
+    ListRooms: the room is gone (the call ended) → ROOM_NOT_FOUND, nothing created
     local lock (this process) → claim (in memory or Redis SET NX, TTL = our deadline + grace)
-      claimed by us   → ListDispatch: agent already there? → return it, already_existed
-                        else CreateDispatch, retried only after failures proving it
+      claimed by us   → ListDispatch: agent there with a live job? → return it, already_existed
+                        a dispatch without one (its job failed, or no worker ever took
+                        it: LiveKit never offers it again) → withdraw it, then as new
+                        CreateDispatch, retried only after failures proving it
                         created nothing (a Twirp error from LiveKit, connection refused).
                         After an ambiguous failure (timeout, dropped connection, proxy
                         5xx, unreadable 200) it may still land: never create again, poll
                         ListDispatch for it until the deadline (found → ours, created),
                         else answer UNAVAILABLE — a redelivery finds it.
+                        → wait for a worker to take the job (jobs.py); none in time →
+                          withdraw, NO_AGENT_WORKER; the job failed → replace once
                         → whenever a create may have landed (success, ambiguous failure,
                           cancellation, crash) keep the claim `settle_seconds` so no other
                           request creates before LiveKit's answer settles; else release
-      claimed elsewhere → poll ListDispatch until the dispatch appears (already_existed)
+      claimed elsewhere → poll ListDispatch until the dispatch appears with a live job (already_existed)
                           or the claim frees up (its holder failed or died: TTL), all
                           within our deadline
 
@@ -33,6 +38,7 @@ from services.common.retry import time_left
 from services.dispatcher import errors, validation
 from services.dispatcher.claims import LocalLocks, claim_key
 from services.dispatcher.config import DispatcherConfig
+from services.dispatcher.jobs import JobConfirmation, JobFailed
 from services.dispatcher.livekit_calls import LiveKitCalls
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.transport import DispatchRecord, DispatchTransport, LiveKitCallError
@@ -42,6 +48,8 @@ logger = logging.getLogger(__name__)
 # A claim outlives its holder's deadline by this much, covering clock skew between
 # replicas and the holder's last in-flight request.
 CLAIM_GRACE_SECONDS = 1.0
+# Trunks remembered at most (see trunk_numbers).
+_MAX_CACHED_TRUNKS = 1024
 # Time one more wait round needs after its sleep: a claim attempt plus a ListDispatch.
 _MIN_POLL_ROUND_SECONDS = 0.1
 
@@ -74,6 +82,8 @@ class Dispatcher:
         self._config = config
         self._metrics = metrics
         self._calls = LiveKitCalls(config.retry, metrics, report_livekit_health)
+        self._jobs = JobConfirmation(transport, self._calls, config.jobs, metrics)
+        self._trunks: dict[str, tuple[float, list[str]]] = {}
         self._locks = LocalLocks()
         self._settling: set[asyncio.Future[None]] = set()
 
@@ -87,6 +97,7 @@ class Dispatcher:
         self, room: str, agent_name: str, metadata: AgentJobMetadata, deadline: float
     ) -> DispatchOutcome:
         encoded = validation.validate_dispatch(room, agent_name, metadata)
+        await self._require_room(room, deadline)
         key = claim_key(room, agent_name)
         async with self._locks.hold(key, deadline) as acquired:
             if not acquired:
@@ -106,6 +117,39 @@ class Dispatcher:
             "DeleteDispatch", room, lambda t: self._transport.delete(room, dispatch_id, timeout=t), deadline
         )
 
+    async def trunk_numbers(self, trunk_id: str, deadline: float) -> list[str]:
+        """The numbers of a SIP inbound trunk, remembered for `jobs.trunk_cache_seconds`
+        (trunks change by configuration, while a burst of hidden-number calls would
+        otherwise ask LiveKit once per call)."""
+        validation.validate_trunk_id(trunk_id)
+        now = asyncio.get_running_loop().time()
+        cached = self._trunks.get(trunk_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        numbers = await self._calls.run(
+            "ListSIPInboundTrunk", trunk_id, lambda t: self._transport.trunk_numbers(trunk_id, timeout=t), deadline
+        )
+        if numbers is None:
+            raise errors.TrunkNotFound(
+                f"LiveKit has no SIP inbound trunk {trunk_id!r}", metadata={"trunk_id": trunk_id}
+            )
+        if len(self._trunks) >= _MAX_CACHED_TRUNKS:
+            self._trunks.clear()  # trunk ids come from LiveKit's own attributes; bound the cache anyway
+        self._trunks[trunk_id] = (now + self._config.jobs.trunk_cache_seconds, numbers)
+        return numbers
+
+    async def _require_room(self, room: str, deadline: float) -> None:
+        """The room must still exist: ListDispatch on a missing room hangs until LiveKit's
+        own deadline, and CreateDispatch would create the room anew and send an agent
+        into it with nobody there."""
+        exists = await self._calls.run(
+            "ListRooms", room, lambda t: self._transport.room_exists(room, timeout=t), deadline
+        )
+        if not exists:
+            raise errors.RoomNotFound(
+                f"room {room!r} does not exist (any more): the call has ended", metadata={"room": room}
+            )
+
     async def _dispatch_once(
         self, key: str, room: str, agent_name: str, encoded: str, deadline: float
     ) -> DispatchOutcome:
@@ -123,7 +167,7 @@ class Dispatcher:
                 waited = True
                 self._metrics.claim_waits.inc()
             existing = await self._find(room, agent_name, deadline)
-            if existing is not None:
+            if existing is not None and existing.live_job is not None:
                 return DispatchOutcome(existing, already_existed=True)
             poll = self._config.claims.poll_interval
             # Stop while there is still time to say why, rather than running out mid-list.
@@ -139,10 +183,18 @@ class Dispatcher:
         create = _CreateState()
         try:
             existing = await self._find(room, agent_name, deadline)
-            if existing is not None:
+            if existing is not None and existing.live_job is not None:
                 outcome = DispatchOutcome(existing, already_existed=True)
             else:
-                outcome = DispatchOutcome(await self._create(room, agent_name, encoded, deadline, create), False)
+                if existing is not None:
+                    # Nothing serves it, and LiveKit will not offer it again: replace it.
+                    if existing.failed:
+                        self._metrics.failed_jobs.inc()
+                    why = "its job failed" if existing.failed else "no worker holds its job"
+                    logger.warning("replacing dispatch %s in %r: %s", existing.dispatch_id, room, why)
+                    await self._withdraw(existing, deadline, create)
+                record = await self._create_served(room, agent_name, encoded, deadline, create)
+                outcome = DispatchOutcome(record, already_existed=False)
         except BaseException:
             # Also on cancellation (the caller's deadline fired first) and on bugs: a
             # create that may still land keeps the claim for the settle time, else the
@@ -156,6 +208,34 @@ class Dispatcher:
         if not outcome.already_existed:
             logger.info("created dispatch %s of %r to room %r", outcome.dispatch.dispatch_id, agent_name, room)
         return outcome
+
+    async def _create_served(
+        self, room: str, agent_name: str, encoded: str, deadline: float, state: _CreateState
+    ) -> DispatchRecord:
+        """CreateDispatch, then wait for a worker to take the job; a job that fails at
+        the worker is withdrawn and replaced once."""
+        for attempt in range(2):
+            record = await self._create(room, agent_name, encoded, deadline, state)
+            try:
+                served = await self._jobs.await_job(record, deadline)
+            except JobFailed as failed:
+                self._metrics.failed_jobs.inc()
+                logger.warning("%s; withdrawing it%s", failed, "" if attempt else " and dispatching once more")
+                await self._withdraw(failed.record, deadline, state)
+                if attempt or state.maybe_landed:
+                    raise errors.NoAgentWorker(
+                        f"{failed}; the dispatch was withdrawn", metadata={"room": room, "agent_name": agent_name}
+                    ) from failed
+                continue
+            if served is None:
+                await self._withdraw(record, deadline, state)
+                raise self._jobs.no_worker(record, withdrawn=not state.maybe_landed)
+            return served
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _withdraw(self, record: DispatchRecord, deadline: float, state: _CreateState) -> None:
+        if await self._jobs.withdraw(record, deadline):
+            state.maybe_landed = False
 
     async def _create(
         self, room: str, agent_name: str, encoded: str, deadline: float, state: _CreateState

@@ -78,3 +78,16 @@ class ClaimStoreUnavailable(DispatchError):
     create without a claim, because that could put two agents in the room."""
 
     reason = "CLAIM_STORE_UNAVAILABLE"
+
+
+class NoAgentWorker(DispatchError):
+    """No agent worker took the dispatch's job in time (none registered for the agent
+    name, all busy, or its job failed). The dispatch was withdrawn so that a retry —
+    LiveKit's redelivery of the webhook — dispatches afresh once a worker is back,
+    instead of leaving the caller ringing on a dispatch nobody serves."""
+
+    reason = "NO_AGENT_WORKER"
+
+
+class TrunkNotFound(DispatchError):
+    reason = "TRUNK_NOT_FOUND"

@@ -37,5 +37,22 @@ class DispatcherMetrics:
             registry=self.registry,
         )
 
+        self.no_worker = Counter(
+            "friday_dispatcher_no_agent_worker_total",
+            "Dispatches withdrawn because no agent worker took the job in time (the caller would ring out).",
+            registry=self.registry,
+        )
+        self.failed_jobs = Counter(
+            "friday_dispatcher_failed_jobs_total",
+            "Dispatches whose job failed at the worker and were replaced.",
+            registry=self.registry,
+        )
+        self.job_wait = Histogram(
+            "friday_dispatcher_job_wait_seconds",
+            "Time from a dispatch existing to a worker holding its job.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
     def record_dispatch(self, outcome: str, code: str = "OK") -> None:
         self.dispatches.labels(outcome=outcome, code=code).inc()

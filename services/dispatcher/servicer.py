@@ -31,6 +31,9 @@ STATUS = StatusTable(
         (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
         (errors.RoomNotFound, grpc.StatusCode.NOT_FOUND),
         (errors.DispatchNotFound, grpc.StatusCode.NOT_FOUND),
+        (errors.TrunkNotFound, grpc.StatusCode.NOT_FOUND),
+        # No worker took the job: the dispatch was withdrawn; a retry may find a worker.
+        (errors.NoAgentWorker, grpc.StatusCode.UNAVAILABLE),
         # Our LiveKit key refused: the operator must fix config. Never UNAUTHENTICATED,
         # which tells *callers* their token is wrong (docs/architecture.md, "Status codes").
         (errors.LiveKitRejectedCredentials, grpc.StatusCode.FAILED_PRECONDITION),
@@ -87,10 +90,20 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
             await self._abort(context, exc, code)
         self._metrics.record_dispatch("already_existed" if outcome.already_existed else "created")
         stored = None if outcome.already_existed else request.metadata
+        job = outcome.dispatch.live_job
         if stored is not None and not stored.schema_version:
             stored.schema_version = codec.CURRENT_SCHEMA_VERSION  # as the codec stamped what LiveKit holds
         return pb.DispatchAgentResponse(
-            dispatch=dispatch_message(outcome.dispatch, stored), already_existed=outcome.already_existed
+            dispatch=dispatch_message(outcome.dispatch, stored),
+            already_existed=outcome.already_existed,
+            job=pb.AgentJob(
+                job_id=job.job_id,
+                worker_id=job.worker_id,
+                participant_identity=job.participant_identity,
+                status=job.status,
+            )
+            if job is not None
+            else None,
         )
 
     async def ListDispatches(  # noqa: N802
@@ -110,6 +123,15 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         except errors.DispatchError as exc:
             await self._abort(context, exc, STATUS.code_of(exc))
         return pb.CancelDispatchResponse(dispatch=dispatch_message(record))
+
+    async def GetTrunkNumbers(  # noqa: N802
+        self, request: pb.GetTrunkNumbersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTrunkNumbersResponse:
+        try:
+            numbers = await self._dispatcher.trunk_numbers(request.trunk_id, self._deadline(context))
+        except errors.DispatchError as exc:
+            await self._abort(context, exc, STATUS.code_of(exc))
+        return pb.GetTrunkNumbersResponse(numbers=numbers)
 
     @staticmethod
     async def _abort(context: grpc.aio.ServicerContext, exc: errors.DispatchError, code: grpc.StatusCode) -> NoReturn:

@@ -1,10 +1,12 @@
-"""The edge to LiveKit's AgentDispatchService, behind a tiny interface (as httpx's
-AsyncBaseTransport): the dispatch logic only sees `DispatchRecord`s and
-`LiveKitCallError`s, never aiohttp or livekit-api types, so the SDK can change
-without touching the exactly-one algorithm."""
+"""The edge to LiveKit (AgentDispatchService, and the RoomService / SIP reads the
+dispatch needs), behind a tiny interface (as httpx's AsyncBaseTransport): the
+dispatch logic only sees `DispatchRecord`s, `JobRecord`s and `LiveKitCallError`s,
+never aiohttp or livekit-api types, so the SDK can change without touching the
+exactly-one algorithm."""
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,14 +16,46 @@ _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_TWIRP_CODES = frozenset({"unavailable", "internal", "unknown", "deadline_exceeded", "resource_exhausted"})
 
 
+# LiveKit's JobStatus names (livekit_agent.proto): a job is live from the moment a
+# worker accepted it (PENDING: assigned, its process starting) until it ends.
+LIVE_JOB_STATUSES = frozenset({"JS_PENDING", "JS_RUNNING"})
+FAILED_JOB_STATUS = "JS_FAILED"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job of a dispatch (`AgentDispatch.state.jobs`): a worker took it."""
+
+    job_id: str
+    status: str  # JobStatus name
+    worker_id: str = ""
+    participant_identity: str = ""
+    error: str = ""
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE_JOB_STATUSES
+
+
 @dataclass(frozen=True)
 class DispatchRecord:
-    """One agent dispatch as LiveKit holds it."""
+    """One agent dispatch as LiveKit holds it. A dispatch is not an agent: `jobs`
+    stays empty until a worker registered for `agent_name` takes the job."""
 
     dispatch_id: str
     agent_name: str
     room: str
     metadata: str
+    jobs: tuple[JobRecord, ...] = ()
+
+    @property
+    def live_job(self) -> JobRecord | None:
+        return next((job for job in self.jobs if job.live), None)
+
+    @property
+    def failed(self) -> bool:
+        """Its job ended in failure and no other job is live."""
+        return self.live_job is None and any(job.status == FAILED_JOB_STATUS for job in self.jobs)
 
 
 class LiveKitCallError(Exception):
@@ -84,5 +118,14 @@ class DispatchTransport(Protocol):
     async def list(self, room: str, *, timeout: float) -> list[DispatchRecord]: ...
 
     async def delete(self, room: str, dispatch_id: str, *, timeout: float) -> DispatchRecord: ...
+
+    async def room_exists(self, room: str, *, timeout: float) -> bool:
+        """RoomService.ListRooms for `room`: answers at once, where ListDispatch on a
+        missing room hangs until LiveKit's own deadline."""
+        ...
+
+    async def trunk_numbers(self, trunk_id: str, *, timeout: float) -> builtins.list[str] | None:
+        """The numbers of SIP inbound trunk `trunk_id`; None when LiveKit has no such trunk."""
+        ...
 
     async def aclose(self) -> None: ...

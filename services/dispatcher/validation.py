@@ -40,6 +40,13 @@ def validate_agent_name(agent_name: str) -> None:
         raise _invalid("agent_name", "must not contain whitespace or control characters")
 
 
+def validate_trunk_id(trunk_id: str) -> None:
+    if not trunk_id:
+        raise _invalid("trunk_id", "required")
+    if len(trunk_id) > MAX_DISPATCH_ID_CHARS or _has_control(trunk_id) or trunk_id != trunk_id.strip():
+        raise _invalid("trunk_id", "not a LiveKit SIP trunk id")
+
+
 def validate_dispatch_id(dispatch_id: str) -> None:
     if not dispatch_id:
         raise _invalid("dispatch_id", "required")

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.common.tracing import current_trace_id
-from services.webhook_gateway.call_flow import CallFlow, Dispatched, Duplicate
+from services.webhook_gateway.call_flow import CallFlow, Dispatched, Duplicate, RoomGone
 from services.webhook_gateway.errors import BodyTooLarge
 from services.webhook_gateway.events import Ignored, classify
 from services.webhook_gateway.metrics import GatewayMetrics
@@ -92,11 +92,16 @@ async def receive_webhook(request: Request) -> Response:
         if isinstance(outcome, Duplicate):
             state.metrics.duplicates.inc()
             return _answer(state, event_name, "duplicate", 200, outcome.reason, ignored=True)
+        if isinstance(outcome, RoomGone):
+            return _answer(state, event_name, "room_gone", 200, outcome.reason, ignored=True)
         if not isinstance(outcome, Dispatched):
             # 503: a redelivery may well succeed. 500: needs an operator (LiveKit still
             # retries it for ~15 s). 422: the request can never succeed, so LiveKit must not retry.
             status = 422 if outcome.invalid_request else 503 if outcome.retryable else 500
-            return _answer(state, event_name, "dispatch_failed", status, outcome.reason)
+            response = _answer(state, event_name, "dispatch_failed", status, outcome.reason)
+            if status == 503 and outcome.retry_after_seconds is not None:
+                response.headers["Retry-After"] = str(outcome.retry_after_seconds)
+            return response
         state.metrics.dispatch_latency.observe(time.perf_counter() - started)
         state.metrics.persona_sources.labels(outcome.persona_source).inc()
         if outcome.default_reason:

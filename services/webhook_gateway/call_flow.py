@@ -2,11 +2,14 @@
 and make sure exactly one agent is dispatched with it, inside a budget.
 
     event seen before? → Duplicate (the ledger: a redelivery costs nothing)
+    dialed number hidden by the dispatch rule? → the inbound trunk's one number
+      (DispatcherService.GetTrunkNumbers), else the default persona
     PersonaService.GetPersona (allow_default, at most persona_timeout, always leaving
       time for the dispatch) → persona, or the default persona and why
     AgentJobMetadata built once, size-checked against LiveKit's limit
     DispatcherService.DispatchAgent (the rest of the budget) → Dispatched, and the
-      event is remembered; or DispatchFailed, which says whether a redelivery can help
+      event is remembered; RoomGone when the call already ended; or DispatchFailed,
+      which says whether (and when) a redelivery can help
 
 An answered call beats a perfect one: if PersonaService is down, slow, or has
 nothing for the number, the call is dispatched with the default persona. Only a
@@ -45,6 +48,18 @@ class AgentDispatcher(Protocol):
         self, request: DispatchAgentRequest, *, timeout: float, trace_id: str
     ) -> DispatchAgentResponse: ...
 
+    async def trunk_numbers(self, trunk_id: str, *, timeout: float, trace_id: str) -> list[str]: ...
+
+
+# DispatcherService's ErrorInfo reasons that the gateway acts on.
+ROOM_NOT_FOUND = "ROOM_NOT_FOUND"
+# After these a redelivery helps once something changes; LiveKit honours Retry-After on
+# 503, so say when (its own backoff would try again after 1 s, then 2, 4, 8).
+_RETRY_AFTER_SECONDS = {
+    "NO_AGENT_WORKER": 2,  # a worker restarting or scaling up takes seconds
+    "DISPATCH_IN_PROGRESS": 1,  # another request is finishing the dispatch right now
+}
+
 
 @dataclass(frozen=True)
 class Dispatched:
@@ -64,11 +79,20 @@ class Duplicate:
 
 
 @dataclass(frozen=True)
+class RoomGone:
+    """The room no longer exists: the caller hung up before the webhook got here."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class DispatchFailed:
     retryable: bool
     reason: str
     # The dispatcher judged the request itself invalid: no redelivery can succeed.
     invalid_request: bool = False
+    # When a redelivery is worth trying (seconds), where the failure says so.
+    retry_after_seconds: int | None = None
 
 
 class CallFlow:
@@ -89,7 +113,7 @@ class CallFlow:
         self._budget = budget_seconds
         self._persona_timeout = persona_timeout_seconds
 
-    async def handle(self, call: SipCall) -> Dispatched | Duplicate | DispatchFailed:
+    async def handle(self, call: SipCall) -> Dispatched | Duplicate | RoomGone | DispatchFailed:
         # Concurrent duplicates that race past this check are harmless: DispatcherService
         # guarantees one dispatch per call; the ledger only saves the work.
         if call.event_id and await self._ledger.seen(call.event_id):
@@ -103,9 +127,15 @@ class CallFlow:
         try:
             response = await self._dispatcher.dispatch(request, timeout=remaining, trace_id=call.event_id)
         except UpstreamError as exc:
+            if exc.reason == ROOM_NOT_FOUND:
+                # Acknowledged: five redeliveries could only find the same empty room.
+                return RoomGone(f"room {call.room} is gone (the call ended before its agent): {exc}")
             logger.warning("dispatch failed for room %s: %s", call.room, exc)
             return DispatchFailed(
-                retryable=exc.retryable, reason=f"{exc.service}: {exc}", invalid_request=exc.invalid_request
+                retryable=exc.retryable,
+                reason=f"{exc.service}: {exc}",
+                invalid_request=exc.invalid_request,
+                retry_after_seconds=_RETRY_AFTER_SECONDS.get(exc.reason) if exc.retryable else None,
             )
         # Remembered only once the dispatch exists, so a redelivery after a failure is processed.
         if call.event_id:
@@ -154,18 +184,39 @@ class CallFlow:
         return metadata, default_reason
 
     async def _lookup(self, call: SipCall, deadline: float) -> tuple[GetPersonaResponse | None, str]:
-        if not call.dialed_number:
-            return None, "dialed number hidden (no sip.trunkPhoneNumber)"
+        dialed = call.dialed_number
+        if not dialed:
+            dialed, why_not = await self._dialed_through_trunk(call, deadline)
+            if not dialed:
+                return None, why_not
         timeout = min(self._persona_timeout, deadline - time.monotonic() - _DISPATCH_RESERVE_SECONDS)
         if timeout <= 0:
             return None, "no time left for the persona lookup"
         try:
-            found = await self._personas.get_persona(call.dialed_number, timeout=timeout, trace_id=call.event_id)
+            found = await self._personas.get_persona(dialed, timeout=timeout, trace_id=call.event_id)
         except UpstreamError as exc:
             return None, f"PersonaService: {exc}"
         if found.source != PersonaSource.PERSONA_SOURCE_DEFAULT:
             return found, ""
         return found, _default_reason_text(found.default_reason)
+
+
+    async def _dialed_through_trunk(self, call: SipCall, deadline: float) -> tuple[str, str]:
+        """When the dispatch rule hides numbers, the trunk the call came in on still
+        says what was dialed if it has exactly one number. (number, "") or ("", why not)."""
+        hidden = "dialed number hidden (no sip.trunkPhoneNumber)"
+        if not call.sip_trunk_id:
+            return "", f"{hidden} and no sip.trunkID"
+        timeout = min(self._persona_timeout, deadline - time.monotonic() - _DISPATCH_RESERVE_SECONDS) / 2
+        if timeout <= 0:
+            return "", f"{hidden}; no time left to read trunk {call.sip_trunk_id}"
+        try:
+            numbers = await self._dispatcher.trunk_numbers(call.sip_trunk_id, timeout=timeout, trace_id=call.event_id)
+        except UpstreamError as exc:
+            return "", f"{hidden}; trunk {call.sip_trunk_id} unreadable: {exc}"
+        if len(numbers) != 1:
+            return "", f"{hidden} and trunk {call.sip_trunk_id} has {len(numbers)} numbers, not one"
+        return numbers[0], ""
 
 
 def _default_reason_text(reason: DefaultReason.ValueType) -> str:

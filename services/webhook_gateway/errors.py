@@ -11,15 +11,26 @@ class UpstreamError(Exception):
 
     `retryable`: the same request may succeed later (what a LiveKit redelivery needs).
     `invalid_request`: the upstream judged the request itself invalid; no redelivery
-    can succeed. `code` names the upstream's status, for messages and logs only."""
+    can succeed. `reason` is the upstream's stable ErrorInfo reason ("" if none).
+    `code` names the upstream's status, for messages and logs only."""
 
-    def __init__(self, service: str, code: str, message: str, *, retryable: bool, invalid_request: bool) -> None:
+    def __init__(
+        self,
+        service: str,
+        code: str,
+        message: str,
+        *,
+        retryable: bool,
+        invalid_request: bool,
+        reason: str = "",
+    ) -> None:
         super().__init__(f"{code}: {service}: {message}")
         self.service = service
         self.code = code
         self.message = message
         self.retryable = retryable
         self.invalid_request = invalid_request
+        self.reason = reason
 
 
 class BodyTooLarge(Exception):

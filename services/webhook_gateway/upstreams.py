@@ -13,10 +13,14 @@ import json
 import grpc
 
 from friday.dispatcher.v1 import dispatcher_service_pb2_grpc
-from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest, DispatchAgentResponse
+from friday.dispatcher.v1.dispatcher_service_pb2 import (
+    DispatchAgentRequest,
+    DispatchAgentResponse,
+    GetTrunkNumbersRequest,
+)
 from friday.persona.v1 import persona_service_pb2_grpc
 from friday.persona.v1.persona_service_pb2 import GetPersonaRequest, GetPersonaResponse
-from services.grpc_runtime import RETRYABLE_CODES, call_metadata
+from services.grpc_runtime import RETRYABLE_CODES, call_metadata, error_info
 from services.grpc_runtime.channel import create_channel
 from services.grpc_runtime.config import ClientTLSConfig
 from services.webhook_gateway.errors import UpstreamError
@@ -37,12 +41,14 @@ def upstream_channel(target: str, tls: ClientTLSConfig | None) -> grpc.aio.Chann
 
 def _upstream_error(service: str, error: grpc.aio.AioRpcError) -> UpstreamError:
     code = error.code()
+    info = error_info(error)
     return UpstreamError(
         service,
         code.name,
         error.details() or "",
         retryable=code in RETRYABLE_CODES,
         invalid_request=code == grpc.StatusCode.INVALID_ARGUMENT,
+        reason=info.reason if info is not None else "",
     )
 
 
@@ -73,3 +79,14 @@ class GrpcAgentDispatcher:
             )
         except grpc.aio.AioRpcError as exc:
             raise _upstream_error("DispatcherService", exc) from exc
+
+    async def trunk_numbers(self, trunk_id: str, *, timeout: float, trace_id: str) -> list[str]:
+        try:
+            response = await self._stub.GetTrunkNumbers(
+                GetTrunkNumbersRequest(trunk_id=trunk_id),
+                timeout=timeout,
+                metadata=call_metadata(token=self._token, trace_id=trace_id or "-"),
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _upstream_error("DispatcherService", exc) from exc
+        return list(response.numbers)

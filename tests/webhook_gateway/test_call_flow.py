@@ -13,7 +13,7 @@ from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from friday.persona.v1.persona_service_pb2 import DefaultReason, GetPersonaResponse
 from services.common import job_metadata
 from services.common.default_persona import default_persona
-from services.webhook_gateway.call_flow import CallFlow, Dispatched, DispatchFailed, Duplicate
+from services.webhook_gateway.call_flow import CallFlow, Dispatched, DispatchFailed, Duplicate, RoomGone
 from services.webhook_gateway.dedupe import InProcessEventLedger
 from services.webhook_gateway.errors import UpstreamError
 from services.webhook_gateway.events import SipCall
@@ -22,7 +22,7 @@ AGENT = "friday-ai-agent"
 ASHA = Persona(persona_id="xeny", display_name="Asha", personality="You are Asha.")
 
 
-def _call(event_id: str = "EV_1", dialed: str = "08655701159") -> SipCall:
+def _call(event_id: str = "EV_1", dialed: str = "08655701159", trunk: str = "ST_1") -> SipCall:
     return SipCall(
         event_id=event_id,
         room="call-1",
@@ -30,7 +30,7 @@ def _call(event_id: str = "EV_1", dialed: str = "08655701159") -> SipCall:
         dialed_number=dialed,
         caller_number="+14155550100",
         sip_call_id="SCL_1",
-        sip_trunk_id="ST_1",
+        sip_trunk_id=trunk,
     )
 
 
@@ -55,6 +55,14 @@ class FakeDispatcher:
     failure: UpstreamError | None = None
     existing: AgentJobMetadata | None = None
     requests: list[DispatchAgentRequest] = field(default_factory=list)
+    trunks: dict[str, list[str]] = field(default_factory=dict)
+    trunks_asked: list[str] = field(default_factory=list)
+
+    async def trunk_numbers(self, trunk_id: str, *, timeout: float, trace_id: str) -> list[str]:
+        self.trunks_asked.append(trunk_id)
+        if trunk_id not in self.trunks:
+            raise UpstreamError("DispatcherService", "NOT_FOUND", "no trunk", retryable=False, invalid_request=False)
+        return self.trunks[trunk_id]
 
     async def dispatch(self, request: DispatchAgentRequest, *, timeout: float, trace_id: str) -> DispatchAgentResponse:
         self.requests.append(request)
@@ -70,9 +78,7 @@ class FakeDispatcher:
 
 def _flow(personas: FakePersonas, dispatcher: FakeDispatcher, budget: float = 3.0) -> CallFlow:
     ledger = InProcessEventLedger(ttl_seconds=600, max_entries=100)
-    return CallFlow(
-        personas, dispatcher, ledger, agent_name=AGENT, budget_seconds=budget, persona_timeout_seconds=1.0
-    )
+    return CallFlow(personas, dispatcher, ledger, agent_name=AGENT, budget_seconds=budget, persona_timeout_seconds=1.0)
 
 
 def _unavailable(service: str) -> UpstreamError:
@@ -140,12 +146,52 @@ async def test_persona_service_default_reports_persona_service_reason(
     assert words in outcome.default_reason
 
 
-async def test_hidden_dialed_number_skips_the_lookup() -> None:
+async def test_hidden_dialed_number_is_the_trunks_one_number() -> None:
+    personas, dispatcher = FakePersonas(), FakeDispatcher(trunks={"ST_1": ["+918655701159"]})
+    outcome = await _flow(personas, dispatcher).handle(_call(dialed=""))
+    assert isinstance(outcome, Dispatched)
+    assert dispatcher.trunks_asked == ["ST_1"]
+    assert [number for number, _ in personas.asked] == ["+918655701159"]
+    assert (outcome.persona_id, outcome.default_reason) == ("xeny", "")
+
+
+@pytest.mark.parametrize(
+    ("trunks", "trunk", "words"),
+    [
+        ({"ST_1": ["+918655701159", "+14155550100"]}, "ST_1", "has 2 numbers, not one"),
+        ({"ST_1": []}, "ST_1", "has 0 numbers"),
+        ({}, "ST_1", "unreadable"),
+        ({"ST_1": ["+918655701159"]}, "", "no sip.trunkID"),
+    ],
+)
+async def test_hidden_dialed_number_without_one_trunk_number_gets_the_default(
+    trunks: dict[str, list[str]], trunk: str, words: str
+) -> None:
     personas = FakePersonas()
-    outcome = await _flow(personas, FakeDispatcher()).handle(_call(dialed=""))
+    outcome = await _flow(personas, FakeDispatcher(trunks=trunks)).handle(_call(dialed="", trunk=trunk))
     assert isinstance(outcome, Dispatched)
     assert personas.asked == []
-    assert "hidden" in outcome.default_reason
+    assert outcome.persona_source == "PERSONA_SOURCE_DEFAULT"
+    assert "hidden" in outcome.default_reason and words in outcome.default_reason
+
+
+async def test_a_room_that_is_gone_is_acknowledged_not_failed() -> None:
+    gone = UpstreamError(
+        "DispatcherService", "NOT_FOUND", "room gone", retryable=False, invalid_request=False, reason="ROOM_NOT_FOUND"
+    )
+    outcome = await _flow(FakePersonas(), FakeDispatcher(failure=gone)).handle(_call())
+    assert isinstance(outcome, RoomGone)
+    assert "call-1" in outcome.reason
+
+
+@pytest.mark.parametrize(("reason", "after"), [("NO_AGENT_WORKER", 2), ("DISPATCH_IN_PROGRESS", 1), ("", None)])
+async def test_a_retryable_failure_says_when_to_retry_where_it_knows(reason: str, after: int | None) -> None:
+    failure = UpstreamError(
+        "DispatcherService", "UNAVAILABLE", "x", retryable=True, invalid_request=False, reason=reason
+    )
+    outcome = await _flow(FakePersonas(), FakeDispatcher(failure=failure)).handle(_call())
+    assert isinstance(outcome, DispatchFailed) and outcome.retryable
+    assert outcome.retry_after_seconds == after
 
 
 async def test_a_persona_over_livekits_limit_is_swapped_for_the_default() -> None:

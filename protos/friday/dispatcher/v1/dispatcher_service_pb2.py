@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from friday.agent.v1 import agent_job_metadata_pb2 as friday_dot_agent_dot_v1_dot_agent__job__metadata__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-friday/dispatcher/v1/dispatcher_service.proto\x12\x14\x66riday.dispatcher.v1\x1a(friday/agent/v1/agent_job_metadata.proto\"\x90\x01\n\x08\x44ispatch\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x0c\n\x04room\x18\x03 \x01(\t\x12\x14\n\x08metadata\x18\x04 \x01(\tB\x02\x18\x01\x12\x37\n\x0cjob_metadata\x18\x05 \x01(\x0b\x32!.friday.agent.v1.AgentJobMetadata\"m\n\x14\x44ispatchAgentRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x33\n\x08metadata\x18\x03 \x01(\x0b\x32!.friday.agent.v1.AgentJobMetadata\"b\n\x15\x44ispatchAgentResponse\x12\x30\n\x08\x64ispatch\x18\x01 \x01(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch\x12\x17\n\x0f\x61lready_existed\x18\x02 \x01(\x08\"%\n\x15ListDispatchesRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\"L\n\x16ListDispatchesResponse\x12\x32\n\ndispatches\x18\x01 \x03(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch\":\n\x15\x43\x61ncelDispatchRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x13\n\x0b\x64ispatch_id\x18\x02 \x01(\t\"J\n\x16\x43\x61ncelDispatchResponse\x12\x30\n\x08\x64ispatch\x18\x01 \x01(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch2\xd7\x02\n\x11\x44ispatcherService\x12h\n\rDispatchAgent\x12*.friday.dispatcher.v1.DispatchAgentRequest\x1a+.friday.dispatcher.v1.DispatchAgentResponse\x12k\n\x0eListDispatches\x12+.friday.dispatcher.v1.ListDispatchesRequest\x1a,.friday.dispatcher.v1.ListDispatchesResponse\x12k\n\x0e\x43\x61ncelDispatch\x12+.friday.dispatcher.v1.CancelDispatchRequest\x1a,.friday.dispatcher.v1.CancelDispatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-friday/dispatcher/v1/dispatcher_service.proto\x12\x14\x66riday.dispatcher.v1\x1a(friday/agent/v1/agent_job_metadata.proto\"\x90\x01\n\x08\x44ispatch\x12\x13\n\x0b\x64ispatch_id\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x0c\n\x04room\x18\x03 \x01(\t\x12\x14\n\x08metadata\x18\x04 \x01(\tB\x02\x18\x01\x12\x37\n\x0cjob_metadata\x18\x05 \x01(\x0b\x32!.friday.agent.v1.AgentJobMetadata\"m\n\x14\x44ispatchAgentRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x33\n\x08metadata\x18\x03 \x01(\x0b\x32!.friday.agent.v1.AgentJobMetadata\"\x8f\x01\n\x15\x44ispatchAgentResponse\x12\x30\n\x08\x64ispatch\x18\x01 \x01(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch\x12\x17\n\x0f\x61lready_existed\x18\x02 \x01(\x08\x12+\n\x03job\x18\x03 \x01(\x0b\x32\x1e.friday.dispatcher.v1.AgentJob\"[\n\x08\x41gentJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x1c\n\x14participant_identity\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\"*\n\x16GetTrunkNumbersRequest\x12\x10\n\x08trunk_id\x18\x01 \x01(\t\"*\n\x17GetTrunkNumbersResponse\x12\x0f\n\x07numbers\x18\x01 \x03(\t\"%\n\x15ListDispatchesRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\"L\n\x16ListDispatchesResponse\x12\x32\n\ndispatches\x18\x01 \x03(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch\":\n\x15\x43\x61ncelDispatchRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x13\n\x0b\x64ispatch_id\x18\x02 \x01(\t\"J\n\x16\x43\x61ncelDispatchResponse\x12\x30\n\x08\x64ispatch\x18\x01 \x01(\x0b\x32\x1e.friday.dispatcher.v1.Dispatch2\xc7\x03\n\x11\x44ispatcherService\x12h\n\rDispatchAgent\x12*.friday.dispatcher.v1.DispatchAgentRequest\x1a+.friday.dispatcher.v1.DispatchAgentResponse\x12k\n\x0eListDispatches\x12+.friday.dispatcher.v1.ListDispatchesRequest\x1a,.friday.dispatcher.v1.ListDispatchesResponse\x12k\n\x0e\x43\x61ncelDispatch\x12+.friday.dispatcher.v1.CancelDispatchRequest\x1a,.friday.dispatcher.v1.CancelDispatchResponse\x12n\n\x0fGetTrunkNumbers\x12,.friday.dispatcher.v1.GetTrunkNumbersRequest\x1a-.friday.dispatcher.v1.GetTrunkNumbersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,16 +38,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DISPATCH']._serialized_end=258
   _globals['_DISPATCHAGENTREQUEST']._serialized_start=260
   _globals['_DISPATCHAGENTREQUEST']._serialized_end=369
-  _globals['_DISPATCHAGENTRESPONSE']._serialized_start=371
-  _globals['_DISPATCHAGENTRESPONSE']._serialized_end=469
-  _globals['_LISTDISPATCHESREQUEST']._serialized_start=471
-  _globals['_LISTDISPATCHESREQUEST']._serialized_end=508
-  _globals['_LISTDISPATCHESRESPONSE']._serialized_start=510
-  _globals['_LISTDISPATCHESRESPONSE']._serialized_end=586
-  _globals['_CANCELDISPATCHREQUEST']._serialized_start=588
-  _globals['_CANCELDISPATCHREQUEST']._serialized_end=646
-  _globals['_CANCELDISPATCHRESPONSE']._serialized_start=648
-  _globals['_CANCELDISPATCHRESPONSE']._serialized_end=722
-  _globals['_DISPATCHERSERVICE']._serialized_start=725
-  _globals['_DISPATCHERSERVICE']._serialized_end=1068
+  _globals['_DISPATCHAGENTRESPONSE']._serialized_start=372
+  _globals['_DISPATCHAGENTRESPONSE']._serialized_end=515
+  _globals['_AGENTJOB']._serialized_start=517
+  _globals['_AGENTJOB']._serialized_end=608
+  _globals['_GETTRUNKNUMBERSREQUEST']._serialized_start=610
+  _globals['_GETTRUNKNUMBERSREQUEST']._serialized_end=652
+  _globals['_GETTRUNKNUMBERSRESPONSE']._serialized_start=654
+  _globals['_GETTRUNKNUMBERSRESPONSE']._serialized_end=696
+  _globals['_LISTDISPATCHESREQUEST']._serialized_start=698
+  _globals['_LISTDISPATCHESREQUEST']._serialized_end=735
+  _globals['_LISTDISPATCHESRESPONSE']._serialized_start=737
+  _globals['_LISTDISPATCHESRESPONSE']._serialized_end=813
+  _globals['_CANCELDISPATCHREQUEST']._serialized_start=815
+  _globals['_CANCELDISPATCHREQUEST']._serialized_end=873
+  _globals['_CANCELDISPATCHRESPONSE']._serialized_start=875
+  _globals['_CANCELDISPATCHRESPONSE']._serialized_end=949
+  _globals['_DISPATCHERSERVICE']._serialized_start=952
+  _globals['_DISPATCHERSERVICE']._serialized_end=1407
 # @@protoc_insertion_point(module_scope)

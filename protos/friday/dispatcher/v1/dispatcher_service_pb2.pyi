@@ -125,6 +125,7 @@ class DispatchAgentResponse(_message.Message):
 
     DISPATCH_FIELD_NUMBER: _builtins.int
     ALREADY_EXISTED_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
     already_existed: _builtins.bool
     """True when the dispatch existed before this request (a repeated or
     concurrent request for the same call); false when this request created it.
@@ -133,19 +134,104 @@ class DispatchAgentResponse(_message.Message):
     def dispatch(self) -> Global___Dispatch:
         """The dispatch serving this call."""
 
+    @_builtins.property
+    def job(self) -> Global___AgentJob:
+        """The job an agent worker took for this dispatch."""
+
     def __init__(
         self,
         *,
         dispatch: Global___Dispatch | None = ...,
         already_existed: _builtins.bool = ...,
+        job: Global___AgentJob | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dispatch", b"dispatch"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dispatch", b"dispatch", "job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_existed", b"already_existed", "dispatch", b"dispatch"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_existed", b"already_existed", "dispatch", b"dispatch", "job", b"job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DispatchAgentResponse: _TypeAlias = DispatchAgentResponse  # noqa: Y015
+
+@_typing.final
+class AgentJob(_message.Message):
+    """A dispatch's job as LiveKit reports it (AgentDispatch.state.jobs)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_IDENTITY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """LiveKit's job id ("AJ_...")."""
+    worker_id: _builtins.str
+    """The worker that took the job ("AW_...")."""
+    participant_identity: _builtins.str
+    """The agent's participant identity in the room, once the agent has joined."""
+    status: _builtins.str
+    """LiveKit's job status name (JS_PENDING, JS_RUNNING, ...)."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
+        participant_identity: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "participant_identity", b"participant_identity", "status", b"status", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentJob: _TypeAlias = AgentJob  # noqa: Y015
+
+@_typing.final
+class GetTrunkNumbersRequest(_message.Message):
+    """Request for GetTrunkNumbers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRUNK_ID_FIELD_NUMBER: _builtins.int
+    trunk_id: _builtins.str
+    """The SIP inbound trunk ("ST_...", LiveKit's `sip.trunkID`). Required."""
+    def __init__(
+        self,
+        *,
+        trunk_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["trunk_id", b"trunk_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrunkNumbersRequest: _TypeAlias = GetTrunkNumbersRequest  # noqa: Y015
+
+@_typing.final
+class GetTrunkNumbersResponse(_message.Message):
+    """Response for GetTrunkNumbers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def numbers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The trunk's numbers as configured in LiveKit, in its order."""
+
+    def __init__(
+        self,
+        *,
+        numbers: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["numbers", b"numbers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrunkNumbersResponse: _TypeAlias = GetTrunkNumbersResponse  # noqa: Y015
 
 @_typing.final
 class ListDispatchesRequest(_message.Message):

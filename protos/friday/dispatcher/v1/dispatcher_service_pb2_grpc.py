@@ -37,7 +37,10 @@ class DispatcherServiceStub:
 
     Errors carry a google.rpc.ErrorInfo detail (domain "dispatcher.friday") with
     a stable `reason`, for example INVALID_REQUEST, METADATA_TOO_LARGE,
-    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND.
+    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND (NOT_FOUND:
+    the room is gone, the call is over), NO_AGENT_WORKER (UNAVAILABLE: no agent
+    worker took the job in time; the dispatch was withdrawn, a retry may find one),
+    TRUNK_NOT_FOUND.
     LiveKit rejecting the dispatcher's own key is FAILED_PRECONDITION, never
     UNAUTHENTICATED (that code is reserved for the caller's token).
     """
@@ -63,6 +66,11 @@ class DispatcherServiceStub:
                 request_serializer=friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CancelDispatchRequest.SerializeToString,
                 response_deserializer=friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CancelDispatchResponse.FromString,
                 _registered_method=True)
+        self.GetTrunkNumbers = channel.unary_unary(
+                '/friday.dispatcher.v1.DispatcherService/GetTrunkNumbers',
+                request_serializer=friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetTrunkNumbersRequest.SerializeToString,
+                response_deserializer=friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetTrunkNumbersResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServiceServicer:
@@ -77,15 +85,18 @@ class DispatcherServiceServicer:
 
     Errors carry a google.rpc.ErrorInfo detail (domain "dispatcher.friday") with
     a stable `reason`, for example INVALID_REQUEST, METADATA_TOO_LARGE,
-    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND.
+    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND (NOT_FOUND:
+    the room is gone, the call is over), NO_AGENT_WORKER (UNAVAILABLE: no agent
+    worker took the job in time; the dispatch was withdrawn, a retry may find one),
+    TRUNK_NOT_FOUND.
     LiveKit rejecting the dispatcher's own key is FAILED_PRECONDITION, never
     UNAUTHENTICATED (that code is reserved for the caller's token).
     """
 
     def DispatchAgent(self, request, context):
         """Makes sure exactly one agent with `agent_name` is dispatched to `room` for
-        this call. Idempotent: repeating it returns the existing dispatch with
-        `already_existed` set.
+        this call and that an agent worker took its job. Idempotent: repeating it
+        returns the existing dispatch with `already_existed` set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,6 +111,14 @@ class DispatcherServiceServicer:
 
     def CancelDispatch(self, request, context):
         """Deletes one dispatch from a room.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrunkNumbers(self, request, context):
+        """The phone numbers of a SIP inbound trunk (LiveKit's SIP API): how the
+        dialed number is found when the dispatch rule hides it from the call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +142,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     request_deserializer=friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CancelDispatchRequest.FromString,
                     response_serializer=friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CancelDispatchResponse.SerializeToString,
             ),
+            'GetTrunkNumbers': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrunkNumbers,
+                    request_deserializer=friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetTrunkNumbersRequest.FromString,
+                    response_serializer=friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetTrunkNumbersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'friday.dispatcher.v1.DispatcherService', rpc_method_handlers)
@@ -143,7 +167,10 @@ class DispatcherService:
 
     Errors carry a google.rpc.ErrorInfo detail (domain "dispatcher.friday") with
     a stable `reason`, for example INVALID_REQUEST, METADATA_TOO_LARGE,
-    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND.
+    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND (NOT_FOUND:
+    the room is gone, the call is over), NO_AGENT_WORKER (UNAVAILABLE: no agent
+    worker took the job in time; the dispatch was withdrawn, a retry may find one),
+    TRUNK_NOT_FOUND.
     LiveKit rejecting the dispatcher's own key is FAILED_PRECONDITION, never
     UNAUTHENTICATED (that code is reserved for the caller's token).
     """
@@ -219,6 +246,33 @@ class DispatcherService:
             '/friday.dispatcher.v1.DispatcherService/CancelDispatch',
             friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CancelDispatchRequest.SerializeToString,
             friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.CancelDispatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrunkNumbers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/friday.dispatcher.v1.DispatcherService/GetTrunkNumbers',
+            friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetTrunkNumbersRequest.SerializeToString,
+            friday_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetTrunkNumbersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,7 +38,10 @@ class DispatcherServiceStub:
 
     Errors carry a google.rpc.ErrorInfo detail (domain "dispatcher.friday") with
     a stable `reason`, for example INVALID_REQUEST, METADATA_TOO_LARGE,
-    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND.
+    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND (NOT_FOUND:
+    the room is gone, the call is over), NO_AGENT_WORKER (UNAVAILABLE: no agent
+    worker took the job in time; the dispatch was withdrawn, a retry may find one),
+    TRUNK_NOT_FOUND.
     LiveKit rejecting the dispatcher's own key is FAILED_PRECONDITION, never
     UNAUTHENTICATED (that code is reserved for the caller's token).
     """
@@ -49,13 +52,17 @@ class DispatcherServiceStub:
     def __new__(cls, channel: _aio.Channel) -> DispatcherServiceAsyncStub: ...
     DispatchAgent: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.DispatchAgentRequest, _dispatcher_service_pb2.DispatchAgentResponse]
     """Makes sure exactly one agent with `agent_name` is dispatched to `room` for
-    this call. Idempotent: repeating it returns the existing dispatch with
-    `already_existed` set.
+    this call and that an agent worker took its job. Idempotent: repeating it
+    returns the existing dispatch with `already_existed` set.
     """
     ListDispatches: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListDispatchesRequest, _dispatcher_service_pb2.ListDispatchesResponse]
     """Lists the agent dispatches of a room, as LiveKit reports them."""
     CancelDispatch: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.CancelDispatchRequest, _dispatcher_service_pb2.CancelDispatchResponse]
     """Deletes one dispatch from a room."""
+    GetTrunkNumbers: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.GetTrunkNumbersRequest, _dispatcher_service_pb2.GetTrunkNumbersResponse]
+    """The phone numbers of a SIP inbound trunk (LiveKit's SIP API): how the
+    dialed number is found when the dispatch rule hides it from the call.
+    """
 
 @_typing.type_check_only
 class DispatcherServiceAsyncStub(DispatcherServiceStub):
@@ -70,7 +77,10 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
 
     Errors carry a google.rpc.ErrorInfo detail (domain "dispatcher.friday") with
     a stable `reason`, for example INVALID_REQUEST, METADATA_TOO_LARGE,
-    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND.
+    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND (NOT_FOUND:
+    the room is gone, the call is over), NO_AGENT_WORKER (UNAVAILABLE: no agent
+    worker took the job in time; the dispatch was withdrawn, a retry may find one),
+    TRUNK_NOT_FOUND.
     LiveKit rejecting the dispatcher's own key is FAILED_PRECONDITION, never
     UNAUTHENTICATED (that code is reserved for the caller's token).
     """
@@ -78,13 +88,17 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     DispatchAgent: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.DispatchAgentRequest, _dispatcher_service_pb2.DispatchAgentResponse]  # type: ignore[assignment]
     """Makes sure exactly one agent with `agent_name` is dispatched to `room` for
-    this call. Idempotent: repeating it returns the existing dispatch with
-    `already_existed` set.
+    this call and that an agent worker took its job. Idempotent: repeating it
+    returns the existing dispatch with `already_existed` set.
     """
     ListDispatches: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListDispatchesRequest, _dispatcher_service_pb2.ListDispatchesResponse]  # type: ignore[assignment]
     """Lists the agent dispatches of a room, as LiveKit reports them."""
     CancelDispatch: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.CancelDispatchRequest, _dispatcher_service_pb2.CancelDispatchResponse]  # type: ignore[assignment]
     """Deletes one dispatch from a room."""
+    GetTrunkNumbers: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.GetTrunkNumbersRequest, _dispatcher_service_pb2.GetTrunkNumbersResponse]  # type: ignore[assignment]
+    """The phone numbers of a SIP inbound trunk (LiveKit's SIP API): how the
+    dialed number is found when the dispatch rule hides it from the call.
+    """
 
 class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
     """DispatcherService is the only holder of the LiveKit API key and secret. It
@@ -98,7 +112,10 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Errors carry a google.rpc.ErrorInfo detail (domain "dispatcher.friday") with
     a stable `reason`, for example INVALID_REQUEST, METADATA_TOO_LARGE,
-    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND.
+    LIVEKIT_UNAVAILABLE, LIVEKIT_REJECTED_CREDENTIALS, ROOM_NOT_FOUND (NOT_FOUND:
+    the room is gone, the call is over), NO_AGENT_WORKER (UNAVAILABLE: no agent
+    worker took the job in time; the dispatch was withdrawn, a retry may find one),
+    TRUNK_NOT_FOUND.
     LiveKit rejecting the dispatcher's own key is FAILED_PRECONDITION, never
     UNAUTHENTICATED (that code is reserved for the caller's token).
     """
@@ -110,8 +127,8 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_service_pb2.DispatchAgentResponse, _abc.Awaitable[_dispatcher_service_pb2.DispatchAgentResponse]]:
         """Makes sure exactly one agent with `agent_name` is dispatched to `room` for
-        this call. Idempotent: repeating it returns the existing dispatch with
-        `already_existed` set.
+        this call and that an agent worker took its job. Idempotent: repeating it
+        returns the existing dispatch with `already_existed` set.
         """
 
     @_abc_1.abstractmethod
@@ -129,5 +146,15 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_service_pb2.CancelDispatchResponse, _abc.Awaitable[_dispatcher_service_pb2.CancelDispatchResponse]]:
         """Deletes one dispatch from a room."""
+
+    @_abc_1.abstractmethod
+    def GetTrunkNumbers(
+        self,
+        request: _dispatcher_service_pb2.GetTrunkNumbersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_service_pb2.GetTrunkNumbersResponse, _abc.Awaitable[_dispatcher_service_pb2.GetTrunkNumbersResponse]]:
+        """The phone numbers of a SIP inbound trunk (LiveKit's SIP API): how the
+        dialed number is found when the dispatch rule hides it from the call.
+        """
 
 def add_DispatcherServiceServicer_to_server(servicer: DispatcherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,114 @@
+"""A dispatch is not an agent: confirming that a worker took the dispatch's job.
+
+LiveKit's CreateDispatch succeeds whether or not any worker is registered for the
+agent name. With none, the server logs "not dispatching agent job since no worker
+is available", the dispatch stays listed with an empty `state.jobs` — and it is
+never offered again when a worker registers later — while the caller rings until
+SIP's ringing timeout. So after a dispatch exists, DispatchAgent reads ListDispatch
+until a job shows up live (a worker accepted it) or the job wait runs out.
+
+No live job in time: the dispatcher withdraws the dispatch (DeleteDispatch) and
+answers NO_AGENT_WORKER, so LiveKit's redelivery dispatches afresh once a worker is
+back. A job that failed at the worker is withdrawn the same way and replaced once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from services.common.retry import time_left
+from services.dispatcher import errors
+from services.dispatcher.config import JobConfig
+from services.dispatcher.livekit_calls import LiveKitCalls
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.transport import DispatchRecord, DispatchTransport
+
+logger = logging.getLogger(__name__)
+
+# Time kept back from the caller's deadline to withdraw a dispatch nobody took.
+WITHDRAW_RESERVE_SECONDS = 0.25
+
+
+class JobFailed(Exception):
+    """The dispatch's job ended in failure at the worker."""
+
+    def __init__(self, record: DispatchRecord) -> None:
+        errors_text = "; ".join(job.error for job in record.jobs if job.error) or "no error given"
+        super().__init__(f"the job of dispatch {record.dispatch_id} failed: {errors_text}")
+        self.record = record
+
+
+class JobConfirmation:
+    def __init__(
+        self, transport: DispatchTransport, calls: LiveKitCalls, config: JobConfig, metrics: DispatcherMetrics
+    ) -> None:
+        self._transport = transport
+        self._calls = calls
+        self._config = config
+        self._metrics = metrics
+
+    async def await_job(self, record: DispatchRecord, deadline: float) -> DispatchRecord | None:
+        """`record` as ListDispatch shows it once its job is live, or None when no
+        worker took it within the job wait (or the dispatch vanished). Raises JobFailed."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        wait_until = min(started + self._config.wait_seconds, deadline - WITHDRAW_RESERVE_SECONDS)
+        current: DispatchRecord | None = record
+        while current is not None:
+            if current.live_job is not None:
+                self._metrics.job_wait.observe(loop.time() - started)
+                return current
+            if current.failed:
+                raise JobFailed(current)
+            if time_left(wait_until) < self._config.poll_interval:
+                break
+            await asyncio.sleep(self._config.poll_interval)
+            current = await self._reread(record, deadline)
+        return None
+
+    def no_worker(self, record: DispatchRecord, *, withdrawn: bool) -> errors.NoAgentWorker:
+        """Counts and logs the silent failure that rings a caller out, and the error to answer."""
+        self._metrics.no_worker.inc()
+        logger.error(
+            "no agent worker took the job of dispatch %s (agent %r, room %r) within %.2fs; %s. Is a worker "
+            "running and registered with agent_name=%r (AGENT_TO_DISPATCH)?",
+            record.dispatch_id,
+            record.agent_name,
+            record.room,
+            self._config.wait_seconds,
+            "withdrawn" if withdrawn else "withdrawing it failed",
+            record.agent_name,
+        )
+        return errors.NoAgentWorker(
+            f"no agent worker took the job for agent {record.agent_name!r} in room {record.room!r} in time; "
+            "the dispatch was withdrawn, a retry dispatches again",
+            metadata={"agent_name": record.agent_name, "room": record.room, "dispatch_id": record.dispatch_id},
+        )
+
+    async def withdraw(self, record: DispatchRecord, deadline: float) -> bool:
+        """DeleteDispatch (LiveKit ends its jobs). True once LiveKit no longer holds it."""
+        try:
+            await self._calls.run(
+                "DeleteDispatch",
+                record.room,
+                lambda t: self._transport.delete(record.room, record.dispatch_id, timeout=t),
+                deadline,
+            )
+        except errors.DispatchNotFound:
+            return True  # already gone
+        except errors.DispatchError as exc:
+            logger.warning("could not withdraw dispatch %s from %r: %s", record.dispatch_id, record.room, exc)
+            return False
+        return True
+
+    async def _reread(self, record: DispatchRecord, deadline: float) -> DispatchRecord | None:
+        """The dispatch as ListDispatch shows it now (None: it is gone). A failed read
+        keeps the previous view: the next poll may get through."""
+        try:
+            dispatches = await self._calls.run(
+                "ListDispatch", record.room, lambda t: self._transport.list(record.room, timeout=t), deadline
+            )
+        except (errors.LiveKitUnavailable, errors.LiveKitRateLimited):
+            return record
+        return next((d for d in dispatches if d.dispatch_id == record.dispatch_id), None)
