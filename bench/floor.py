@@ -4,9 +4,10 @@ already holds in memory, and dispatch — with no gRPC hop and no second process
 
 It does the same LiveKit work as the mesh, so the mesh / floor ratios measure the
 mesh's own overhead (the two gRPC hops, the process boundaries and what the services
-do around them) and nothing else: the same two calls per webhook as DispatcherService
-(ListDispatch, then CreateDispatch only when our agent is not there yet: the
-exactly-one guard, without the claim), made through DispatcherService's own LiveKit
+do around them) and nothing else: the same calls per webhook as DispatcherService
+(ListRooms, ListDispatch, then CreateDispatch only when our agent is not there yet with
+a live job: the exactly-one guard, without the claim; then ListDispatch until a worker
+holds the job, at DispatcherService's default poll interval), made through DispatcherService's own LiveKit
 adapter (LiveKitDispatchTransport: the same aiohttp pool, room token reuse and
 protobuf bodies), so the LiveKit stand-in answers both alike. Scenario 7p records the
 LiveKit calls per webhook of mesh and floor, and the report checks they match. The
@@ -37,7 +38,8 @@ from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.common import event_loop, job_metadata
 from services.common.default_persona import default_persona
 from services.dispatcher.livekit_transport import LiveKitDispatchTransport
-from services.dispatcher.transport import LiveKitCallError
+from services.dispatcher.config import JobConfig
+from services.dispatcher.transport import DispatchRecord, LiveKitCallError
 from services.persona.mapping import persona_from_json
 from services.webhook_gateway.events import Ignored, classify
 from services.webhook_gateway.verification import MalformedEventError, SignatureError, WebhookVerifier
@@ -45,6 +47,19 @@ from services.webhook_gateway.verification import MalformedEventError, Signature
 WEBHOOK_PATH = "/livekit-webhook"
 # One LiveKit request's bound; the stand-in answers at once, this only keeps a hang finite.
 LIVEKIT_TIMEOUT_SECONDS = 2.5
+
+
+async def _with_job(livekit: LiveKitDispatchTransport, created: DispatchRecord) -> DispatchRecord | None:
+    """ListDispatch until a worker holds the job, as DispatcherService confirms it."""
+    config = JobConfig()
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + config.wait_seconds
+    current: DispatchRecord | None = created
+    while current is not None and current.live_job is None and loop.time() < give_up:
+        await asyncio.sleep(config.poll_interval)
+        listed = await livekit.list(created.room, timeout=LIVEKIT_TIMEOUT_SECONDS)
+        current = next((d for d in listed if d.dispatch_id == created.dispatch_id), None)
+    return current if current is not None and current.live_job is not None else None
 
 
 def create_floor_app(
@@ -89,15 +104,19 @@ def create_floor_app(
         )
         encoded = job_metadata.encode(metadata)
         try:
+            if not await livekit.room_exists(call.room, timeout=LIVEKIT_TIMEOUT_SECONDS):
+                return JSONResponse({"status": "ignored", "detail": "room gone"})
             listed = await livekit.list(call.room, timeout=LIVEKIT_TIMEOUT_SECONDS)
-            existing = [d for d in listed if d.agent_name == agent_name]
+            existing = [d for d in listed if d.agent_name == agent_name and d.live_job is not None]
             if existing:
                 dispatch, already = existing[0], True
             else:
                 created = await livekit.create(call.room, agent_name, encoded, timeout=LIVEKIT_TIMEOUT_SECONDS)
-                dispatch, already = created, False
+                dispatch, already = await _with_job(livekit, created), False
         except LiveKitCallError as exc:
             return JSONResponse({"status": "dispatch_failed", "detail": str(exc)}, status_code=503)
+        if dispatch is None:
+            return JSONResponse({"status": "dispatch_failed", "detail": "no agent worker"}, status_code=503)
         return JSONResponse(
             {
                 "status": "dispatched",
