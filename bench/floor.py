@@ -37,8 +37,8 @@ from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.common import event_loop, job_metadata
 from services.common.default_persona import default_persona
-from services.dispatcher.livekit_transport import LiveKitDispatchTransport
 from services.dispatcher.config import JobConfig
+from services.dispatcher.livekit_transport import LiveKitDispatchTransport
 from services.dispatcher.transport import DispatchRecord, LiveKitCallError
 from services.persona.mapping import persona_from_json
 from services.webhook_gateway.events import Ignored, classify
@@ -108,6 +108,7 @@ def create_floor_app(
                 return JSONResponse({"status": "ignored", "detail": "room gone"})
             listed = await livekit.list(call.room, timeout=LIVEKIT_TIMEOUT_SECONDS)
             existing = [d for d in listed if d.agent_name == agent_name and d.live_job is not None]
+            dispatch: DispatchRecord | None
             if existing:
                 dispatch, already = existing[0], True
             else:
