@@ -9,8 +9,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from services.common.env import ConfigError, Environment
-from services.common.tracing import LOG_LEVELS
+from services.cli.serving import add_log_level_flag, given, serve
+from services.common.env import Environment
 
 if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` stays fast
     from friday.dispatcher.v1.dispatcher_service_pb2 import Dispatch
@@ -36,9 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve DispatcherService over gRPC", description=_SERVE_ENV)
     serve.add_argument("--port", type=int, help="gRPC port (env DISPATCHER_PORT, default 50052)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (env DISPATCHER_METRICS_PORT)")
-    serve.add_argument(
-        "--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL", help="override LOG_LEVEL (default INFO)"
-    )
+    add_log_level_flag(serve)
     serve.set_defaults(handler=_serve)
 
     listing = commands.add_parser("list", help="list a room's agent dispatches", description=_CLIENT_ENV)
@@ -70,27 +68,14 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from services.common import event_loop
-    from services.common.tracing import configure_logging, log_level_from_env
     from services.dispatcher.config import DispatcherConfig
     from services.dispatcher.server import build_server, server_config_from_env
 
-    try:
-        log_level = args.log_level or log_level_from_env()
-        config, server_config = DispatcherConfig.from_env(), server_config_from_env()
-    except ConfigError as exc:
-        print(f"friday dispatcher serve: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(log_level)
-    if args.port is not None:
-        server_config = dataclasses.replace(server_config, port=args.port)
+    overrides = given(port=args.port)
     if args.metrics_port is not None:
-        server_config = dataclasses.replace(server_config, metrics_port=args.metrics_port or None)
-    server = build_server(config, server_config)
-    event_loop.run(server.serve())
-    return 0
+        overrides["metrics_port"] = args.metrics_port or None  # 0 switches the endpoint off
+    read = lambda: (DispatcherConfig.from_env(), server_config_from_env())  # noqa: E731
+    return serve("dispatcher serve", args, read, build_server, overrides)
 
 
 def _with_client(args: argparse.Namespace, action: Callable[[DispatcherClient], Awaitable[int]]) -> int:

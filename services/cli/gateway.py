@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
-from services.common.env import ConfigError
-from services.common.tracing import LOG_LEVELS, configure_logging, log_level_from_env
+from services.cli.serving import add_log_level_flag, given, serve
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,28 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, help="HTTP port (env PORT, default 8080)")
     serve.add_argument("--persona-target", help="PersonaService host:port (env PERSONA_TARGET)")
     serve.add_argument("--dispatcher-target", help="DispatcherService host:port (env DISPATCHER_TARGET)")
-    serve.add_argument(
-        "--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL", help="override LOG_LEVEL (default INFO)"
-    )
+    add_log_level_flag(serve)
     serve.set_defaults(handler=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from services.common import event_loop
     from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
     from services.webhook_gateway.server import build_server
 
-    try:
-        log_level = args.log_level or log_level_from_env()
-        config = GatewayConfig.from_env()
-        server_config = HttpServerConfig.from_env()
-    except ConfigError as exc:
-        print(f"friday gateway serve: {exc}", file=sys.stderr)
-        return 2
-    targets = {"persona_target": args.persona_target, "dispatcher_target": args.dispatcher_target}
-    config = dataclasses.replace(config, **{k: v for k, v in targets.items() if v is not None})
-    if args.port is not None:
-        server_config = dataclasses.replace(server_config, port=args.port)
-    configure_logging(log_level)
-    event_loop.run(build_server(config, server_config).serve())
-    return 0
+    def read_settings() -> tuple[GatewayConfig, HttpServerConfig]:
+        targets = given(persona_target=args.persona_target, dispatcher_target=args.dispatcher_target)
+        return dataclasses.replace(GatewayConfig.from_env(), **targets), HttpServerConfig.from_env()
+
+    return serve("gateway serve", args, read_settings, build_server, given(port=args.port))

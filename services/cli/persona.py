@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from services.common.env import ConfigError, Environment
-from services.common.tracing import LOG_LEVELS
+from services.cli.serving import add_log_level_flag, given, serve
+from services.common.env import Environment
 from services.grpc_runtime import ClientTLSConfig, error_info
 
 
@@ -27,9 +27,7 @@ def register(subparsers: Any) -> None:
         description="Configuration comes from the environment (PERSONA_*, REDIS_URL); see the README.",
     )
     serve.add_argument("--port", type=int, help="override PERSONA_PORT")
-    serve.add_argument(
-        "--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL", help="override LOG_LEVEL (default INFO)"
-    )
+    add_log_level_flag(serve)
     serve.set_defaults(handler=_serve)
 
     for name, help_text, handler in (
@@ -56,26 +54,11 @@ def register(subparsers: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from services.common import event_loop
-    from services.common.tracing import configure_logging, log_level_from_env
     from services.persona.config import PersonaConfig
     from services.persona.server import build_server, server_config_from_env
 
-    try:
-        log_level = args.log_level or log_level_from_env()
-        config, server_config = PersonaConfig.from_env(), server_config_from_env()
-    except ConfigError as exc:
-        print(f"friday persona serve: {exc}", file=sys.stderr)
-        return 2
-    # Every line carries trace=<id> of the call being handled (set by the gRPC runtime's interceptor).
-    configure_logging(log_level)
-    if args.port is not None:
-        server_config = replace(server_config, port=args.port)
-    server = build_server(config, server_config)
-    event_loop.run(server.serve())
-    return 0
+    read = lambda: (PersonaConfig.from_env(), server_config_from_env())  # noqa: E731
+    return serve("persona serve", args, read, build_server, given(port=args.port))
 
 
 def _tls(args: argparse.Namespace) -> ClientTLSConfig | None:

@@ -20,6 +20,10 @@ from services.dispatcher.transport import LiveKitCallError
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
+# The LiveKit service of each method the dispatcher calls (for messages).
+_SERVICE_OF = {"ListRooms": "RoomService", "ListSIPInboundTrunk": "SIP"}
+
+
 def to_domain_error(exc: LiveKitCallError, *, method: str, room: str) -> errors.DispatchError:
     """Map LiveKit's final answer to a domain error. Retryable failures only reach here
     once retries are exhausted."""
@@ -39,7 +43,7 @@ def to_domain_error(exc: LiveKitCallError, *, method: str, room: str) -> errors.
     # LIVEKIT_URL points at something that is not LiveKit (or at a wrong path).
     if code in ("bad_route", "unimplemented") or status == 501 or (status == 404 and code == "unknown"):
         return errors.LiveKitPrecondition(
-            f"LIVEKIT_URL does not serve AgentDispatchService.{method} ({code}): {exc.message}",
+            f"LIVEKIT_URL does not serve {_SERVICE_OF.get(method, 'AgentDispatchService')}.{method} ({code}): {exc.message}",
             reason="LIVEKIT_MISCONFIGURED",
             metadata=meta,
         )

@@ -93,12 +93,6 @@ class RedisCache:
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(f"redis delete failed: {exc}") from exc
 
-    async def ping(self) -> bool:
-        try:
-            return bool(await self._redis.ping())
-        except (RedisError, OSError):
-            return False
-
     async def aclose(self) -> None:
         if self._owns_client:
             await self._redis.aclose()

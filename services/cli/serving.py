@@ -1,0 +1,57 @@
+"""What every `friday <service> serve` does, once: read the settings (a bad one ends
+the command with exit 2 and the variable's name, not a traceback), set up logging,
+apply the command-line overrides, and serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from services.common.env import ConfigError
+from services.common.tracing import LOG_LEVELS
+
+C = TypeVar("C")
+S = TypeVar("S")
+
+
+class Serving(Protocol):
+    async def serve(self) -> None: ...
+
+
+def add_log_level_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL", help="override LOG_LEVEL (default INFO)"
+    )
+
+
+def given(**flags: Any) -> dict[str, Any]:
+    """The flags that were given on the command line (argparse leaves the others None)."""
+    return {name: value for name, value in flags.items() if value is not None}
+
+
+def serve(
+    command: str,
+    args: argparse.Namespace,
+    read_settings: Callable[[], tuple[C, S]],
+    build: Callable[[C, S], Serving],
+    server_overrides: Mapping[str, Any],
+) -> int:
+    """`server_overrides`: fields of the server config the flags set (see `given`)."""
+    from services.common import event_loop
+    from services.common.tracing import configure_logging, log_level_from_env
+
+    try:
+        log_level = args.log_level or log_level_from_env()
+        config, server_config = read_settings()
+    except ConfigError as exc:
+        print(f"friday {command}: {exc}", file=sys.stderr)
+        return 2
+    # Every line carries trace=<id> of the call being handled.
+    configure_logging(log_level)
+    if server_overrides:
+        server_config = dataclasses.replace(server_config, **server_overrides)  # type: ignore[type-var]
+    event_loop.run(build(config, server_config).serve())
+    return 0
