@@ -42,8 +42,9 @@ def to_domain_error(exc: LiveKitCallError, *, method: str, room: str) -> errors.
     # bad_route: a Twirp server without this method; a plain 404 without a Twirp body:
     # LIVEKIT_URL points at something that is not LiveKit (or at a wrong path).
     if code in ("bad_route", "unimplemented") or status == 501 or (status == 404 and code == "unknown"):
+        service = _SERVICE_OF.get(method, "AgentDispatchService")
         return errors.LiveKitPrecondition(
-            f"LIVEKIT_URL does not serve {_SERVICE_OF.get(method, 'AgentDispatchService')}.{method} ({code}): {exc.message}",
+            f"LIVEKIT_URL does not serve {service}.{method} ({code}): {exc.message}",
             reason="LIVEKIT_MISCONFIGURED",
             metadata=meta,
         )
