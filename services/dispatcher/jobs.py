@@ -31,11 +31,11 @@ WITHDRAW_RESERVE_SECONDS = 0.25
 
 
 class JobFailed(Exception):
-    """The dispatch's job ended in failure at the worker."""
+    """The dispatch's job ended without serving the call (the worker failed or rejected it)."""
 
     def __init__(self, record: DispatchRecord) -> None:
-        errors_text = "; ".join(job.error for job in record.jobs if job.error) or "no error given"
-        super().__init__(f"the job of dispatch {record.dispatch_id} failed: {errors_text}")
+        how = ", ".join(f"{job.status} {job.error}".strip() for job in record.jobs)
+        super().__init__(f"the job of dispatch {record.dispatch_id} ended without serving the call ({how})")
         self.record = record
 
 

@@ -19,7 +19,6 @@ _RETRYABLE_TWIRP_CODES = frozenset({"unavailable", "internal", "unknown", "deadl
 # LiveKit's JobStatus names (livekit_agent.proto): a job is live from the moment a
 # worker accepted it (PENDING: assigned, its process starting) until it ends.
 LIVE_JOB_STATUSES = frozenset({"JS_PENDING", "JS_RUNNING"})
-FAILED_JOB_STATUS = "JS_FAILED"
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,9 @@ class DispatchRecord:
 
     @property
     def failed(self) -> bool:
-        """Its job ended in failure and no other job is live."""
-        return self.live_job is None and any(job.status == FAILED_JOB_STATUS for job in self.jobs)
+        """It had a job and none is live any more: the worker failed it, rejected it
+        (JS_SUCCESS without ever running), or it ended. LiveKit never offers it again."""
+        return bool(self.jobs) and self.live_job is None
 
 
 class LiveKitCallError(Exception):
