@@ -183,7 +183,7 @@ async def test_livekit_503_once_is_retried_to_one_dispatch(mesh: Mesh) -> None:
 
 
 async def test_hidden_dialed_number_dispatches_the_default_persona(mesh: Mesh) -> None:
-    response = await mesh.deliver(_sip_join(room="call-hidden", dialed=None))
+    response = await mesh.deliver(_sip_join(room="call-hidden", dialed=None, hide_numbers=True))
     assert response.status_code == 200, response.text
     assert "hidden" in response.json()["default_reason"]
     _, metadata = _only_dispatch(mesh, "call-hidden")
