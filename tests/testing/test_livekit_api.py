@@ -137,7 +137,7 @@ async def test_wrong_secret_is_rejected_by_middleware_as_plain_text(livekit: Liv
     bad = _token(livekit, secret="not-the-secret-not-the-secret-not-the-secret")
     status, body = await _post(livekit, CREATE, _create_body(), token=bad, ct="application/protobuf")
     assert status == 401
-    assert body.startswith(b"invalid token: ")  # livekit-server's HandleError writes err.Error() as text
+    assert body.startswith(b"invalid authorization token: ")  # livekit-server's HandleError writes err.Error()
     assert livekit.all_dispatches() == []
 
 
