@@ -8,7 +8,8 @@ do around them) and nothing else: the same two calls per webhook as DispatcherSe
 (ListDispatch, then CreateDispatch only when our agent is not there yet: the
 exactly-one guard, without the claim), made through DispatcherService's own LiveKit
 adapter (LiveKitDispatchTransport: the same aiohttp pool, room token reuse and
-protobuf bodies), so the LiveKit stand-in answers both alike. Scenario 7p records the
+protobuf bodies), so the LiveKit stand-in answers both alike — rooms the load generator
+created for each call, a worker taking every dispatch's job. Scenario 7p records the
 LiveKit calls per webhook of mesh and floor, and the report checks they match. The
 gateway's own pieces do the rest (WebhookVerifier, classify, the shared job-metadata
 codec), on uvicorn with the gateway's settings and on the services' event loop.

@@ -144,6 +144,7 @@ async def _warm(mesh: Mesh, dialed: list[str]) -> None:
 
 async def _place_call(mesh: Mesh, call: PlannedCall, mode: DeliveryMode, *, delay: float) -> CallOutcome:
     await asyncio.sleep(delay)
+    mesh.livekit.create_room(call.room)  # the caller is in the room before LiveKit sends the join
     event = sip_participant_joined(room=call.room, dialed_number=call.dialed, caller_number="+14155550100")
     body, headers = mesh.signed_request(event)
     agent_join: Delivery | None = None

@@ -36,6 +36,9 @@ def test_friday_up_serves_a_simulated_call_and_stops_cleanly_on_ctrl_c() -> None
             standin_process("services.testing.crm", "--personas", str(personas)) as crm,
             standin_process("services.testing.livekit_api", "--api-key", KEY, "--api-secret", SECRET) as livekit,
         ):
+            # What a LiveKit deployment has before a call: the agent's worker, and the caller in the room.
+            livekit.control("workers", {"agent_name": "friday-ai-agent"})
+            livekit.control("rooms", {"name": "e2e-room"})
             gateway_port = free_port()
             env = {
                 **os.environ,
@@ -83,6 +86,7 @@ def test_friday_up_serves_a_simulated_call_and_stops_cleanly_on_ctrl_c() -> None
             dispatches = state["dispatches"].get("e2e-room", [])
             assert len(dispatches) == 1, state
             metadata = job_metadata.decode(dispatches[0]["metadata"])
+            assert [job["status"] for job in state["jobs"]] == ["JS_RUNNING"]  # the worker took the call
             assert metadata.persona.display_name == "Priya from the CRM"
             assert metadata.call.caller_number == "+14155550199"
 

@@ -34,6 +34,7 @@ import httpx
 import pytest
 import redis
 
+from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.testing.crm import BASE_PATH as CRM_BASE_PATH
 from services.testing.livekit_webhooks import signed_request, sip_participant_joined
 from services.testing.process import standin_process
@@ -125,6 +126,9 @@ def test_two_replicas_of_everything_survive_sigkill_with_exactly_one_dispatch_pe
                 "services.testing.livekit_api", "--api-key", KEY, "--api-secret", SECRET, "--latency", "0.2"
             ) as livekit,
         ):
+            # What LiveKit has before the calls: the agent's worker, and each caller in its room.
+            livekit.control("workers", {"agent_name": DEFAULT_AGENT_NAME})
+            livekit.control("rooms", {"names": [f"scale-{run_id}-{i}" for i in range(CALLS)]})
             grpc_base = _free_base((0, 1, 10, 11))  # persona base, dispatcher base+1, replica 2 at +10
             gateway_port = _free_base((0, 1))
             env = {

@@ -102,6 +102,7 @@ async def test_oversize_body_is_413_and_non_json_is_400(mesh: Mesh) -> None:
 
 
 async def test_plain_json_content_type_is_accepted_and_others_are_not(mesh: Mesh) -> None:
+    mesh.livekit.create_room("call-json")  # the caller is in it before LiveKit sends the join
     body = event_body(_sip_join(room="call-json"))
     headers = {**sign(body, WEBHOOK_KEY, WEBHOOK_SECRET), "Content-Type": "application/json"}
     assert (await mesh.post(body, headers)).status_code == 200
@@ -111,6 +112,7 @@ async def test_plain_json_content_type_is_accepted_and_others_are_not(mesh: Mesh
 
 
 async def test_unknown_fields_from_newer_livekit_are_ignored(mesh: Mesh) -> None:
+    mesh.livekit.create_room("call-new")
     document = json.loads(event_body(_sip_join(room="call-new")))
     document["someFutureField"] = {"x": 1}
     document["participant"]["futureParticipantField"] = "y"
@@ -121,6 +123,7 @@ async def test_unknown_fields_from_newer_livekit_are_ignored(mesh: Mesh) -> None
 
 
 async def test_same_event_delivered_three_times_dispatches_once(mesh: Mesh) -> None:
+    mesh.livekit.create_room("call-dup")
     body = event_body(_sip_join(room="call-dup"))
     headers = sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
     answers = [await mesh.post(body, headers) for _ in range(3)]
@@ -131,6 +134,7 @@ async def test_same_event_delivered_three_times_dispatches_once(mesh: Mesh) -> N
 
 
 async def test_concurrent_duplicates_still_end_with_one_dispatch(mesh: Mesh) -> None:
+    mesh.livekit.create_room("call-race")
     body = event_body(_sip_join(room="call-race"))
     headers = sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
     answers = await asyncio.gather(*(mesh.post(body, headers) for _ in range(10)))
@@ -154,6 +158,7 @@ async def test_persona_service_down_dispatches_with_the_default_persona(mesh: Me
 
 async def test_dispatcher_down_is_503_and_the_redelivery_dispatches_once(mesh: Mesh) -> None:
     await mesh.stop_dispatcher()
+    mesh.livekit.create_room("call-redeliver")
     body = event_body(_sip_join(room="call-redeliver"))
     headers = sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
 
@@ -205,6 +210,7 @@ async def test_ready_follows_the_upstreams(mesh: Mesh) -> None:
 
 
 async def test_metrics_count_outcomes_sources_and_duplicates(mesh: Mesh) -> None:
+    mesh.livekit.create_room("call-metrics")
     body = event_body(_sip_join(room="call-metrics"))
     headers = sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
     await mesh.post(body, headers)
