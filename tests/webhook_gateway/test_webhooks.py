@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from friday.persona.v1.persona_pb2 import PersonaSource
+from services.chaos.redelivery import WebhookSender
 from services.common import job_metadata
 from services.testing.livekit_webhooks import (
     agent_participant_joined,
@@ -159,24 +160,21 @@ async def test_persona_service_down_dispatches_with_the_default_persona(mesh: Me
 async def test_dispatcher_down_is_503_and_the_redelivery_dispatches_once(mesh: Mesh) -> None:
     await mesh.stop_dispatcher()
     mesh.livekit.create_room("call-redeliver")
-    body = event_body(_sip_join(room="call-redeliver"))
-    headers = sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
-
-    first = await mesh.post(body, headers)
-    assert first.status_code == 503, first.text
+    # LiveKit's delivery: the same bytes again after 1, 2, 4, 8 s while the answer is a 5xx.
+    sender = WebhookSender(mesh.http, mesh.webhook_url, WEBHOOK_KEY, WEBHOOK_SECRET)
+    delivering = sender.queue(_sip_join(room="call-redeliver"))
+    failed = 'friday_gateway_webhooks_total{event="participant_joined",outcome="dispatch_failed"} 1.0'
+    for _ in range(200):  # until the first attempt was answered
+        if failed in (await mesh.http.get(f"{mesh.gateway_url}/metrics")).text:
+            break
+        await asyncio.sleep(0.05)
     assert mesh.livekit.all_dispatches() == []
 
     await mesh.start_dispatcher()
-    # LiveKit redelivers the same bytes on its 1/2/4/8 s schedule; the channel may
-    # still be in reconnect backoff on the first try.
-    statuses = []
-    for delay in (0, 1, 2, 4):
-        await asyncio.sleep(delay)
-        response = await mesh.post(body, headers)
-        statuses.append(response.status_code)
-        if response.status_code == 200:
-            break
-    assert statuses[-1] == 200, statuses
+    delivery = await delivering
+    await sender.aclose()
+    # The gateway's channel may still be in reconnect backoff on the first redelivery.
+    assert delivery.statuses[0] == 503 and delivery.delivered, delivery.statuses
     assert len(mesh.livekit.dispatches("call-redeliver")) == 1
 
 
