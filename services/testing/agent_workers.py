@@ -166,11 +166,6 @@ class AgentWorkers:
         """Every worker registered under `agent_name` disconnects."""
         return [self.remove(w.id) for w in self.workers(agent_name)]
 
-    def clear(self) -> None:
-        for worker_id in list(self._workers):
-            self.remove(worker_id)
-        self._jobs.clear()
-
     # -- observation ---------------------------------------------------------------------
 
     def workers(self, agent_name: str | None = None) -> list[Worker]:

@@ -131,6 +131,10 @@ class LiveKitStandIn(HttpStandIn):
     def url(self) -> str:
         return self.origin
 
+    async def stop(self) -> None:
+        await super().stop()
+        self._rooms.cancel_background()
+
     @property
     def auto_create(self) -> bool:
         """room.auto_create: CreateDispatch creates a missing room."""

@@ -141,7 +141,11 @@ class Rooms:
     def clear(self) -> None:
         for name in list(self._rooms):
             self.close(name)
-        for task in self._background:
+        self.cancel_background()
+
+    def cancel_background(self) -> None:
+        """Stop the job launches and terminations under way (the server is going away)."""
+        for task in list(self._background):
             task.cancel()
 
     # -- dispatches ----------------------------------------------------------------------
