@@ -9,7 +9,8 @@ do around them) and nothing else: the same calls per webhook as DispatcherServic
 a live job: the exactly-one guard, without the claim; then ListDispatch until a worker
 holds the job, at DispatcherService's default poll interval), made through DispatcherService's own LiveKit
 adapter (LiveKitDispatchTransport: the same aiohttp pool, room token reuse and
-protobuf bodies), so the LiveKit stand-in answers both alike. Scenario 7p records the
+protobuf bodies), so the LiveKit stand-in answers both alike — rooms the load generator
+created for each call, a worker taking every dispatch's job. Scenario 7p records the
 LiveKit calls per webhook of mesh and floor, and the report checks they match. The
 gateway's own pieces do the rest (WebhookVerifier, classify, the shared job-metadata
 codec), on uvicorn with the gateway's settings and on the services' event loop.

@@ -23,6 +23,8 @@ from collections import Counter
 from time import perf_counter
 from typing import Any
 
+import httpx
+
 from services.common import event_loop
 
 from .grpc_load import GrpcJob
@@ -107,13 +109,29 @@ def _numbers(numbers: list[str], n: int) -> list[str]:
     return [numbers[i % len(numbers)] for i in range(n)]
 
 
+class LiveKitRooms:
+    """Puts rooms into the LiveKit stand-in (its control API): a caller is in the room before
+    LiveKit sends the join, and the stand-in, like LiveKit, holds no room nobody created."""
+
+    def __init__(self, origin: str | None) -> None:
+        self._origin = origin
+
+    async def create(self, names: list[str]) -> None:
+        if self._origin is None or not names:
+            return
+        async with httpx.AsyncClient(timeout=60) as client:
+            response = await client.post(f"{self._origin}/_standin/rooms", json={"names": names})
+            response.raise_for_status()
+
+
 class HttpJob:
-    """Signing and warm-up happen in `prepare`, outside the measured window; `run` sends."""
+    """Signing, the calls' rooms and warm-up happen in `prepare`, outside the measured window; `run` sends."""
 
     def __init__(self, job: dict[str, Any]) -> None:
         self._job = job
         self._target = Target.from_url(job["url"])
         self._factory = WebhookFactory(self._target, job["api_key"], job["api_secret"], tag=job["tag"])
+        self._rooms = LiveKitRooms(job.get("livekit_control"))
         self._pool = HttpPool(self._target.host, self._target.port, limit=int(job.get("max_connections", 256)))
         self._requests: list[bytes] = []
 
@@ -121,6 +139,7 @@ class HttpJob:
         job, mode = self._job, self._job["mode"]
         numbers = job["numbers"]
         warm = self._factory.batch(_numbers(job.get("warmup_numbers") or numbers, int(job.get("warmup", 0))))
+        await self._rooms.create(self._factory.take_rooms())
         for raw in warm:
             await self._pool.send(raw)  # connections, persona cache, LiveKit sessions: all warm
         if mode == "open":
@@ -131,6 +150,7 @@ class HttpJob:
         else:
             count = int(job["count"])
         self._requests = self._factory.batch(_numbers(numbers, count))
+        await self._rooms.create(self._factory.take_rooms())
         if mode in ("burst", "closed"):
             await self._pool.warm(count if mode == "burst" else int(job["concurrency"]))
         return {"prepared": len(self._requests), "warmup_sent": len(warm)}
@@ -143,7 +163,7 @@ class HttpJob:
             if mode == "open":
                 return await _open_loop(self._pool, self._requests, float(job["rate"]))
             if mode == "closed":
-                return await _closed_loop(self._pool, self._factory, self._requests, job)
+                return await _closed_loop(self._pool, self._factory, self._rooms, self._requests, job)
             if mode == "burst":
                 return await _burst(self._pool, self._requests)
             raise ValueError(f"unknown mode {mode!r}")
@@ -192,6 +212,7 @@ async def _open_loop(pool: HttpPool, requests: list[bytes], rate: float) -> dict
 async def _closed_loop(
     pool: HttpPool,
     factory: WebhookFactory,
+    rooms: LiveKitRooms,
     requests: list[bytes],
     job: dict[str, Any],
 ) -> dict[str, Any]:
@@ -208,8 +229,9 @@ async def _closed_loop(
             if requests:
                 raw = requests.pop()
             else:
-                signed_inline += 1
+                signed_inline += 1  # reported: this call's signing and room are inside the window
                 raw = factory.request(number)
+                await rooms.create(factory.take_rooms())
             await _send(pool, raw, perf_counter(), out)
 
     await asyncio.gather(*(caller() for _ in range(concurrency)))

@@ -47,13 +47,16 @@ class Bench:
             "api_key": API_KEY,
             "api_secret": API_SECRET,
             "tag": tag,
+            # The load generator puts each call's room into LiveKit while it prepares, untimed.
+            "livekit_control": self.mesh.livekit.origin,
             **params,
         }
 
-    async def _set_latency(self, crm_latency: float, livekit_latency: float) -> None:
-        # `reset` also zeroes the latency, so it is set again right after.
+    async def _set_latency(self, crm_latency: float, livekit_latency: float, *, keep_rooms: bool = False) -> None:
+        # `reset` also zeroes the latency, so it is set again right after. After a prepare,
+        # LiveKit keeps the rooms it was given and only forgets the calls it counted.
         for standin, seconds in ((self.mesh.crm, crm_latency), (self.mesh.livekit, livekit_latency)):
-            await standin.control("reset")
+            await standin.control("reset_calls" if keep_rooms and standin is self.mesh.livekit else "reset")
             await standin.control("latency", {"seconds": seconds})
 
     async def measure(
@@ -68,7 +71,7 @@ class Bench:
     ) -> dict[str, Any]:
         await self._set_latency(crm_latency, livekit_latency)
         prepared = await self.loadgen.run({"op": "prepare", **job})
-        await self._set_latency(crm_latency, livekit_latency)  # counters now cover the measured run only
+        await self._set_latency(crm_latency, livekit_latency, keep_rooms=True)  # counters now cover the run only
         async with contextlib.AsyncExitStack() as stack:
             if self.cfg.profile_dir:
                 await stack.enter_async_context(Profiler(self.cfg.profile_dir, sid, self.pids()))
@@ -115,7 +118,7 @@ class Bench:
         of its own."""
         await self._set_latency(0.0, livekit_latency)
         await self.loadgen.run({"op": "prepare", **job})
-        await self._set_latency(0.0, livekit_latency)  # the stand-in's calls now cover the run only
+        await self._set_latency(0.0, livekit_latency, keep_rooms=True)  # the stand-in's calls now cover the run only
         watch = ProcessWatch(self.pids(), reset_peak=False)
         began = time.monotonic()
         result = await self.loadgen.run({"op": "run"})

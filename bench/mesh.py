@@ -137,6 +137,9 @@ async def running_mesh(crm_personas: Path, *, log_level: str) -> AsyncIterator[M
         started.append(lk_child)
         crm, livekit = StandIn(crm_child, crm_origin), StandIn(lk_child, lk_origin)
         settings = mesh_settings(crm, livekit, log_level)
+        # LiveKit as deployed: a worker for the agent name the gateway dispatches, so every
+        # dispatch gets its job (the floor dispatches the same name: the same LiveKit work).
+        await livekit.control("workers", {"agent_name": settings["AGENT_TO_DISPATCH"]})
         saved_env = {k: os.environ.pop(k) for k in _ISOLATED_ENV if k in os.environ}
         try:
             services = plan(settings, with_agent=False)  # the processes `friday up` would start

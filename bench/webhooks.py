@@ -45,6 +45,8 @@ class WebhookFactory:
         self._tag = tag  # unique per scenario run, so rooms never collide across scenarios
         self._templates: dict[str, bytes] = {}
         self._seq = 0
+        # Rooms of the calls made since the last `take_rooms()`: LiveKit must hold them first.
+        self._rooms: list[str] = []
 
     def _template(self, dialed_number: str) -> bytes:
         if dialed_number not in self._templates:
@@ -56,9 +58,11 @@ class WebhookFactory:
         """Raw HTTP bytes of one signed webhook for a new call to `dialed_number`."""
         self._seq += 1
         unique = f"{self._tag}-{self._seq:08d}"
+        room = f"room-{unique}".ljust(len(_ROOM), "x")
+        self._rooms.append(room)
         body = (
             self._template(dialed_number)
-            .replace(_ROOM.encode(), f"room-{unique}".ljust(len(_ROOM), "x").encode())
+            .replace(_ROOM.encode(), room.encode())
             .replace(_EVENT.encode(), f"EV_{unique}".ljust(len(_EVENT), "x").encode())
             .replace(_CALL.encode(), f"SCL_{unique}".ljust(len(_CALL), "x").encode())
         )
@@ -67,3 +71,7 @@ class WebhookFactory:
 
     def batch(self, numbers: list[str]) -> list[bytes]:
         return [self.request(number) for number in numbers]
+
+    def take_rooms(self) -> list[str]:
+        rooms, self._rooms = self._rooms, []
+        return rooms

@@ -13,11 +13,11 @@ import grpc
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
 from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.testing.livekit_webhooks import agent_participant_joined, sip_participant_joined
-from services.testing.mesh import Mesh
+from services.testing.mesh import WEBHOOK_KEY, WEBHOOK_SECRET, Mesh
 
 from .calls import NumberKind, PersonaVerdict, PlannedCall, judge_persona, numbers, plan_calls
 from .faults import DeliveryMode, Fault
-from .redelivery import Delivery, deliver
+from .redelivery import Delivery, WebhookSender
 
 AGENT_NAME = DEFAULT_AGENT_NAME
 DEFAULT_ARRIVAL_SECONDS = 3.0
@@ -117,11 +117,15 @@ async def run_fault(fault: Fault, calls: int = 100, *, arrival_seconds: float = 
             asyncio.ensure_future(fault.during(mesh)) if fault.during is not None else None
         )
         spacing = arrival_seconds / max(1, calls)
+        # Two webhook URLs, for the faults that deliver everything twice; the others use the first.
+        urls = [WebhookSender(mesh.http, mesh.webhook_url, WEBHOOK_KEY, WEBHOOK_SECRET) for _ in range(2)]
         try:
             outcomes = await asyncio.gather(
-                *(_place_call(mesh, call, fault.delivery, delay=call.index * spacing) for call in planned)
+                *(_place_call(mesh, urls, call, fault.delivery, delay=call.index * spacing) for call in planned)
             )
         finally:
+            for url in urls:
+                await url.aclose()
             if during is not None:
                 await during
         await asyncio.sleep(fault.settle_seconds)
@@ -142,18 +146,19 @@ async def _warm(mesh: Mesh, dialed: list[str]) -> None:
                 raise RuntimeError(f"warm-up of {number} got {reply.persona.persona_id!r}")
 
 
-async def _place_call(mesh: Mesh, call: PlannedCall, mode: DeliveryMode, *, delay: float) -> CallOutcome:
+async def _place_call(
+    mesh: Mesh, urls: list[WebhookSender], call: PlannedCall, mode: DeliveryMode, *, delay: float
+) -> CallOutcome:
     await asyncio.sleep(delay)
+    mesh.livekit.create_room(call.room)  # the caller is in the room before LiveKit sends the join
     event = sip_participant_joined(room=call.room, dialed_number=call.dialed, caller_number="+14155550100")
-    body, headers = mesh.signed_request(event)
-    agent_join: Delivery | None = None
+    agent_join: asyncio.Future[Delivery] | None = None
     if mode is DeliveryMode.AGENT_FIRST:
-        # LiveKit keeps one FIFO queue per room: the agent's join is settled before the SIP join goes.
-        agent_body, agent_headers = mesh.signed_request(agent_participant_joined(room=call.room))
-        agent_join = await deliver(mesh.http, mesh.webhook_url, agent_body, agent_headers)
+        # One FIFO queue per room: the SIP join is sent once the agent's join is settled.
+        agent_join = urls[0].queue(agent_participant_joined(room=call.room))
     copies = 2 if mode is DeliveryMode.TWICE else 1
-    deliveries = await asyncio.gather(*(deliver(mesh.http, mesh.webhook_url, body, headers) for _ in range(copies)))
-    return CallOutcome(call, list(deliveries), agent_join)
+    deliveries = await asyncio.gather(*(url.queue(event) for url in urls[:copies]))
+    return CallOutcome(call, list(deliveries), await agent_join if agent_join is not None else None)
 
 
 def _count_dispatches(mesh: Mesh, fault: Fault, result: FaultResult) -> None:

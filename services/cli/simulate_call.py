@@ -1,10 +1,13 @@
-"""`friday simulate-call`: a phone call without a phone. Sends the gateway the
-`participant_joined` webhook LiveKit sends when a SIP caller joins, signed the
-way LiveKit signs it, and prints what the gateway answered."""
+"""`friday simulate-call`: a phone call without a phone. Creates the call's room in
+LiveKit (a caller is in the room before LiveKit sends the join, and LiveKit answers
+nothing about a room it does not hold), sends the gateway the `participant_joined`
+webhook LiveKit sends when a SIP caller joins, signed the way LiveKit signs it, and
+prints what the gateway answered."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 
@@ -39,6 +42,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="webhook signing secret (env LIVEKIT_WEBHOOK_API_SECRET / LIVEKIT_API_SECRET, default secret)",
     )
     simulate.add_argument(
+        "--livekit-url",
+        default=env.text("LIVEKIT_URL", "http://localhost:7880"),
+        help="LiveKit server to create the call's room in first (env LIVEKIT_URL, default http://localhost:7880)",
+    )
+    simulate.add_argument(
+        "--livekit-api-key", default=env.text("LIVEKIT_API_KEY", "devkey"), help="env LIVEKIT_API_KEY, default devkey"
+    )
+    simulate.add_argument(
+        "--livekit-api-secret",
+        default=env.text("LIVEKIT_API_SECRET", "secret"),
+        help="env LIVEKIT_API_SECRET, default secret",
+    )
+    simulate.add_argument("--no-room", action="store_true", help="do not create the room in LiveKit first")
+    simulate.add_argument(
         "--repeat", type=int, default=1, help="deliver the same signed webhook N times (as LiveKit redelivers)"
     )
     simulate.add_argument(
@@ -66,6 +83,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
     url = args.gateway.rstrip("/") + "/livekit-webhook"
     print(f"room {room}  call {event.participant.attributes['sip.callID']}  event {event.id}  -> {url}")
+    if not args.no_room:
+        try:
+            asyncio.run(asyncio.wait_for(_create_room(args, room), args.timeout))
+        except Exception as exc:  # noqa: BLE001 — the webhook still shows what the gateway does without LiveKit
+            print(f"could not create room {room} in LiveKit at {args.livekit_url}: {exc}", file=sys.stderr)
     dispatched = False
     with httpx.Client(timeout=args.timeout) as client:
         for attempt, (what, payload, payload_headers) in enumerate(deliveries, start=1):
@@ -82,6 +104,13 @@ def _simulate(args: argparse.Namespace) -> int:
             if what == "sip join" and response.status_code == 200 and answer.get("status") == "dispatched":
                 dispatched = True
     return 0 if dispatched else 1
+
+
+async def _create_room(args: argparse.Namespace, room: str) -> None:
+    from livekit import api
+
+    async with api.LiveKitAPI(args.livekit_url, args.livekit_api_key, args.livekit_api_secret, failover=False) as lk:
+        await lk.room.create_room(api.CreateRoomRequest(name=room))
 
 
 def _json_or_text(response) -> dict:

@@ -1,10 +1,13 @@
 """Test doubles for the systems we do not own, in the spirit of `temporalio.testing` and
-httpx's `MockTransport`: protocol-faithful stand-ins for LiveKit's AgentDispatchService
-(`livekit_api`, with its Twirp wire details in `twirp`) and for the CRM's persona API
-(`crm`), the webhooks LiveKit sends, built and signed as it signs them
-(`livekit_webhooks`), a helper to run a stand-in as its own process (`process`), and
-the whole call path in one event loop (`mesh`, its knobs in `mesh_options`, its own
-Redis in `redis_process`).
+httpx's `MockTransport`: a protocol-faithful stand-in for livekit-server's Twirp API
+(`livekit_api`; what its services answer in `livekit_services`, its rooms and dispatches in
+`livekit_rooms`, agent workers and jobs in `agent_workers`, SIP trunks in `livekit_sip`,
+ids in `livekit_ids`, Twirp wire details and auth in `twirp`, its control API in
+`livekit_control`) and one for the CRM's persona API (`crm`), the webhooks LiveKit sends,
+built and signed as it signs them (`livekit_webhooks`, SIP participants in
+`sip_participants`), a helper to run a stand-in as its own process (`process`), and the
+whole call path in one event loop (`mesh`, its knobs in `mesh_options`, its own Redis in
+`redis_process`). Each module's docstring says what it models and what it does not.
 
 The stand-ins are real HTTP servers on 127.0.0.1 (port 0 by default), either inside the
 caller's event loop (``async with CrmStandIn() as crm: ...``) or as a separate process

@@ -1,80 +1,75 @@
-"""LiveKit API stand-in: ``livekit.AgentDispatchService`` over Twirp, as livekit-server serves it.
+"""LiveKit API stand-in: livekit-server's Twirp API for agent dispatch, rooms and SIP trunks,
+with the rooms, dispatches, agent workers and jobs behind it.
 
 * ``POST /twirp/livekit.AgentDispatchService/{CreateDispatch,ListDispatch,DeleteDispatch}``,
-  protobuf or JSON bodies, answered in the request's encoding.
-* ``Authorization: Bearer <JWT>`` verified like livekit-server (see ``twirp.py``): HS256 with the
-  configured secret, ``iss`` = API key, ``exp`` required, ``nbf``/``exp`` with 60 s leeway,
-  ``video.roomAdmin`` and ``video.room`` == the request's room.
-* ``CreateDispatch`` never dedupes: each call adds one dispatch (``AD_`` + 12 chars), as LiveKit.
-* ``GET /settings/regions`` answers an empty region list, as a self-hosted server would
-  (the SDK only fails over for LiveKit Cloud hosts anyway).
+  ``/twirp/livekit.RoomService/{ListRooms,CreateRoom,DeleteRoom}`` and
+  ``/twirp/livekit.SIP/ListSIPInboundTrunk``: protobuf or JSON bodies, answered in the
+  request's encoding; Twirp errors as JSON ``{code, msg}``. What each answers, and when it
+  refuses, is in ``livekit_services``; rooms and dispatches in ``livekit_rooms``; workers and
+  jobs in ``agent_workers``; trunks in ``livekit_sip``.
+* ``Authorization: Bearer <JWT>`` verified as livekit-server does (``twirp.py``), with the
+  grant each call needs: ``roomAdmin`` + ``room`` for dispatch calls, ``roomList`` for
+  ListRooms, ``roomCreate`` for CreateRoom/DeleteRoom, ``sip.admin`` for SIP.
+* Faults for tests: latency, failures, delays, unreadable answers (``fail_next`` & co.).
+* ``GET /settings/regions`` answers an empty region list, as a self-hosted server would.
+
+A bare ``LiveKitStandIn()`` is a fresh server: no rooms, no agent workers. A dispatch then
+gets no job, as with livekit-server; register a worker for agent names that should get one.
+
+Not modelled: the rest of RoomService (participants, tracks, data), egress, ingress, SIP calls
+and dispatch rules, the agent protocol's ``/agent`` WebSocket (workers are registered through
+``workers`` instead), RTC signalling and media, webhooks (``livekit_webhooks`` builds them,
+``services.chaos.redelivery`` delivers them), and several nodes.
 
 In-process::
 
     async with LiveKitStandIn() as lk:
+        lk.workers.register("friday-ai-agent")  # agent_workers.AgentWorkers
+        lk.create_room("call-1")                # as when the caller joined it
         api = LiveKitAPI(lk.url, lk.api_key, lk.api_secret)
 
 Standalone::
 
     python -m services.testing.livekit_api --port 0 --api-key K --api-secret S --latency 0.03
 
-Control API for tests in another process:
-    POST /_standin/fail_next {"n": 2, "status": 503, "code": "unavailable"}
-    POST /_standin/latency   {"seconds": 0.1}
-    POST /_standin/delay_next {"n": 1, "seconds": 1.3, "method": "CreateDispatch"}  (method optional)
-    POST /_standin/garble_next {"n": 1, "method": "CreateDispatch"}  (method optional)
-    POST /_standin/reset     forget dispatches, calls and faults
-    GET  /_standin/state     {"create_count", "calls": [...], "dispatches": {room: [AgentDispatch as JSON]}}
+Control API for tests in another process (``livekit_control`` lists every endpoint)::
+
+    POST /_standin/workers {"agent_name": "friday-ai-agent", "accept_delay": 0.0, "outcome": "runs"}
+    POST /_standin/rooms {"names": ["call-1", "call-2"]}
+    GET  /_standin/state
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
-import string
+import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from google.protobuf import json_format
-from google.protobuf.message import Message
-from livekit.protocol.agent_dispatch import (
-    AgentDispatch,
-    AgentDispatchState,
-    CreateAgentDispatchRequest,
-    DeleteAgentDispatchRequest,
-    ListAgentDispatchRequest,
-    ListAgentDispatchResponse,
-)
+from livekit.protocol.agent_dispatch import AgentDispatch, ListAgentDispatchRequest
+from livekit.protocol.models import Room
+from livekit.protocol.sip import SIPInboundTrunkInfo
 
-from services.testing._server import HttpStandIn, read_json, run_standalone
-from services.testing.twirp import (
-    JSON,
-    PROTOBUF,
-    Grants,
-    MiddlewareReject,
-    TokenVerifier,
-    TwirpError,
-    content_type_of,
-    decode,
-    encode,
-    ensure_admin,
-)
+from . import livekit_control as control
+from ._server import HttpStandIn, run_standalone
+from .agent_workers import JOB_REQUEST_TIMEOUT_SECONDS, AgentWorkers
+from .livekit_rooms import Rooms
+from .livekit_services import DISPATCH_SERVICE, MISSING_ROOM_DELAY_SECONDS, LiveKitServices
+from .livekit_sip import InboundTrunks
+from .twirp import JSON, PROTOBUF, MiddlewareReject, TokenVerifier, TwirpError, content_type_of, decode, encode
 
-SERVICE_PREFIX = "/twirp/livekit.AgentDispatchService/"
 DEFAULT_API_KEY = "devkey-test"
 # >= 32 bytes so PyJWT/livekit-api do not warn about a weak HMAC key.
 DEFAULT_API_SECRET = "standin-secret-0123456789abcdefghijklmnopqrstuvwxyz"
-_ID_ALPHABET = string.ascii_letters + string.digits
 
 
 @dataclass(frozen=True)
 class CallRecord:
     method: str  # Twirp method name as requested, e.g. "CreateDispatch"
-    room: str  # "" when the body could not be read
+    room: str  # "" when the body could not be read or names no room
     status: int  # HTTP status answered
     code: str  # "" on success, Twirp code (or "middleware") on failure
     time: float  # time.time() when the answer was produced
@@ -100,11 +95,6 @@ class _NextCalls:
 GARBLED_BODY = b"\xff\xff\xff\xff"
 
 
-def new_dispatch_id() -> str:
-    # One getrandom() for the 12 characters, not one per character (secrets.choice).
-    return "AD_" + "".join(_ID_ALPHABET[byte % len(_ID_ALPHABET)] for byte in secrets.token_bytes(12))
-
-
 class LiveKitStandIn(HttpStandIn):
     def __init__(
         self,
@@ -113,10 +103,19 @@ class LiveKitStandIn(HttpStandIn):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        auto_create: bool = True,
+        missing_room_delay_seconds: float = MISSING_ROOM_DELAY_SECONDS,
+        job_request_timeout_seconds: float = JOB_REQUEST_TIMEOUT_SECONDS,
     ) -> None:
         super().__init__(host=host, port=port)
         self.api_key = api_key
         self.api_secret = api_secret
+        self.workers = AgentWorkers(job_request_timeout=job_request_timeout_seconds)
+        self._rooms = Rooms(self.workers)
+        self._trunks = InboundTrunks()
+        self._services = LiveKitServices(
+            self._rooms, self._trunks, auto_create=auto_create, missing_room_delay_seconds=missing_room_delay_seconds
+        )
         self._tokens = TokenVerifier(api_key, api_secret)
         self._latency = 0.0
         self._fail_remaining = 0
@@ -126,18 +125,25 @@ class LiveKitStandIn(HttpStandIn):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._by_room: dict[str, list[AgentDispatch]] = {}
         self.calls: list[CallRecord] = []
-        self._created = 0  # a counter, not a scan of calls: the benchmark reads it often
-        self._methods: dict[str, Callable[[bytes, str, Grants], tuple[Message, str]]] = {
-            "CreateDispatch": self._create,
-            "ListDispatch": self._list,
-            "DeleteDispatch": self._delete,
-        }
 
     @property
     def url(self) -> str:
         return self.origin
+
+    async def stop(self) -> None:
+        await super().stop()
+        self._rooms.cancel_background()
+
+    @property
+    def auto_create(self) -> bool:
+        """room.auto_create: CreateDispatch creates a missing room."""
+        return self._services.auto_create
+
+    @property
+    def missing_room_delay_seconds(self) -> float:
+        """How long a call for a room the server does not hold waits for its 408."""
+        return self._services.missing_room_delay_seconds
 
     # -- configuration -------------------------------------------------------------------
 
@@ -160,25 +166,67 @@ class LiveKitStandIn(HttpStandIn):
         truncated reply): the create did land, the client cannot read that it did."""
         self._garble = _NextCalls(n, method)
 
+    def create_room(self, name: str) -> Room:
+        """The room `name` exists from now on (as when a SIP caller joined it); idempotent."""
+        return self._rooms.create(name).snapshot()
+
+    def delete_room(self, name: str) -> bool:
+        """Close `name`: its dispatches go, its agents leave. False when there was no such room."""
+        return self._rooms.close(name)
+
+    def add_inbound_trunk(self, trunk_id: str, numbers: list[str] | tuple[str, ...] = (), **fields: Any) -> None:
+        """A SIP inbound trunk for ListSIPInboundTrunk; `fields` are other SIPInboundTrunkInfo fields."""
+        self._trunks.add(SIPInboundTrunkInfo(sip_trunk_id=trunk_id, numbers=list(numbers), **fields))
+
     def reset(self) -> None:
-        self._by_room.clear()
-        self.calls.clear()
-        self._created = 0
+        """Forget rooms (with their dispatches and jobs), calls, trunks and faults; workers stay registered."""
+        self._rooms.clear()
+        self._trunks.clear()
+        self.reset_calls()
         self._fail_remaining = 0
         self._latency = 0.0
         self._delay = _NextCalls()
         self._garble = _NextCalls()
 
+    def reset_calls(self) -> None:
+        """Zero the call log and the create counter only."""
+        self.calls.clear()
+        self._services.created = 0
+
     # -- observation ---------------------------------------------------------------------
 
-    def dispatches(self, room: str) -> list[AgentDispatch]:
-        return [_copy(d) for d in self._by_room.get(room, [])]
+    def dispatches(self, room: str, *, include_implicit: bool = False) -> list[AgentDispatch]:
+        """The dispatches CreateDispatch made in `room`, oldest first; ListDispatch also
+        answers the room's implicit one (`include_implicit=True` adds it here)."""
+        record = self._rooms.get(room)
+        return [] if record is None else record.dispatch_list(include_implicit=include_implicit)
 
-    def all_dispatches(self) -> list[AgentDispatch]:
-        return [_copy(d) for ds in self._by_room.values() for d in ds]
+    def all_dispatches(self, *, include_implicit: bool = False) -> list[AgentDispatch]:
+        return [d for name in self._rooms.names() for d in self.dispatches(name, include_implicit=include_implicit)]
+
+    def rooms(self) -> list[Room]:
+        return self._rooms.list_rooms()
+
+    def has_room(self, name: str) -> bool:
+        return self._rooms.get(name) is not None
+
+    def agents(self, room: str) -> list[str]:
+        """Identities of the agents in `room` (participants of kind AGENT)."""
+        record = self._rooms.get(room)
+        return [] if record is None else list(record.agents)
+
+    async def settle(self) -> None:
+        """Until every job launch and termination under way has finished (each runs after
+        the Twirp call that caused it has answered)."""
+        await self._rooms.settle()
 
     def create_count(self) -> int:
-        return self._created
+        return self._services.created
+
+    @property
+    def failures_pending(self) -> int:
+        """Calls `fail_next` will still fail."""
+        return self._fail_remaining
 
     @property
     def in_flight(self) -> int:
@@ -191,15 +239,7 @@ class LiveKitStandIn(HttpStandIn):
         await self._idle.wait()
 
     def state(self) -> dict[str, Any]:
-        return {
-            "create_count": self.create_count(),
-            "fail_next": self._fail_remaining,
-            "calls": [asdict(c) for c in self.calls],
-            "dispatches": {
-                room: [json_format.MessageToDict(d, preserving_proto_field_name=True) for d in ds]
-                for room, ds in self._by_room.items()
-            },
-        }
+        return control.state(self, self._rooms, self._trunks)
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -231,7 +271,7 @@ class LiveKitStandIn(HttpStandIn):
                 self._fail_remaining -= 1
                 raise self._fail_with
             grants = self._tokens.grants(request.headers.get("Authorization"))
-            handler = self._methods.get(method) if request.path.startswith(SERVICE_PREFIX) else None
+            handler = self._services.methods.get(request.path[len("/twirp/") :])
             if handler is None or request.method != "POST":
                 raise TwirpError(
                     "bad_route",
@@ -241,98 +281,36 @@ class LiveKitStandIn(HttpStandIn):
                     meta={"twirp_invalid_route": f"{request.method} {request.path}"},
                 )
             content_type = content_type_of(request)
-            reply, room = handler(body, content_type, grants)
+            reply, room = await handler(body, content_type, grants)
             self._record(method, room, 200, "", content_type)
             if self._garble.take(method):
                 return web.Response(status=200, body=GARBLED_BODY, content_type=content_type)
             return encode(reply, content_type)
         except TwirpError as err:
-            self._record(method, self._room_hint(body, content_type), err.status, err.code, content_type)
+            self._record(method, self._room_hint(request.path, body, content_type), err.status, err.code, content_type)
             return err.response()
         except MiddlewareReject as rej:
-            self._record(method, self._room_hint(body, content_type), 401, "middleware", content_type)
+            self._record(method, self._room_hint(request.path, body, content_type), 401, "middleware", content_type)
             return rej.response()
-
-    # Handlers return (reply, room); the caller encodes the reply in the request's encoding.
-
-    def _create(self, body: bytes, content_type: str, grants: Grants) -> tuple[Message, str]:
-        req = decode(body, content_type, CreateAgentDispatchRequest())
-        ensure_admin(grants, req.room)
-        if not req.room:
-            raise TwirpError("invalid_argument", "no room name")
-        dispatch = AgentDispatch(
-            id=new_dispatch_id(),
-            agent_name=req.agent_name,
-            room=req.room,
-            metadata=req.metadata,
-            restart_policy=req.restart_policy,
-            deployment=req.deployment,
-            state=AgentDispatchState(created_at=time.time_ns()),
-        )
-        dispatch.attributes.update(req.attributes)
-        self._by_room.setdefault(req.room, []).append(dispatch)
-        self._created += 1
-        return dispatch, req.room
-
-    def _list(self, body: bytes, content_type: str, grants: Grants) -> tuple[Message, str]:
-        req = decode(body, content_type, ListAgentDispatchRequest())
-        ensure_admin(grants, req.room)
-        found = [d for d in self._by_room.get(req.room, []) if not req.dispatch_id or d.id == req.dispatch_id]
-        return ListAgentDispatchResponse(agent_dispatches=found), req.room
-
-    def _delete(self, body: bytes, content_type: str, grants: Grants) -> tuple[Message, str]:
-        req = decode(body, content_type, DeleteAgentDispatchRequest())
-        ensure_admin(grants, req.room)
-        room_dispatches = self._by_room.get(req.room, [])
-        for i, d in enumerate(room_dispatches):
-            if d.id == req.dispatch_id:
-                deleted = room_dispatches.pop(i)
-                deleted.state.deleted_at = time.time_ns()
-                return deleted, req.room
-        raise TwirpError("not_found", "dispatch ID not found")
 
     def _record(self, method: str, room: str, status: int, code: str, content_type: str) -> None:
         self.calls.append(CallRecord(method, room, status, code, time.time(), content_type))
 
     @staticmethod
-    def _room_hint(body: bytes, content_type: str) -> str:
-        """Best-effort room of a rejected request, for the call log only."""
+    def _room_hint(path: str, body: bytes, content_type: str) -> str:
+        """Best-effort room of a rejected dispatch request, for the call log only."""
         ct = content_type.split(";", 1)[0].strip().lower()
-        if ct not in (JSON, PROTOBUF):
+        if ct not in (JSON, PROTOBUF) or DISPATCH_SERVICE not in path:
             return ""
         try:
-            # room is field 2 with the same name in all three request messages.
+            # room is field 2 with the same name in all three dispatch request messages.
             return decode(body, ct, ListAgentDispatchRequest()).room
         except TwirpError:
             return ""
 
     async def _control(self, name: str, request: web.Request) -> web.StreamResponse:
-        if name == "state" and request.method == "GET":
-            return web.json_response(self.state())
-        if request.method != "POST":
-            return await super()._control(name, request)
-        data = await read_json(request)
-        if name == "fail_next":
-            self.fail_next(int(data.get("n", 1)), int(data.get("status", 503)), str(data.get("code", "unavailable")))
-        elif name == "latency":
-            self.set_latency(float(data["seconds"]))
-        elif name == "delay_next":
-            method = data.get("method")
-            self.delay_next(int(data.get("n", 1)), float(data["seconds"]), str(method) if method else None)
-        elif name == "garble_next":
-            method = data.get("method")
-            self.garble_next(int(data.get("n", 1)), str(method) if method else None)
-        elif name == "reset":
-            self.reset()
-        else:
-            return await super()._control(name, request)
-        return web.json_response({"ok": True, "create_count": self.create_count(), "fail_next": self._fail_remaining})
-
-
-def _copy(dispatch: AgentDispatch) -> AgentDispatch:
-    out = AgentDispatch()
-    out.CopyFrom(dispatch)
-    return out
+        answer = await control.handle(self, name, request)
+        return answer if answer is not None else await super()._control(name, request)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -342,10 +320,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     parser.add_argument("--api-secret", default=DEFAULT_API_SECRET)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every Twirp call")
+    parser.add_argument("--no-auto-create", action="store_true", help="room.auto_create off")
+    parser.add_argument(
+        "--missing-room-delay", type=float, default=MISSING_ROOM_DELAY_SECONDS, help="seconds to a missing room's 408"
+    )
+    parser.add_argument("--log-level", default="INFO", help="the stand-in's own log lines (stderr)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="livekit-standin %(levelname)s %(message)s")
 
     async def make() -> LiveKitStandIn:
-        lk = LiveKitStandIn(args.api_key, args.api_secret, host=args.host, port=args.port)
+        lk = LiveKitStandIn(
+            args.api_key,
+            args.api_secret,
+            host=args.host,
+            port=args.port,
+            auto_create=not args.no_auto_create,
+            missing_room_delay_seconds=args.missing_room_delay,
+        )
         lk.set_latency(args.latency)
         return await lk.start()
 

@@ -6,6 +6,13 @@
 * JWT: HS256, ``iss`` = API key, valid 5 minutes, ``sha256`` = base64(SHA-256(body bytes)).
 
 Verify with ``livekit.api.WebhookReceiver(TokenVerifier(key, secret)).receive(body.decode(), auth)``.
+
+The events: a SIP caller's join and an outbound SIP leg's (participants as livekit/sip makes
+them: ``sip_participants``), our agent's join (kind AGENT), a browser user's (STANDARD, no
+``kind``), ``room_started``. Ids have livekit's shapes (``EV_``, ``RM_``, ``PA_`` + 12 base57).
+
+Not modelled here: how LiveKit delivers them — one FIFO queue per room and URL, retries,
+drops — which is ``services.chaos.redelivery``; and the other events LiveKit sends.
 """
 
 from __future__ import annotations
@@ -18,12 +25,16 @@ import secrets
 import string
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 from google.protobuf import json_format
 from livekit.api import AccessToken
 from livekit.protocol.models import ParticipantInfo, ParticipantPermission, Room
 from livekit.protocol.webhook import WebhookEvent
+
+from . import sip_participants
+from .livekit_ids import JOB_PREFIX, PARTICIPANT_PREFIX, ROOM_PREFIX, guid
 
 WEBHOOK_CONTENT_TYPE = "application/webhook+json"
 DEFAULT_VALIDITY = timedelta(minutes=5)
@@ -77,7 +88,7 @@ def signed_request(
 
 def _room(name: str, now: int) -> Room:
     return Room(
-        sid=random_id("RM_"),
+        sid=guid(ROOM_PREFIX),
         name=name,
         empty_timeout=300,
         departure_timeout=20,
@@ -89,12 +100,12 @@ def _room(name: str, now: int) -> Room:
 
 def _event(kind: str, room: str, event_id: str | None, created_at: int | None) -> WebhookEvent:
     now = created_at if created_at is not None else int(time.time())
-    return WebhookEvent(event=kind, room=_room(room, now), id=event_id or random_id("EV_"), created_at=now)
+    return WebhookEvent(event=kind, room=_room(room, now), id=event_id or guid("EV_"), created_at=now)
 
 
 def _participant(identity: str, name: str, kind: int, joined_at: int) -> ParticipantInfo:
     return ParticipantInfo(
-        sid=random_id("PA_"),
+        sid=guid(PARTICIPANT_PREFIX),
         identity=identity,
         name=name,
         state=ParticipantInfo.State.ACTIVE,
@@ -110,30 +121,41 @@ def sip_participant_joined(
     *,
     room: str,
     dialed_number: str | None,
-    caller_number: str | None = "+14155550100",
-    call_id: str | None = None,
-    trunk_id: str = "ST_test",
+    caller_number: str = "+14155550100",
+    hide_numbers: bool = False,
     event_id: str | None = None,
-    identity: str | None = None,
     created_at: int | None = None,
+    **attributes: Any,
 ) -> WebhookEvent:
-    """A caller's SIP leg joining: kind SIP, ``sip.*`` attributes; None means the attribute is absent."""
+    """A caller's SIP leg joining, as livekit/sip makes it (`sip_participants.inbound`, which
+    takes the other keyword arguments: call_id, trunk_id, rule_id, x_headers, identity, …).
+    `dialed_number` is `sip.trunkPhoneNumber` exactly as the carrier sent it."""
     event = _event("participant_joined", room, event_id, created_at)
-    who = identity or ("sip_" + caller_number if caller_number else random_id("sip_"))
-    display = f"Phone {caller_number}" if caller_number else "Phone"
-    p = _participant(who, display, ParticipantInfo.Kind.SIP, event.created_at)
-    attrs = {
-        "sip.callID": call_id or random_id("SCL_"),
-        "sip.trunkID": trunk_id,
-        "sip.ruleID": "SDR_test",
-        "sip.callStatus": "ringing",
-    }
-    if dialed_number is not None:
-        attrs["sip.trunkPhoneNumber"] = dialed_number
-    if caller_number is not None:
-        attrs["sip.phoneNumber"] = caller_number
-    p.attributes.update(attrs)
-    event.participant.CopyFrom(p)
+    event.participant.CopyFrom(
+        sip_participants.inbound(
+            dialed_number=dialed_number,
+            caller_number=caller_number,
+            hide_numbers=hide_numbers,
+            joined_at=event.created_at,
+            **attributes,
+        )
+    )
+    return event
+
+
+def sip_outbound_participant_joined(
+    *,
+    room: str,
+    called_number: str,
+    event_id: str | None = None,
+    created_at: int | None = None,
+    **attributes: Any,
+) -> WebhookEvent:
+    """A SIP leg we dial out joining while it is still dialing (`sip_participants.outbound`)."""
+    event = _event("participant_joined", room, event_id, created_at)
+    event.participant.CopyFrom(
+        sip_participants.outbound(called_number=called_number, joined_at=event.created_at, **attributes)
+    )
     return event
 
 
@@ -142,10 +164,10 @@ def agent_participant_joined(
 ) -> WebhookEvent:
     """Our own agent joining the room: kind AGENT. The gateway must ignore it."""
     event = _event("participant_joined", room, event_id, None)
-    job_id = random_id("AJ_")
+    job_id = guid(JOB_PREFIX)
     p = _participant(f"agent-{job_id}", agent_name, ParticipantInfo.Kind.AGENT, event.created_at)
     p.permission.agent = True
-    p.attributes.update({"lk.agent.state": "initializing"})
+    p.attributes.update({"lk.agent.state": "initializing", "lk.agent_name": agent_name})
     event.participant.CopyFrom(p)
     return event
 

@@ -7,6 +7,13 @@ PersonaService, LiveKit stand-in → DispatcherService, the gateway in front, an
         response = await mesh.deliver(sip_participant_joined(room="call-1", dialed_number="+918655701159"))
         mesh.livekit.dispatches("call-1")
 
+LiveKit is the faithful stand-in: it holds only the rooms callers are in, and gives a
+dispatch a job only when a worker is registered for its agent name. So the mesh registers
+a worker for the agent name the gateway dispatches (`MeshOptions.livekit_worker`, None for
+none), and `deliver()` puts the event's room into LiveKit first, as LiveKit holds the room
+before it sends a participant's join. Bodies sent with `post()` need
+`mesh.livekit.create_room(room)` for the same reason.
+
 Every part can be stopped and started again on the same port, which is what the
 chaos faults and the restart tests do. The settings are the services' production
 defaults except the knobs in `MeshOptions` and what wiring the parts together takes
@@ -45,6 +52,8 @@ HOST = "127.0.0.1"
 WEBHOOK_KEY = "APIwebhookkey"
 WEBHOOK_SECRET = "webhook-secret-that-is-at-least-32-bytes-long"
 WEBHOOK_PATH = "/livekit-webhook"
+# Events LiveKit sends only about a room it holds.
+ROOM_EVENTS = frozenset({"room_started", "participant_joined"})
 
 
 def _given(**settings: object) -> dict[str, Any]:
@@ -104,6 +113,12 @@ class Mesh:
         await self.livekit.start()
         stack.push_async_callback(self.livekit.stop)
         self.livekit.set_latency(self.options.livekit_latency_seconds)
+        if self.options.livekit_worker is not None:
+            self.livekit.workers.register(
+                self.gateway_config.agent_name,
+                accept_delay=self.options.livekit_worker_accept_delay_seconds,
+                outcome=self.options.livekit_worker,
+            )
         await self.start_persona()
         stack.push_async_callback(self.stop_persona)
         await self.start_dispatcher()
@@ -213,7 +228,10 @@ class Mesh:
         return livekit_webhooks.signed_request(event, WEBHOOK_KEY, WEBHOOK_SECRET, **sign_kwargs)
 
     async def deliver(self, event: WebhookEvent, **sign_kwargs: Any) -> httpx.Response:
-        """One delivery of `event`, signed as LiveKit signs it (no redelivery on a 5xx)."""
+        """One delivery of `event`, signed as LiveKit signs it (no redelivery on a 5xx), once
+        LiveKit holds the room a participant joined or that started."""
+        if event.event in ROOM_EVENTS and event.room.name:
+            self.livekit.create_room(event.room.name)
         body, headers = self.signed_request(event, **sign_kwargs)
         return await self.post(body, headers)
 

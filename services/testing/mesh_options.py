@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from services.dispatcher.config import RetryConfig
 
+from .agent_workers import JobOutcome
+
 
 @dataclass(frozen=True)
 class MeshOptions:
@@ -21,6 +23,10 @@ class MeshOptions:
     seed: int = 0
     # Delay on every LiveKit Twirp call, so restarts and timeouts hit requests in flight.
     livekit_latency_seconds: float = 0.0
+    # The agent worker LiveKit has for the agent name the gateway dispatches: how it answers
+    # each job, after how long; None: no worker at all, so every dispatch stays without a job.
+    livekit_worker: JobOutcome | None = JobOutcome.RUNS
+    livekit_worker_accept_delay_seconds: float = 0.0
     # PersonaService
     persona_cache_ttl_seconds: float | None = None
     crm_max_attempts: int | None = None

@@ -5,9 +5,12 @@ Mirrors what livekit-server does (pkg/service/auth.go + twitchtv/twirp generated
 * A *bad token* (not ``Bearer``, unparseable, unknown key, bad signature, expired / not yet
   valid) is rejected by livekit-server's HTTP middleware **before** Twirp runs: HTTP 401 with
   a *plain-text* body. The Python SDK then raises ``ServerError(code="unknown", status=401)``.
-* A *valid token without the needed grant* (no ``video``, ``roomAdmin`` false, ``room`` not the
-  request's room) - and a request with no token at all - reaches the service, whose
-  ``EnsureAdminPermission`` fails: Twirp error ``unauthenticated`` (401) ``"permissions denied"``.
+* A *valid token without the needed grant* - and a request with no token at all - reaches the
+  service, whose permission check fails: Twirp error ``unauthenticated`` (401) ``"permissions
+  denied"``. The checks (pkg/service/auth.go): ``EnsureAdminPermission`` (``video.roomAdmin`` and
+  ``video.room`` == the request's room: AgentDispatchService), ``EnsureListPermission``
+  (``video.roomList``: ListRooms), ``EnsureCreatePermission`` (``video.roomCreate``: CreateRoom,
+  DeleteRoom), ``EnsureSIPAdminPermission`` (``sip.admin``: the SIP trunk and rule calls).
 """
 
 from __future__ import annotations
@@ -116,11 +119,14 @@ def _route(request: web.Request) -> str:
 
 @dataclass(frozen=True)
 class Grants:
-    """The parts of a verified LiveKit token the dispatch service looks at."""
+    """The parts of a verified LiveKit token the stand-in's services look at."""
 
     room_admin: bool
     room: str
     has_video: bool
+    room_list: bool = False
+    room_create: bool = False
+    sip_admin: bool = False
 
 
 NO_GRANTS = Grants(room_admin=False, room="", has_video=False)
@@ -159,9 +165,18 @@ class TokenVerifier:
         else:
             self._check_times(token, claims)
         video = claims.get("video")
+        sip = claims.get("sip")
+        sip_admin = isinstance(sip, dict) and bool(sip.get("admin"))
         if not isinstance(video, dict):
-            return NO_GRANTS
-        return Grants(room_admin=bool(video.get("roomAdmin")), room=str(video.get("room", "")), has_video=True)
+            return Grants(room_admin=False, room="", has_video=False, sip_admin=sip_admin)
+        return Grants(
+            room_admin=bool(video.get("roomAdmin")),
+            room=str(video.get("room", "")),
+            has_video=True,
+            room_list=bool(video.get("roomList")),
+            room_create=bool(video.get("roomCreate")),
+            sip_admin=sip_admin,
+        )
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:
@@ -170,7 +185,7 @@ class TokenVerifier:
             raise MiddlewareReject("invalid authorization token") from exc
         issuer = unverified.get("iss", "")
         if issuer != self.api_key:
-            raise MiddlewareReject(f"invalid API key: {issuer}")
+            raise MiddlewareReject("invalid API key")
         try:
             return jwt.decode(
                 token,
@@ -181,18 +196,41 @@ class TokenVerifier:
                 options={"require": ["exp"]},
             )
         except jwt.PyJWTError as exc:
-            raise MiddlewareReject(f"invalid token: {token}, error: {exc}") from exc
+            raise MiddlewareReject(f"invalid authorization token: {exc}") from exc
 
     def _check_times(self, token: str, claims: dict[str, Any]) -> None:
         now = self._clock()
         if now > float(claims["exp"]) + LEEWAY_SECONDS:
             del self._verified[token]
-            raise MiddlewareReject(f"invalid token: {token}, error: Signature has expired")
+            raise MiddlewareReject("invalid authorization token: Signature has expired")
         if "nbf" in claims and now < float(claims["nbf"]) - LEEWAY_SECONDS:
-            raise MiddlewareReject(f"invalid token: {token}, error: The token is not yet valid (nbf)")
+            raise MiddlewareReject("invalid authorization token: The token is not yet valid (nbf)")
 
 
 def ensure_admin(grants: Grants, room: str) -> None:
     """livekit-server EnsureAdminPermission wrapped by twirpAuthError."""
     if not grants.has_video or not grants.room_admin or grants.room != room:
-        raise TwirpError("unauthenticated", "permissions denied")
+        raise permission_denied()
+
+
+def ensure_list(grants: Grants) -> None:
+    """EnsureListPermission."""
+    if not grants.has_video or not grants.room_list:
+        raise permission_denied()
+
+
+def ensure_create(grants: Grants) -> None:
+    """EnsureCreatePermission."""
+    if not grants.has_video or not grants.room_create:
+        raise permission_denied()
+
+
+def ensure_sip_admin(grants: Grants) -> None:
+    """EnsureSIPAdminPermission: the token's ``sip`` claims, not ``video``."""
+    if not grants.sip_admin:
+        raise permission_denied()
+
+
+def permission_denied() -> TwirpError:
+    """twirpAuthError(ErrPermissionDenied)."""
+    return TwirpError("unauthenticated", "permissions denied")

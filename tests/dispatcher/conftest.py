@@ -1,5 +1,10 @@
 """Fixtures for DispatcherService tests: real gRPC servers on port 0 in front of the
-LiveKit stand-in, optionally sharing the machine's real Redis under a unique prefix."""
+LiveKit stand-in, optionally sharing the machine's real Redis under a unique prefix.
+
+The stand-in holds only the rooms it was given: a DispatchAgent request is for a call
+whose caller is already in the room, so each test creates its rooms first
+(`livekit.create_room`); for a room LiveKit does not hold, ListDispatch answers nothing
+for 15 s, as livekit-server does."""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ async def test_create_that_times_out_and_lands_late_is_not_sent_again(
 ) -> None:
     # The first create outlives its 1 s attempt and lands at 1.3 s: after the moment a
     # single "did it land?" ListDispatch before a retry would have looked.
+    livekit.create_room("late-room")
     d = await start_dispatcher(config_for(livekit, retry=ONE_SECOND_ATTEMPTS))
     livekit.delay_next(1, 1.3, method="CreateDispatch")
 
@@ -45,6 +46,7 @@ async def test_create_that_times_out_and_lands_late_is_not_sent_again(
 async def test_create_that_lands_after_the_deadline_answers_unavailable_and_keeps_the_claim(
     livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
 ) -> None:
+    livekit.create_room("slow-room")
     d = await start_dispatcher(config_for(livekit, retry=ONE_SECOND_ATTEMPTS, redis_prefix=redis_prefix))
     livekit.delay_next(1, 2.5, method="CreateDispatch")  # lands a second after our deadline
 
@@ -70,6 +72,7 @@ async def test_create_that_lands_after_the_deadline_answers_unavailable_and_keep
 async def test_unreadable_200_to_a_create_is_looked_up_not_reported_as_unknown(
     livekit: LiveKitStandIn, start_dispatcher
 ) -> None:
+    livekit.create_room("garbled-room")
     d = await start_dispatcher(config_for(livekit))
     livekit.garble_next(1, method="CreateDispatch")
 
@@ -82,6 +85,7 @@ async def test_unreadable_200_to_a_create_is_looked_up_not_reported_as_unknown(
 
 
 async def test_unreadable_200_to_a_list_is_internal_not_unknown(livekit: LiveKitStandIn, start_dispatcher) -> None:
+    livekit.create_room("garbled-room")
     d = await start_dispatcher(config_for(livekit))
     livekit.garble_next(1, method="ListDispatch")
 
@@ -95,6 +99,7 @@ async def test_unreadable_200_to_a_list_is_internal_not_unknown(livekit: LiveKit
 async def test_503_with_a_twirp_body_is_unambiguous_and_retried_with_a_fresh_create(
     livekit: LiveKitStandIn, start_dispatcher
 ) -> None:
+    livekit.create_room("twirp-room")
     d = await start_dispatcher(config_for(livekit))
 
     async def fail_the_create() -> None:
@@ -135,6 +140,7 @@ async def test_caller_cancelling_during_the_create_keeps_the_claim_for_the_settl
     # grpc.aio cancels the handler when the caller goes away (its deadline fired first).
     # The create is then still in flight and may land: the claim must not lapse at its
     # short TTL (10 s budget + 1 s here), but stay the settle time (5 s) from now.
+    livekit.create_room("gone-room")
     patient = RetryConfig(max_attempts=6, initial_backoff=0.01, max_backoff=0.05, attempt_timeout=8.0)
     d = await start_dispatcher(config_for(livekit, retry=patient, redis_prefix=redis_prefix))
     livekit.delay_next(1, 1.0, method="CreateDispatch")
@@ -160,6 +166,7 @@ async def test_caller_cancelling_during_the_create_keeps_the_claim_for_the_settl
 async def test_caller_cancelling_before_any_create_releases_the_claim(
     livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
 ) -> None:
+    livekit.create_room("early-room")
     d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
     livekit.delay_next(1, 1.0, method="ListDispatch")
     stub = pb_grpc.DispatcherServiceStub(d.client.channel)

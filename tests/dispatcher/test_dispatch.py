@@ -17,6 +17,7 @@ from tests.dispatcher.conftest import AGENT, RunningDispatcher, job_metadata
 async def test_dispatch_creates_one_dispatch_with_parseable_metadata(
     livekit: LiveKitStandIn, dispatcher: RunningDispatcher
 ) -> None:
+    livekit.create_room("call-room-1")
     metadata = job_metadata("call-room-1")
     response = await dispatcher.client.dispatch_agent("call-room-1", AGENT, metadata, trace_id="EV_test")
 
@@ -33,13 +34,14 @@ async def test_dispatch_creates_one_dispatch_with_parseable_metadata(
     assert parsed.trace_id == "EV_test"
     assert response.dispatch.metadata == held[0].metadata
     assert response.dispatch.job_metadata == parsed  # typed: nothing for the caller to decode
-    (listed,) = await dispatcher.client.list_dispatches("call-room-1")
+    (listed,) = [d for d in await dispatcher.client.list_dispatches("call-room-1") if d.agent_name == AGENT]
     assert listed.job_metadata == parsed
 
 
 async def test_same_request_five_times_sequentially_makes_one_dispatch(
     livekit: LiveKitStandIn, dispatcher: RunningDispatcher
 ) -> None:
+    livekit.create_room("seq-room")
     metadata = job_metadata("seq-room")
     responses = [await dispatcher.client.dispatch_agent("seq-room", AGENT, metadata) for _ in range(5)]
 
@@ -52,6 +54,7 @@ async def test_same_request_five_times_sequentially_makes_one_dispatch(
 async def test_same_request_twenty_times_concurrently_makes_one_dispatch(
     livekit: LiveKitStandIn, dispatcher: RunningDispatcher
 ) -> None:
+    livekit.create_room("burst-room")
     livekit.set_latency(0.02)  # keep the first create in flight while the others arrive
     metadata = job_metadata("burst-room")
     responses = await asyncio.gather(
@@ -70,6 +73,7 @@ async def test_existing_dispatch_made_elsewhere_is_returned_not_duplicated(
     livekit: LiveKitStandIn, dispatcher: RunningDispatcher
 ) -> None:
     # Someone (e.g. a LiveKit dispatch rule or an older deployment) already put the agent there.
+    livekit.create_room("pre-room")
     from livekit import api
 
     async with api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret) as lk:
@@ -87,6 +91,7 @@ async def test_existing_dispatch_made_elsewhere_is_returned_not_duplicated(
 async def test_another_agent_name_in_the_same_room_gets_its_own_dispatch(
     livekit: LiveKitStandIn, dispatcher: RunningDispatcher
 ) -> None:
+    livekit.create_room("two-agents")
     await dispatcher.client.dispatch_agent("two-agents", AGENT, job_metadata("two-agents"))
     other = await dispatcher.client.dispatch_agent("two-agents", "friday-notetaker", job_metadata("two-agents"))
 
@@ -97,6 +102,7 @@ async def test_another_agent_name_in_the_same_room_gets_its_own_dispatch(
 async def test_without_sip_call_id_the_room_is_the_claim(
     livekit: LiveKitStandIn, dispatcher: RunningDispatcher
 ) -> None:
+    livekit.create_room("no-call-id")
     metadata = job_metadata("no-call-id", sip_call_id="")
     livekit.set_latency(0.02)
     responses = await asyncio.gather(
@@ -108,19 +114,22 @@ async def test_without_sip_call_id_the_room_is_the_claim(
 
 
 async def test_list_and_cancel_pass_through(livekit: LiveKitStandIn, dispatcher: RunningDispatcher) -> None:
+    livekit.create_room("list-room")
     created = await dispatcher.client.dispatch_agent("list-room", AGENT, job_metadata("list-room"))
 
     listed = await dispatcher.client.list_dispatches("list-room")
-    assert [d.dispatch_id for d in listed] == [created.dispatch.dispatch_id]
-    assert listed[0].agent_name == AGENT
+    # LiveKit lists the room's implicit dispatch (agent name "") beside ours.
+    assert sorted(d.agent_name for d in listed) == ["", AGENT]
+    assert [d.dispatch_id for d in listed if d.agent_name == AGENT] == [created.dispatch.dispatch_id]
 
     cancelled = await dispatcher.client.cancel_dispatch("list-room", created.dispatch.dispatch_id)
     assert cancelled.dispatch_id == created.dispatch.dispatch_id
     assert livekit.dispatches("list-room") == []
-    assert await dispatcher.client.list_dispatches("list-room") == []
+    assert [d.agent_name for d in await dispatcher.client.list_dispatches("list-room")] == [""]
 
 
 async def test_cancel_of_unknown_dispatch_is_not_found(livekit: LiveKitStandIn, dispatcher: RunningDispatcher) -> None:
+    livekit.create_room("some-room")
     with pytest.raises(DispatcherCallError) as caught:
         await dispatcher.client.cancel_dispatch("some-room", "AD_doesnotexist")
 

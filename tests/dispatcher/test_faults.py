@@ -26,6 +26,7 @@ def total_retries(d: RunningDispatcher) -> float:
 
 
 async def test_two_503s_then_success_after_retries(livekit: LiveKitStandIn, dispatcher: RunningDispatcher) -> None:
+    livekit.create_room("retry-room")
     livekit.fail_next(2, status=503, code="unavailable")
 
     response = await dispatcher.client.dispatch_agent("retry-room", AGENT, job_metadata("retry-room"))
@@ -39,6 +40,7 @@ async def test_two_503s_then_success_after_retries(livekit: LiveKitStandIn, disp
 async def test_503_forever_is_unavailable_before_the_callers_deadline(
     livekit: LiveKitStandIn, start_dispatcher
 ) -> None:
+    livekit.create_room("down-room")
     # Attempts are not what stops us here: only the caller's 0.8 s deadline is.
     patient = RetryConfig(max_attempts=10_000, initial_backoff=0.01, max_backoff=0.05, attempt_timeout=1.0)
     d = await start_dispatcher(config_for(livekit, retry=patient))
@@ -65,6 +67,7 @@ async def test_503_forever_is_unavailable_before_the_callers_deadline(
 async def test_wrong_livekit_secret_is_failed_precondition_not_unauthenticated(
     livekit: LiveKitStandIn, start_dispatcher
 ) -> None:
+    livekit.create_room("key-room")
     config = config_for(livekit)
     config = replace(config, livekit=LiveKitConfig(livekit.url, livekit.api_key, "x" * 40))
     d = await start_dispatcher(config)
@@ -102,6 +105,7 @@ async def test_definitive_livekit_errors_map_to_codes_without_retry(
     grpc_code: grpc.StatusCode,
     reason: str,
 ) -> None:
+    livekit.create_room("mapped-room")
     livekit.fail_next(1, status=status, code=twirp_code)
 
     with pytest.raises(DispatcherCallError) as caught:
@@ -115,6 +119,7 @@ async def test_definitive_livekit_errors_map_to_codes_without_retry(
 async def test_rate_limited_forever_is_resource_exhausted(
     livekit: LiveKitStandIn, dispatcher: RunningDispatcher
 ) -> None:
+    livekit.create_room("busy-room")
     livekit.fail_next(10**9, status=429, code="resource_exhausted")
 
     with pytest.raises(DispatcherCallError) as caught:
@@ -155,6 +160,7 @@ async def test_livekit_not_listening_is_unavailable(livekit: LiveKitStandIn, sta
 async def test_create_that_timed_out_but_landed_is_found_not_repeated(
     livekit: LiveKitStandIn, start_dispatcher
 ) -> None:
+    livekit.create_room("slow-room")
     # The create attempt times out on our side while LiveKit still completes it: the
     # retry must look (ListDispatch) before creating again.
     slow_retry = RetryConfig(max_attempts=5, initial_backoff=1.0, max_backoff=1.0, attempt_timeout=0.3)

@@ -21,6 +21,7 @@ from tests.dispatcher.conftest import AGENT, config_for, job_metadata
 async def test_two_replicas_racing_on_one_call_make_one_dispatch(
     livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str
 ) -> None:
+    livekit.create_room("race-room")
     livekit.set_latency(0.03)  # widen the window in which both could decide to create
     config = config_for(livekit, redis_prefix=redis_prefix)
     a = await start_dispatcher(config)
@@ -43,6 +44,7 @@ async def test_two_replicas_racing_on_one_call_make_one_dispatch(
 async def test_claim_outlives_a_successful_create_for_the_settle_time(
     livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
 ) -> None:
+    livekit.create_room("settle-room")
     d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
     metadata = job_metadata("settle-room", sip_call_id="SCL_settle")
 
@@ -55,6 +57,7 @@ async def test_claim_outlives_a_successful_create_for_the_settle_time(
 async def test_claim_is_freed_when_livekit_refused_the_create(
     livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
 ) -> None:
+    livekit.create_room("refused-room")
     d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
     metadata = job_metadata("refused-room", sip_call_id="SCL_refused")
     livekit.fail_next(1, status=400, code="invalid_argument")
@@ -68,6 +71,7 @@ async def test_claim_is_freed_when_livekit_refused_the_create(
 async def test_claim_of_a_dead_replica_expires_and_the_call_is_then_dispatched(
     livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
 ) -> None:
+    livekit.create_room("orphan-room")
     d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
     metadata = job_metadata("orphan-room", sip_call_id="SCL_orphan")
     # A replica claimed the call and died before creating anything: only its TTL is left.
@@ -84,6 +88,7 @@ async def test_claim_of_a_dead_replica_expires_and_the_call_is_then_dispatched(
 async def test_claim_held_without_a_dispatch_until_the_deadline_is_in_progress(
     livekit: LiveKitStandIn, start_dispatcher, redis_prefix: str, redis_client: aioredis.Redis
 ) -> None:
+    livekit.create_room("held-room")
     d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
     metadata = job_metadata("held-room", sip_call_id="SCL_held")
     await redis_client.set(redis_prefix + claim_key("held-room", AGENT), "other-replica", px=60_000)
@@ -100,6 +105,7 @@ async def test_claim_held_without_a_dispatch_until_the_deadline_is_in_progress(
 async def test_unreachable_redis_refuses_instead_of_risking_a_second_agent(
     livekit: LiveKitStandIn, start_dispatcher
 ) -> None:
+    livekit.create_room("no-redis-room")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
@@ -119,6 +125,7 @@ async def test_claim_is_kept_when_a_create_may_have_landed(
 ) -> None:
     # A 504 comes from a proxy in front of LiveKit: the create may have reached LiveKit.
     # Other requests must keep polling ListDispatch instead of creating at once.
+    livekit.create_room("maybe-room")
     d = await start_dispatcher(config_for(livekit, redis_prefix=redis_prefix))
     metadata = job_metadata("maybe-room", sip_call_id="SCL_maybe")
 
@@ -147,6 +154,7 @@ async def test_blackholed_redis_answers_claim_store_unavailable_within_the_calle
     # A listener that never accepts: the kernel completes the TCP handshake, then nothing
     # ever answers, like a Redis behind a blackholing firewall. A 2 s socket timeout let
     # the claim op outlast this 1 s caller, who then only saw its own DEADLINE_EXCEEDED.
+    livekit.create_room("hole-room")
     with socket.socket() as blackhole:
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(16)

@@ -23,6 +23,7 @@ TOKEN = "dispatcher-token-0123456789"
 async def test_missing_or_bad_token_is_unauthenticated_while_health_answers(
     livekit: LiveKitStandIn, start_dispatcher, presented: str | None, reason: str
 ) -> None:
+    livekit.create_room("auth-room")
     d = await start_dispatcher(
         config_for(livekit), server_config=ServerConfig(host="127.0.0.1", port=0, auth_token=TOKEN), token=presented
     )
@@ -41,6 +42,7 @@ async def test_missing_or_bad_token_is_unauthenticated_while_health_answers(
 
 
 async def test_right_token_dispatches(livekit: LiveKitStandIn, start_dispatcher) -> None:
+    livekit.create_room("auth-ok-room")
     d = await start_dispatcher(
         config_for(livekit), server_config=ServerConfig(host="127.0.0.1", port=0, auth_token=TOKEN), token=TOKEN
     )
@@ -52,6 +54,7 @@ async def test_right_token_dispatches(livekit: LiveKitStandIn, start_dispatcher)
 
 
 async def test_tls_round_trip(livekit: LiveKitStandIn, start_dispatcher, tmp_path: Path) -> None:
+    livekit.create_room("tls-room")
     pki = make_certs(tmp_path)
     tls = ServerTLSConfig(cert_file=pki.server_cert, key_file=pki.server_key)
     d = await start_dispatcher(
@@ -73,6 +76,7 @@ async def test_tls_round_trip(livekit: LiveKitStandIn, start_dispatcher, tmp_pat
 async def test_mtls_requires_a_client_certificate_from_our_ca(
     livekit: LiveKitStandIn, start_dispatcher, tmp_path: Path
 ) -> None:
+    livekit.create_room("mtls-room")
     pki = make_certs(tmp_path)
     tls = ServerTLSConfig(cert_file=pki.server_cert, key_file=pki.server_key, client_ca_file=pki.ca)
     d = await start_dispatcher(
@@ -100,6 +104,7 @@ async def test_mtls_requires_a_client_certificate_from_our_ca(
 async def test_client_reads_target_token_and_tls_from_the_environment(
     livekit: LiveKitStandIn, start_dispatcher, tmp_path: Path
 ) -> None:
+    livekit.create_room("env-room")
     pki = make_certs(tmp_path)
     tls = ServerTLSConfig(cert_file=pki.server_cert, key_file=pki.server_key, client_ca_file=pki.ca)
     d = await start_dispatcher(

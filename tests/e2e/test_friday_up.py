@@ -36,6 +36,8 @@ def test_friday_up_serves_a_simulated_call_and_stops_cleanly_on_ctrl_c() -> None
             standin_process("services.testing.crm", "--personas", str(personas)) as crm,
             standin_process("services.testing.livekit_api", "--api-key", KEY, "--api-secret", SECRET) as livekit,
         ):
+            # A LiveKit deployment has the agent's worker; simulate-call puts the caller's room into LiveKit.
+            livekit.control("workers", {"agent_name": "friday-ai-agent"})
             gateway_port = free_port()
             env = {
                 **os.environ,
@@ -80,9 +82,11 @@ def test_friday_up_serves_a_simulated_call_and_stops_cleanly_on_ctrl_c() -> None
             assert "PERSONA_SOURCE_CRM" in call.stdout
 
             state = livekit.state()
+            assert ("CreateRoom", 200) in [(c["method"], c["status"]) for c in state["calls"]]
             dispatches = state["dispatches"].get("e2e-room", [])
             assert len(dispatches) == 1, state
             metadata = job_metadata.decode(dispatches[0]["metadata"])
+            assert [job["status"] for job in state["jobs"]] == ["JS_RUNNING"]  # the worker took the call
             assert metadata.persona.display_name == "Priya from the CRM"
             assert metadata.call.caller_number == "+14155550199"
 

@@ -3,9 +3,10 @@
 simulated calls spread over both gateways, and one PersonaService replica and one
 DispatcherService replica killed with SIGKILL mid-run.
 
-The test plays LiveKit's webhook delivery: each call's `participant_joined` is
-signed once and re-sent with the same bytes after a 5xx (not 501), a 429 or a
-transport error, after 1, 2, 4 and 8 s (5 attempts). Then:
+The test plays LiveKit with its stand-ins and its webhook delivery model
+(services/chaos/redelivery.py: the same bytes re-sent after a 5xx (not 501), a 429 or
+a transport error, after 1, 2, 4 and 8 s, 5 attempts); each call's room exists and the
+agent's worker is registered before the calls start. Then:
 - every call ends with exactly one dispatch in its room, none with two;
 - the CRM saw exactly one request per distinct dialed number (the persona cache and
   the fetch lease are shared through Redis).
@@ -34,8 +35,10 @@ import httpx
 import pytest
 import redis
 
+from services.chaos.redelivery import Delivery, WebhookSender
+from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.testing.crm import BASE_PATH as CRM_BASE_PATH
-from services.testing.livekit_webhooks import signed_request, sip_participant_joined
+from services.testing.livekit_webhooks import sip_participant_joined
 from services.testing.process import standin_process
 from tests.child_process import REPO_ROOT, ProcessOutput, is_alive
 
@@ -47,7 +50,6 @@ NUMBERS = [f"+9198765432{i:02d}" for i in range(30)]  # Indian mobiles; the CRM 
 KILL_AFTER_ANSWERED = 60  # every number fetched (calls 0..59 cover the 30 numbers)
 KILL_BEFORE_CALL = 100
 CONCURRENCY = 16
-REDELIVERY_BACKOFF = (1, 2, 4, 8)  # LiveKit: 5 attempts
 
 
 def _port_is_free(port: int) -> bool:
@@ -85,31 +87,6 @@ def redis_prefix() -> Iterator[str]:
     client.close()
 
 
-class Delivery:
-    """LiveKit's webhook delivery for one event: same bytes on every attempt."""
-
-    def __init__(self, url: str, body: bytes, headers: dict[str, str]) -> None:
-        self.url, self.body, self.headers = url, body, headers
-        self.statuses: list[int | str] = []
-
-    async def run(self, client: httpx.AsyncClient) -> int | str:
-        for wait in (0, *REDELIVERY_BACKOFF):
-            await asyncio.sleep(wait)
-            try:
-                status: int | str = (await client.post(self.url, content=self.body, headers=self.headers)).status_code
-            except httpx.TransportError as exc:
-                status = type(exc).__name__
-            self.statuses.append(status)
-            if isinstance(status, int) and not (status >= 500 and status != 501) and status != 429:
-                return status  # 2xx, or a 4xx LiveKit never retries
-        return self.statuses[-1]
-
-    @property
-    def succeeded(self) -> bool:
-        last = self.statuses[-1] if self.statuses else None
-        return isinstance(last, int) and 200 <= last < 300
-
-
 def test_two_replicas_of_everything_survive_sigkill_with_exactly_one_dispatch_per_call(redis_prefix: str) -> None:
     run_id = uuid.uuid4().hex[:8]
     personas = {
@@ -125,6 +102,9 @@ def test_two_replicas_of_everything_survive_sigkill_with_exactly_one_dispatch_pe
                 "services.testing.livekit_api", "--api-key", KEY, "--api-secret", SECRET, "--latency", "0.2"
             ) as livekit,
         ):
+            # What LiveKit has before the calls: the agent's worker, and each caller in its room.
+            livekit.control("workers", {"agent_name": DEFAULT_AGENT_NAME})
+            livekit.control("rooms", {"names": [_room(run_id, i) for i in range(CALLS)]})
             grpc_base = _free_base((0, 1, 10, 11))  # persona base, dispatcher base+1, replica 2 at +10
             gateway_port = _free_base((0, 1))
             env = {
@@ -171,11 +151,11 @@ def test_two_replicas_of_everything_survive_sigkill_with_exactly_one_dispatch_pe
             # Calls in flight on a killed replica got a 503 and were redelivered; how many
             # depends on timing, so it is reported, not asserted.
             redelivered = {i: d.statuses for i, d in enumerate(deliveries) if len(d.statuses) > 1}
-            failed = {i: d.statuses for i, d in enumerate(deliveries) if not d.succeeded}
+            failed = {i: d.statuses for i, d in enumerate(deliveries) if not d.delivered}
             assert not failed, f"calls without a 2xx after 5 attempts: {failed}\n{log[-5000:]}"
 
             dispatches = livekit.state()["dispatches"]
-            rooms = {f"scale-{run_id}-{i}" for i in range(CALLS)}
+            rooms = {_room(run_id, i) for i in range(CALLS)}
             counts = {room: len(dispatches.get(room, [])) for room in rooms}
             assert [r for r, n in counts.items() if n != 1] == [], (
                 f"rooms without exactly one dispatch: { {r: n for r, n in counts.items() if n != 1} } "
@@ -192,29 +172,28 @@ def test_two_replicas_of_everything_survive_sigkill_with_exactly_one_dispatch_pe
             assert not [pid for pid in pids.values() if is_alive(pid)], log[-5000:]
 
 
+def _room(run_id: str, call: int) -> str:
+    return f"scale-{run_id}-{call}"
+
+
 async def _simulate_calls(run_id: str, gateways: list[str], victims: tuple[int, ...]) -> list[Delivery]:
-    deliveries: list[Delivery] = []
-    for i in range(CALLS):
+    answered = 0
+    enough_answered = asyncio.Event()
+    killed = asyncio.Event()
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def call(i: int, url: WebhookSender) -> Delivery:
+        nonlocal answered
         event = sip_participant_joined(
-            room=f"scale-{run_id}-{i}",
+            room=_room(run_id, i),
             # Calls 2k and 2k+1 dial the same number at once through different gateways, so
             # cold numbers reach both persona replicas concurrently (the fetch lease's case).
             dialed_number=NUMBERS[(i // 2) % len(NUMBERS)],
             caller_number=f"+1415555{i:04d}",
             call_id=f"SCL_{run_id}_{i}",
         )
-        body, headers = signed_request(event, KEY, SECRET)
-        deliveries.append(Delivery(gateways[i % len(gateways)], body, headers))
-
-    answered = 0
-    enough_answered = asyncio.Event()
-    killed = asyncio.Event()
-    slots = asyncio.Semaphore(CONCURRENCY)
-
-    async def deliver(i: int, client: httpx.AsyncClient) -> None:
-        nonlocal answered
         try:
-            await deliveries[i].run(client)
+            return await url.queue(event)
         finally:
             slots.release()
             answered += 1
@@ -227,14 +206,18 @@ async def _simulate_calls(run_id: str, gateways: list[str], victims: tuple[int, 
             os.kill(pid, signal.SIGKILL)
         killed.set()
 
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient() as client:
+        # LiveKit's webhook URL behind a balancer that keeps each call (all its attempts) on one gateway.
+        urls = [WebhookSender(client, gateway, KEY, SECRET) for gateway in gateways]
         killer = asyncio.create_task(kill_mid_run())
         tasks = []
         for i in range(CALLS):
             if i == KILL_BEFORE_CALL:
                 await killed.wait()
             await slots.acquire()
-            tasks.append(asyncio.create_task(deliver(i, client)))
-        await asyncio.gather(*tasks)
+            tasks.append(asyncio.create_task(call(i, urls[i % len(urls)])))
+        deliveries = await asyncio.gather(*tasks)
         await killer
-    return deliveries
+        for url in urls:
+            await url.aclose()
+    return list(deliveries)

@@ -39,6 +39,10 @@ async def _post(lk: LiveKitStandIn, path: str, body: bytes, *, token: str | None
         return r.status, await r.read()
 
 
+def _implicit(lk: LiveKitStandIn, room: str = ROOM) -> str:
+    return lk.state()["rooms"][room]["implicit_dispatch"]
+
+
 def _create_body(room: str = ROOM) -> bytes:
     return CreateAgentDispatchRequest(agent_name="friday-ai-agent", room=room, metadata="{}").SerializeToString()
 
@@ -57,13 +61,16 @@ async def test_sdk_create_list_get_delete(livekit: LiveKitStandIn, failover: boo
         assert created.state.created_at > 0
 
         listed = await lkapi.agent_dispatch.list_dispatch(ROOM)
-        assert [d.id for d in listed] == [created.id]
+        # The room CreateDispatch made holds its implicit dispatch too (agent name "").
+        expected = [("", _implicit(livekit)), ("friday-ai-agent", created.id)]
+        assert sorted((d.agent_name, d.id) for d in listed) == expected
         assert (await lkapi.agent_dispatch.get_dispatch(created.id, ROOM)).id == created.id
         assert await lkapi.agent_dispatch.get_dispatch("AD_doesnotexist", ROOM) is None
 
         deleted = await lkapi.agent_dispatch.delete_dispatch(created.id, ROOM)
-        assert deleted.id == created.id and deleted.state.deleted_at > 0
-        assert await lkapi.agent_dispatch.list_dispatch(ROOM) == []
+        assert deleted.id == created.id
+        assert deleted.state.deleted_at == 0  # livekit-server never sets it
+        assert [d.agent_name for d in await lkapi.agent_dispatch.list_dispatch(ROOM)] == [""]
     assert livekit.create_count() == 1
     assert [c.method for c in livekit.calls] == [
         "CreateDispatch",
@@ -102,10 +109,15 @@ async def test_sdk_with_wrong_credentials_gets_401(livekit: LiveKitStandIn, key:
 
 
 async def test_delete_unknown_dispatch_is_not_found(livekit: LiveKitStandIn) -> None:
+    livekit.create_room(ROOM)
     async with api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret) as lkapi:
         with pytest.raises(api.TwirpError) as excinfo:
             await lkapi.agent_dispatch.delete_dispatch("AD_unknown12345", ROOM)
-    assert (excinfo.value.status, excinfo.value.code) == (404, "not_found")
+    assert (excinfo.value.status, excinfo.value.code, excinfo.value.message) == (
+        404,
+        "not_found",
+        "dispatch ID not found",
+    )
 
 
 # -- auth as livekit-server does it ------------------------------------------------------------
@@ -137,7 +149,7 @@ async def test_wrong_secret_is_rejected_by_middleware_as_plain_text(livekit: Liv
     bad = _token(livekit, secret="not-the-secret-not-the-secret-not-the-secret")
     status, body = await _post(livekit, CREATE, _create_body(), token=bad, ct="application/protobuf")
     assert status == 401
-    assert body.startswith(b"invalid token: ")  # livekit-server's HandleError writes err.Error() as text
+    assert body.startswith(b"invalid authorization token: ")  # livekit-server's HandleError writes err.Error()
     assert livekit.all_dispatches() == []
 
 
@@ -275,6 +287,7 @@ async def test_latency_delays_calls(livekit: LiveKitStandIn) -> None:
 
 
 async def test_delay_next_delays_only_the_named_method_and_the_work_still_lands(livekit: LiveKitStandIn) -> None:
+    livekit.create_room(ROOM)
     livekit.delay_next(1, 1.0, method="CreateDispatch")
     headers = {"Content-Type": "application/protobuf", "Authorization": f"Bearer {_token(livekit)}"}
     list_body = ListAgentDispatchRequest(room=ROOM).SerializeToString()
@@ -297,12 +310,13 @@ async def test_delay_next_delays_only_the_named_method_and_the_work_still_lands(
 
 
 async def test_garble_next_does_the_work_but_answers_an_unreadable_200(livekit: LiveKitStandIn) -> None:
+    livekit.create_room(ROOM)
     livekit.garble_next(1, method="CreateDispatch")
     async with api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret, failover=False) as lkapi:
-        assert await lkapi.agent_dispatch.list_dispatch(ROOM) == []
+        assert [d.agent_name for d in await lkapi.agent_dispatch.list_dispatch(ROOM)] == [""]
         with pytest.raises(DecodeError):
             await lkapi.agent_dispatch.create_dispatch(CreateAgentDispatchRequest(agent_name="a", room=ROOM))
-        assert len(await lkapi.agent_dispatch.list_dispatch(ROOM)) == 1
+        assert sorted(d.agent_name for d in await lkapi.agent_dispatch.list_dispatch(ROOM)) == ["", "a"]
         await lkapi.agent_dispatch.create_dispatch(CreateAgentDispatchRequest(agent_name="a", room=ROOM))
     assert livekit.create_count() == 2
 

@@ -128,7 +128,7 @@ def test_agent_participant_is_kind_agent() -> None:
 
 
 def test_hidden_numbers_are_absent_attributes() -> None:
-    event = sip_participant_joined(room="r", dialed_number=None, caller_number=None)
+    event = sip_participant_joined(room="r", dialed_number=None, hide_numbers=True)
     attrs = json.loads(event_body(event))["participant"]["attributes"]
     assert "sip.trunkPhoneNumber" not in attrs and "sip.phoneNumber" not in attrs
     assert attrs["sip.callStatus"] == "ringing"

@@ -3,8 +3,12 @@ option says otherwise, and every part comes back on its port after a stop."""
 
 from __future__ import annotations
 
+from livekit.protocol.agent import JobStatus
+
+from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.dispatcher.config import RetryConfig
 from services.persona.config import PersonaConfig
+from services.testing.agent_workers import JobOutcome, ScriptedBehaviour
 from services.testing.livekit_webhooks import sip_participant_joined
 from services.testing.mesh import Mesh
 from services.testing.mesh_options import MeshOptions
@@ -70,3 +74,33 @@ async def test_every_part_stops_and_starts_again_on_the_same_port() -> None:
         assert again.json()["persona_id"] == "crm-mesh"
         assert mesh.crm.requests_for(CRM_SEGMENT) == 2  # the new PersonaService starts with an empty cache
         assert [len(mesh.livekit.dispatches(room)) for room in ("call-before", "call-after")] == [1, 1]
+
+
+async def test_livekit_has_a_worker_for_the_gateways_agent_name_and_deliver_puts_the_room_in_first() -> None:
+    async with Mesh() as mesh:
+        agent_name = mesh.gateway_config.agent_name
+        (worker,) = mesh.livekit.workers.workers()
+        assert worker.agent_name == agent_name == DEFAULT_AGENT_NAME
+        assert not mesh.livekit.has_room("call-worker")
+        response = await mesh.deliver(sip_participant_joined(room="call-worker", dialed_number=DIALED))
+        assert response.status_code == 200, response.text
+        assert mesh.livekit.has_room("call-worker")
+        await mesh.livekit.settle()
+        (dispatch,) = mesh.livekit.dispatches("call-worker")
+        (job,) = dispatch.state.jobs
+        assert (job.state.status, job.state.worker_id) == (JobStatus.JS_RUNNING, worker.id)
+        assert mesh.livekit.agents("call-worker") == [job.state.participant_identity]
+
+
+async def test_the_worker_options_choose_its_answer_and_delay_or_no_worker_at_all() -> None:
+    slow_failing = MeshOptions(livekit_worker=JobOutcome.FAILS, livekit_worker_accept_delay_seconds=0.2)
+    async with Mesh(slow_failing) as mesh:
+        (worker,) = mesh.livekit.workers.workers()
+        assert worker.behaviour == ScriptedBehaviour(accept_delay=0.2, outcome=JobOutcome.FAILS)
+    async with Mesh(MeshOptions(livekit_worker=None)) as mesh:
+        assert mesh.livekit.workers.workers() == []
+        response = await mesh.deliver(sip_participant_joined(room="call-nobody", dialed_number=DIALED))
+        assert response.status_code == 200, response.text  # a dispatch is not an agent
+        await mesh.livekit.settle()
+        (dispatch,) = mesh.livekit.dispatches("call-nobody")
+        assert list(dispatch.state.jobs) == []

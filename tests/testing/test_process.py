@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from livekit import api
 from livekit.protocol.agent_dispatch import CreateAgentDispatchRequest
+from livekit.protocol.sip import ListSIPInboundTrunkRequest
 
 from services.testing.crm import BASE_PATH
 from services.testing.process import standin_process
@@ -77,3 +78,44 @@ async def test_livekit_process_works_with_the_sdk_and_exposes_state() -> None:
 def test_unknown_control_endpoint_is_404() -> None:
     with standin_process("services.testing.livekit_api") as lk:
         assert _get(f"{lk.origin}/_standin/nope")[0] == 404
+
+
+async def test_livekit_process_takes_workers_rooms_and_trunks_over_the_control_api() -> None:
+    with standin_process("services.testing.livekit_api", "--api-key", KEY, "--api-secret", SECRET) as lk:
+        worker_id = lk.control("workers", {"agent_name": "friday-ai-agent", "accept_delay": 0.05})["worker_id"]
+        lk.control("workers", {"agent_name": "friday-ai-agent", "outcome": "full"})
+        assert lk.control("rooms", {"names": ["call-1", "call-2"]}) == {"rooms": ["call-1", "call-2"]}
+        lk.control("sip_inbound_trunks", {"trunk_id": "ST_1", "numbers": ["+14155550100"]})
+        async with api.LiveKitAPI(lk.origin, KEY, SECRET) as lkapi:
+            # call-1 exists already: ListDispatch answers at once with its implicit dispatch.
+            assert [d.agent_name for d in await lkapi.agent_dispatch.list_dispatch("call-1")] == [""]
+            created = await lkapi.agent_dispatch.create_dispatch(
+                CreateAgentDispatchRequest(agent_name="friday-ai-agent", room="call-1")
+            )
+            trunks = await lkapi.sip.list_inbound_trunk(ListSIPInboundTrunkRequest(numbers=["14155550100"]))
+        assert [t.sip_trunk_id for t in trunks.items] == ["ST_1"]
+        lk.control("settle")
+
+        state = lk.state()
+        (job,) = state["jobs"]
+        assert (job["dispatch_id"], job["worker_id"], job["status"]) == (created.id, worker_id, "JS_RUNNING")
+        assert job["participant_identity"] == "agent-" + job["id"]
+        (listed,) = state["dispatches"]["call-1"]
+        assert listed["state"]["jobs"][0]["id"] == job["id"]
+        assert state["rooms"]["call-1"]["agents"] == [job["participant_identity"]]
+        assert state["rooms"]["call-2"]["implicit_dispatch"].startswith("AD_")
+        assert sorted(w["outcome"] for w in state["workers"]) == ["full", "runs"]
+        assert state["sip_inbound_trunks"][0]["numbers"] == ["+14155550100"]
+
+        assert lk.control("rooms/delete", {"name": "call-1"}) == {"deleted": True}
+        assert lk.state()["jobs"][0]["status"] == "JS_FAILED"  # its agent left the closed room
+        assert lk.control("workers/remove", {"worker_id": worker_id}) == {"ok": True}
+        assert len(lk.control("workers/absent", {"agent_name": "friday-ai-agent"})["removed"]) == 1
+        assert lk.state()["workers"] == []
+
+        lk.control("reset_calls")
+        after = lk.state()
+        assert (after["calls"], after["create_count"]) == ([], 0)
+        assert "call-2" in after["rooms"]  # only the call log was reset
+        lk.control("reset")
+        assert lk.state()["rooms"] == {}

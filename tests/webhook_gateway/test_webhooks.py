@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from friday.persona.v1.persona_pb2 import PersonaSource
+from services.chaos.redelivery import WebhookSender
 from services.common import job_metadata
 from services.testing.livekit_webhooks import (
     agent_participant_joined,
@@ -102,6 +103,7 @@ async def test_oversize_body_is_413_and_non_json_is_400(mesh: Mesh) -> None:
 
 
 async def test_plain_json_content_type_is_accepted_and_others_are_not(mesh: Mesh) -> None:
+    mesh.livekit.create_room("call-json")  # the caller is in it before LiveKit sends the join
     body = event_body(_sip_join(room="call-json"))
     headers = {**sign(body, WEBHOOK_KEY, WEBHOOK_SECRET), "Content-Type": "application/json"}
     assert (await mesh.post(body, headers)).status_code == 200
@@ -111,6 +113,7 @@ async def test_plain_json_content_type_is_accepted_and_others_are_not(mesh: Mesh
 
 
 async def test_unknown_fields_from_newer_livekit_are_ignored(mesh: Mesh) -> None:
+    mesh.livekit.create_room("call-new")
     document = json.loads(event_body(_sip_join(room="call-new")))
     document["someFutureField"] = {"x": 1}
     document["participant"]["futureParticipantField"] = "y"
@@ -121,6 +124,7 @@ async def test_unknown_fields_from_newer_livekit_are_ignored(mesh: Mesh) -> None
 
 
 async def test_same_event_delivered_three_times_dispatches_once(mesh: Mesh) -> None:
+    mesh.livekit.create_room("call-dup")
     body = event_body(_sip_join(room="call-dup"))
     headers = sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
     answers = [await mesh.post(body, headers) for _ in range(3)]
@@ -131,6 +135,7 @@ async def test_same_event_delivered_three_times_dispatches_once(mesh: Mesh) -> N
 
 
 async def test_concurrent_duplicates_still_end_with_one_dispatch(mesh: Mesh) -> None:
+    mesh.livekit.create_room("call-race")
     body = event_body(_sip_join(room="call-race"))
     headers = sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
     answers = await asyncio.gather(*(mesh.post(body, headers) for _ in range(10)))
@@ -154,24 +159,22 @@ async def test_persona_service_down_dispatches_with_the_default_persona(mesh: Me
 
 async def test_dispatcher_down_is_503_and_the_redelivery_dispatches_once(mesh: Mesh) -> None:
     await mesh.stop_dispatcher()
-    body = event_body(_sip_join(room="call-redeliver"))
-    headers = sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
-
-    first = await mesh.post(body, headers)
-    assert first.status_code == 503, first.text
+    mesh.livekit.create_room("call-redeliver")
+    # LiveKit's delivery: the same bytes again after 1, 2, 4, 8 s while the answer is a 5xx.
+    sender = WebhookSender(mesh.http, mesh.webhook_url, WEBHOOK_KEY, WEBHOOK_SECRET)
+    delivering = sender.queue(_sip_join(room="call-redeliver"))
+    failed = 'friday_gateway_webhooks_total{event="participant_joined",outcome="dispatch_failed"} 1.0'
+    for _ in range(200):  # until the first attempt was answered
+        if failed in (await mesh.http.get(f"{mesh.gateway_url}/metrics")).text:
+            break
+        await asyncio.sleep(0.05)
     assert mesh.livekit.all_dispatches() == []
 
     await mesh.start_dispatcher()
-    # LiveKit redelivers the same bytes on its 1/2/4/8 s schedule; the channel may
-    # still be in reconnect backoff on the first try.
-    statuses = []
-    for delay in (0, 1, 2, 4):
-        await asyncio.sleep(delay)
-        response = await mesh.post(body, headers)
-        statuses.append(response.status_code)
-        if response.status_code == 200:
-            break
-    assert statuses[-1] == 200, statuses
+    delivery = await delivering
+    await sender.aclose()
+    # The gateway's channel may still be in reconnect backoff on the first redelivery.
+    assert delivery.statuses[0] == 503 and delivery.delivered, delivery.statuses
     assert len(mesh.livekit.dispatches("call-redeliver")) == 1
 
 
@@ -183,7 +186,7 @@ async def test_livekit_503_once_is_retried_to_one_dispatch(mesh: Mesh) -> None:
 
 
 async def test_hidden_dialed_number_dispatches_the_default_persona(mesh: Mesh) -> None:
-    response = await mesh.deliver(_sip_join(room="call-hidden", dialed=None))
+    response = await mesh.deliver(_sip_join(room="call-hidden", dialed=None, hide_numbers=True))
     assert response.status_code == 200, response.text
     assert "hidden" in response.json()["default_reason"]
     _, metadata = _only_dispatch(mesh, "call-hidden")
@@ -205,6 +208,7 @@ async def test_ready_follows_the_upstreams(mesh: Mesh) -> None:
 
 
 async def test_metrics_count_outcomes_sources_and_duplicates(mesh: Mesh) -> None:
+    mesh.livekit.create_room("call-metrics")
     body = event_body(_sip_join(room="call-metrics"))
     headers = sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
     await mesh.post(body, headers)
