@@ -97,6 +97,13 @@ class DispatcherClient:
         response = await self._call(self._stub.ListDispatches, pb.ListDispatchesRequest(room=room), timeout, trace_id)
         return list(response.dispatches)
 
+    async def trunk_numbers(
+        self, trunk_id: str, *, timeout: float | None = None, trace_id: str | None = None
+    ) -> list[str]:
+        request = pb.GetTrunkNumbersRequest(trunk_id=trunk_id)
+        response = await self._call(self._stub.GetTrunkNumbers, request, timeout, trace_id)
+        return list(response.numbers)
+
     async def cancel_dispatch(
         self, room: str, dispatch_id: str, *, timeout: float | None = None, trace_id: str | None = None
     ) -> pb.Dispatch:

@@ -66,6 +66,15 @@ DispatcherFactory = Callable[..., "AsyncIterator[RunningDispatcher]"]
 
 
 @pytest.fixture
+async def livekit() -> AsyncIterator[LiveKitStandIn]:
+    """The LiveKit stand-in as a deployment has it: a worker registered under AGENT
+    (tests of a missing or failing worker change it through `livekit.workers`)."""
+    async with LiveKitStandIn() as standin:
+        standin.workers.register(AGENT)
+        yield standin
+
+
+@pytest.fixture
 async def start_dispatcher() -> AsyncIterator[Callable[..., object]]:
     """`await start_dispatcher(config, server_config=..., token=..., tls=...)` → RunningDispatcher;
     everything started is stopped at teardown."""

@@ -92,6 +92,7 @@ async def test_another_agent_name_in_the_same_room_gets_its_own_dispatch(
     livekit: LiveKitStandIn, dispatcher: RunningDispatcher
 ) -> None:
     livekit.create_room("two-agents")
+    livekit.workers.register("friday-notetaker")
     await dispatcher.client.dispatch_agent("two-agents", AGENT, job_metadata("two-agents"))
     other = await dispatcher.client.dispatch_agent("two-agents", "friday-notetaker", job_metadata("two-agents"))
 

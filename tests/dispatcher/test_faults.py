@@ -22,7 +22,7 @@ RETRIES = "friday_dispatcher_livekit_retries_total"
 
 
 def total_retries(d: RunningDispatcher) -> float:
-    return sum(d.metric(RETRIES, {"method": m}) for m in ("ListDispatch", "CreateDispatch"))
+    return sum(d.metric(RETRIES, {"method": m}) for m in ("ListRooms", "ListDispatch", "CreateDispatch"))
 
 
 async def test_two_503s_then_success_after_retries(livekit: LiveKitStandIn, dispatcher: RunningDispatcher) -> None:

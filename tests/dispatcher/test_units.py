@@ -86,21 +86,27 @@ def test_error_table() -> None:
 
 async def test_room_tokens_are_reused_per_room_and_carry_that_rooms_grant() -> None:
     import aiohttp
-    from livekit.api import TokenVerifier, VideoGrants
+    from livekit.api import SIPGrants, TokenVerifier, VideoGrants
 
-    from services.dispatcher.livekit_transport import _TokenReusingDispatchService
+    from services.dispatcher.livekit_transport import _DispatchService, _RoomService, _SipService
 
     secret = "a-secret-that-is-long-enough-for-hs256-keys"
     async with aiohttp.ClientSession() as session:
-        service = _TokenReusingDispatchService(session, "http://127.0.0.1:1", "APIkey", secret, failover=False)
+        args = (session, "http://127.0.0.1:1", "APIkey", secret)
+        service = _DispatchService(*args, failover=False)
         first = service._auth_header(VideoGrants(room_admin=True, room="room-a"))
         again = service._auth_header(VideoGrants(room_admin=True, room="room-a"))
         other = service._auth_header(VideoGrants(room_admin=True, room="room-b"))
+        listing = _RoomService(*args, failover=False)._auth_header(VideoGrants(room_list=True))
+        trunks = _SipService(*args, failover=False)._auth_header(None, SIPGrants(admin=True))
 
     assert first is again
     assert other != first
-    claims = TokenVerifier("APIkey", secret).verify(other["authorization"].removeprefix("Bearer "))
+    verify = TokenVerifier("APIkey", secret).verify
+    claims = verify(other["authorization"].removeprefix("Bearer "))
     assert claims.video.room == "room-b" and claims.video.room_admin
+    assert verify(listing["authorization"].removeprefix("Bearer ")).video.room_list
+    assert verify(trunks["authorization"].removeprefix("Bearer ")).sip.admin
 
 
 def test_which_create_failures_may_have_landed() -> None:
