@@ -2,9 +2,10 @@
 dispatch, however many times, concurrently or at however many replicas the request
 arrives.
 
-    ListRooms: the room is gone (the call ended) → ROOM_NOT_FOUND, nothing created
     local lock (this process) → claim (in memory or Redis SET NX, TTL = our deadline + grace)
-      claimed by us   → ListDispatch: agent there with a live job? → return it, already_existed
+      claimed by us   → ListRooms ∥ ListDispatch: the room is gone (the call ended) →
+                        ROOM_NOT_FOUND, nothing created; agent there with a live job? →
+                        return it, already_existed
                         a dispatch without one (its job failed, or no worker ever took
                         it: LiveKit never offers it again) → withdraw it, then as new
                         CreateDispatch, retried only after failures proving it
@@ -97,7 +98,6 @@ class Dispatcher:
         self, room: str, agent_name: str, metadata: AgentJobMetadata, deadline: float
     ) -> DispatchOutcome:
         encoded = validation.validate_dispatch(room, agent_name, metadata)
-        await self._require_room(room, deadline)
         key = claim_key(room, agent_name)
         async with self._locks.hold(key, deadline) as acquired:
             if not acquired:
@@ -150,6 +150,19 @@ class Dispatcher:
                 f"room {room!r} does not exist (any more): the call has ended", metadata={"room": room}
             )
 
+    async def _find_in_room(self, room: str, agent_name: str, deadline: float) -> DispatchRecord | None:
+        """The room check and the claim's ListDispatch side by side: one LiveKit round
+        trip instead of two on every call. A gone room cancels the listing, which would
+        otherwise hang until LiveKit's own deadline."""
+        listing = asyncio.ensure_future(self._find(room, agent_name, deadline))
+        try:
+            await self._require_room(room, deadline)
+        except BaseException:
+            listing.cancel()
+            await asyncio.gather(listing, return_exceptions=True)
+            raise
+        return await listing
+
     async def _dispatch_once(
         self, key: str, room: str, agent_name: str, encoded: str, deadline: float
     ) -> DispatchOutcome:
@@ -182,7 +195,7 @@ class Dispatcher:
     ) -> DispatchOutcome:
         create = _CreateState()
         try:
-            existing = await self._find(room, agent_name, deadline)
+            existing = await self._find_in_room(room, agent_name, deadline)
             if existing is not None and existing.live_job is not None:
                 outcome = DispatchOutcome(existing, already_existed=True)
             else:

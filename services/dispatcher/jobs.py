@@ -50,11 +50,14 @@ class JobConfirmation:
 
     async def await_job(self, record: DispatchRecord, deadline: float) -> DispatchRecord | None:
         """`record` as ListDispatch shows it once its job is live, or None when no
-        worker took it within the job wait (or the dispatch vanished). Raises JobFailed."""
+        worker took it within the job wait (or the dispatch vanished). Raises JobFailed;
+        raises LiveKitUnavailable when the last reads failed, since then nobody knows
+        whether a worker took it (the dispatch must stay for a retry to find)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         wait_until = min(started + self._config.wait_seconds, deadline - WITHDRAW_RESERVE_SECONDS)
         current: DispatchRecord | None = record
+        unreadable: errors.DispatchError | None = None
         while current is not None:
             if current.live_job is not None:
                 self._metrics.job_wait.observe(loop.time() - started)
@@ -64,7 +67,16 @@ class JobConfirmation:
             if time_left(wait_until) < self._config.poll_interval:
                 break
             await asyncio.sleep(self._config.poll_interval)
-            current = await self._reread(record, deadline)
+            try:
+                current = await self._reread(record, deadline)
+                unreadable = None
+            except (errors.LiveKitUnavailable, errors.LiveKitRateLimited) as exc:
+                unreadable = exc  # the next poll may get through
+        if unreadable is not None:
+            raise errors.LiveKitUnavailable(
+                f"could not read whether a worker took the job of dispatch {record.dispatch_id}: {unreadable}",
+                metadata=unreadable.metadata,
+            ) from unreadable
         return None
 
     def no_worker(self, record: DispatchRecord, *, withdrawn: bool) -> errors.NoAgentWorker:
@@ -103,12 +115,8 @@ class JobConfirmation:
         return True
 
     async def _reread(self, record: DispatchRecord, deadline: float) -> DispatchRecord | None:
-        """The dispatch as ListDispatch shows it now (None: it is gone). A failed read
-        keeps the previous view: the next poll may get through."""
-        try:
-            dispatches = await self._calls.run(
-                "ListDispatch", record.room, lambda t: self._transport.list(record.room, timeout=t), deadline
-            )
-        except (errors.LiveKitUnavailable, errors.LiveKitRateLimited):
-            return record
+        """The dispatch as ListDispatch shows it now (None: it is gone)."""
+        dispatches = await self._calls.run(
+            "ListDispatch", record.room, lambda t: self._transport.list(record.room, timeout=t), deadline
+        )
         return next((d for d in dispatches if d.dispatch_id == record.dispatch_id), None)

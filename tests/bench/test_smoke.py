@@ -46,7 +46,11 @@ def test_quick_run_writes_every_scenario(tmp_path: Path) -> None:
     assert rows["7p"]["ok"] == 3 * 2 * 10 and rows["7p"]["error_count"] == 0
     # The floor does the mesh's LiveKit work, call for call: the ratios compare like with like.
     assert legs["mesh"]["livekit_calls_per_call"] == legs["floor"]["livekit_calls_per_call"]
-    assert legs["floor"]["livekit_calls_per_call"] == {"CreateDispatch": 1.0, "ListDispatch": 1.0}
+    # ListRooms (the room is there), ListDispatch (the guard), CreateDispatch, then ListDispatch
+    # until the worker holds the job (one read or more, by when the job shows).
+    calls = legs["floor"]["livekit_calls_per_call"]
+    assert set(calls) == {"ListRooms", "ListDispatch", "CreateDispatch"}
+    assert calls["ListRooms"] == calls["CreateDispatch"] == 1.0 and calls["ListDispatch"] >= 2.0
     assert len(rows["6p"]["paired"]["ratios"]) == 2 and rows["6p"]["error_count"] == 0
 
     burst = rows["4"]["checks"]
