@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.testing.mesh_options import MeshOptions
 
 from .calls import NumberKind, numbers
@@ -38,6 +39,9 @@ ONLY_UNKNOWN = frozenset({NumberKind.UNKNOWN})
 # a number it saw before must still get its (stale) copy.
 NO_FRESH = frozenset({NumberKind.COLD, NumberKind.UNKNOWN})
 ANY = frozenset(NumberKind)
+
+# DispatcherService's ERROR line when no worker took a job (the caller would ring out).
+NO_WORKER_ERROR = "no agent worker took the job"
 
 # Bodies a broken CRM answers with HTTP 200.
 GARBAGE_BODIES: tuple[bytes, ...] = (
@@ -64,6 +68,8 @@ class Fault:
     # After the last delivery ends: time for requests still in flight (a create that
     # outlived its client's timeout) to land, so a late double dispatch is counted.
     settle_seconds: float = 0.3
+    # An ERROR line this fault is expected to cause (what an operator must be told), if any.
+    expected_error: str | None = None
 
 
 async def _crm_slow(mesh: Mesh) -> None:
@@ -112,6 +118,23 @@ async def _dispatcher_restart(mesh: Mesh) -> None:
     await mesh.start_dispatcher()
 
 
+async def _worker_arrives(mesh: Mesh) -> None:
+    # Deployed before its agent: for the first 1.5 s no worker is registered, so those
+    # calls' dispatches get no job; then the worker comes up and redeliveries find it.
+    await asyncio.sleep(1.5)
+    mesh.livekit.workers.register(DEFAULT_AGENT_NAME)
+
+
+async def _worker_flapping(mesh: Mesh) -> None:
+    # The agent worker crash-loops: gone for 0.3 s of every 0.8 s, for 3 s. A dispatch
+    # made while it is gone is never offered again; its job never comes.
+    for _ in range(4):
+        await asyncio.sleep(0.5)
+        mesh.livekit.workers.set_absent(DEFAULT_AGENT_NAME)
+        await asyncio.sleep(0.3)
+        mesh.livekit.workers.register(DEFAULT_AGENT_NAME)
+
+
 async def _redis_outage(mesh: Mesh) -> None:
     assert mesh.redis is not None
     await asyncio.sleep(0.5)
@@ -146,6 +169,19 @@ FAULTS: tuple[Fault, ...] = (
         "shared Redis (claims, persona cache, dedupe) SIGKILLed 0.5 s in, back empty 2.5 s later",
         mesh=replace(CHAOS_MESH, with_redis=True),
         during=_redis_outage,
+    ),
+    Fault(
+        "no_worker",
+        "no agent worker registered for the first 1.5 s, then one comes up",
+        mesh=replace(CHAOS_MESH, livekit_worker=None),
+        during=_worker_arrives,
+        expected_error=NO_WORKER_ERROR,
+    ),
+    Fault(
+        "worker_flapping",
+        "the agent worker is gone 0.3 s of every 0.8 s for 3 s",
+        during=_worker_flapping,
+        expected_error=NO_WORKER_ERROR,
     ),
     Fault("duplicate_delivery", "every webhook delivered twice, concurrently", delivery=DeliveryMode.TWICE),
     Fault("agent_join_first", "our agent's own join arrives before the SIP join", delivery=DeliveryMode.AGENT_FIRST),

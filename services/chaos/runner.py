@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 import grpc
+from livekit.protocol.agent import JobStatus
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
 from services.common.livekit_names import DEFAULT_AGENT_NAME
@@ -161,9 +162,17 @@ async def _place_call(
     return CallOutcome(call, list(deliveries), await agent_join if agent_join is not None else None)
 
 
+_LIVE_JOB = (JobStatus.JS_PENDING, JobStatus.JS_RUNNING)
+
+
 def _count_dispatches(mesh: Mesh, fault: Fault, result: FaultResult) -> None:
+    """A call's agents are its dispatches whose job a worker holds: a dispatch nobody took
+    is no agent (the caller rings out), so it counts as a problem, not as served."""
     for outcome in result.outcomes:
-        dispatches = [d for d in mesh.livekit.dispatches(outcome.call.room) if d.agent_name == AGENT_NAME]
+        ours = [d for d in mesh.livekit.dispatches(outcome.call.room) if d.agent_name == AGENT_NAME]
+        dispatches = [d for d in ours if any(job.state.status in _LIVE_JOB for job in d.state.jobs)]
+        if len(ours) != len(dispatches):
+            result.problems.append(f"{outcome.call.room}: {len(ours) - len(dispatches)} dispatches without an agent")
         outcome.dispatches = len(dispatches)
         if dispatches:
             outcome.persona = judge_persona(outcome.call, dispatches[0].metadata, fault.default_allowed_for)
