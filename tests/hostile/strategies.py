@@ -61,9 +61,12 @@ _ROOM_NAMES = st.one_of(
 
 
 def _attributes() -> st.SearchStrategy[Any]:
+    # sip.ruleID is what marks an inbound call (an outbound leg has none): mostly present,
+    # so hostile attributes reach the call path rather than stopping at the outbound filter.
     sip = st.fixed_dictionaries(
         {},
         optional={
+            "sip.ruleID": st.one_of(st.just("SDR_hostile"), st.text(max_size=30), json_values),
             "sip.trunkPhoneNumber": st.one_of(phone_numbers, json_values),
             "sip.phoneNumber": st.one_of(phone_numbers, json_values),
             "sip.callID": st.one_of(st.text(max_size=30), json_values),
@@ -71,7 +74,11 @@ def _attributes() -> st.SearchStrategy[Any]:
             "sip.callStatus": st.sampled_from(["ringing", "active", ""]),
         },
     )
-    huge = st.builds(lambda n, c: {"sip.h.x-huge": c * n}, st.integers(1_000, 40_000), st.sampled_from("x9é☎"))
+    huge = st.builds(
+        lambda n, c: {"sip.ruleID": "SDR_hostile", "sip.h.x-huge": c * n},
+        st.integers(1_000, 40_000),
+        st.sampled_from("x9é☎"),
+    )
     return st.one_of(sip, huge, st.dictionaries(st.text(max_size=30), st.text(max_size=30), max_size=8), json_values)
 
 
