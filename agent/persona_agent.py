@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from livekit.agents import Agent, RunContext, function_tool
 from livekit.agents.llm import ToolFlag
@@ -22,14 +23,19 @@ END_CALL_DESCRIPTION = (
 
 
 class PersonaAgent(Agent):
-    def __init__(self, plan: PersonaPlan) -> None:
+    def __init__(self, plan: PersonaPlan, *, before_greeting: Callable[[], None] | None = None) -> None:
+        """`before_greeting` runs once the session can speak, right before the greeting:
+        the worker lets the caller's audio in there (agent/call_job.py)."""
         super().__init__(instructions=plan.instructions)
         self.plan = plan
+        self._before_greeting = before_greeting
         self._ending = False
 
     async def on_enter(self) -> None:
         # The record comes first so a transcript shows the persona before its first line.
         record_persona_applied(self.plan, self.session.history)
+        if self._before_greeting is not None:
+            self._before_greeting()
         greeting = self.plan.greeting
         if greeting.kind is GreetingKind.SPOKEN:
             self.session.say(greeting.text)
