@@ -92,6 +92,9 @@ class AgentConfig:
     vad: bool = True  # silero VAD bundled in livekit-local-inference (no download)
     # How long to wait for the caller's SIP participant before speaking anyway.
     sip_participant_timeout: float = 20.0
+    # How long the caller may keep hearing ringing while the spoken greeting's first
+    # audio is synthesised; past it the call is answered and the greeting follows.
+    greeting_audio_wait: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AgentConfig:
@@ -126,6 +129,7 @@ class AgentConfig:
             language=env.text("FRIDAY_LANGUAGE", cls.language),
             vad=env.choice("FRIDAY_VAD", "silero", VAD_ON + VAD_OFF) in VAD_ON,
             sip_participant_timeout=env.number("FRIDAY_SIP_WAIT_SECONDS", cls.sip_participant_timeout),
+            greeting_audio_wait=env.number("FRIDAY_GREETING_AUDIO_WAIT_SECONDS", cls.greeting_audio_wait),
         )
 
 

@@ -6,9 +6,10 @@ receives explicit dispatches — the DispatcherService's, carrying our metadata.
 A job answers one call, in an order chosen so the caller hears ringing, not
 silence, until the greeting (agent/call_job.py says why): the persona is planned
 from the job metadata alone and the speech stack and session are built before the
-room is even joined; the room is joined subscribed to nothing; the session starts
-only then, and the caller's audio is subscribed to when the session can speak the
-greeting, which follows at once.
+room is even joined; the room is joined subscribed to nothing; a spoken greeting's
+first audio is synthesised (agent/greeting_audio.py); the session starts only then,
+and the caller's audio is subscribed to when the session can speak the greeting,
+which follows at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from livekit.agents import AgentServer, AgentSession, JobContext
 
 from agent.call_job import Caller, CallJob, LiveKitCallJob
 from agent.config import AgentConfig
+from agent.greeting import GreetingKind
+from agent.greeting_audio import prefetch_greeting
 from agent.job_setup import JobSetup, fill_call_facts, setup_from_metadata
 from agent.persona_agent import PersonaAgent
 from agent.persona_plan import plan_persona
@@ -58,7 +61,7 @@ class AnsweredCall:
 async def answer_call(
     job: CallJob, setup: JobSetup, config: AgentConfig, *, build_stack: StackBuilder = build_speech_stack
 ) -> AnsweredCall:
-    """Plan, build, join, start, then let the caller in and greet.
+    """Plan, build, join, fetch the greeting's audio, start, then let the caller in and greet.
 
     Never raises on bad metadata or a missing caller: the call is answered anyway.
     """
@@ -79,7 +82,12 @@ async def answer_call(
             plan = plan_persona(setup, catalog)
             job.annotate_logs(_log_fields(setup))
 
-    agent = PersonaAgent(plan, before_greeting=lambda: job.subscribe_caller_audio(caller))
+    greeting_audio = None
+    if plan.greeting.kind is GreetingKind.SPOKEN:
+        greeting_audio = await prefetch_greeting(stack.tts, plan.greeting.text, wait=config.greeting_audio_wait)
+    agent = PersonaAgent(
+        plan, before_greeting=lambda: job.subscribe_caller_audio(caller), greeting_audio=greeting_audio
+    )
     await job.start_session(session, agent, caller)
     return AnsweredCall(session=session, agent=agent, caller=caller)
 

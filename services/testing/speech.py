@@ -71,6 +71,10 @@ class _ScriptedStream(llm.LLMStream):
         self._event_ch.send_nowait(ChatChunk(id="scripted", delta=delta))
 
 
+class ScriptedTTSFailure(RuntimeError):
+    pass
+
+
 @dataclass(frozen=True)
 class SynthesisRequest:
     text: str
@@ -81,13 +85,19 @@ class ScriptedTTS(tts.TTS):
     SAMPLE_RATE = 24_000
     FRAME_MS = 20
 
-    def __init__(self, *, first_audio_delay: float = 0.0, seconds_per_character: float = 0.01) -> None:
+    def __init__(
+        self, *, first_audio_delay: float = 0.0, seconds_per_character: float = 0.01, failures: int = 0
+    ) -> None:
+        """`failures`: how many requests, from the first, fail before any audio (with an
+        error the TTS base class does not retry)."""
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=False), sample_rate=self.SAMPLE_RATE, num_channels=1
         )
         self.first_audio_delay = first_audio_delay
         self.seconds_per_character = seconds_per_character
+        self.failures = failures
         self.requests: list[SynthesisRequest] = []
+        self.audio_produced: list[float] = []  # time.monotonic() each request's audio was produced
 
     @property
     def model(self) -> str:
@@ -119,7 +129,11 @@ class _ScriptedSpeech(tts.ChunkedStream):
             frame_size_ms=scripted.FRAME_MS,
         )
         await asyncio.sleep(scripted.first_audio_delay)
+        if scripted.failures > 0:
+            scripted.failures -= 1
+            raise ScriptedTTSFailure("scripted TTS failure")
         seconds = max(scripted.FRAME_MS / 1000, len(self.input_text) * scripted.seconds_per_character)
+        scripted.audio_produced.append(time.monotonic())
         output_emitter.push(bytes(2 * int(seconds * scripted.SAMPLE_RATE)))  # 16-bit silence
         output_emitter.flush()
 
