@@ -4,9 +4,11 @@ httpx's `MockTransport`: protocol-faithful stand-ins for LiveKit's AgentDispatch
 (`crm`), the webhooks LiveKit sends, built and signed as it signs them
 (`livekit_webhooks`), a helper to run a stand-in as its own process (`process`), and
 the whole call path in one event loop (`mesh`, its knobs in `mesh_options`, its own
-Redis in `redis_process`).
+Redis in `redis_process`). For the voice agent: a stand-in for its job's room
+(`agent_job`, in-process and recording what the agent did), scripted speech models
+and an audio sink (`speech`).
 
-The stand-ins are real HTTP servers on 127.0.0.1 (port 0 by default), either inside the
+The LiveKit API and CRM stand-ins are real HTTP servers on 127.0.0.1 (port 0 by default), either inside the
 caller's event loop (``async with CrmStandIn() as crm: ...``) or as a separate process
 (``python -m services.testing.crm``, ``python -m services.testing.livekit_api``), so
 what uses them exercises real sockets and real encodings.
