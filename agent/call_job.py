@@ -7,13 +7,15 @@ LiveKit here (services/testing/agent_job.py) with the rest of the path real.
 `LiveKitCallJob` is the adapter on a livekit-agents `JobContext`.
 
 Why the order matters: livekit/sip keeps the caller hearing ringing until the call
-is answered, and what answers it is the room getting ready to talk — the SIP
-bridge subscribes to the audio track the agent publishes (RoomIO publishes it
-when the session starts) and then sends 200 OK. Whatever the agent still does
-after that is silence on the line. So the room is joined subscribed to nothing;
-the session is started only once everything it needs exists; and the caller's
-audio is subscribed to only when the session can speak the greeting. See
-docs/architecture.md, "Agents".
+is answered, and what answers it is the SIP bridge subscribing to an audio track
+someone else published — the agent's, which RoomIO publishes when the session
+starts — after which it sends 200 OK. Whatever the agent still does after that is
+silence on the line. So the session is started only once everything it needs
+exists, the spoken greeting's first audio included (agent/greeting_audio.py). The
+room is joined subscribed to nothing and the caller's audio is subscribed to only
+when the session can speak the greeting: nothing of the caller is received before
+there is a session to hear it, and no step before the greeting waits on the
+caller's media. See docs/architecture.md, "LiveKit webhooks" and "Agents".
 """
 
 from __future__ import annotations
