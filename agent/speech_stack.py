@@ -1,13 +1,14 @@
 """STT, LLM, TTS and VAD for one call, built from AgentConfig and the persona's
 voice choice.
 
-Two stacks:
-- `inference` (default): LiveKit Inference model strings — needs nothing but the
-  LiveKit project credentials the worker already has, but only LiveKit Cloud serves it
-  (docs/architecture.md, "Agents"): a self-hosted server needs `azure`.
-- `azure`: Azure OpenAI through livekit-plugins-openai (`with_azure`), as the
-  original Friday agent used; chosen automatically when AZURE_OPENAI_ENDPOINT and a
-  key are set.
+Three stacks (the default is chosen by the credentials present, agent/config.py):
+- `inference`: LiveKit Inference model strings — needs nothing but the LiveKit
+  project credentials the worker already has, but only LiveKit Cloud serves it
+  (docs/architecture.md, "Agents").
+- `openai`: OpenAI's own STT, LLM and TTS through livekit-plugins-openai, with
+  OPENAI_API_KEY: works wherever LiveKit runs, self-hosted included.
+- `azure`: Azure OpenAI through the same plugin (`with_azure`), as the original
+  Friday agent used.
 Provider SDKs are imported inside the builders so that importing this module (and
 planning a persona) never loads a plugin or a model. VAD is silero from
 livekit-local-inference, whose weights ship inside the wheel: nothing is downloaded.
@@ -19,7 +20,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import STACK_AZURE, AgentConfig
+from agent.config import STACK_AZURE, STACK_OPENAI, AgentConfig
 from agent.voice_selection import VoiceCatalog, VoiceChoice
 
 
@@ -32,11 +33,13 @@ class SpeechStack:
 
 
 def voice_catalog(config: AgentConfig) -> VoiceCatalog:
-    if config.stack == STACK_AZURE:
+    if config.stack in (STACK_OPENAI, STACK_AZURE):
+        # Azure OpenAI serves OpenAI's own TTS voices.
+        default_voice = config.openai.tts_voice if config.stack == STACK_OPENAI else config.azure.tts_voice
         return VoiceCatalog(
             provider="openai",
-            default_voice=config.azure.tts_voice,
-            known_voices=_azure_voices(),
+            default_voice=default_voice,
+            known_voices=_openai_voices(),
             default_language=config.language,
             aliases=frozenset({"azure", "azure-openai"}),
         )
@@ -51,6 +54,8 @@ def voice_catalog(config: AgentConfig) -> VoiceCatalog:
 
 def build_speech_stack(config: AgentConfig, choice: VoiceChoice) -> SpeechStack:
     vad = _silero_vad() if config.vad else None
+    if config.stack == STACK_OPENAI:
+        return _openai_stack(config, choice, vad)
     if config.stack == STACK_AZURE:
         return _azure_stack(config, choice, vad)
     return _inference_stack(config, choice, vad)
@@ -69,15 +74,27 @@ def _inference_stack(config: AgentConfig, choice: VoiceChoice, vad: Any) -> Spee
     )
 
 
+def _openai_stack(config: AgentConfig, choice: VoiceChoice, vad: Any) -> SpeechStack:
+    from livekit.plugins import openai
+
+    models = config.openai
+    return SpeechStack(
+        stt=openai.STT(model=models.stt_model, language=_whisper_language(choice.language)),
+        llm=openai.LLM(model=models.llm_model),
+        tts=openai.TTS(model=models.tts_model, voice=choice.voice or models.tts_voice),
+        vad=vad,
+    )
+
+
 def _azure_stack(config: AgentConfig, choice: VoiceChoice, vad: Any) -> SpeechStack:
     from livekit.plugins import openai
 
     azure = config.azure
-    # Whisper-family models take ISO-639-1 ("en"), not a BCP-47 region tag.
-    stt_language = choice.language.split("-", 1)[0] if choice.language else "en"
     return SpeechStack(
         stt=openai.STT.with_azure(
-            model=azure.stt_deployment, azure_deployment=azure.stt_deployment, language=stt_language
+            model=azure.stt_deployment,
+            azure_deployment=azure.stt_deployment,
+            language=_whisper_language(choice.language),
         ),
         llm=openai.LLM.with_azure(model=azure.llm_deployment, azure_deployment=azure.llm_deployment),
         tts=openai.TTS.with_azure(
@@ -87,13 +104,18 @@ def _azure_stack(config: AgentConfig, choice: VoiceChoice, vad: Any) -> SpeechSt
     )
 
 
+def _whisper_language(language: str) -> str:
+    # OpenAI's transcription models take ISO-639-1 ("en"), not a BCP-47 region tag.
+    return language.split("-", 1)[0] if language else "en"
+
+
 def _silero_vad() -> Any:
     from livekit.agents import inference
 
     return inference.VAD(model="silero")
 
 
-def _azure_voices() -> frozenset[str]:
+def _openai_voices() -> frozenset[str]:
     try:
         from livekit.plugins.openai.models import TTSVoices
     except ImportError:

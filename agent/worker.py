@@ -2,6 +2,14 @@
 
 The worker registers with `agent_name` (AGENT_TO_DISPATCH) and therefore only
 receives explicit dispatches — the DispatcherService's, carrying our metadata.
+
+A job answers one call, in an order chosen so the caller hears ringing, not
+silence, until the greeting (agent/call_job.py says why): the persona is planned
+from the job metadata alone and the speech stack and session are built before the
+room is even joined; the room is joined subscribed to nothing; a spoken greeting's
+first audio is synthesised (agent/greeting_audio.py); the session starts only then,
+and the caller's audio is subscribed to when the session can speak the greeting,
+which follows at once.
 """
 
 from __future__ import annotations
@@ -9,17 +17,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from livekit import rtc
-from livekit.agents import AgentServer, AgentSession, JobContext, room_io
+from livekit.agents import AgentServer, AgentSession, JobContext
 
+from agent.call_job import Caller, CallJob, LiveKitCallJob
 from agent.config import AgentConfig
-from agent.job_setup import fill_call_facts, setup_from_metadata
+from agent.greeting import GreetingKind
+from agent.greeting_audio import prefetch_greeting
+from agent.job_setup import JobSetup, fill_call_facts, setup_from_metadata
 from agent.persona_agent import PersonaAgent
-from agent.persona_plan import PersonaPlan, plan_persona
-from agent.speech_stack import build_speech_stack, voice_catalog
+from agent.persona_plan import plan_persona
+from agent.speech_stack import SpeechStack, build_speech_stack, voice_catalog
+from agent.voice_selection import VoiceChoice
 
 logger = logging.getLogger(__name__)
+
+StackBuilder = Callable[[AgentConfig, VoiceChoice], SpeechStack]
 
 
 def build_server(config: AgentConfig | None = None) -> AgentServer:
@@ -32,48 +47,67 @@ def build_server(config: AgentConfig | None = None) -> AgentServer:
 async def entrypoint(ctx: JobContext) -> None:
     # Read in the job process: it inherits the worker's environment.
     config = AgentConfig.from_env()
-    plan, caller = await prepare_call(ctx, config)
-    stack = build_speech_stack(config, plan.voice)
-    session: AgentSession = AgentSession(stt=stack.stt, llm=stack.llm, tts=stack.tts, vad=stack.vad)
-    # The caller hanging up ends the session; the room has no other use after that.
-    options = room_io.RoomOptions(delete_room_on_close=True)
-    if caller is not None:
-        # Talk to the caller even if someone else (a supervisor, a recorder) joined first.
-        options.participant_identity = caller.identity
-    await session.start(agent=PersonaAgent(plan), room=ctx.room, room_options=options)
+    setup = setup_from_metadata(ctx.job.metadata, room_name=ctx.job.room.name)
+    await answer_call(LiveKitCallJob(ctx), setup, config)
 
 
-async def prepare_call(ctx: JobContext, config: AgentConfig) -> tuple[PersonaPlan, rtc.RemoteParticipant | None]:
-    """Metadata (or the default persona) + the caller's SIP attributes → the plan.
+@dataclass
+class AnsweredCall:
+    session: AgentSession
+    agent: PersonaAgent
+    caller: Caller | None
+
+
+async def answer_call(
+    job: CallJob, setup: JobSetup, config: AgentConfig, *, build_stack: StackBuilder = build_speech_stack
+) -> AnsweredCall:
+    """Plan, build, join, fetch the greeting's audio, start, then let the caller in and greet.
 
     Never raises on bad metadata or a missing caller: the call is answered anyway.
     """
-    setup = setup_from_metadata(ctx.job.metadata, room_name=ctx.job.room.name)
-    caller = await wait_for_caller(ctx, config, identity=setup.call.participant_identity or None)
+    job.annotate_logs(_log_fields(setup))
+    catalog = voice_catalog(config)
+    plan = plan_persona(setup, catalog)
+    stack = build_stack(config, plan.voice)
+    session: AgentSession = AgentSession(stt=stack.stt, llm=stack.llm, tts=stack.tts, vad=stack.vad)
+
+    await job.connect()
+    caller = await _find_caller(job, config, identity=setup.call.participant_identity or None)
     if caller is not None:
-        setup = dataclasses.replace(setup, call=fill_call_facts(setup.call, caller.attributes))
-    ctx.log_context_fields = {
-        **ctx.log_context_fields,
+        filled = fill_call_facts(setup.call, caller.attributes)
+        if filled != setup.call:
+            # The call facts feed only the texts (placeholders), never the voice: the
+            # stack built from the first plan stays right.
+            setup = dataclasses.replace(setup, call=filled)
+            plan = plan_persona(setup, catalog)
+            job.annotate_logs(_log_fields(setup))
+
+    greeting_audio = None
+    if plan.greeting.kind is GreetingKind.SPOKEN:
+        greeting_audio = await prefetch_greeting(stack.tts, plan.greeting.text, wait=config.greeting_audio_wait)
+    agent = PersonaAgent(
+        plan, before_greeting=lambda: job.subscribe_caller_audio(caller), greeting_audio=greeting_audio
+    )
+    await job.start_session(session, agent, caller)
+    return AnsweredCall(session=session, agent=agent, caller=caller)
+
+
+def _log_fields(setup: JobSetup) -> dict[str, str]:
+    return {
         "trace_id": setup.trace_id,
         "persona_id": setup.persona.persona_id,
         "sip_call_id": setup.call.sip_call_id,
     }
-    return plan_persona(setup, voice_catalog(config)), caller
 
 
-async def wait_for_caller(
-    ctx: JobContext, config: AgentConfig, *, identity: str | None = None
-) -> rtc.RemoteParticipant | None:
+async def _find_caller(job: CallJob, config: AgentConfig, *, identity: str | None) -> Caller | None:
     """The caller's SIP participant, or None if it does not show up in time.
 
     The call facts in metadata usually suffice, so a missing participant is not
     fatal: the agent still answers with what it has.
     """
     try:
-        return await asyncio.wait_for(
-            ctx.wait_for_participant(identity=identity, kind=rtc.ParticipantKind.PARTICIPANT_KIND_SIP),
-            timeout=config.sip_participant_timeout,
-        )
+        return await asyncio.wait_for(job.wait_for_caller(identity), timeout=config.sip_participant_timeout)
     except (TimeoutError, RuntimeError) as exc:
         logger.warning(
             "no SIP participant to read call facts from; using job metadata only: %s",

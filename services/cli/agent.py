@@ -4,11 +4,18 @@ Everything after the mode is handed to the livekit-agents CLI unchanged, so its
 flags (`--url`, `--api-key`, `--api-secret`, `--log-level`, `--drain-timeout`)
 and environment variables (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET,
 LIVEKIT_LOG_LEVEL) work as documented by LiveKit.
+
+Before handing over, the speech stack is checked against the credentials present
+(`agent.config.require_usable_stack`): a stack that cannot work here — LiveKit
+Inference with a self-hosted LIVEKIT_URL, openai without OPENAI_API_KEY — stops
+the command with exit code 2 and a message naming FRIDAY_SPEECH_STACK and what each
+stack needs, instead of a worker that fails at its first caller's first word.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 MODES = {
@@ -31,18 +38,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here so `friday --help` and the other subcommands never load livekit-agents.
-    from livekit.agents import cli
-
-    from agent.config import AgentConfig
-    from agent.worker import build_server
+    from agent.config import LIVEKIT_URL_ENV, AgentConfig, require_usable_stack
     from services.common.env import ConfigError
 
+    # Checked before livekit-agents is even imported, so a worker that could only fail
+    # at its first caller's first word stops within a second, saying why.
+    asking_for_help = any(arg in ("--help", "-h") for arg in args.livekit_args)
+    environ = dict(os.environ)
+    if (url := _url_flag(args.livekit_args)) is not None:
+        environ[LIVEKIT_URL_ENV] = url  # the livekit CLI's --url wins over LIVEKIT_URL
     try:
-        config = AgentConfig.from_env()
+        config = AgentConfig.from_env(environ)
+        if not asking_for_help:
+            require_usable_stack(config, environ)
     except ConfigError as exc:
         print(f"friday agent: {exc}", file=sys.stderr)
         return 2
+
+    # Imported here so `friday --help` and the other subcommands never load livekit-agents.
+    from livekit.agents import cli
+
+    from agent.worker import build_server
+
     server = build_server(config)
     # The livekit-agents CLI (typer) reads sys.argv: rewrite it to its own shape.
     sys.argv = ["friday agent", args.mode, *args.livekit_args]
@@ -51,3 +68,13 @@ def run(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
+
+
+def _url_flag(livekit_args: list[str]) -> str | None:
+    """The value of the livekit CLI's `--url` flag (`--url X` or `--url=X`), if given."""
+    for index, arg in enumerate(livekit_args):
+        if arg == "--url" and index + 1 < len(livekit_args):
+            return livekit_args[index + 1]
+        if arg.startswith("--url="):
+            return arg.removeprefix("--url=")
+    return None

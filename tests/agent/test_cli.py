@@ -42,3 +42,33 @@ def test_bad_agent_config_exits_with_a_message() -> None:
     )
     assert done.returncode == 2
     assert "FRIDAY_SPEECH_STACK" in done.stderr
+
+
+def test_a_speech_stack_that_cannot_work_stops_the_worker_at_start_up() -> None:
+    # LiveKit Inference is LiveKit Cloud's: against a self-hosted server it would fail at
+    # the first caller's first word, so the real command refuses to start at all.
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "agent", "start"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "", "FRIDAY_SPEECH_STACK": "inference", "LIVEKIT_URL": "ws://localhost:7880"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "FRIDAY_SPEECH_STACK=inference" in done.stderr
+    assert "ws://localhost:7880 is not a LiveKit Cloud URL" in done.stderr
+    for needs in ("OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "OPENAI_API_VERSION"):
+        assert needs in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_url_flag_is_the_url_checked() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "agent", "dev", "--url", "ws://127.0.0.1:7880"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "", "LIVEKIT_URL": "wss://friday.livekit.cloud"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "LIVEKIT_URL=ws://127.0.0.1:7880 is not a LiveKit Cloud URL" in done.stderr

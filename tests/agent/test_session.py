@@ -1,5 +1,6 @@
-"""The agent in a real AgentSession, driven by a scripted LLM inside a fake job
-context (livekit.agents.testing): no LiveKit server, no model, no network."""
+"""The agent in a real AgentSession, answering a call through `answer_call` with a
+scripted LLM, inside a fake job context (livekit.agents.testing) and a stand-in for
+the job's room: no LiveKit server, no model, no network."""
 
 from __future__ import annotations
 
@@ -16,24 +17,33 @@ from livekit.agents.testing import fake_job_context
 from livekit.agents.voice.run_result import RunResult
 
 from agent.call_events import friday_events
+from agent.call_job import Caller
 from agent.config import AgentConfig
 from agent.greeting import GENERIC_GREETING_INSTRUCTION
 from agent.hangup import HANGUP_REASON
-from agent.persona_agent import PersonaAgent
+from agent.job_setup import setup_from_metadata
 from agent.persona_plan import PersonaPlan
-from agent.worker import prepare_call
+from agent.speech_stack import SpeechStack
+from agent.voice_selection import VoiceChoice
+from agent.worker import answer_call
 from friday.persona.v1.persona_pb2 import GreetingMode
 from services.common.default_persona import default_persona
+from services.testing.agent_job import CallJobStandIn
+from services.testing.speech import Reply, ScriptedLLM, tool_call
 from tests.agent.personas import CALLER, DIALED, acme_persona, job_metadata
-from tests.agent.scripted_llm import Reply, ScriptedLLM, tool_call
 
 # Guards against a hang only; nothing asserts on elapsed time.
 HANG_GUARD_S = 30
+SIP_CALLER = Caller(
+    identity="sip_+14155550199",
+    attributes={"sip.phoneNumber": CALLER, "sip.trunkPhoneNumber": "14155550100", "sip.callID": "SCL_attr"},
+)
 
 
 @dataclass
 class Call:
     ctx: JobContext
+    job: CallJobStandIn
     plan: PersonaPlan
     session: AgentSession
     started: RunResult
@@ -46,16 +56,26 @@ class Call:
 
 
 @asynccontextmanager
-async def answered_call(metadata: str, replies: list[Reply] | None = None) -> AsyncIterator[Call]:
+async def answered_call(
+    metadata: str, replies: list[Reply] | None = None, *, caller: Caller | None = SIP_CALLER
+) -> AsyncIterator[Call]:
+    llm = ScriptedLLM(replies)
+
+    def text_only(_config: AgentConfig, _voice: VoiceChoice) -> SpeechStack:
+        return SpeechStack(stt=None, llm=llm, tts=None, vad=None)
+
     with fake_job_context(job_metadata=metadata) as ctx:
         shutdown_reasons: list[str] = []
         ctx._on_shutdown = shutdown_reasons.append  # observe LiveKit's job shutdown request
-        plan, caller = await prepare_call(ctx, AgentConfig(sip_participant_timeout=1.0))
-        assert caller is None  # a fake job has no room to find a SIP participant in
-        llm = ScriptedLLM(replies)
-        async with AgentSession(llm=llm, vad=None) as session:
-            started = await session.start(PersonaAgent(plan), capture_run=True)
-            yield Call(ctx, plan, session, started, llm, shutdown_reasons)
+        job = CallJobStandIn(caller)
+        setup = setup_from_metadata(ctx.job.metadata, room_name=ctx.job.room.name)
+        config = AgentConfig(sip_participant_timeout=0.2)
+        try:
+            answered = await asyncio.wait_for(answer_call(job, setup, config, build_stack=text_only), HANG_GUARD_S)
+            assert job.started is not None
+            yield Call(ctx, job, answered.agent.plan, answered.session, job.started, llm, shutdown_reasons)
+        finally:
+            await job.aclose()
 
 
 async def test_full_persona_sets_instructions_and_speaks_the_welcome_first() -> None:

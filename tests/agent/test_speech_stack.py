@@ -43,3 +43,18 @@ async def test_azure_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(stack.llm, openai.LLM) and isinstance(stack.tts, openai.TTS)
     assert isinstance(stack.stt, openai.STT)
     assert stack.tts._opts.voice == "coral"
+
+
+async def test_openai_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    from livekit.plugins import openai
+
+    config = AgentConfig.from_env()
+    stack = build_speech_stack(config, VoiceChoice(voice="coral", language="es-ES"))
+    assert isinstance(stack.llm, openai.LLM) and isinstance(stack.tts, openai.TTS)
+    assert isinstance(stack.stt, openai.STT)
+    assert stack.llm.model == "gpt-4.1-mini"
+    assert (stack.tts._opts.model, stack.tts._opts.voice) == ("gpt-4o-mini-tts", "coral")
+    assert stack.stt._opts.languages == ["es"]  # OpenAI transcription takes ISO-639-1
+    # OpenAI's own API, not LiveKit's gateway and not Azure
+    assert "openai.com" in str(stack.llm._client.base_url)

@@ -110,10 +110,15 @@ AGENT: list[Row] = [
     ("AZURE_OPENAI_DEPLOYMENT", "llm-dep", "azure.llm_deployment", "llm-dep"),
     ("AZURE_OPENAI_STT_DEPLOYMENT", "stt-dep", "azure.stt_deployment", "stt-dep"),
     ("AZURE_OPENAI_TTS_DEPLOYMENT", "tts-dep", "azure.tts_deployment", "tts-dep"),
-    ("FRIDAY_TTS_VOICE", "luna", "azure.tts_voice", "luna"),  # one voice setting for both stacks
+    ("FRIDAY_OPENAI_LLM_MODEL", "gpt-x", "openai.llm_model", "gpt-x"),
+    ("FRIDAY_OPENAI_STT_MODEL", "stt-x", "openai.stt_model", "stt-x"),
+    ("FRIDAY_OPENAI_TTS_MODEL", "tts-x", "openai.tts_model", "tts-x"),
+    ("FRIDAY_TTS_VOICE", "luna", "openai.tts_voice", "luna"),  # one voice setting for every stack
+    ("FRIDAY_TTS_VOICE", "luna", "azure.tts_voice", "luna"),
     ("FRIDAY_LANGUAGE", "hi-IN", "language", "hi-IN"),
     ("FRIDAY_VAD", "none", "vad", False),
     ("FRIDAY_SIP_WAIT_SECONDS", "5", "sip_participant_timeout", 5.0),
+    ("FRIDAY_GREETING_AUDIO_WAIT_SECONDS", "0.5", "greeting_audio_wait", 0.5),
 ]
 SERVER: list[Row] = [
     ("PERSONA_HOST", "127.0.0.3", "host", "127.0.0.3"),
@@ -149,12 +154,12 @@ CASES = {
         GatewayConfig.from_env, GatewayConfig(), GATEWAY, frozenset({"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"})
     ),
     "gateway server": Case(HttpServerConfig.from_env, HttpServerConfig(), GATEWAY_SERVER),
-    # Azure credentials pick the default speech stack (the openai client reads them itself).
+    # OpenAI and Azure credentials pick the default speech stack (the openai client reads them itself).
     "agent": Case(
         AgentConfig.from_env,
         AgentConfig(),
         AGENT,
-        frozenset({"AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN"}),
+        frozenset({"AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN", "OPENAI_API_KEY"}),
     ),
     "server": Case(_server_from_env, ServerConfig(port=50051, metrics_port=9101), SERVER),
 }

@@ -49,11 +49,12 @@ OURS = (PERSONA, DISPATCHER, GATEWAY, AGENT)
 # dispatcher, and the gateway for webhook verification, may read it).
 LIVEKIT_SECRET = "friday-livekit"
 AGENT_SECRET = "friday-agent-livekit"
+AGENT_SPEECH_SECRET = "friday-agent-openai"
 ALLOWED_SECRETS = {
     PERSONA: set(),
     DISPATCHER: {LIVEKIT_SECRET, "friday-dispatcher-token"},
     GATEWAY: {LIVEKIT_SECRET, "friday-dispatcher-token"},
-    AGENT: {AGENT_SECRET},
+    AGENT: {AGENT_SECRET, AGENT_SPEECH_SECRET},
 }
 # Without these the code silently falls back to local defaults (devkey/secret, localhost).
 REQUIRED_ENV = {
@@ -221,7 +222,8 @@ def test_livekit_secret_is_read_only_by_dispatcher_and_gateway() -> None:
     assert readers == {DISPATCHER, GATEWAY}
     for name in OURS:
         assert secrets_read(DEPLOYMENTS[name]) <= ALLOWED_SECRETS[name], name
-    assert {ref.secret for ref in env(AGENT).values() if isinstance(ref, SecretRef)} == {AGENT_SECRET}
+    agent_key_pair = [env(AGENT)[variable] for variable in ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")]
+    assert {ref.secret for ref in agent_key_pair if isinstance(ref, SecretRef)} == {AGENT_SECRET}
 
 
 def test_credentials_come_only_from_secrets() -> None:
@@ -240,6 +242,14 @@ def test_dispatcher_and_gateway_share_one_token() -> None:
 
 def test_gateway_dispatches_the_name_the_agent_registers() -> None:
     assert env(GATEWAY)["AGENT_TO_DISPATCH"] == env(AGENT)["AGENT_TO_DISPATCH"]
+
+
+def test_the_agent_gets_a_speech_stack_that_works_with_the_configured_livekit() -> None:
+    from agent.config import AgentConfig, require_usable_stack
+
+    # The check `friday agent start` makes before it registers; a Secret counts as set.
+    values = {name: value if isinstance(value, str) else "from-a-secret" for name, value in env(AGENT).items()}
+    require_usable_stack(AgentConfig.from_env(values), values)
 
 
 @pytest.mark.parametrize("name", OURS)
