@@ -8,7 +8,7 @@ import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from services.common import grpc_polling
+from services.common import grpc_polling, secrets_check
 
 # Subcommand modules, in the order `friday --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -45,13 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Before any subcommand imports grpc, and inherited by every process `friday up` starts.
     grpc_polling.prefer_legacy_epoll()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return 0
-    return int(handler(args) or 0)
+    secrets_check.quiet_pyjwt_key_length_warnings()
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            # No command is a usage error (exit 2, as argparse's own), not a success.
+            parser.print_help(sys.stderr)
+            return 2
+        return int(handler(args) or 0)
+    except BrokenPipeError:
+        # `friday persona get … | head -5`: the reader left; exit quietly as Unix tools do.
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

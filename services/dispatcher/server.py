@@ -4,6 +4,7 @@ store, metrics on the server's registry, LiveKit/Redis health, shutdown hooks.""
 from __future__ import annotations
 
 from friday.dispatcher.v1 import dispatcher_service_pb2, dispatcher_service_pb2_grpc
+from services.common import secrets_check
 from services.common.leases import RedisLeases, TokenLeases
 from services.dispatcher.claims import claim_store_for
 from services.dispatcher.config import DispatcherConfig
@@ -43,6 +44,7 @@ def build_server(
     metrics = DispatcherMetrics(server.registry)
     if transport is None:
         lk = config.livekit
+        secrets_check.check_secret("LIVEKIT_API_SECRET", lk.api_secret)
         transport = LiveKitDispatchTransport(lk.url, lk.api_key, lk.api_secret)
     if claims is None:
         claims = claim_store_for(config.claims.redis_url, config.claims.key_prefix, timeout=config.claims.redis_timeout)

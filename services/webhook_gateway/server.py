@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.applications import Starlette
 
+from services.common import secrets_check
 from services.grpc_runtime.channel import is_serving
 from services.webhook_gateway.app import GatewayState, create_app
 from services.webhook_gateway.call_flow import CallFlow
@@ -38,6 +39,7 @@ async def wired(config: GatewayConfig) -> AsyncIterator[GatewayState]:
     else:
         ledger = InProcessEventLedger(config.dedupe_ttl_seconds, config.dedupe_max_entries)
     ready_timeout = config.ready_timeout_seconds
+    secrets_check.check_secret("LIVEKIT_WEBHOOK_API_SECRET", config.webhook_api_secret)
     try:
         yield GatewayState(
             verifier=WebhookVerifier(config.webhook_api_key, config.webhook_api_secret),
