@@ -40,9 +40,9 @@ def _generate(proto_root: Path) -> None:
         f"-I{proto_root}",
         f"-I{well_known}",
         f"--python_out={proto_root}",
-        f"--mypy_out={proto_root}",
+        f"--mypy_out=quiet:{proto_root}",
         f"--grpc_python_out={proto_root}",
-        f"--mypy_grpc_out={proto_root}",
+        f"--mypy_grpc_out=quiet:{proto_root}",
         *protos,
     ]
     if protoc.main(args) != 0:
