@@ -16,9 +16,11 @@ with the rooms, dispatches, agent workers and jobs behind it.
 A bare ``LiveKitStandIn()`` is a fresh server: no rooms, no agent workers. A dispatch then
 gets no job, as with livekit-server; register a worker for agent names that should get one.
 
+* ``GET /agent``: the agent protocol's WebSocket for real livekit-agents workers
+  (``agent_protocol``); each connected worker is a ``workers`` entry like a scripted one.
+
 Not modelled: the rest of RoomService (participants, tracks, data), egress, ingress, SIP calls
-and dispatch rules, the agent protocol's ``/agent`` WebSocket (workers are registered through
-``workers`` instead), RTC signalling and media, webhooks (``livekit_webhooks`` builds them,
+and dispatch rules, RTC signalling and media, webhooks (``livekit_webhooks`` builds them,
 ``services.chaos.redelivery`` delivers them), and several nodes.
 
 In-process::
@@ -55,6 +57,7 @@ from livekit.protocol.sip import SIPInboundTrunkInfo
 
 from . import livekit_control as control
 from ._server import HttpStandIn, run_standalone
+from .agent_protocol import AGENT_PATH, AgentProtocol
 from .agent_workers import JOB_REQUEST_TIMEOUT_SECONDS, AgentWorkers
 from .livekit_rooms import Rooms
 from .livekit_services import DISPATCH_SERVICE, MISSING_ROOM_DELAY_SECONDS, LiveKitServices
@@ -117,6 +120,9 @@ class LiveKitStandIn(HttpStandIn):
             self._rooms, self._trunks, auto_create=auto_create, missing_room_delay_seconds=missing_room_delay_seconds
         )
         self._tokens = TokenVerifier(api_key, api_secret)
+        self.agent_protocol = AgentProtocol(
+            self.workers, self._tokens, api_key=api_key, api_secret=api_secret, url=lambda: self.url
+        )
         self._latency = 0.0
         self._fail_remaining = 0
         self._fail_with = TwirpError("unavailable", "injected failure", status=503)
@@ -132,6 +138,7 @@ class LiveKitStandIn(HttpStandIn):
         return self.origin
 
     async def stop(self) -> None:
+        await self.agent_protocol.close()
         await super().stop()
         self._rooms.cancel_background()
 
@@ -247,6 +254,8 @@ class LiveKitStandIn(HttpStandIn):
         if request.path == "/settings/regions":
             # Self-hosted livekit-server has no region list; an empty one keeps the SDK on this host.
             return web.json_response({"regions": []})
+        if request.path == AGENT_PATH:
+            return await self.agent_protocol.handle(request)
         if not request.path.startswith("/twirp/"):
             return web.Response(status=404, text="404 page not found\n")
         method = request.path.rsplit("/", 1)[-1]
