@@ -49,6 +49,17 @@ async def prepare_call(ctx: JobContext, config: AgentConfig) -> tuple[PersonaPla
     Never raises on bad metadata or a missing caller: the call is answered anyway.
     """
     setup = setup_from_metadata(ctx.job.metadata, room_name=ctx.job.room.name)
+    # Before the room: what this job was dispatched for, even if the room never connects.
+    logger.info(
+        "job setup read",
+        extra={
+            "persona_id": setup.persona.persona_id,
+            "persona_source": setup.source_name,
+            "trace_id": setup.trace_id,
+            "room": setup.call.room,
+            "fallback_reason": setup.fallback_reason,
+        },
+    )
     caller = await wait_for_caller(ctx, config, identity=setup.call.participant_identity or None)
     if caller is not None:
         setup = dataclasses.replace(setup, call=fill_call_facts(setup.call, caller.attributes))

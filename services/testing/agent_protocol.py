@@ -74,7 +74,12 @@ class SocketWorker:
     status: int = proto.WorkerStatus.WS_AVAILABLE
     load: float = 0.0
     job_count: int = 0
+    sent: list[proto.ServerMessage] = field(default_factory=list)  # everything sent, for tests
     _offers: dict[str, asyncio.Future[proto.AvailabilityResponse]] = field(default_factory=dict)
+
+    def send(self, message: proto.ServerMessage) -> None:
+        self.sent.append(message)
+        self.outbox.put_nowait(message)
 
     # -- WorkerBehaviour ---------------------------------------------------------------
 
@@ -83,7 +88,7 @@ class SocketWorker:
             return Availability(available=False)
         answer: asyncio.Future[proto.AvailabilityResponse] = asyncio.get_running_loop().create_future()
         self._offers[job.id] = answer
-        self.outbox.put_nowait(proto.ServerMessage(availability=proto.AvailabilityRequest(job=job)))
+        self.send(proto.ServerMessage(availability=proto.AvailabilityRequest(job=job)))
         try:
             response = await answer
         except asyncio.CancelledError:
@@ -98,10 +103,10 @@ class SocketWorker:
 
     def assigned(self, job: proto.Job, workers: AgentWorkers) -> None:
         token = self.token_for(job, job.state.participant_identity)
-        self.outbox.put_nowait(proto.ServerMessage(assignment=proto.JobAssignment(job=job, url=self.url, token=token)))
+        self.send(proto.ServerMessage(assignment=proto.JobAssignment(job=job, url=self.url, token=token)))
 
     def terminated(self, job_id: str) -> None:
-        self.outbox.put_nowait(proto.ServerMessage(termination=proto.JobTermination(job_id=job_id)))
+        self.send(proto.ServerMessage(termination=proto.JobTermination(job_id=job_id)))
 
     # -- what the worker sends ---------------------------------------------------------
 
@@ -206,9 +211,7 @@ class AgentProtocol:
             node_id="ND_standin",
         )
         # Queued before any offer can be: the registry may ask the worker as soon as it is attached.
-        socket.outbox.put_nowait(
-            proto.ServerMessage(register=proto.RegisterWorkerResponse(worker_id=worker.id, server_info=info))
-        )
+        socket.send(proto.ServerMessage(register=proto.RegisterWorkerResponse(worker_id=worker.id, server_info=info)))
         return worker
 
     def _receive(self, worker: Worker, socket: SocketWorker, message: proto.WorkerMessage) -> None:
@@ -225,7 +228,7 @@ class AgentProtocol:
             socket.job_count = update.job_count
         elif which == "ping":
             pong = proto.WorkerPong(last_timestamp=message.ping.timestamp, timestamp=int(time.time() * 1000))
-            socket.outbox.put_nowait(proto.ServerMessage(pong=pong))
+            socket.send(proto.ServerMessage(pong=pong))
         else:
             _log("ignored worker message", workerID=worker.id, kind=str(which))
 

@@ -20,8 +20,9 @@ gets no job, as with livekit-server; register a worker for agent names that shou
   (``agent_protocol``); each connected worker is a ``workers`` entry like a scripted one.
 
 Not modelled: the rest of RoomService (participants, tracks, data), egress, ingress, SIP calls
-and dispatch rules, RTC signalling and media, webhooks (``livekit_webhooks`` builds them,
-``services.chaos.redelivery`` delivers them), and several nodes.
+and dispatch rules, RTC signalling (``/rtc`` answers 404, after ``rtc_hold_seconds``) and
+media, webhooks (``livekit_webhooks`` builds them, ``services.chaos.redelivery`` delivers
+them), and several nodes.
 
 In-process::
 
@@ -45,10 +46,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 from livekit.protocol.agent_dispatch import AgentDispatch, ListAgentDispatchRequest
@@ -132,12 +134,21 @@ class LiveKitStandIn(HttpStandIn):
         self._idle = asyncio.Event()
         self._idle.set()
         self.calls: list[CallRecord] = []
+        # RTC signalling (`/rtc…`) is not modelled: answered 404 after this many seconds (or at
+        # stop), so a real worker's job can be kept waiting for its room instead of failing at once.
+        self.rtc_hold_seconds = 0.0
+        self._stopping = asyncio.Event()
 
     @property
     def url(self) -> str:
         return self.origin
 
+    async def start(self) -> Self:
+        self._stopping.clear()
+        return await super().start()
+
     async def stop(self) -> None:
+        self._stopping.set()
         await self.agent_protocol.close()
         await super().stop()
         self._rooms.cancel_background()
@@ -256,6 +267,9 @@ class LiveKitStandIn(HttpStandIn):
             return web.json_response({"regions": []})
         if request.path == AGENT_PATH:
             return await self.agent_protocol.handle(request)
+        if request.path.startswith("/rtc") and self.rtc_hold_seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.rtc_hold_seconds)
         if not request.path.startswith("/twirp/"):
             return web.Response(status=404, text="404 page not found\n")
         method = request.path.rsplit("/", 1)[-1]
