@@ -91,8 +91,6 @@ class SocketWorker:
         self.send(proto.ServerMessage(availability=proto.AvailabilityRequest(job=job)))
         try:
             response = await answer
-        except asyncio.CancelledError:
-            raise
         finally:
             self._offers.pop(job.id, None)
         return Availability(
