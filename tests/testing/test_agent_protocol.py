@@ -316,3 +316,15 @@ async def test_a_worker_closing_while_offered_passes_the_job_on(
     await client.close()
     await livekit.settle()
     assert await jobs_of(lkapi, created) == []
+
+
+async def test_rtc_signalling_is_not_served_and_can_be_held_before_its_404(
+    livekit: LiveKitStandIn, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(livekit.url + "/rtc/v1") as response:
+        assert response.status == 404
+    livekit.rtc_hold_seconds = 0.3
+    started = asyncio.get_running_loop().time()
+    async with http.get(livekit.url + "/rtc") as response:
+        assert response.status == 404
+    assert asyncio.get_running_loop().time() - started >= 0.3
