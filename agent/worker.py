@@ -65,6 +65,17 @@ async def answer_call(
 
     Never raises on bad metadata or a missing caller: the call is answered anyway.
     """
+    # Before the room: what this job was dispatched for, even if the room never connects.
+    logger.info(
+        "job setup read",
+        extra={
+            "persona_id": setup.persona.persona_id,
+            "persona_source": setup.source_name,
+            "trace_id": setup.trace_id,
+            "room": setup.call.room,
+            "fallback_reason": setup.fallback_reason,
+        },
+    )
     job.annotate_logs(_log_fields(setup))
     catalog = voice_catalog(config)
     plan = plan_persona(setup, catalog)

@@ -30,8 +30,9 @@ What is modelled:
 * A worker that goes away (its WebSocket closed): the server forgets its jobs without
   updating their state; their agents leave their rooms.
 
-Not modelled: the agent protocol's WebSocket and messages (a `WorkerBehaviour` is where one
-would plug in), load, `WS_FULL` status, namespaces, deployments, publisher and participant
+The agent protocol's WebSocket and messages are in `agent_protocol`: a connected worker is a
+`WorkerBehaviour` like the scripted one here. Not modelled: load, `WS_FULL` status (the
+protocol stand-in skips a full worker), namespaces, deployments, publisher and participant
 jobs, job restarts (LiveKit Cloud only), and the server's one-minute cache of agent names.
 """
 

@@ -16,10 +16,13 @@ with the rooms, dispatches, agent workers and jobs behind it.
 A bare ``LiveKitStandIn()`` is a fresh server: no rooms, no agent workers. A dispatch then
 gets no job, as with livekit-server; register a worker for agent names that should get one.
 
+* ``GET /agent``: the agent protocol's WebSocket for real livekit-agents workers
+  (``agent_protocol``); each connected worker is a ``workers`` entry like a scripted one.
+
 Not modelled: the rest of RoomService (participants, tracks, data), egress, ingress, SIP calls
-and dispatch rules, the agent protocol's ``/agent`` WebSocket (workers are registered through
-``workers`` instead), RTC signalling and media, webhooks (``livekit_webhooks`` builds them,
-``services.chaos.redelivery`` delivers them), and several nodes.
+and dispatch rules, RTC signalling (``/rtc`` answers 404, after ``rtc_hold_seconds``) and
+media, webhooks (``livekit_webhooks`` builds them, ``services.chaos.redelivery`` delivers
+them), and several nodes.
 
 In-process::
 
@@ -43,10 +46,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 from livekit.protocol.agent_dispatch import AgentDispatch, ListAgentDispatchRequest
@@ -55,6 +59,7 @@ from livekit.protocol.sip import SIPInboundTrunkInfo
 
 from . import livekit_control as control
 from ._server import HttpStandIn, run_standalone
+from .agent_protocol import AGENT_PATH, AgentProtocol
 from .agent_workers import JOB_REQUEST_TIMEOUT_SECONDS, AgentWorkers
 from .livekit_rooms import Rooms
 from .livekit_services import DISPATCH_SERVICE, MISSING_ROOM_DELAY_SECONDS, LiveKitServices
@@ -117,6 +122,9 @@ class LiveKitStandIn(HttpStandIn):
             self._rooms, self._trunks, auto_create=auto_create, missing_room_delay_seconds=missing_room_delay_seconds
         )
         self._tokens = TokenVerifier(api_key, api_secret)
+        self.agent_protocol = AgentProtocol(
+            self.workers, self._tokens, api_key=api_key, api_secret=api_secret, url=lambda: self.url
+        )
         self._latency = 0.0
         self._fail_remaining = 0
         self._fail_with = TwirpError("unavailable", "injected failure", status=503)
@@ -126,12 +134,22 @@ class LiveKitStandIn(HttpStandIn):
         self._idle = asyncio.Event()
         self._idle.set()
         self.calls: list[CallRecord] = []
+        # RTC signalling (`/rtc…`) is not modelled: answered 404 after this many seconds (or at
+        # stop), so a real worker's job can be kept waiting for its room instead of failing at once.
+        self.rtc_hold_seconds = 0.0
+        self._stopping = asyncio.Event()
 
     @property
     def url(self) -> str:
         return self.origin
 
+    async def start(self) -> Self:
+        self._stopping.clear()
+        return await super().start()
+
     async def stop(self) -> None:
+        self._stopping.set()
+        await self.agent_protocol.close()
         await super().stop()
         self._rooms.cancel_background()
 
@@ -247,6 +265,11 @@ class LiveKitStandIn(HttpStandIn):
         if request.path == "/settings/regions":
             # Self-hosted livekit-server has no region list; an empty one keeps the SDK on this host.
             return web.json_response({"regions": []})
+        if request.path == AGENT_PATH:
+            return await self.agent_protocol.handle(request)
+        if request.path.startswith("/rtc") and self.rtc_hold_seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.rtc_hold_seconds)
         if not request.path.startswith("/twirp/"):
             return web.Response(status=404, text="404 page not found\n")
         method = request.path.rsplit("/", 1)[-1]

@@ -127,6 +127,7 @@ class Grants:
     room_list: bool = False
     room_create: bool = False
     sip_admin: bool = False
+    agent: bool = False  # video.agent: what the agent protocol's /agent WebSocket asks for
 
 
 NO_GRANTS = Grants(room_admin=False, room="", has_video=False)
@@ -176,6 +177,7 @@ class TokenVerifier:
             room_list=bool(video.get("roomList")),
             room_create=bool(video.get("roomCreate")),
             sip_admin=sip_admin,
+            agent=bool(video.get("agent")),
         )
 
     def _verify(self, token: str) -> dict[str, Any]:

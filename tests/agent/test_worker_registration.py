@@ -14,6 +14,7 @@ from livekit.protocol import agent as agent_proto
 
 from agent.config import AgentConfig
 from agent.worker import build_server
+from services.testing.livekit_api import LiveKitStandIn
 
 HANG_GUARD_S = 60
 API_KEY = "test-key"
@@ -98,3 +99,33 @@ async def test_worker_registers_with_the_configured_agent_name(
     assert registration.agent_name == expected
     assert registration.type == agent_proto.JobType.JT_ROOM
     assert livekit_agent_endpoint.authorizations[0].startswith("Bearer ")
+
+
+async def test_the_worker_registers_with_the_livekit_standin_and_is_in_its_registry(
+    livekit: LiveKitStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same worker against the LiveKit stand-in's own `/agent` (services/testing/agent_protocol.py):
+    its token passes the stand-in's check (the `agent` grant) and it is a registered worker."""
+    monkeypatch.setenv("LIVEKIT_URL", livekit.url)
+    monkeypatch.setenv("LIVEKIT_API_KEY", livekit.api_key)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", livekit.api_secret)
+    for name in ("AGENT_TO_DISPATCH", "LIVEKIT_AGENT_NAME", "LIVEKIT_AGENT_NAME_OVERRIDE"):
+        monkeypatch.delenv(name, raising=False)
+
+    server = build_server(AgentConfig.from_env())
+    registered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server.on("worker_registered", lambda worker_id, info: registered.done() or registered.set_result(worker_id))
+    run = asyncio.create_task(server.run(devmode=True))
+    try:
+        worker_id = await asyncio.wait_for(registered, HANG_GUARD_S)
+        assert [(w.id, w.agent_name) for w in livekit.workers.workers()] == [(worker_id, "friday-ai-agent")]
+    finally:
+        await server.aclose()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(run, HANG_GUARD_S)
+    await asyncio.wait_for(_until_no_workers(livekit), HANG_GUARD_S)
+
+
+async def _until_no_workers(livekit: LiveKitStandIn) -> None:
+    while livekit.workers.workers():  # noqa: ASYNC110 - the registry has no event for it
+        await asyncio.sleep(0.05)
