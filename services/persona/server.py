@@ -5,6 +5,7 @@ health reporting for the CRM, and the servicer."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from redis import asyncio as aioredis
 
@@ -26,8 +27,20 @@ from services.persona.sources import PersonaSourceBackend
 logger = logging.getLogger(__name__)
 
 
-def server_config_from_env() -> ServerConfig:
-    return ServerConfig.from_env("PERSONA", default_port=DEFAULT_PORT, default_metrics_port=DEFAULT_METRICS_PORT)
+# Dropping cached personas is for operators (and a CRM's change hook), not for every caller
+# of GetPersona: with PERSONA_ADMIN_TOKEN set, only that token may call these.
+ADMIN_METHODS = ("InvalidatePersona",)
+
+
+def server_config_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """PERSONA_PORT, PERSONA_METRICS_PORT, PERSONA_TLS_*, PERSONA_TOKEN, PERSONA_ADMIN_TOKEN, ..."""
+    return ServerConfig.from_env(
+        "PERSONA",
+        default_port=DEFAULT_PORT,
+        default_metrics_port=DEFAULT_METRICS_PORT,
+        admin_token_env="PERSONA_ADMIN_TOKEN",
+        environ=environ,
+    )
 
 
 def build_source(config: PersonaConfig, metrics: PersonaMetrics) -> PersonaSourceBackend:
@@ -97,7 +110,11 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
         fetch_budget_seconds=config.request_budget_seconds,
     )
     servicer = PersonaServicer(lookup, metrics, budget_seconds=config.request_budget_seconds)
-    server.add_service(ServiceSpec.of(servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService"))
+    server.add_service(
+        ServiceSpec.of(
+            servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService", admin_methods=ADMIN_METHODS
+        )
+    )
 
     async def close() -> None:
         await lookup.aclose()  # fetches still running for callers that have gone

@@ -24,6 +24,7 @@ from services.dispatcher.config import DispatcherConfig
 from services.grpc_runtime.config import ServerConfig
 from services.persona.config import PersonaConfig
 from services.persona.numbers import CrmNumberFormat
+from services.persona.server import server_config_from_env as persona_server_config_from_env
 from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -125,11 +126,12 @@ SERVER: list[Row] = [
     ("PERSONA_TLS_KEY_FILE", "/tls/key", "tls.key_file", "/tls/key"),
     ("PERSONA_TLS_CLIENT_CA_FILE", "/tls/ca", "tls.client_ca_file", "/tls/ca"),
     ("PERSONA_TOKEN", "s-token", "auth_token", "s-token"),
+    ("PERSONA_ADMIN_TOKEN", "a-token", "admin_token", "a-token"),
 ]
 
 
 def _server_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
-    return ServerConfig.from_env("PERSONA", default_port=50051, default_metrics_port=9101, environ=environ)
+    return persona_server_config_from_env(environ)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +241,7 @@ def test_secrets_stay_out_of_repr() -> None:
     for config, secrets in (
         (gateway, ("webhook-secret", "d-token", "p-token")),
         (dispatcher, ("lk-secret",)),
-        (server, ("s-token",)),
+        (server, ("s-token", "a-token")),
     ):
         assert not [secret for secret in secrets if secret in repr(config)]
 
