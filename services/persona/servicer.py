@@ -8,8 +8,7 @@ import logging
 import grpc
 
 from friday.persona.v1 import persona_pb2, persona_service_pb2, persona_service_pb2_grpc
-from services.grpc_runtime import StatusTable, abort_with_error, answer_budget
-from services.grpc_runtime.peers import peer_host
+from services.grpc_runtime import StatusTable, abort_with_error, answer_budget, peer_host
 from services.persona.errors import (
     ERROR_DOMAIN,
     CrmUnavailableError,
