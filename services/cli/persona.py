@@ -44,7 +44,13 @@ def register(subparsers: Any) -> None:
         sub.add_argument("--tls-cert", help="client certificate file (mTLS)")
         sub.add_argument("--tls-key", help="client key file (mTLS)")
         sub.add_argument("--tls-server-name", help="expected server name when it differs from the target host")
-        sub.add_argument("--token", default=env.optional("PERSONA_TOKEN"), help="bearer token (PERSONA_TOKEN)")
+        if name == "invalidate":
+            # The admin token when the service has one; else InvalidatePersona takes the ordinary token.
+            token = env.optional(("PERSONA_ADMIN_TOKEN", "PERSONA_TOKEN"))
+            token_help = "bearer token (PERSONA_ADMIN_TOKEN, else PERSONA_TOKEN)"
+        else:
+            token, token_help = env.optional("PERSONA_TOKEN"), "bearer token (PERSONA_TOKEN)"
+        sub.add_argument("--token", default=token, help=token_help)
         sub.add_argument("--trace-id", help="trace id to send (x-friday-trace-id), to find the call in service logs")
         if name == "get":
             sub.add_argument(

@@ -5,6 +5,7 @@ the bound port in `server.port`), standard health (overall "" + one status per
 service, with dependency reporting), reflection (grpcurl/buf curl work without
 protos), an access log (method, code, latency, trace id), Prometheus metrics on a
 per-server CollectorRegistry served on `metrics_port`, optional bearer-token auth
+with a separate admin token for the methods a service names as admin methods
 (health and reflection stay open), TLS/mTLS from files, and graceful shutdown
 (health NOT_SERVING, then `server.stop(grace)`) on SIGTERM/SIGINT.
 
@@ -20,6 +21,8 @@ How a service plugs in::
     server.health.add_probe(SERVICE_FULL_NAME, "livekit", probe_fn, interval_seconds=30)  # optional
     server.add_service(ServiceSpec.of(MyServicer(...), dispatcher_service_pb2_grpc,
                                       dispatcher_service_pb2, "DispatcherService"))
+    # ServiceSpec.of(..., admin_methods=["InvalidatePersona"]): with ServerConfig.admin_token set,
+    # those methods take only the admin token, and the ordinary token (auth_token) only the rest.
     server.on_startup(open_pools); server.on_shutdown(close_pools)    # async () -> None hooks
 
     await server.serve()            # CLI: blocks until SIGTERM/SIGINT, then drains
@@ -32,6 +35,7 @@ Inside a handler::
     await abort_with_error(context, grpc.StatusCode.NOT_FOUND, "no persona for +91…",
                            reason="PERSONA_NOT_FOUND", domain="persona.friday", metadata={"number": "+91…"})
     current_trace_id()                        # the caller's x-friday-trace-id, for logs
+    peer_host(context.peer())                 # the caller's IP address ("10.0.0.7"), port dropped
 
 Clients::
 
@@ -55,6 +59,7 @@ from services.grpc_runtime.interceptors import (
     current_trace_id,
 )
 from services.grpc_runtime.metrics import LATENCY_BUCKETS, MetricsHTTPServer, ServerMetrics
+from services.grpc_runtime.peers import peer_host
 from services.grpc_runtime.server import GrpcServer, ServiceSpec
 
 __all__ = [
@@ -87,6 +92,7 @@ __all__ = [
     "error_info",
     "error_status",
     "less_answer_margin",
+    "peer_host",
     "remaining_budget",
     "service_config",
 ]

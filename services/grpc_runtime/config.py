@@ -36,7 +36,9 @@ class ServerConfig:
     port (tests), exposed as `GrpcServer.metrics_port`. (In the environment, a metrics
     port of 0 means *disabled*, following the project's env convention.)
     `auth_token`, when set, must arrive as `authorization: Bearer <token>` on every
-    call except health and reflection.
+    call except health and reflection. `admin_token`, when set, is what the methods a
+    service declares as admin methods (`ServiceSpec.admin_methods`) require instead;
+    unset, those methods require `auth_token` like the rest.
     """
 
     host: str = "[::]"
@@ -46,6 +48,12 @@ class ServerConfig:
     shutdown_grace_seconds: float = 5.0
     tls: ServerTLSConfig | None = None
     auth_token: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.admin_token and self.admin_token == self.auth_token:
+            # One token for both would let every ordinary caller use the admin methods.
+            raise ConfigError("the admin token must differ from the ordinary token")
 
     @classmethod
     def from_env(
@@ -55,11 +63,13 @@ class ServerConfig:
         default_port: int,
         default_metrics_port: int,
         token_env: str | None = None,
+        admin_token_env: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> ServerConfig:
         """Read `<PREFIX>_HOST`, `_PORT`, `_METRICS_HOST`, `_METRICS_PORT` (0 = disabled),
-        `_SHUTDOWN_GRACE`, `_TLS_CERT_FILE`, `_TLS_KEY_FILE`, `_TLS_CLIENT_CA_FILE` and the
-        token from `token_env` (default `<PREFIX>_TOKEN`)."""
+        `_SHUTDOWN_GRACE`, `_TLS_CERT_FILE`, `_TLS_KEY_FILE`, `_TLS_CLIENT_CA_FILE`, the
+        token from `token_env` (default `<PREFIX>_TOKEN`) and, for a service with admin
+        methods, the admin token from `admin_token_env`."""
         env = Environment(environ)
         p = prefix.upper().rstrip("_") + "_"
         cert, key = env.optional(p + "TLS_CERT_FILE"), env.optional(p + "TLS_KEY_FILE")
@@ -69,6 +79,11 @@ class ServerConfig:
         if ca and not cert:
             raise ConfigError(f"{p}TLS_CLIENT_CA_FILE needs {p}TLS_CERT_FILE and {p}TLS_KEY_FILE")
         metrics_port = env.integer(p + "METRICS_PORT", default_metrics_port)
+        token_name = token_env or p + "TOKEN"
+        token = env.optional(token_name)
+        admin_token = env.optional(admin_token_env) if admin_token_env else None
+        if admin_token and admin_token == token:
+            raise ConfigError(f"{admin_token_env} must differ from {token_name}")
         return cls(
             host=env.text(p + "HOST", cls.host),
             port=env.integer(p + "PORT", default_port),
@@ -76,7 +91,8 @@ class ServerConfig:
             metrics_port=metrics_port if metrics_port > 0 else None,
             shutdown_grace_seconds=env.number(p + "SHUTDOWN_GRACE", cls.shutdown_grace_seconds),
             tls=ServerTLSConfig(cert, key, ca) if cert and key else None,
-            auth_token=env.optional(token_env or p + "TOKEN"),
+            auth_token=token,
+            admin_token=admin_token,
         )
 
 

@@ -1,5 +1,6 @@
 """Server interceptors: access log + metrics (one observer around every call) and
-optional bearer-token auth. Health and reflection stay open when auth is on.
+optional bearer-token auth, with a separate token for a service's admin methods.
+Health and reflection stay open when auth is on.
 
 Order on the server: observe first (outermost), then auth, so rejected calls are
 logged and counted too.
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -163,12 +165,27 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
 
 class BearerTokenAuthInterceptor(grpc.aio.ServerInterceptor):
     """Require `authorization: Bearer <token>`; UNAUTHENTICATED (with ErrorInfo reason
-    MISSING_TOKEN / INVALID_TOKEN) otherwise. Health and reflection stay open."""
+    MISSING_TOKEN / INVALID_TOKEN) otherwise. Health and reflection stay open.
 
-    def __init__(self, token: str) -> None:
-        if not token:
+    One token per method: `admin_methods` (full names, `/pkg.Service/Method`) require
+    `admin_token` when it is set, every other method requires `token` (open when it
+    is None). The admin token opens only the admin methods and the ordinary token
+    never opens them, so whoever holds the ordinary token (the gateway) cannot use
+    them. Without an admin token the admin methods require `token` like the rest."""
+
+    def __init__(
+        self, token: str | None, *, admin_token: str | None = None, admin_methods: Collection[str] = ()
+    ) -> None:
+        if token == "" or admin_token == "":
             raise ValueError("an empty token would accept everyone")
-        self._expected = f"Bearer {token}".encode()
+        if token is None and admin_token is None:
+            raise ValueError("no token to require")
+        self._ordinary = _Expected(token) if token is not None else None
+        self._admin = _Expected(admin_token) if admin_token is not None else self._ordinary
+        self._admin_methods = frozenset(admin_methods)
+
+    def _expected_for(self, method: str) -> _Expected | None:
+        return self._admin if method in self._admin_methods else self._ordinary
 
     async def intercept_service(
         self,
@@ -176,15 +193,20 @@ class BearerTokenAuthInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(OPEN_METHOD_PREFIXES):
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
+            return handler
+        expected = self._expected_for(method)
+        if expected is None:
             return handler
         presented = _metadata_value(handler_call_details, "authorization")
-        if presented and hmac.compare_digest(presented.encode(), self._expected):
+        if presented and expected.matches(presented):
             return handler
         reason = "MISSING_TOKEN" if not presented else "INVALID_TOKEN"
+        needs = "the admin bearer token" if expected is not self._ordinary else "a bearer token"
         status = error_status(
             grpc.StatusCode.UNAUTHENTICATED,
-            "missing bearer token" if not presented else "invalid bearer token",
+            f"{method} needs {needs}" if not presented else f"invalid bearer token for {method}",
             reason=reason,
             domain=AUTH_ERROR_DOMAIN,
         )
@@ -196,3 +218,15 @@ class BearerTokenAuthInterceptor(grpc.aio.ServerInterceptor):
             return reject
 
         return _replace_behavior(handler, wrap)
+
+
+class _Expected:
+    """The header value one token must arrive as, compared in constant time: both sides
+    are hashed first, so neither the content nor the length of the token leaks through
+    how long a comparison takes."""
+
+    def __init__(self, token: str) -> None:
+        self._digest = hashlib.sha256(f"Bearer {token}".encode()).digest()
+
+    def matches(self, presented: str) -> bool:
+        return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), self._digest)

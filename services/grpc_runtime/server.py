@@ -8,7 +8,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,25 +41,49 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 @dataclass(frozen=True)
 class ServiceSpec:
     """One servicer to host and the descriptor of the service it implements (methods,
-    full name for health and reflection)."""
+    full name for health and reflection). `admin_methods` names the methods (as in the
+    proto) that require `ServerConfig.admin_token` when one is configured."""
 
     servicer: Any
     descriptor: ServiceDescriptor
+    admin_methods: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.admin_methods) - set(self.descriptor.methods_by_name)
+        if unknown:
+            raise ValueError(f"{self.full_name} has no method {', '.join(sorted(unknown))}")
 
     @property
     def full_name(self) -> str:
         return self.descriptor.full_name
 
+    @property
+    def admin_method_paths(self) -> frozenset[str]:
+        """The admin methods as they arrive on the wire: `/<package>.<Service>/<Method>`."""
+        return frozenset(f"/{self.full_name}/{name}" for name in self.admin_methods)
+
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_decoding_servicer(self.servicer, self.descriptor, server)
 
     @classmethod
-    def of(cls, servicer: Any, pb2_grpc: ModuleType, pb2: ModuleType, service: str) -> ServiceSpec:
+    def of(
+        cls,
+        servicer: Any,
+        pb2_grpc: ModuleType,
+        pb2: ModuleType,
+        service: str,
+        *,
+        admin_methods: Sequence[str] = (),
+    ) -> ServiceSpec:
         """`ServiceSpec.of(MyServicer(), persona_service_pb2_grpc, persona_service_pb2, "PersonaService")`.
         `pb2_grpc` is accepted for symmetry with the generated code; requests are decoded by
         `decoding.add_decoding_servicer` so undecodable bytes get INVALID_ARGUMENT."""
         del pb2_grpc
-        return cls(servicer=servicer, descriptor=pb2.DESCRIPTOR.services_by_name[service])
+        return cls(
+            servicer=servicer,
+            descriptor=pb2.DESCRIPTOR.services_by_name[service],
+            admin_methods=frozenset(admin_methods),
+        )
 
 
 class GrpcServer:
@@ -128,11 +152,20 @@ class GrpcServer:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("already started")
+        admin_methods: frozenset[str] = frozenset().union(*(spec.admin_method_paths for spec in self._services))
+        if self.config.admin_token and not admin_methods:
+            raise ValueError(f"{self.name}: an admin token is configured but no service has admin methods")
         for hook in self._on_startup:
             await hook()
         interceptors: list[grpc.aio.ServerInterceptor] = [ObservingInterceptor(self.metrics)]
-        if self.config.auth_token:
-            interceptors.append(BearerTokenAuthInterceptor(self.config.auth_token))
+        if self.config.auth_token or self.config.admin_token:
+            interceptors.append(
+                BearerTokenAuthInterceptor(
+                    self.config.auth_token or None,
+                    admin_token=self.config.admin_token or None,
+                    admin_methods=admin_methods,
+                )
+            )
         server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
         for spec in self._services:
             spec.add_to_server(server)
@@ -155,13 +188,14 @@ class GrpcServer:
             self._metrics_http = MetricsHTTPServer(self.registry, self.config.metrics_host, self.config.metrics_port)
             await self._metrics_http.start()
         logger.info(
-            "%s listening on %s:%d (tls=%s, mtls=%s, auth=%s, metrics=%s)",
+            "%s listening on %s:%d (tls=%s, mtls=%s, auth=%s, admin auth=%s, metrics=%s)",
             self.name,
             self.config.host,
             self._port,
             self.config.tls is not None,
             bool(self.config.tls and self.config.tls.mutual),
             bool(self.config.auth_token),
+            bool(self.config.admin_token),
             self.metrics_port,
         )
 

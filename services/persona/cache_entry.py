@@ -23,6 +23,24 @@ class CacheEntry:
         return max(0.0, now - self.fetched_at)
 
 
+@dataclass(frozen=True)
+class CachePolicy:
+    """How long entries are fresh (`ttl_seconds`, `negative_ttl_seconds` for "no
+    persona"), and how long a persona may still be served once it is not."""
+
+    ttl_seconds: float = 300.0
+    negative_ttl_seconds: float = 30.0
+    max_stale_seconds: float = 86_400.0
+    last_known_good_max_entries: int = 10_000
+
+    def fresh_for(self, entry: CacheEntry) -> float:
+        return self.negative_ttl_seconds if entry.negative else self.ttl_seconds
+
+    def keep_for(self, entry: CacheEntry) -> float:
+        """How long a backend keeps the entry: a persona for as long as it may be served stale."""
+        return self.negative_ttl_seconds if entry.negative else max(self.ttl_seconds, self.max_stale_seconds)
+
+
 class CacheUnavailable(Exception):
     """The backend could not be reached (Redis down)."""
 

@@ -28,3 +28,14 @@ class CrmUnavailableError(PersonaLookupError):
 
 class LookupDeadlineError(PersonaLookupError):
     reason = "DEADLINE_EXCEEDED"
+
+
+class NewNumberRateLimitedError(PersonaLookupError):
+    """A CRM fetch for a number never seen before was over the new-number limit
+    (`limit`: "peer" or "overall")."""
+
+    reason = "NEW_NUMBER_RATE_LIMITED"
+
+    def __init__(self, message: str, number: str = "", *, limit: str) -> None:
+        super().__init__(message, number)
+        self.limit = limit

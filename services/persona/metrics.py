@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.grpc_runtime.metrics import LATENCY_BUCKETS
 
@@ -35,10 +35,44 @@ class PersonaMetrics:
             "persona_cache_misses_total", "Lookups that had to ask the source.", registry=registry
         )
         self.stale_serves = Counter(
-            "persona_stale_served_total", "Stale personas served because the CRM failed.", registry=registry
+            "persona_stale_served_total",
+            "Personas served past their TTL: while a background refresh runs, or because the CRM failed.",
+            registry=registry,
         )
         self.default_serves = Counter(
-            "persona_default_served_total", "Default personas served, by why.", ["why"], registry=registry
+            "persona_default_served_total",
+            "Default personas served, by why: not_found, unavailable, deadline, invalid, rate_limited.",
+            ["why"],
+            registry=registry,
+        )
+        self.background_refreshes = Counter(
+            "persona_background_refreshes_total",
+            "Refreshes of a stale entry started after serving it (stale-while-revalidate), by outcome: ok,"
+            " not_found, failed, skipped (breaker open).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "persona_crm_breaker_state",
+            "The CRM circuit breaker: 0 closed, 1 half-open (one fetch testing the CRM), 2 open.",
+            registry=registry,
+        )
+        self.breaker_transitions = Counter(
+            "persona_crm_breaker_transitions_total",
+            "CRM circuit breaker state changes, by the state entered.",
+            ["to"],
+            registry=registry,
+        )
+        self.breaker_short_circuits = Counter(
+            "persona_crm_breaker_short_circuits_total",
+            "Lookups answered without asking the CRM because its breaker was open (stale, default or error).",
+            registry=registry,
+        )
+        self.new_number_refusals = Counter(
+            "persona_new_number_fetches_refused_total",
+            "CRM fetches for never-seen numbers refused by the new-number rate limit, by limit: peer, overall.",
+            ["limit"],
+            registry=registry,
         )
         self.coalesced = Counter(
             "persona_coalesced_requests_total",

@@ -5,6 +5,7 @@ health reporting for the CRM, and the servicer."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from redis import asyncio as aioredis
 
@@ -12,10 +13,12 @@ from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
 from services.common.leases import RedisLeases
 from services.common.redis_client import redis_client
 from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
+from services.persona.admission import NewNumberAdmission
 from services.persona.cache import PersonaCache
+from services.persona.cache_entry import CachePolicy
 from services.persona.config import DEFAULT_METRICS_PORT, DEFAULT_PORT, PersonaConfig
 from services.persona.crm import CrmPersonaSource, CrmSettings
-from services.persona.lookup import CachePolicy, PersonaLookup
+from services.persona.lookup import BreakerPolicy, PersonaLookup
 from services.persona.memory_cache import MemoryCache
 from services.persona.metrics import PersonaMetrics
 from services.persona.persona_file import PersonaFileSource
@@ -26,8 +29,20 @@ from services.persona.sources import PersonaSourceBackend
 logger = logging.getLogger(__name__)
 
 
-def server_config_from_env() -> ServerConfig:
-    return ServerConfig.from_env("PERSONA", default_port=DEFAULT_PORT, default_metrics_port=DEFAULT_METRICS_PORT)
+# Dropping cached personas is for operators (and a CRM's change hook), not for every caller
+# of GetPersona: with PERSONA_ADMIN_TOKEN set, only that token may call these.
+ADMIN_METHODS = ("InvalidatePersona",)
+
+
+def server_config_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """PERSONA_PORT, PERSONA_METRICS_PORT, PERSONA_TLS_*, PERSONA_TOKEN, PERSONA_ADMIN_TOKEN, ..."""
+    return ServerConfig.from_env(
+        "PERSONA",
+        default_port=DEFAULT_PORT,
+        default_metrics_port=DEFAULT_METRICS_PORT,
+        admin_token_env="PERSONA_ADMIN_TOKEN",
+        environ=environ,
+    )
 
 
 def build_source(config: PersonaConfig, metrics: PersonaMetrics) -> PersonaSourceBackend:
@@ -77,9 +92,10 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
         if redis is not None and source.cacheable
         else None
     )
-    report = None
+    report = report_breaker = None
     if source.cacheable:  # a remote source: its reachability is part of our health
         report = server.health.reporter(SERVICE_NAME, "crm")
+        report_breaker = server.health.reporter(SERVICE_NAME, "crm_breaker")
         if config.crm.probe_interval_seconds > 0:
             server.health.add_probe(SERVICE_NAME, "crm", source.probe, config.crm.probe_interval_seconds)
     lookup = PersonaLookup(
@@ -91,13 +107,21 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
             ttl_seconds=config.cache.ttl_seconds,
             negative_ttl_seconds=config.cache.negative_ttl_seconds,
             max_stale_seconds=config.cache.max_stale_seconds,
+            last_known_good_max_entries=config.cache.last_known_good_max_entries,
         ),
+        breaker=BreakerPolicy(config.crm.breaker_failures, config.crm.breaker_cooldown_seconds),
+        admission=NewNumberAdmission(config.new_numbers),
         report_source_health=report,
+        report_breaker_health=report_breaker,
         lease=lease,
         fetch_budget_seconds=config.request_budget_seconds,
     )
     servicer = PersonaServicer(lookup, metrics, budget_seconds=config.request_budget_seconds)
-    server.add_service(ServiceSpec.of(servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService"))
+    server.add_service(
+        ServiceSpec.of(
+            servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService", admin_methods=ADMIN_METHODS
+        )
+    )
 
     async def close() -> None:
         await lookup.aclose()  # fetches still running for callers that have gone

@@ -8,12 +8,13 @@ import logging
 import grpc
 
 from friday.persona.v1 import persona_pb2, persona_service_pb2, persona_service_pb2_grpc
-from services.grpc_runtime import StatusTable, abort_with_error, answer_budget
+from services.grpc_runtime import StatusTable, abort_with_error, answer_budget, peer_host
 from services.persona.errors import (
     ERROR_DOMAIN,
     CrmUnavailableError,
     InvalidNumberError,
     LookupDeadlineError,
+    NewNumberRateLimitedError,
     PersonaLookupError,
     PersonaNotFoundError,
 )
@@ -30,6 +31,7 @@ STATUS = StatusTable(
         (PersonaNotFoundError, grpc.StatusCode.NOT_FOUND),
         (CrmUnavailableError, grpc.StatusCode.UNAVAILABLE),
         (LookupDeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
+        (NewNumberRateLimitedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     ]
 )
 # Tells a client channel's retry policy not to retry this UNAVAILABLE: the service
@@ -54,7 +56,10 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
         budget = answer_budget(context, self._budget)
         try:
             found = await self._lookup.get(
-                request.dialed_number, allow_default=request.allow_default, budget_seconds=budget
+                request.dialed_number,
+                allow_default=request.allow_default,
+                budget_seconds=budget,
+                caller=peer_host(context.peer()),
             )
         except PersonaLookupError as exc:
             code = STATUS.code_of(exc)
@@ -66,7 +71,7 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
                 str(exc),
                 reason=exc.reason,
                 domain=ERROR_DOMAIN,
-                metadata={"dialed_number": request.dialed_number[:64], "normalized_number": exc.number},
+                metadata=_error_metadata(request.dialed_number, exc),
                 trailing_metadata=_NO_RETRY if code == grpc.StatusCode.UNAVAILABLE else (),
             )
         self._metrics.requests.labels("OK", source_label(found.source)).inc()
@@ -93,3 +98,10 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
                 metadata={"dialed_number": request.dialed_number[:64]},
             )
         return persona_service_pb2.InvalidatePersonaResponse(normalized_number=number, removed=removed)
+
+
+def _error_metadata(dialed_number: str, exc: PersonaLookupError) -> dict[str, str]:
+    metadata = {"dialed_number": dialed_number[:64], "normalized_number": exc.number}
+    if isinstance(exc, NewNumberRateLimitedError):
+        metadata["limit"] = exc.limit
+    return metadata

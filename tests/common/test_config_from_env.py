@@ -24,6 +24,7 @@ from services.dispatcher.config import DispatcherConfig
 from services.grpc_runtime.config import ServerConfig
 from services.persona.config import PersonaConfig
 from services.persona.numbers import CrmNumberFormat
+from services.persona.server import server_config_from_env as persona_server_config_from_env
 from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,16 +40,29 @@ PERSONA: list[Row] = [
     ("PERSONA_CRM_BACKOFF_INITIAL", "0.02", "crm.backoff_initial_seconds", 0.02),
     ("PERSONA_CRM_BACKOFF_MAX", "0.75", "crm.backoff_max_seconds", 0.75),
     ("PERSONA_CRM_PROBE_INTERVAL", "0", "crm.probe_interval_seconds", 0.0),
+    ("PERSONA_CRM_BREAKER_FAILURES", "8", "crm.breaker_failures", 8),
+    ("PERSONA_CRM_BREAKER_COOLDOWN", "2.5", "crm.breaker_cooldown_seconds", 2.5),
     ("PERSONA_CACHE_TTL", "60", "cache.ttl_seconds", 60.0),
     ("PERSONA_NEGATIVE_TTL", "7", "cache.negative_ttl_seconds", 7.0),
     ("PERSONA_MAX_STALE", "3600", "cache.max_stale_seconds", 3600.0),
     ("PERSONA_CACHE_MAX_ENTRIES", "123", "cache.max_entries", 123),
+    ("PERSONA_LAST_KNOWN_GOOD_MAX_ENTRIES", "321", "cache.last_known_good_max_entries", 321),
     ("REDIS_URL", "redis://r:6379/3", "cache.redis_url", "redis://r:6379/3"),
     ("PERSONA_REDIS_PREFIX", "p:", "cache.redis_key_prefix", "p:"),
     ("PERSONA_REDIS_COOLDOWN", "2.5", "cache.redis_cooldown_seconds", 2.5),
     ("PERSONA_FILE", "/etc/friday/personas.json", "persona_file", "/etc/friday/personas.json"),
     ("PERSONA_DEFAULT_REGION", "us", "default_region", "US"),
     ("PERSONA_REQUEST_BUDGET", "2", "request_budget_seconds", 2.0),
+    ("PERSONA_NEW_NUMBER_RATE", "12.5", "new_numbers.rate", 12.5),
+    ("PERSONA_NEW_NUMBER_BURST", "40", "new_numbers.burst", 40),
+    ("PERSONA_NEW_NUMBER_PEER_RATE", "3", "new_numbers.peer_rate", 3.0),
+    ("PERSONA_NEW_NUMBER_PEER_BURST", "9", "new_numbers.peer_burst", 9),
+    (
+        "PERSONA_NEW_NUMBER_PEER_EXEMPT",
+        "10.0.0.7, 10.8.0.0/16,,",
+        "new_numbers.peer_exempt",
+        ("10.0.0.7", "10.8.0.0/16"),
+    ),
 ]
 DISPATCHER: list[Row] = [
     ("LIVEKIT_URL", "https://lk.test", "livekit.url", "https://lk.test"),
@@ -130,11 +144,12 @@ SERVER: list[Row] = [
     ("PERSONA_TLS_KEY_FILE", "/tls/key", "tls.key_file", "/tls/key"),
     ("PERSONA_TLS_CLIENT_CA_FILE", "/tls/ca", "tls.client_ca_file", "/tls/ca"),
     ("PERSONA_TOKEN", "s-token", "auth_token", "s-token"),
+    ("PERSONA_ADMIN_TOKEN", "a-token", "admin_token", "a-token"),
 ]
 
 
 def _server_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
-    return ServerConfig.from_env("PERSONA", default_port=50051, default_metrics_port=9101, environ=environ)
+    return persona_server_config_from_env(environ)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,7 +259,7 @@ def test_secrets_stay_out_of_repr() -> None:
     for config, secrets in (
         (gateway, ("webhook-secret", "d-token", "p-token")),
         (dispatcher, ("lk-secret",)),
-        (server, ("s-token",)),
+        (server, ("s-token", "a-token")),
     ):
         assert not [secret for secret in secrets if secret in repr(config)]
 
@@ -261,6 +276,12 @@ def test_log_level_is_one_setting_checked_against_logging() -> None:
     [
         (PersonaConfig.from_env, "PERSONA_CACHE_TTL", "abc", "PERSONA_CACHE_TTL='abc' is not a number"),
         (PersonaConfig.from_env, "PERSONA_CRM_NUMBER_FORMAT", "intl", "PERSONA_CRM_NUMBER_FORMAT='intl' is not one of"),
+        (
+            PersonaConfig.from_env,
+            "PERSONA_NEW_NUMBER_PEER_EXEMPT",
+            "10.0.0.7, gateway",
+            "PERSONA_NEW_NUMBER_PEER_EXEMPT='10.0.0.7, gateway' is not a list of IP addresses or networks: 'gateway'",
+        ),
         (DispatcherConfig.from_env, "DISPATCHER_RETRY_MAX_ATTEMPTS", "many", "'many' is not a whole number"),
         (GatewayConfig.from_env, "GATEWAY_DEDUPE_MAX_ENTRIES", "1e5", "'1e5' is not a whole number"),
         (AgentConfig.from_env, "FRIDAY_VAD", "maybe", "FRIDAY_VAD='maybe' is not one of"),

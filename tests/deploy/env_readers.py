@@ -91,10 +91,12 @@ def _log_level_env() -> set[str]:
 
 def persona_reads() -> set[str]:
     from services.persona.config import PersonaConfig
+    from services.persona.server import server_config_from_env
 
-    env = RecordingEnv()
+    env, server = RecordingEnv(), RecordingEnv()
     PersonaConfig.from_env(env)
-    return _server_env("PERSONA") | env.names | _log_level_env() | _scan("services/cli/persona.py")
+    server_config_from_env(server)
+    return server.names | env.names | _log_level_env() | _scan("services/cli/persona.py")
 
 
 def dispatcher_reads() -> set[str]:

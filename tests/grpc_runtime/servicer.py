@@ -62,6 +62,12 @@ class ProbeServicer(persona_service_pb2_grpc.PersonaServiceServicer):
             raise RuntimeError("boom")
         return persona_service_pb2.GetPersonaResponse(normalized_number="ok")
 
+    async def InvalidatePersona(self, request, context):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return persona_service_pb2.InvalidatePersonaResponse(normalized_number="invalidated")
 
-def probe_spec(servicer: ProbeServicer) -> ServiceSpec:
-    return ServiceSpec.of(servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService")
+
+def probe_spec(servicer: ProbeServicer, *, admin_methods: tuple[str, ...] = ()) -> ServiceSpec:
+    return ServiceSpec.of(
+        servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService", admin_methods=admin_methods
+    )

@@ -10,6 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from services.common.env import ConfigError
 from services.grpc_runtime import (
     ClientTLSConfig,
     GrpcServer,
@@ -23,6 +24,7 @@ from tests.grpc_runtime.servicer import ProbeServicer, probe_spec
 from tests.grpc_runtime.test_server import _grpcurl
 
 TOKEN = "s3cret-token-for-tests"
+ADMIN_TOKEN = "adm1n-token-for-tests"
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,86 @@ async def test_token_required_when_configured() -> None:
     assert reply.normalized_number == "ok"
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert "friday.persona.v1.PersonaService" in listed
+
+
+async def _invalidate(channel: grpc.aio.Channel, **kw: object) -> persona_service_pb2.InvalidatePersonaResponse:
+    stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
+    return await stub.InvalidatePersona(
+        persona_service_pb2.InvalidatePersonaRequest(dialed_number="x"), timeout=3, **kw
+    )
+
+
+async def _refusal(call: object) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await call  # type: ignore[misc]
+    info = error_info(failure.value)
+    return failure.value.code(), info.reason if info is not None else ""
+
+
+async def test_admin_methods_require_the_admin_token_and_only_it() -> None:
+    servicer = ProbeServicer()
+    config = ServerConfig(host="127.0.0.1", port=0, auth_token=TOKEN, admin_token=ADMIN_TOKEN)
+    spec = probe_spec(servicer, admin_methods=("InvalidatePersona",))
+    async with GrpcServer(config, [spec]) as server:
+        async with create_channel(server.address, bearer_token=TOKEN) as ordinary:
+            assert (await _get(ordinary)).normalized_number == "ok"
+            # the ordinary token (what the gateway holds) does not open the admin method
+            assert await _refusal(_invalidate(ordinary)) == (grpc.StatusCode.UNAUTHENTICATED, "INVALID_TOKEN")
+        async with create_channel(server.address, bearer_token=ADMIN_TOKEN) as admin:
+            assert (await _invalidate(admin)).normalized_number == "invalidated"
+            # one token per method: the admin token is not a second ordinary token
+            assert await _refusal(_get(admin)) == (grpc.StatusCode.UNAUTHENTICATED, "INVALID_TOKEN")
+        async with create_channel(server.address) as anonymous:
+            assert await _refusal(_invalidate(anonymous)) == (grpc.StatusCode.UNAUTHENTICATED, "MISSING_TOKEN")
+            near_miss = (("authorization", f"Bearer {ADMIN_TOKEN}x"),)
+            assert await _refusal(_invalidate(anonymous, metadata=near_miss)) == (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "INVALID_TOKEN",
+            )
+            health = await health_pb2_grpc.HealthStub(anonymous).Check(health_pb2.HealthCheckRequest(), timeout=3)
+        listed = await _grpcurl("-plaintext", server.address, "list")
+    assert servicer.calls == 2  # the two authorised calls only
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert "friday.persona.v1.PersonaService" in listed
+
+
+async def test_an_admin_token_alone_guards_only_the_admin_methods() -> None:
+    servicer = ProbeServicer()
+    config = ServerConfig(host="127.0.0.1", port=0, admin_token=ADMIN_TOKEN)
+    async with GrpcServer(config, [probe_spec(servicer, admin_methods=("InvalidatePersona",))]) as server:
+        async with create_channel(server.address) as anonymous:
+            assert (await _get(anonymous)).normalized_number == "ok"
+            assert await _refusal(_invalidate(anonymous)) == (grpc.StatusCode.UNAUTHENTICATED, "MISSING_TOKEN")
+        async with create_channel(server.address, bearer_token=ADMIN_TOKEN) as admin:
+            assert (await _invalidate(admin)).normalized_number == "invalidated"
+
+
+async def test_without_an_admin_token_admin_methods_take_the_ordinary_token() -> None:
+    config = ServerConfig(host="127.0.0.1", port=0, auth_token=TOKEN)
+    async with GrpcServer(config, [probe_spec(ProbeServicer(), admin_methods=("InvalidatePersona",))]) as server:
+        async with create_channel(server.address, bearer_token=TOKEN) as ordinary:
+            assert (await _invalidate(ordinary)).normalized_number == "invalidated"
+        async with create_channel(server.address) as anonymous:
+            assert await _refusal(_invalidate(anonymous)) == (grpc.StatusCode.UNAUTHENTICATED, "MISSING_TOKEN")
+
+
+async def test_admin_token_misconfigurations_are_refused() -> None:
+    with pytest.raises(ConfigError, match="must differ"):
+        ServerConfig(auth_token=TOKEN, admin_token=TOKEN)
+    with pytest.raises(ConfigError, match="PERSONA_ADMIN_TOKEN must differ from PERSONA_TOKEN"):
+        ServerConfig.from_env(
+            "PERSONA",
+            default_port=0,
+            default_metrics_port=0,
+            admin_token_env="PERSONA_ADMIN_TOKEN",
+            environ={"PERSONA_TOKEN": TOKEN, "PERSONA_ADMIN_TOKEN": TOKEN},
+        )
+    with pytest.raises(ValueError, match="no method"):
+        probe_spec(ProbeServicer(), admin_methods=("DropEverything",))
+    # an admin token that would guard nothing is a mistake, not a silent no-op
+    server = GrpcServer(ServerConfig(host="127.0.0.1", port=0, admin_token=ADMIN_TOKEN), [probe_spec(ProbeServicer())])
+    with pytest.raises(ValueError, match="no service has admin methods"):
+        await server.start()
 
 
 async def test_tls_round_trip(certs: CertFiles) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -12,6 +13,7 @@ import pytest
 import redis.asyncio as redis
 
 from services.grpc_runtime import GrpcServer, ServerConfig
+from services.persona.admission import NewNumberLimits
 from services.persona.client import PersonaClient
 from services.persona.config import CacheConfig, CrmConfig, PersonaConfig
 from services.persona.server import build_server
@@ -30,13 +32,21 @@ ACME = {
 }
 
 
-def fast_config(standin: CrmStandIn, *, cache: CacheConfig | None = None, **crm: Any) -> PersonaConfig:
+def fast_config(
+    standin: CrmStandIn,
+    *,
+    cache: CacheConfig | None = None,
+    new_numbers: NewNumberLimits | None = None,
+    **crm: Any,
+) -> PersonaConfig:
     """CRM-backed config with quick backoff and no background probe; keyword arguments
     override CrmConfig fields."""
     fast = CrmConfig(
         api_base=standin.base_url, backoff_initial_seconds=0.01, backoff_max_seconds=0.05, probe_interval_seconds=0
     )
-    return PersonaConfig(crm=replace(fast, **crm), cache=cache or CacheConfig())
+    return PersonaConfig(
+        crm=replace(fast, **crm), cache=cache or CacheConfig(), new_numbers=new_numbers or NewNumberLimits()
+    )
 
 
 class Running:
@@ -50,11 +60,14 @@ StartPersona = Callable[..., Awaitable[Running]]
 
 @pytest.fixture
 async def start_persona() -> AsyncIterator[StartPersona]:
-    """`await start_persona(config, metrics=True)` → a started server + PersonaClient; all stopped at teardown."""
+    """`await start_persona(config, metrics=True)` → a started server + PersonaClient; all stopped at teardown.
+    The client dials `server.address`; `host="[::]"` listens on IPv4 and IPv6 (two peers on one machine)."""
     async with AsyncExitStack() as stack:
 
-        async def start(config: PersonaConfig, *, metrics: bool = False, retry: Any = None) -> Running:
-            server_config = ServerConfig(host="127.0.0.1", port=0, metrics_port=0 if metrics else None)
+        async def start(
+            config: PersonaConfig, *, metrics: bool = False, retry: Any = None, host: str = "127.0.0.1"
+        ) -> Running:
+            server_config = ServerConfig(host=host, port=0, metrics_port=0 if metrics else None)
             server = build_server(config, server_config)
             await server.start()
             stack.push_async_callback(server.stop, 0)
@@ -80,3 +93,30 @@ async def redis_prefix() -> AsyncIterator[str]:
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+REFRESH_OUTCOMES = ("ok", "not_found", "failed", "skipped")
+
+
+async def background_refreshes(running: Running, count: int) -> dict[str, float]:
+    """Waits until `count` background refreshes (stale-while-revalidate) have ended and
+    returns them by outcome: a test's sync point with work it does not wait for."""
+    from tests.grpc_runtime.test_metrics_errors import http_get, sample
+
+    assert running.server.metrics_port is not None, "start the server with metrics=True"
+    for _ in range(1000):
+        _, body = await http_get(running.server.metrics_port)
+        outcomes = {o: sample(body, "persona_background_refreshes_total", outcome=o) for o in REFRESH_OUTCOMES}
+        if sum(outcomes.values()) >= count:
+            return outcomes
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} background refreshes ended")
+
+
+async def until(condition: Callable[[], bool], poll_seconds: float = 0.005) -> None:
+    """Waits for a condition in another task or process (a sync point, not a timing check)."""
+    for _ in range(int(5 / poll_seconds)):
+        if condition():
+            return
+        await asyncio.sleep(poll_seconds)
+    raise AssertionError("condition never became true")

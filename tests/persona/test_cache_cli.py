@@ -18,10 +18,12 @@ import redis.asyncio as redis
 
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.common.redis_client import redis_client
+from services.grpc_runtime import ServerConfig
 from services.persona.cache_entry import CacheEntry, CacheUnavailable
 from services.persona.config import CacheConfig, PersonaConfig
 from services.persona.memory_cache import MemoryCache
 from services.persona.redis_cache import RedisCache
+from services.persona.server import build_server
 from services.testing.crm import CrmStandIn
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.grpc_runtime.test_server import _grpcurl
@@ -206,3 +208,43 @@ async def test_cli_serve_get_and_sigterm(crm: CrmStandIn) -> None:
         if serve.returncode is None:
             serve.kill()
             await serve.wait()
+
+
+async def _friday(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        FRIDAY, *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_invalidate_needs_the_admin_token_and_the_cli_sends_it(crm: CrmStandIn) -> None:
+    crm.set_persona("8655701159", ACME)
+    read_token, admin_token = "read-token-0123456789", "admin-token-0123456789"
+    server = build_server(
+        fast_config(crm), ServerConfig(host="127.0.0.1", port=0, auth_token=read_token, admin_token=admin_token)
+    )
+    await server.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
+        env |= {"PERSONA_TARGET": server.address, "PERSONA_TOKEN": read_token}
+        code, out, _ = await _friday("persona", "get", "+918655701159", env=env)
+        assert code == 0 and json.loads(out)["source"] == "PERSONA_SOURCE_CRM"
+        # The ordinary token (what the gateway holds) cannot drop cached personas ...
+        code, _, err = await _friday("persona", "invalidate", "+918655701159", env=env)
+        assert code == 1 and json.loads(err)["error"]["reason"] == "INVALID_TOKEN"
+        # ... the admin token can: from PERSONA_ADMIN_TOKEN, or --token.
+        code, out, err = await _friday(
+            "persona", "invalidate", "+918655701159", env=env | {"PERSONA_ADMIN_TOKEN": admin_token}
+        )
+        assert code == 0, err
+        assert json.loads(out) == {"normalized_number": "+918655701159", "removed": True}
+        code, out, err = await _friday("persona", "invalidate", "+918655701159", "--token", admin_token, env=env)
+        assert code == 0, err
+        assert json.loads(out)["removed"] is False
+        # and `get` keeps using the ordinary token while both are set
+        code, _, err = await _friday("persona", "get", "+918655701159", env=env | {"PERSONA_ADMIN_TOKEN": admin_token})
+        assert code == 0, err
+    finally:
+        await server.stop(grace=0)

@@ -17,7 +17,7 @@ from services.persona.config import CacheConfig
 from services.persona.crm import MAX_BODY_BYTES
 from services.testing.crm import CrmStandIn
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
-from tests.persona.conftest import ACME, Running, StartPersona, fast_config
+from tests.persona.conftest import ACME, Running, StartPersona, background_refreshes, fast_config
 
 NUMBER = "+918655701159"
 NATIONAL = "8655701159"
@@ -51,6 +51,7 @@ async def test_bad_gzip_body_serves_stale_and_reports_the_crm_unhealthy(
     crm.set_response(NATIONAL, 200, b"this is not gzip", headers={"Content-Encoding": "gzip"})
     stale = await running.client.get_persona(NUMBER)
     assert stale.source == PersonaSource.PERSONA_SOURCE_STALE_CACHE and stale.persona.persona_id == "acme"
+    assert await background_refreshes(running, 1) == {"ok": 0, "not_found": 0, "failed": 1, "skipped": 0}
     assert await _crm_health(running) == health_pb2.HealthCheckResponse.NOT_SERVING
     assert crm.requests_for(NATIONAL) == 1 + 3  # a decoding failure is retried like a transport error
 
@@ -83,6 +84,7 @@ async def test_absurdly_nested_extras_are_a_malformed_answer(
     crm.set_response(NATIONAL, 200, body)
     stale = await running.client.get_persona(NUMBER)
     assert stale.source == PersonaSource.PERSONA_SOURCE_STALE_CACHE
+    assert (await background_refreshes(running, 1))["failed"] == 1
     assert crm.requests_for(NATIONAL) == 2  # malformed: not retried
     crm.set_response(OTHER_NATIONAL, 200, body)
     error = await _fails(running.client.get_persona(OTHER))
@@ -108,11 +110,15 @@ async def test_a_body_over_the_size_cap_is_a_malformed_answer(crm: CrmStandIn, s
     crm.set_response(NATIONAL, 200, huge)
     stale = await running.client.get_persona(NUMBER)
     assert stale.source == PersonaSource.PERSONA_SOURCE_STALE_CACHE
+    assert (await background_refreshes(running, 1))["failed"] == 1
     assert crm.requests_for(NATIONAL) == 2
     assert running.server.metrics_port is not None
     _, metrics = await http_get(running.server.metrics_port)
     assert sample(metrics, "persona_crm_errors_total", kind="malformed") == 1
 
-    # just under the cap is still a persona
+    # just under the cap is still a persona: the next refresh stores it
     crm.set_response(NATIONAL, 200, json.dumps({**ACME, "padding": "x" * (MAX_BODY_BYTES - 1000)}).encode())
-    assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
+    assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_STALE_CACHE
+    assert (await background_refreshes(running, 2))["ok"] == 1
+    refreshed = await running.client.get_persona(NUMBER)
+    assert len(refreshed.persona.extras["padding"]) == MAX_BODY_BYTES - 1000

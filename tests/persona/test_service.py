@@ -18,7 +18,7 @@ from services.persona.config import CacheConfig
 from services.persona.numbers import CrmNumberFormat
 from services.testing.crm import CrmStandIn
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
-from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
+from tests.persona.conftest import ACME, REDIS_URL, StartPersona, background_refreshes, fast_config
 
 NUMBER = "+918655701159"
 NATIONAL = "8655701159"  # what the CRM sees with the default (national) format
@@ -60,13 +60,14 @@ async def test_crm_500_500_200_gives_the_crm_persona_after_retries(
 async def test_retries_exhausted_stale_then_default_then_error(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona(NATIONAL, ACME)
     # ttl 0: every lookup asks the CRM, so a failure finds only a stale entry.
-    running = await start_persona(fast_config(crm, cache=CacheConfig(ttl_seconds=0.0), max_attempts=3))
+    running = await start_persona(fast_config(crm, cache=CacheConfig(ttl_seconds=0.0), max_attempts=3), metrics=True)
     assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
 
     crm.fail_next(3, status=503)
-    stale = await running.client.get_persona(NUMBER)
+    stale = await running.client.get_persona(NUMBER)  # at once; the refresh runs behind it
     assert stale.source == PersonaSource.PERSONA_SOURCE_STALE_CACHE
     assert stale.persona.persona_id == "acme"
+    assert (await background_refreshes(running, 1))["failed"] == 1
     assert crm.requests_for(NATIONAL) == 4
 
     other = "+919876543210"

@@ -57,8 +57,9 @@ class _PersonaSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Persona
     PERSONA_SOURCE_CACHE: _PersonaSource.ValueType  # 2
     """Served from the cache (in-process or Redis) within its freshness TTL."""
     PERSONA_SOURCE_STALE_CACHE: _PersonaSource.ValueType  # 3
-    """Served from the cache after its freshness TTL because the CRM failed; no
-    older than the service's maximum staleness.
+    """Served from the cache after its freshness TTL, no older than the service's
+    maximum staleness: at once while the service refreshes it in the background,
+    or because the CRM failed.
     """
     PERSONA_SOURCE_DEFAULT: _PersonaSource.ValueType  # 4
     """The built-in default persona: nothing fresh or stale existed and the
@@ -77,8 +78,9 @@ PERSONA_SOURCE_CRM: PersonaSource.ValueType  # 1
 PERSONA_SOURCE_CACHE: PersonaSource.ValueType  # 2
 """Served from the cache (in-process or Redis) within its freshness TTL."""
 PERSONA_SOURCE_STALE_CACHE: PersonaSource.ValueType  # 3
-"""Served from the cache after its freshness TTL because the CRM failed; no
-older than the service's maximum staleness.
+"""Served from the cache after its freshness TTL, no older than the service's
+maximum staleness: at once while the service refreshes it in the background,
+or because the CRM failed.
 """
 PERSONA_SOURCE_DEFAULT: PersonaSource.ValueType  # 4
 """The built-in default persona: nothing fresh or stale existed and the

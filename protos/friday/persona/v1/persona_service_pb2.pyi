@@ -29,7 +29,9 @@ class _DefaultReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Default
     DEFAULT_REASON_NOT_FOUND: _DefaultReason.ValueType  # 1
     """The source has no persona for the number (CRM 404, or not in the persona file)."""
     DEFAULT_REASON_SOURCE_UNAVAILABLE: _DefaultReason.ValueType  # 2
-    """The CRM failed after retries and no stale persona was cached."""
+    """The CRM failed after retries (or its circuit breaker is open, or the number
+    was over the new-number rate limit) and no stale persona was cached.
+    """
     DEFAULT_REASON_DEADLINE_EXCEEDED: _DefaultReason.ValueType  # 3
     """The caller's deadline ran out before the CRM answered, with nothing stale cached."""
     DEFAULT_REASON_SOURCE_INVALID: _DefaultReason.ValueType  # 4
@@ -47,7 +49,9 @@ DEFAULT_REASON_UNSPECIFIED: DefaultReason.ValueType  # 0
 DEFAULT_REASON_NOT_FOUND: DefaultReason.ValueType  # 1
 """The source has no persona for the number (CRM 404, or not in the persona file)."""
 DEFAULT_REASON_SOURCE_UNAVAILABLE: DefaultReason.ValueType  # 2
-"""The CRM failed after retries and no stale persona was cached."""
+"""The CRM failed after retries (or its circuit breaker is open, or the number
+was over the new-number rate limit) and no stale persona was cached.
+"""
 DEFAULT_REASON_DEADLINE_EXCEEDED: DefaultReason.ValueType  # 3
 """The caller's deadline ran out before the CRM answered, with nothing stale cached."""
 DEFAULT_REASON_SOURCE_INVALID: DefaultReason.ValueType  # 4

@@ -37,6 +37,8 @@ class PersonaServiceStub:
     NOT_FOUND         reason PERSONA_NOT_FOUND     the CRM has no persona for it
     UNAVAILABLE       reason CRM_UNAVAILABLE       the CRM failed after retries
     DEADLINE_EXCEEDED reason DEADLINE_EXCEEDED     the caller's deadline ran out
+    RESOURCE_EXHAUSTED reason NEW_NUMBER_RATE_LIMITED  over the limit on numbers
+    never seen before, so the CRM was not asked (metadata "limit": peer, overall)
     Errors are only returned when `allow_default` is false; otherwise the default
     persona is returned with source PERSONA_SOURCE_DEFAULT.
     """
@@ -71,6 +73,8 @@ class PersonaServiceServicer:
     NOT_FOUND         reason PERSONA_NOT_FOUND     the CRM has no persona for it
     UNAVAILABLE       reason CRM_UNAVAILABLE       the CRM failed after retries
     DEADLINE_EXCEEDED reason DEADLINE_EXCEEDED     the caller's deadline ran out
+    RESOURCE_EXHAUSTED reason NEW_NUMBER_RATE_LIMITED  over the limit on numbers
+    never seen before, so the CRM was not asked (metadata "limit": peer, overall)
     Errors are only returned when `allow_default` is false; otherwise the default
     persona is returned with source PERSONA_SOURCE_DEFAULT.
     """
@@ -83,8 +87,10 @@ class PersonaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def InvalidatePersona(self, request, context):
-        """Drops the cached persona (fresh, stale and negative entries) for a number
-        from every cache backend, so the next GetPersona asks the CRM.
+        """Drops the cached persona (fresh, stale and negative entries, and the last
+        known good copy) for a number from every cache backend, so the next
+        GetPersona asks the CRM. When the service has an admin token, only that
+        token may call it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +129,8 @@ class PersonaService:
     NOT_FOUND         reason PERSONA_NOT_FOUND     the CRM has no persona for it
     UNAVAILABLE       reason CRM_UNAVAILABLE       the CRM failed after retries
     DEADLINE_EXCEEDED reason DEADLINE_EXCEEDED     the caller's deadline ran out
+    RESOURCE_EXHAUSTED reason NEW_NUMBER_RATE_LIMITED  over the limit on numbers
+    never seen before, so the CRM was not asked (metadata "limit": peer, overall)
     Errors are only returned when `allow_default` is false; otherwise the default
     persona is returned with source PERSONA_SOURCE_DEFAULT.
     """

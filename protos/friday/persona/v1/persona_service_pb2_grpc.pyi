@@ -38,6 +38,8 @@ class PersonaServiceStub:
       NOT_FOUND         reason PERSONA_NOT_FOUND     the CRM has no persona for it
       UNAVAILABLE       reason CRM_UNAVAILABLE       the CRM failed after retries
       DEADLINE_EXCEEDED reason DEADLINE_EXCEEDED     the caller's deadline ran out
+      RESOURCE_EXHAUSTED reason NEW_NUMBER_RATE_LIMITED  over the limit on numbers
+        never seen before, so the CRM was not asked (metadata "limit": peer, overall)
     Errors are only returned when `allow_default` is false; otherwise the default
     persona is returned with source PERSONA_SOURCE_DEFAULT.
     """
@@ -49,8 +51,10 @@ class PersonaServiceStub:
     GetPersona: _grpc.UnaryUnaryMultiCallable[_persona_service_pb2.GetPersonaRequest, _persona_service_pb2.GetPersonaResponse]
     """Returns the persona for a dialed number."""
     InvalidatePersona: _grpc.UnaryUnaryMultiCallable[_persona_service_pb2.InvalidatePersonaRequest, _persona_service_pb2.InvalidatePersonaResponse]
-    """Drops the cached persona (fresh, stale and negative entries) for a number
-    from every cache backend, so the next GetPersona asks the CRM.
+    """Drops the cached persona (fresh, stale and negative entries, and the last
+    known good copy) for a number from every cache backend, so the next
+    GetPersona asks the CRM. When the service has an admin token, only that
+    token may call it.
     """
 
 @_typing.type_check_only
@@ -66,6 +70,8 @@ class PersonaServiceAsyncStub(PersonaServiceStub):
       NOT_FOUND         reason PERSONA_NOT_FOUND     the CRM has no persona for it
       UNAVAILABLE       reason CRM_UNAVAILABLE       the CRM failed after retries
       DEADLINE_EXCEEDED reason DEADLINE_EXCEEDED     the caller's deadline ran out
+      RESOURCE_EXHAUSTED reason NEW_NUMBER_RATE_LIMITED  over the limit on numbers
+        never seen before, so the CRM was not asked (metadata "limit": peer, overall)
     Errors are only returned when `allow_default` is false; otherwise the default
     persona is returned with source PERSONA_SOURCE_DEFAULT.
     """
@@ -74,8 +80,10 @@ class PersonaServiceAsyncStub(PersonaServiceStub):
     GetPersona: _aio.UnaryUnaryMultiCallable[_persona_service_pb2.GetPersonaRequest, _persona_service_pb2.GetPersonaResponse]  # type: ignore[assignment]
     """Returns the persona for a dialed number."""
     InvalidatePersona: _aio.UnaryUnaryMultiCallable[_persona_service_pb2.InvalidatePersonaRequest, _persona_service_pb2.InvalidatePersonaResponse]  # type: ignore[assignment]
-    """Drops the cached persona (fresh, stale and negative entries) for a number
-    from every cache backend, so the next GetPersona asks the CRM.
+    """Drops the cached persona (fresh, stale and negative entries, and the last
+    known good copy) for a number from every cache backend, so the next
+    GetPersona asks the CRM. When the service has an admin token, only that
+    token may call it.
     """
 
 class PersonaServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -90,6 +98,8 @@ class PersonaServiceServicer(metaclass=_abc_1.ABCMeta):
       NOT_FOUND         reason PERSONA_NOT_FOUND     the CRM has no persona for it
       UNAVAILABLE       reason CRM_UNAVAILABLE       the CRM failed after retries
       DEADLINE_EXCEEDED reason DEADLINE_EXCEEDED     the caller's deadline ran out
+      RESOURCE_EXHAUSTED reason NEW_NUMBER_RATE_LIMITED  over the limit on numbers
+        never seen before, so the CRM was not asked (metadata "limit": peer, overall)
     Errors are only returned when `allow_default` is false; otherwise the default
     persona is returned with source PERSONA_SOURCE_DEFAULT.
     """
@@ -108,8 +118,10 @@ class PersonaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _persona_service_pb2.InvalidatePersonaRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_persona_service_pb2.InvalidatePersonaResponse, _abc.Awaitable[_persona_service_pb2.InvalidatePersonaResponse]]:
-        """Drops the cached persona (fresh, stale and negative entries) for a number
-        from every cache backend, so the next GetPersona asks the CRM.
+        """Drops the cached persona (fresh, stale and negative entries, and the last
+        known good copy) for a number from every cache backend, so the next
+        GetPersona asks the CRM. When the service has an admin token, only that
+        token may call it.
         """
 
 def add_PersonaServiceServicer_to_server(servicer: PersonaServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
