@@ -67,7 +67,9 @@ class Mesh:
     def __init__(self, options: MeshOptions | None = None) -> None:
         self.options = options or MeshOptions()
         self.crm = CrmStandIn(seed=self.options.seed)
-        self.livekit = LiveKitStandIn()
+        self.livekit = LiveKitStandIn(
+            **_given(missing_room_delay_seconds=self.options.livekit_missing_room_delay_seconds)
+        )
         self.redis: RedisProcess | None = RedisProcess() if self.options.with_redis else None
         self.persona: GrpcServer | None = None
         self.dispatcher: GrpcServer | None = None

@@ -27,6 +27,9 @@ class MeshOptions:
     # each job, after how long; None: no worker at all, so every dispatch stays without a job.
     livekit_worker: JobOutcome | None = JobOutcome.RUNS
     livekit_worker_accept_delay_seconds: float = 0.0
+    # How long LiveKit takes to give up on a room it does not have (ListDispatch/DeleteDispatch);
+    # None: the real ~15 s.
+    livekit_missing_room_delay_seconds: float | None = None
     # PersonaService
     persona_cache_ttl_seconds: float | None = None
     crm_max_attempts: int | None = None

@@ -69,7 +69,8 @@ DispatcherFactory = Callable[..., "AsyncIterator[RunningDispatcher]"]
 async def livekit() -> AsyncIterator[LiveKitStandIn]:
     """The LiveKit stand-in as a deployment has it: a worker registered under AGENT
     (tests of a missing or failing worker change it through `livekit.workers`)."""
-    async with LiveKitStandIn() as standin:
+    # A room LiveKit does not have answers in 1 s rather than the real 15 s (gone-room tests).
+    async with LiveKitStandIn(missing_room_delay_seconds=1.0) as standin:
         standin.workers.register(AGENT)
         yield standin
 

@@ -41,13 +41,14 @@ async def test_503_forever_is_unavailable_before_the_callers_deadline(
     livekit: LiveKitStandIn, start_dispatcher
 ) -> None:
     livekit.create_room("down-room")
-    # Attempts are not what stops us here: only the caller's 0.8 s deadline is.
+    # Attempts are not what stops us here: only the caller's 3 s deadline is (long enough
+    # that the service's answer margin, not a loaded machine's stalls, decides who speaks).
     patient = RetryConfig(max_attempts=10_000, initial_backoff=0.01, max_backoff=0.05, attempt_timeout=1.0)
     d = await start_dispatcher(config_for(livekit, retry=patient))
     livekit.fail_next(10**9, status=503, code="unavailable")
 
     with pytest.raises(DispatcherCallError) as caught:
-        await d.client.dispatch_agent("down-room", AGENT, job_metadata("down-room"), timeout=0.8)
+        await d.client.dispatch_agent("down-room", AGENT, job_metadata("down-room"), timeout=3.0)
 
     # UNAVAILABLE, not DEADLINE_EXCEEDED: the service answered within the caller's deadline.
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE

@@ -29,6 +29,8 @@ OPTIONS = MeshOptions(
     gateway_persona_timeout_seconds=0.5,
     gateway_budget_seconds=2.0,
     gateway_max_body_bytes=64 * 1024,
+    # A gone room's cancelled listing then ends in a second, not LiveKit's 15 s.
+    livekit_missing_room_delay_seconds=1.0,
 )
 
 
