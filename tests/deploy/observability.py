@@ -156,7 +156,8 @@ def exported_series() -> set[str]:
             if exc.name != f"services.{package.name}.metrics":
                 raise
             continue
-        for _, cls in inspect.getmembers(module, inspect.isclass):
+        classes: list[tuple[str, Any]] = inspect.getmembers(module, inspect.isclass)
+        for _, cls in classes:
             if cls.__module__ != module.__name__ or not cls.__name__.endswith("Metrics"):
                 continue
             registry = CollectorRegistry()
