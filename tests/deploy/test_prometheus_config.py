@@ -5,15 +5,27 @@ rules expect, and every job the rules select is one the configs produce."""
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from services.launcher.settings import SETTINGS
 from services.webhook_gateway.config import GatewayConfig
-from tests.deploy.manifests import Manifests, annotations, pod_labels
-from tests.deploy.observability import JOBS, KUBERNETES_SCRAPE_CONFIG, RULES, SCRAPE_CONFIG, alert_rules
+from tests.deploy.manifests import Manifests, annotations, only_container, pod_labels
+from tests.deploy.observability import (
+    INSTALL_HINT,
+    JOBS,
+    KUBERNETES_SCRAPE_CONFIG,
+    RULES,
+    SCRAPE_CONFIG,
+    alert_rules,
+)
+from tests.deploy.prometheus_server import DEADLINE_SECONDS, PROMETHEUS, prometheus_server
 
 DEFAULTS = {setting.env: setting.default for setting in SETTINGS}
 # Job -> the `friday up` setting holding the port its metrics are served on.
@@ -98,3 +110,55 @@ def test_kubernetes_config_scrapes_every_annotated_pod_under_its_job_name() -> N
     )
     assert re.sub(address["regex"], address["replacement"].replace("$", "\\"), "10.1.2.3;8080") == "10.1.2.3:8080"
     assert _relabel(job, "__metrics_path__")["source_labels"] == ["__meta_kubernetes_pod_annotation_prometheus_io_path"]
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason=f"prometheus not installed: {INSTALL_HINT}")
+def test_kubernetes_relabelling_on_a_real_prometheus_gives_one_target_per_pod_on_its_metrics_port(
+    tmp_path: Path,
+) -> None:
+    # Debian's Prometheus has no Kubernetes discovery, so the pods arrive through file
+    # discovery carrying the labels Kubernetes pod discovery gives them: one target
+    # per container port, with the pod's labels and annotations as __meta_ labels.
+    manifests = Manifests.load()
+    pods: list[dict[str, Any]] = []
+    expected: dict[str, dict[str, str]] = {}
+    for index, (name, deployment) in enumerate(sorted(manifests.objects("Deployment").items()), start=1):
+        pod = f"{name}-7d9f-{index}"
+        ip = f"192.0.2.{index}"
+        meta = {
+            "__meta_kubernetes_namespace": manifests.namespace,
+            "__meta_kubernetes_pod_name": pod,
+            **{_meta_label(key): value for key, value in pod_labels(deployment).items()},
+            **{
+                "__meta_kubernetes_pod_annotation_" + re.sub(r"[^A-Za-z0-9_]", "_", key): value
+                for key, value in annotations(deployment).items()
+            },
+        }
+        for port in only_container(deployment).get("ports", []):
+            pods.append({"targets": [f"{ip}:{port['containerPort']}"], "labels": meta})
+        scrape = annotations(deployment)
+        if scrape.get("prometheus.io/scrape") == "true":
+            expected[pod] = {
+                "job": pod_labels(deployment)["app.kubernetes.io/name"],
+                "url": f"http://{ip}:{scrape['prometheus.io/port']}{scrape['prometheus.io/path']}",
+            }
+    (tmp_path / "pods.json").write_text(json.dumps(pods))
+
+    config = load(KUBERNETES_SCRAPE_CONFIG)
+    config.pop("rule_files")
+    config["global"]["scrape_interval"] = "1h"  # the addresses are not reachable; only the targets matter
+    for job in config["scrape_configs"]:
+        job.pop("kubernetes_sd_configs")
+        job["file_sd_configs"] = [{"files": [str(tmp_path / "pods.json")]}]
+
+    with prometheus_server(config, tmp_path) as prometheus:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not (active := prometheus.get("/api/v1/targets", state="active")["data"]["activeTargets"]):
+            assert time.monotonic() < deadline, "no targets discovered"
+            time.sleep(0.2)
+    found = {
+        target["labels"]["instance"]: {"job": target["labels"]["job"], "url": target["scrapeUrl"]} for target in active
+    }
+    assert len(active) == len(found), f"more than one target per pod: {active}"
+    assert found == expected
+    assert {target["labels"]["namespace"] for target in active} == {manifests.namespace}

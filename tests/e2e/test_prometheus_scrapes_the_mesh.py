@@ -20,10 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,26 +34,22 @@ from services.testing.process import StandInProcess, standin_process
 from tests.child_process import REPO_ROOT, ProcessOutput, free_port
 from tests.deploy.observability import (
     INSTALL_HINT,
-    JOBS,
     RULES,
     SCRAPE_CONFIG,
     Query,
     alert_queries,
     alert_rules,
     as_promql,
-    binary,
     dashboard_queries,
 )
+from tests.deploy.prometheus_server import DEADLINE_SECONDS, PROMETHEUS, Prometheus, prometheus_server
 
-PROMETHEUS = binary("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason=f"prometheus not installed: {INSTALL_HINT}")
 
 KEY = "APIpromkey"
 SECRET = "prometheus-e2e-secret-of-at-least-thirty-two-bytes"
 # Long enough to hold both phases on a slow machine; rates over it see phase 2.
 WINDOW = "5m"
-# Polls of Prometheus end at this deadline, never at a guess of how long a scrape takes.
-DEADLINE_SECONDS = 120.0
 UNAUTHORIZED_PER_PHASE = 20
 
 # What the traffic below must light up: a finite value above zero.
@@ -122,82 +114,6 @@ EXPECTED_EMPTY_UNTIL_CALL_HISTORY = {
     "alert FridayNoAgentCalls",
     "alert FridayAnswerTimeP95High",
 }
-
-
-class Prometheus:
-    def __init__(self, origin: str) -> None:
-        self.origin = origin
-
-    def get(self, path: str, **params: str) -> dict[str, Any]:
-        url = f"{self.origin}{path}?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=30) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:  # 400/422: the expression does not parse or evaluate
-            return json.loads(exc.read())
-
-    def query(self, expr: str, at: float | None = None) -> dict[str, Any]:
-        params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
-        return self.get("/api/v1/query", **params)
-
-    def vector(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
-        answer = self.query(expr, at)
-        assert answer["status"] == "success", f"{expr}: {answer}"
-        return answer["data"]["result"]
-
-    def scraped_everything_after(self, moment: float) -> float:
-        """Waits for a successful scrape of every target that started after `moment`
-        (so it saw everything done before), and returns a time to evaluate at."""
-        expr = 'min(timestamp(up{job=~"friday-.*"} == 1)) and count(up{job=~"friday-.*"} == 1) == 3'
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while time.monotonic() < deadline:
-            now = time.time()
-            result = self.vector(expr, now)
-            if result and float(result[0]["value"][1]) > moment:
-                return now
-            time.sleep(0.5)
-        raise AssertionError(f"no successful scrape of all of {JOBS} after {moment}: {self.vector('up')}")
-
-
-@contextmanager
-def prometheus_server(config: dict[str, Any], tmp: Path) -> Iterator[Prometheus]:
-    assert PROMETHEUS is not None
-    config_file = tmp / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = (tmp / "prometheus.log").open("w")
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    origin = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while True:
-            assert process.poll() is None, (tmp / "prometheus.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{origin}/-/ready", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, (tmp / "prometheus.log").read_text()
-            time.sleep(0.2)
-        yield Prometheus(origin)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def scrape_config_for(ports: dict[str, int]) -> dict[str, Any]:
