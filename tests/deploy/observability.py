@@ -144,11 +144,12 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
-def exported_series() -> set[str]:
-    """Every series name our metrics classes register: each `services.<pkg>.metrics`
-    module's *Metrics classes, built on a fresh registry, expanded with the suffixes
-    the client library exports for the metric's type."""
-    names: set[str] = set()
+def exported_series() -> dict[str, frozenset[str]]:
+    """Every series name our metrics classes register, with the labels it carries:
+    each `services.<pkg>.metrics` module's *Metrics classes, built on a fresh
+    registry. prometheus_client lists a labelled metric's series only once it has a
+    child, so the names and label names come from the registry's collectors."""
+    series: dict[str, frozenset[str]] = {}
     for package in pkgutil.iter_modules(services.__path__):
         try:
             module = importlib.import_module(f"services.{package.name}.metrics")
@@ -163,6 +164,41 @@ def exported_series() -> set[str]:
             registry = CollectorRegistry()
             takes_registry = "registry" in inspect.signature(cls).parameters
             built = cls(registry) if takes_registry else cls()
-            for family in (registry if takes_registry else built.registry).collect():
-                names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
-    return names
+            registry = registry if takes_registry else built.registry
+            for collector, names in registry._collector_to_names.items():
+                labels = frozenset(getattr(collector, "_labelnames", ()))
+                for name in names:
+                    series[name] = labels | {"le"} if name.endswith("_bucket") else labels
+    return series
+
+
+# Labels Prometheus attaches to every scraped series.
+TARGET_LABELS = frozenset({"job", "instance"})
+CALL_HISTORY_LABELS = {
+    "friday_calls_total": frozenset({"outcome"}),
+    "friday_call_answer_seconds_bucket": frozenset({"le"}),
+    "friday_call_answer_seconds_count": frozenset(),
+    "friday_call_answer_seconds_sum": frozenset(),
+    "friday_calls_in_progress": frozenset(),
+    "friday_call_events_dropped_total": frozenset({"reason"}),
+}
+assert set(CALL_HISTORY_LABELS) == CALL_HISTORY_SERIES
+
+_SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^}]*)\}")
+_MATCHER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)\s*[\"'`]")
+_GROUPING_LABELS = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
+
+
+def selector_labels(expr: str) -> list[tuple[str, set[str]]]:
+    """(metric, label names its {} matchers use) for every selector with matchers."""
+    return [(match.group(1), set(_MATCHER.findall(match.group(2)))) for match in _SELECTOR.finditer(expr)]
+
+
+def grouping_labels(expr: str) -> set[str]:
+    """Label names in by/without/on/ignoring/group_* clauses."""
+    return {
+        label.strip()
+        for match in _GROUPING_LABELS.finditer(expr)
+        for label in match.group(1).split(",")
+        if label.strip()
+    }

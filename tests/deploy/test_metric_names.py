@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 
 from tests.deploy.observability import (
+    CALL_HISTORY_LABELS,
     CALL_HISTORY_SERIES,
     PROMETHEUS_SERIES,
+    TARGET_LABELS,
     Query,
     alert_queries,
     as_promql,
@@ -17,7 +19,9 @@ from tests.deploy.observability import (
     dashboard_panels,
     dashboard_queries,
     exported_series,
+    grouping_labels,
     metric_names,
+    selector_labels,
 )
 
 EXPORTED = exported_series()
@@ -44,15 +48,34 @@ def test_the_registries_are_read() -> None:
         "persona_crm_errors_total",
         "friday_dispatcher_dispatches_total",
         "grpc_server_handling_seconds_bucket",
-    } <= EXPORTED
+    } <= EXPORTED.keys()
+    assert EXPORTED["friday_gateway_webhooks_total"] == {"event", "outcome"}
+    assert EXPORTED["persona_crm_request_seconds_bucket"] == {"outcome", "le"}
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=lambda query: query.key)
 def test_every_metric_read_is_exported_or_announced_by_call_history(query: Query) -> None:
     names = metric_names(promql(query))
     assert names, f"{query.key}: reads no metric"
-    unknown = names - EXPORTED - CALL_HISTORY_SERIES - PROMETHEUS_SERIES
+    unknown = names - EXPORTED.keys() - CALL_HISTORY_SERIES - PROMETHEUS_SERIES
     assert not unknown, f"{query.key} reads metrics nothing exports: {sorted(unknown)}"
+
+
+def test_label_readers_are_found_in_promql() -> None:
+    expr = 'sum by (le, method) (rate(a_bucket{job="x", code!~"OK|1=2"}[5m])) / on (job) b{outcome="y"}'
+    assert selector_labels(expr) == [("a_bucket", {"job", "code"}), ("b", {"outcome"})]
+    assert grouping_labels(expr) == {"le", "method", "job"}
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=lambda query: query.key)
+def test_every_label_read_is_one_the_metric_carries(query: Query) -> None:
+    # A renamed label leaves a panel blank as surely as a renamed metric.
+    labels = {**CALL_HISTORY_LABELS, **EXPORTED, **{name: frozenset() for name in PROMETHEUS_SERIES}}
+    expr = promql(query)
+    for metric, matched in selector_labels(expr):
+        assert matched <= labels[metric] | TARGET_LABELS, f"{query.key}: {metric} has no {matched - labels[metric]}"
+    carried = set(TARGET_LABELS).union(*(labels[metric] for metric in metric_names(expr)))
+    assert grouping_labels(expr) <= carried, f"{query.key}: no metric carries {grouping_labels(expr) - carried}"
 
 
 def test_every_metric_family_of_the_call_path_is_on_the_dashboard() -> None:
