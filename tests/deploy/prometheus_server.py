@@ -46,17 +46,24 @@ class Prometheus:
         return answer["data"]["result"]
 
     def scraped_everything_after(self, moment: float) -> float:
-        """Waits for a successful scrape of every mesh job's target that started after
-        `moment` (so it saw everything done before), and returns a time to evaluate at."""
-        expr = 'min(timestamp(up{job=~"friday-.*"} == 1)) and count(up{job=~"friday-.*"} == 1) == 3'
+        """A time `at` at which every mesh target's latest scrape began after `moment`
+        (so it saw everything done before) and succeeded. Final: each target has been
+        scraped again after `at`, and a target's scrapes are appended in order, so no
+        later sample can change what a query at `at` answers."""
+        jobs = "|".join(JOBS)
+        targets = f'up{{job=~"{jobs}"}}'
+        latest = f"min(timestamp({targets}))"
+        all_up = f"count({targets} == 1) == {len(JOBS)}"
         deadline = time.monotonic() + DEADLINE_SECONDS
         while time.monotonic() < deadline:
-            now = time.time()
-            result = self.vector(expr, now)
-            if result and float(result[0]["value"][1]) > moment:
-                return now
-            time.sleep(0.5)
-        raise AssertionError(f"no successful scrape of all of {JOBS} after {moment}: {self.vector('up')}")
+            at = time.time()
+            if self.vector(f"{latest} > {moment:.3f}", at):
+                while not self.vector(f"{latest} > {at:.3f}") and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if self.vector(f"{latest} > {moment:.3f}", at) and self.vector(all_up, at):
+                    return at
+            time.sleep(0.2)
+        raise AssertionError(f"no successful scrape of all of {JOBS} after {moment}: {self.vector(targets)}")
 
 
 @contextmanager
