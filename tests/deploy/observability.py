@@ -31,7 +31,7 @@ DASHBOARD = DEPLOY / "grafana" / "friday-mesh.json"
 # The scrape jobs the rules and the dashboard select on.
 JOBS = ("friday-persona", "friday-dispatcher", "friday-gateway")
 
-# What the CallHistory service (services/calls/, being built beside this) will
+# What the CallHistory service (services/calls/, not in the mesh yet) will
 # export: friday_calls_total{outcome}, friday_call_answer_seconds (histogram),
 # friday_calls_in_progress (gauge), friday_call_events_dropped_total{reason}.
 CALL_HISTORY_SERIES = frozenset(
