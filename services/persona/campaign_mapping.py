@@ -41,6 +41,7 @@ from friday.persona.v1.campaign_pb2 import (
     Schedule,
     Variant,
 )
+from services.common.call_actions import MAX_ACTION_MESSAGE_LENGTH, normalized_transfer_target
 from services.common.versions import content_version
 from services.persona.mapping import MalformedPersona, persona_from_json
 
@@ -50,14 +51,10 @@ MAX_INTERVALS_PER_DAY = 8
 MAX_EXCEPTIONS = 366
 MAX_MATCH_ENTRIES = 64
 MAX_ID_LENGTH = 128
-MAX_ACTION_MESSAGE_LENGTH = 2_000
 
 _WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
 _INTERVAL = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _PREFIX = re.compile(r"^\+[1-9][0-9]{0,14}$")
-# sip:/sips: URI with a user part and a host: what TransferSIPParticipant accepts
-# besides tel: numbers. No spaces or control characters anywhere.
-_SIP_URI = re.compile(r"^sips?:[A-Za-z0-9._~%!$&'()*+,;=:-]+@[A-Za-z0-9.-]+(:[0-9]{1,5})?(;[\x21-\x7e]*)?$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 
 
@@ -183,19 +180,14 @@ def _action(raw: Any, where: str) -> CallAction:
 
 
 def _target(raw: Any, where: str) -> str:
-    if not isinstance(raw, str) or not raw:
-        raise MalformedCampaign(f"{where}: a transfer needs 'to': an E.164 number or a sip: URI")
-    if raw.startswith(("sip:", "sips:")):
-        if len(raw) > 256 or not _SIP_URI.match(raw):
-            raise MalformedCampaign(f"{where}: {raw[:64]!r} is not a SIP URI like 'sip:oncall@pbx.example.com'")
-        return raw
-    try:
-        number = phonenumbers.parse(raw, None)
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not raw.startswith("+") or not phonenumbers.is_valid_number(number):
-        raise MalformedCampaign(f"{where}: {raw[:64]!r} is not an E.164 number like '+14155550123' or a sip: URI")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    target = normalized_transfer_target(raw) if isinstance(raw, str) else None
+    if target is None:
+        shown = raw[:64] if isinstance(raw, str) else raw
+        raise MalformedCampaign(
+            f"{where}: transfer 'to' {shown!r} is not an E.164 number like '+14155550123'"
+            " or a SIP URI like 'sip:oncall@pbx.example.com'"
+        )
+    return target
 
 
 def _schedule(raw: Any, variant_ids: list[str]) -> Schedule:

@@ -13,7 +13,6 @@ the stable ErrorInfo reason (PERSONA_NOT_FOUND, ...)."""
 from __future__ import annotations
 
 import datetime
-
 from collections.abc import Callable
 
 import grpc

@@ -185,7 +185,7 @@ _DELETE = object()
         (["schedule", "closed_variant"], "nobody", "names no variant"),
         (["default_variant"], "zzz", "names no variant"),
         (["variants", 4, "action", "to"], "not-a-number", "not an E.164 number"),
-        (["variants", 4, "action", "to"], "sip:on call@pbx", "not a SIP URI"),
+        (["variants", 4, "action", "to"], "sip:on call@pbx", "not an E.164 number"),
         (["variants", 4, "action", "type"], "explode", "must be 'reject' or 'transfer'"),
         (["variants", 3, "action", "message"], "  ", "needs a message"),
         (["variants", 0, "match"], {"regions": ["XX"]}, "not an ISO region"),
