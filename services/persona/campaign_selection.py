@@ -44,7 +44,13 @@ def read_caller(text: str, default_region: str) -> Caller | None:
 
 @functools.lru_cache(maxsize=4096)
 def _region(e164: str) -> str:
-    return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None)) or ""
+    """The number's region; for a number the bundled metadata does not hold valid
+    (a new range), its country code's main region, as a carrier would route it."""
+    number = phonenumbers.parse(e164, None)
+    region = phonenumbers.region_code_for_number(number)
+    if not region and number.country_code:
+        region = phonenumbers.region_code_for_country_code(number.country_code)
+    return "" if region in (None, "ZZ", "001") else region
 
 
 def choose_variant(
