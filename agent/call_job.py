@@ -29,6 +29,8 @@ from livekit import rtc
 from livekit.agents import Agent, AgentSession, AutoSubscribe, JobContext, room_io
 from livekit.agents.utils import wait_for_participant
 
+from agent.sip_transfer import transfer_sip_participant
+
 logger = logging.getLogger(__name__)
 
 CALL_ENDED_REASON = "call action ended the call"
@@ -102,7 +104,9 @@ class LiveKitCallJob:
         self._ctx.log_context_fields = {**self._ctx.log_context_fields, **fields}
 
     async def transfer_caller(self, caller: Caller, transfer_to: str) -> None:
-        await self._ctx.transfer_sip_participant(caller.identity, transfer_to)
+        await transfer_sip_participant(
+            self._ctx.api, room=self._ctx.room.name, identity=caller.identity, target=transfer_to
+        )
 
     async def end_call(self) -> None:
         await self._ctx.delete_room()

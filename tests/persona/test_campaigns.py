@@ -11,17 +11,20 @@ from typing import Any
 import grpc
 import pytest
 
-from friday.persona.v1.campaign_pb2 import CallActionKind, SelectionRule
+from friday.persona.v1.campaign_pb2 import CallActionKind, Campaign, SelectionRule
 from friday.persona.v1.persona_pb2 import PersonaSource
 from friday.persona.v1.persona_service_pb2 import DefaultReason
+from services.common.redis_client import redis_client
 from services.persona.answers import answer_from_json
+from services.persona.cache_entry import CacheEntry
 from services.persona.campaign_mapping import MalformedCampaign, campaign_from_json
 from services.persona.campaign_selection import Caller, choose_variant, read_caller
 from services.persona.client import error_reason
 from services.persona.mapping import persona_from_json
+from services.persona.redis_cache import RedisCache
 from services.testing.crm import CrmStandIn
 from tests.grpc_runtime.test_metrics_errors import http_get, sample
-from tests.persona.conftest import ACME, StartPersona, fast_config
+from tests.persona.conftest import ACME, REDIS_URL, StartPersona, fast_config
 
 NUMBER = "+918655701159"
 NATIONAL = "8655701159"
@@ -304,3 +307,64 @@ async def test_a_persona_carries_the_crm_version_or_a_content_hash(
     await running.client.invalidate_persona(NUMBER)
     versioned = await running.client.get_persona(NUMBER)
     assert versioned.persona.version == "2026-12-02.1" and "version" not in versioned.persona.extras
+
+
+def test_a_70_30_split_over_10000_callers_is_within_statistical_bounds_and_sticky() -> None:
+    document = copy.deepcopy(CAMPAIGN)
+    document["campaign"]["variants"][1]["weight"] = 70
+    document["campaign"]["variants"][2]["weight"] = 30
+    del document["campaign"]["schedule"]
+    campaign = campaign_from_json(document)
+    callers = [f"+1212{n:07d}" for n in range(10_000)]
+    first = [choose_variant(campaign, read_caller(c, "US"), OPEN) for c in callers]
+    share = sum(1 for pick in first if pick and pick[0].variant_id == "a") / len(callers)
+    # Binomial(10000, 0.7): sd = 0.46 %; 4 sd either side.
+    assert abs(share - 0.7) < 4 * (0.7 * 0.3 / len(callers)) ** 0.5, share
+    again = [choose_variant(campaign, read_caller(c, "US"), at(20, 3)) for c in callers]
+    assert [p and p[0].variant_id for p in again] == [p and p[0].variant_id for p in first]
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        # New York springs forward on Sunday 8 March 2026: 09:00 local is 14:00 UTC before, 13:00 UTC after.
+        (datetime.datetime(2026, 3, 6, 14, 0, tzinfo=UTC), "a"),  # Friday 09:00 EST
+        (datetime.datetime(2026, 3, 6, 13, 59, tzinfo=UTC), "closed"),  # Friday 08:59 EST
+        (datetime.datetime(2026, 3, 9, 13, 0, tzinfo=UTC), "a"),  # Monday 09:00 EDT
+        (datetime.datetime(2026, 3, 9, 12, 59, tzinfo=UTC), "closed"),  # Monday 08:59 EDT
+        # And falls back on Sunday 1 November 2026.
+        (datetime.datetime(2026, 10, 30, 20, 59, tzinfo=UTC), "a"),  # Friday 16:59 EDT
+        (datetime.datetime(2026, 11, 2, 21, 59, tzinfo=UTC), "a"),  # Monday 16:59 EST
+        (datetime.datetime(2026, 11, 2, 22, 0, tzinfo=UTC), "closed"),  # Monday 17:00 EST
+    ],
+)
+def test_schedules_follow_daylight_saving_changes(when: datetime.datetime, expected: str) -> None:
+    new_york = copy.deepcopy(CAMPAIGN)
+    new_york["campaign"]["schedule"]["time_zone"] = "America/New_York"
+    picked = choose(new_york, "", when)
+    assert picked is not None and picked[0] == expected
+
+
+async def test_a_single_persona_answer_is_unchanged(crm: CrmStandIn, start_persona: StartPersona) -> None:
+    crm.set_persona(NATIONAL, ACME)
+    running = await start_persona(fast_config(crm))
+    reply = await running.client.get_persona(NUMBER, caller_number="+919876543210", at=at(25, 3))
+    assert reply.persona.persona_id == "acme" and reply.persona.extras["crm_owner"] == "sales-team"
+    assert not reply.HasField("selection") and not reply.HasField("action")
+    assert reply.source == PersonaSource.PERSONA_SOURCE_CRM
+
+
+async def test_replicas_share_a_campaign_through_redis(redis_prefix: str) -> None:
+    cache = RedisCache(redis_client(REDIS_URL), key_prefix=redis_prefix)
+    try:
+        campaign = campaign_from_json(CAMPAIGN)
+        await cache.set(NUMBER, CacheEntry(campaign, fetched_at=50.0), keep_seconds=60)
+        got = await cache.get(NUMBER)
+        assert got is not None and got.answer == campaign and isinstance(got.answer, Campaign)
+        persona = persona_from_json(ACME)
+        await cache.set(NUMBER, CacheEntry(persona, fetched_at=51.0), keep_seconds=60)
+        replaced = await cache.get(NUMBER)
+        assert replaced is not None and replaced.answer == persona  # one answer per number, never both
+    finally:
+        await cache.delete(NUMBER)
+        await cache.aclose()
