@@ -26,11 +26,16 @@ EXTRA_KEY = "friday_event"
 
 
 def record_persona_applied(plan: PersonaPlan, history: llm.ChatContext) -> llm.ChatMessage:
-    event = plan.applied_event()
-    logger.info(PERSONA_APPLIED, extra=event)
+    return record_friday_event(plan.applied_event(), history)
+
+
+def record_friday_event(event: dict[str, str], history: llm.ChatContext) -> llm.ChatMessage:
+    """Logs `event` (its `event` key names it) and adds it to the session's history."""
+    name = event["event"]
+    logger.info(name, extra=event)
     message = llm.ChatMessage(
         role="system",
-        content=[f"{PERSONA_APPLIED} {json.dumps(event, sort_keys=True)}"],
+        content=[f"{name} {json.dumps(event, sort_keys=True)}"],
         extra={EXTRA_KEY: event},
         created_at=time.time(),
     )

@@ -29,7 +29,11 @@ from livekit import rtc
 from livekit.agents import Agent, AgentSession, AutoSubscribe, JobContext, room_io
 from livekit.agents.utils import wait_for_participant
 
+from agent.sip_transfer import transfer_sip_participant
+
 logger = logging.getLogger(__name__)
+
+CALL_ENDED_REASON = "call action ended the call"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,14 @@ class CallJob(Protocol):
 
     def annotate_logs(self, fields: Mapping[str, Any]) -> None:
         """Add fields to every log line of this job."""
+
+    async def transfer_caller(self, caller: Caller, transfer_to: str) -> None:
+        """Transfer the caller's SIP leg to `transfer_to` (E.164 or a sip: URI) with
+        LiveKit's TransferSIPParticipant; returns once LiveKit says it is done.
+        Raises when the transfer failed."""
+
+    async def end_call(self) -> None:
+        """Hang up for everyone: delete the room (LiveKit's SIP service sends BYE) and end the job."""
 
 
 class LiveKitCallJob:
@@ -90,6 +102,15 @@ class LiveKitCallJob:
 
     def annotate_logs(self, fields: Mapping[str, Any]) -> None:
         self._ctx.log_context_fields = {**self._ctx.log_context_fields, **fields}
+
+    async def transfer_caller(self, caller: Caller, transfer_to: str) -> None:
+        await transfer_sip_participant(
+            self._ctx.api, room=self._ctx.room.name, identity=caller.identity, target=transfer_to
+        )
+
+    async def end_call(self) -> None:
+        await self._ctx.delete_room()
+        self._ctx.shutdown(reason=CALL_ENDED_REASON)
 
 
 def subscribe_audio(room: rtc.Room, identity: str | None) -> None:

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
+from friday.persona.v1.campaign_pb2 import CallAction
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
+from services.common.call_actions import action_problem
 from services.common.default_persona import default_persona
 from services.common.job_metadata import JobMetadataError, decode
 from services.common.livekit_names import SipAttribute
@@ -38,6 +40,8 @@ class JobSetup:
     # Why the default persona is used instead of the dispatched one; empty when the
     # metadata was usable. A stable code from JobMetadataError.reason.
     fallback_reason: str = ""
+    # A campaign's action (closed-hours message, transfer) instead of a conversation.
+    action: CallAction | None = None
 
     @property
     def source_name(self) -> str:
@@ -80,7 +84,30 @@ def _setup(metadata: AgentJobMetadata, room_name: str) -> JobSetup:
     if room_name and not call.room:
         call.room = room_name
     source = metadata.persona_source or PersonaSource.PERSONA_SOURCE_UNSPECIFIED
-    return JobSetup(persona=metadata.persona, source=source, call=call, trace_id=metadata.trace_id)
+    return JobSetup(
+        persona=metadata.persona,
+        source=source,
+        call=call,
+        trace_id=metadata.trace_id,
+        action=_usable_action(metadata),
+    )
+
+
+def _usable_action(metadata: AgentJobMetadata) -> CallAction | None:
+    """The metadata's call action if it can be carried out as it is. An unusable one
+    is dropped and the call becomes a conversation with the persona: a caller
+    talking to an agent beats a transfer to a target nobody checked."""
+    if not metadata.HasField("action"):
+        return None
+    problem = action_problem(metadata.action)
+    if problem is None:
+        return metadata.action
+    logger.warning(
+        "job metadata carries an unusable call action (%s); answering with the persona instead",
+        problem,
+        extra={"reason": "ACTION_UNUSABLE", "room": metadata.call.room},
+    )
+    return None
 
 
 def _is_empty(persona: Persona) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from livekit.agents import AgentServer, AgentSession, JobContext
 
+from agent.call_action import CallActionAgent, action_name
 from agent.call_job import Caller, CallJob, LiveKitCallJob
 from agent.config import AgentConfig
 from agent.greeting import GreetingKind
@@ -31,6 +32,7 @@ from agent.persona_agent import PersonaAgent
 from agent.persona_plan import plan_persona
 from agent.speech_stack import SpeechStack, build_speech_stack, voice_catalog
 from agent.voice_selection import VoiceChoice
+from friday.persona.v1.campaign_pb2 import CallAction, CallActionKind
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ async def entrypoint(ctx: JobContext) -> None:
 @dataclass
 class AnsweredCall:
     session: AgentSession
-    agent: PersonaAgent
+    agent: PersonaAgent | CallActionAgent
     caller: Caller | None
 
 
@@ -93,6 +95,9 @@ async def answer_call(
             plan = plan_persona(setup, catalog)
             job.annotate_logs(_log_fields(setup))
 
+    if setup.action is not None:
+        return await _answer_with_action(job, setup.action, session, stack, config, caller, setup.trace_id)
+
     greeting_audio = None
     if plan.greeting.kind is GreetingKind.SPOKEN:
         greeting_audio = await prefetch_greeting(stack.tts, plan.greeting.text, wait=config.greeting_audio_wait)
@@ -101,6 +106,50 @@ async def answer_call(
     )
     await job.start_session(session, agent, caller)
     return AnsweredCall(session=session, agent=agent, caller=caller)
+
+
+async def _answer_with_action(
+    job: CallJob,
+    action: CallAction,
+    session: AgentSession,
+    stack: SpeechStack,
+    config: AgentConfig,
+    caller: Caller | None,
+    trace_id: str,
+) -> AnsweredCall:
+    """The campaign chose an action: its message is the greeting (audio fetched before
+    the session starts, as for a spoken welcome), then the hang-up or the transfer."""
+    audio = await prefetch_greeting(stack.tts, action.message, wait=config.greeting_audio_wait)
+
+    async def perform() -> None:
+        await _carry_out(job, action, caller)
+
+    agent = CallActionAgent(
+        action,
+        perform=perform,
+        before_message=lambda: job.subscribe_caller_audio(caller),
+        message_audio=audio,
+        trace_id=trace_id,
+    )
+    await job.start_session(session, agent, caller)
+    return AnsweredCall(session=session, agent=agent, caller=caller)
+
+
+async def _carry_out(job: CallJob, action: CallAction, caller: Caller | None) -> None:
+    """Transfer (when asked and possible), else hang up: the caller is never left in a
+    room where nobody will speak again."""
+    if action.kind == CallActionKind.CALL_ACTION_KIND_TRANSFER:
+        if caller is None:
+            logger.warning("no SIP participant to transfer; hanging up instead")
+        else:
+            try:
+                await job.transfer_caller(caller, action.transfer_to)
+                logger.info("caller transferred", extra={"transfer_to": action.transfer_to})
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure ends in a hang-up, not a silent room
+                logger.error("transfer to %s failed; hanging up: %s", action.transfer_to, exc)
+    logger.info("ending the call after its %s action", action_name(action))
+    await job.end_call()
 
 
 def _log_fields(setup: JobSetup) -> dict[str, str]:

@@ -22,10 +22,12 @@ from .stats import summarize_ms
 _CALL_TIMEOUT_SECONDS = 5.0
 
 
-def _unary(channel: grpc.aio.Channel, method: str, number: str) -> Callable[[], Awaitable[object]]:
+def _unary(channel: grpc.aio.Channel, method: str, number: str, caller: str = "") -> Callable[[], Awaitable[object]]:
     if method == "get_persona":
         persona_stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
-        persona_request = persona_service_pb2.GetPersonaRequest(dialed_number=number, allow_default=True)
+        persona_request = persona_service_pb2.GetPersonaRequest(
+            dialed_number=number, allow_default=True, caller_number=caller
+        )
         return lambda: persona_stub.GetPersona(persona_request, timeout=_CALL_TIMEOUT_SECONDS)
     if method == "health":
         health_stub = health_pb2_grpc.HealthStub(channel)
@@ -44,7 +46,7 @@ class GrpcJob:
 
     async def prepare(self) -> dict[str, Any]:
         self._channel = grpc.aio.insecure_channel(self._job["target"])
-        call = _unary(self._channel, self._job["method"], self._job.get("number", ""))
+        call = _unary(self._channel, self._job["method"], self._job.get("number", ""), self._job.get("caller", ""))
         warmup = int(self._job.get("warmup", 0))
         for _ in range(warmup):
             await call()
@@ -53,7 +55,10 @@ class GrpcJob:
     async def run(self) -> dict[str, Any]:
         assert self._channel is not None, "prepare first"
         try:
-            return await self._closed_loop(_unary(self._channel, self._job["method"], self._job.get("number", "")))
+            job = self._job
+            return await self._closed_loop(
+                _unary(self._channel, job["method"], job.get("number", ""), job.get("caller", ""))
+            )
         finally:
             await self._channel.close()
 

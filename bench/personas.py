@@ -11,6 +11,11 @@ from pathlib import Path
 import phonenumbers
 
 WARM_NUMBER = "+14155551000"
+# A number whose CRM answer is a campaign (6p's third leg): the same GetPersona, plus
+# the per-call selection after the cache. Only the mesh's CRM has it; the floor has
+# no campaigns.
+CAMPAIGN_NUMBER = "+14155554000"
+CAMPAIGN_CALLER = "+14155550199"
 
 
 def _persona_body(i: int) -> dict[str, object]:
@@ -33,6 +38,24 @@ def _persona_body(i: int) -> dict[str, object]:
         "language": "en-US",
         "voice": {"provider": "elevenlabs", "voice_id": "maya"},
         "prompt_variables": {"business_hours": "Monday to Friday, 8am to 6pm", "city": "San Francisco"},
+    }
+
+
+def _campaign_body() -> dict[str, object]:
+    """Every rule evaluated on each call: hours (open all week, so the split decides),
+    a caller match that does not match, then the sticky split."""
+    always = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    return {
+        "campaign": {
+            "id": "bench-campaign",
+            "default_variant": "a",
+            "schedule": {"time_zone": "America/Los_Angeles", "weekly": always, "closed_variant": "a"},
+            "variants": [
+                {"id": "in", "match": {"regions": ["IN"], "prefixes": ["+91"]}, "persona": _persona_body(900)},
+                {"id": "a", "weight": 50, "persona": _persona_body(901)},
+                {"id": "b", "weight": 50, "persona": _persona_body(902)},
+            ],
+        }
     }
 
 
@@ -61,7 +84,9 @@ class BenchNumbers:
         """(CRM stand-in personas file, floor personas file)."""
         bodies = {number: _persona_body(i) for i, number in enumerate(self.all())}
         crm_file = directory / "crm-personas.json"
-        crm_file.write_text(json.dumps({crm_segment(n): body for n, body in bodies.items()}))
+        crm_bodies = {crm_segment(n): body for n, body in bodies.items()}
+        crm_bodies[crm_segment(CAMPAIGN_NUMBER)] = _campaign_body()
+        crm_file.write_text(json.dumps(crm_bodies))
         floor_file = directory / "floor-personas.json"
         floor_file.write_text(json.dumps(bodies))
         return crm_file, floor_file

@@ -7,6 +7,7 @@ from typing import Any
 
 from .measure import Bench
 from .paired import block_ratios, paired, summarize_leg
+from .personas import CAMPAIGN_CALLER, CAMPAIGN_NUMBER
 from .stats import minus
 
 Rows = list[dict[str, Any]]
@@ -170,16 +171,22 @@ async def persona_direct(bench: Bench) -> Rows:
 
 
 async def paired_get_bare(bench: Bench) -> dict[str, Any]:
-    """6p. GetPersona's rate as a share of the bare health Check's, block pair by block pair."""
+    """6p. GetPersona's rate as a share of the bare health Check's, block pair by block
+    pair; a third leg asks for a campaign number (selection per call after the cache),
+    whose rate as a share of the single persona's is what a campaign costs."""
     cfg = bench.cfg
 
-    def leg(target: str, method: str) -> Callable[[], dict[str, Any]]:
+    def leg(target: str, method: str, **params: Any) -> Callable[[], dict[str, Any]]:
         return lambda: bench.grpc_job(
-            target, method, concurrency=cfg.grpc_concurrency, duration=cfg.grpc_block_duration, warmup=20
+            target, method, concurrency=cfg.grpc_concurrency, duration=cfg.grpc_block_duration, warmup=20, **params
         )
 
     blocks = await bench.alternate(
-        {"bare": leg(bench.bare_health_target, "health"), "get": leg(bench.mesh.persona_target, "get_persona")},
+        {
+            "bare": leg(bench.bare_health_target, "health"),
+            "get": leg(bench.mesh.persona_target, "get_persona"),
+            "campaign": leg(bench.mesh.persona_target, "get_persona", number=CAMPAIGN_NUMBER, caller=CAMPAIGN_CALLER),
+        },
         cfg.grpc_paired_blocks,
     )
     legs = {name: summarize_leg(b) for name, b in blocks.items()}
@@ -191,8 +198,10 @@ async def paired_get_bare(bench: Bench) -> dict[str, Any]:
         block_ratios(legs["get"]["rate_per_s"], legs["bare"]["rate_per_s"]),
         of="rate_per_s",
     )
+    row["campaign_ratios"] = block_ratios(legs["campaign"]["rate_per_s"], legs["get"]["rate_per_s"])
     p = row["paired"]
     print(f"bench: [6p] GetPersona/bare rate per block pair {p['ratios']}, median {p['ratio_median']}", flush=True)
+    print(f"bench: [6p] campaign/persona GetPersona rate per block pair {row['campaign_ratios']}", flush=True)
     return row
 
 

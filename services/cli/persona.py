@@ -1,9 +1,10 @@
-"""`friday persona serve | get NUMBER | invalidate NUMBER`."""
+"""`friday persona serve | get NUMBER | invalidate NUMBER | check FILE`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import sys
 from typing import Any
@@ -56,7 +57,28 @@ def register(subparsers: Any) -> None:
             sub.add_argument(
                 "--allow-default", action="store_true", help="return the default persona instead of errors"
             )
+            sub.add_argument(
+                "--caller", default="", help="caller's number, for a campaign's caller match and sticky split"
+            )
+            sub.add_argument(
+                "--at",
+                type=_moment,
+                help="evaluate a campaign's schedule at this time (ISO 8601 with an offset, e.g. 2026-12-25T10:00Z)",
+            )
         sub.set_defaults(handler=handler)
+
+    check = commands.add_parser(
+        "check",
+        help="validate a persona file or a CRM answer (persona or campaign) offline",
+        description="Reads FILE as PERSONA_FILE reads it ({'default': …, 'personas': {number: …}}) or, without"
+        " 'personas', as one CRM answer; exits 0 when every persona and campaign in it is usable, 1 with what is"
+        " wrong otherwise.",
+    )
+    check.add_argument("file", help="JSON file")
+    check.add_argument(
+        "--region", default=env.text("PERSONA_DEFAULT_REGION", "IN"), help="region for numbers without +"
+    )
+    check.set_defaults(handler=_check)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -83,7 +105,9 @@ async def _call(args: argparse.Namespace, action: str) -> Any:
         args.target, timeout=args.timeout, tls=_tls(args), bearer_token=args.token, trace_id=trace_id
     ) as client:
         if action == "get":
-            return await client.get_persona(args.number, allow_default=args.allow_default)
+            return await client.get_persona(
+                args.number, allow_default=args.allow_default, caller_number=args.caller, at=args.at
+            )
         return await client.invalidate_persona(args.number)
 
 
@@ -110,3 +134,30 @@ def _get(args: argparse.Namespace) -> int:
 
 def _invalidate(args: argparse.Namespace) -> int:
     return _run(args, "invalidate")
+
+
+def _moment(text: str) -> datetime.datetime:
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time like 2026-12-25T10:00Z") from exc
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. Z or +05:30")
+    return moment
+
+
+def _check(args: argparse.Namespace) -> int:
+    from services.persona.checking import check_document
+
+    try:
+        with open(args.file, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError) as exc:
+        print(f"friday persona check: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    report = check_document(document, default_region=args.region, origin=args.file)
+    for line in report.lines:
+        print(line)
+    for problem in report.problems:
+        print(f"friday persona check: {problem}", file=sys.stderr)
+    return 1 if report.problems else 0

@@ -5,13 +5,14 @@ deliberately generic — a caller should never hear another business's name."""
 from __future__ import annotations
 
 from friday.persona.v1.persona_pb2 import GreetingMode, Persona
+from services.common.versions import content_version
 
 DEFAULT_PERSONA_ID = "default"
 
 
 def default_persona() -> Persona:
     """A fresh copy each time, so no caller can mutate the shared default."""
-    return Persona(
+    persona = Persona(
         persona_id=DEFAULT_PERSONA_ID,
         display_name="Friday",
         personality=(
@@ -28,3 +29,5 @@ def default_persona() -> Persona:
         closing_message="Thank you for calling. Goodbye!",
         greeting_mode=GreetingMode.GREETING_MODE_SPOKEN,
     )
+    persona.version = content_version(persona)
+    return persona

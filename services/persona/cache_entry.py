@@ -1,4 +1,4 @@
-"""What a cache holds for one number: a persona (or the fact that the CRM has none)
+"""What a cache holds for one number: a persona or campaign (or the fact that the CRM has none)
 and when it was fetched. Freshness is decided by the caller, so one entry can be
 fresh, stale-but-servable or expired without the backend knowing the policy."""
 
@@ -7,17 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from friday.persona.v1.persona_pb2 import Persona
+from services.persona.sources import SourceAnswer
 
 
 @dataclass(frozen=True)
 class CacheEntry:
-    persona: Persona | None  # None: the source said "no persona" (negative entry)
+    answer: SourceAnswer | None  # None: the source said "no persona" (negative entry)
     fetched_at: float  # wall-clock seconds (time.time()), comparable across replicas
 
     @property
     def negative(self) -> bool:
-        return self.persona is None
+        return self.answer is None
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.fetched_at)

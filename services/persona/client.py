@@ -12,6 +12,7 @@ the stable ErrorInfo reason (PERSONA_NOT_FOUND, ...)."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 
 import grpc
@@ -44,9 +45,21 @@ class PersonaClient:
         self._stub = persona_service_pb2_grpc.PersonaServiceStub(self._channel)
 
     async def get_persona(
-        self, dialed_number: str, *, allow_default: bool = False, timeout: float | None = None
+        self,
+        dialed_number: str,
+        *,
+        allow_default: bool = False,
+        caller_number: str = "",
+        at: datetime.datetime | None = None,
+        timeout: float | None = None,
     ) -> persona_service_pb2.GetPersonaResponse:
-        request = persona_service_pb2.GetPersonaRequest(dialed_number=dialed_number, allow_default=allow_default)
+        """`caller_number` and `at` (an aware time; default now) matter only for a
+        number whose answer is a campaign."""
+        request = persona_service_pb2.GetPersonaRequest(
+            dialed_number=dialed_number, allow_default=allow_default, caller_number=caller_number
+        )
+        if at is not None:
+            request.evaluation_time.FromDatetime(at)
         return await self._stub.GetPersona(request, timeout=self.timeout if timeout is None else timeout)
 
     async def invalidate_persona(

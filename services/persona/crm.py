@@ -16,9 +16,9 @@ from google.protobuf.message import Error as ProtobufError
 
 from friday.persona.v1.persona_pb2 import Persona
 from services.common.retry import MIN_ATTEMPT_SECONDS, retrying_before
-from services.persona.mapping import persona_from_json
+from services.persona.answers import answer_from_json
 from services.persona.numbers import CrmNumberFormat, DialedNumber
-from services.persona.sources import SourceUnavailable
+from services.persona.sources import SourceAnswer, SourceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class CrmPersonaSource:
     def default_persona(self) -> Persona | None:
         return None
 
-    async def fetch(self, number: DialedNumber, deadline: float) -> Persona | None:
+    async def fetch(self, number: DialedNumber, deadline: float) -> SourceAnswer | None:
         loop = asyncio.get_running_loop()
         url = f"{self._base}/{number.crm_segment(self.settings.number_format)}"
 
@@ -95,7 +95,7 @@ class CrmPersonaSource:
             raise SourceUnavailable(exc.kind, f"CRM failed for {number.e164}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, url: str, number: DialedNumber, remaining: float) -> Persona | None:
+    async def _attempt(self, url: str, number: DialedNumber, remaining: float) -> SourceAnswer | None:
         if remaining < MIN_ATTEMPT_SECONDS:
             self._count_error("deadline")
             raise SourceUnavailable("deadline", f"no time left to ask the CRM for {number.e164}")
@@ -136,7 +136,7 @@ class CrmPersonaSource:
             logger.warning("CRM answered HTTP %d for %s; not retrying", status, number.e164)
             raise SourceUnavailable("http_4xx", f"CRM answered HTTP {status} for {number.e164}")
         try:
-            return persona_from_json(json.loads(body))
+            return answer_from_json(json.loads(body))
         # JSONDecodeError and MalformedPersona are ValueErrors; absurd nesting ends in
         # RecursionError (json or protobuf); protobuf may refuse a value with its own Error.
         except (ValueError, RecursionError, ProtobufError) as exc:

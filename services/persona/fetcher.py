@@ -118,7 +118,7 @@ class SourceFetcher:
     async def _fetch_from_source(self, number: DialedNumber, deadline: float, permit: BreakerPermit) -> CacheEntry:
         try:
             async with asyncio.timeout_at(deadline):  # hard stop, whatever the source does
-                persona = await self.source.fetch(number, deadline)
+                answer = await self.source.fetch(number, deadline)
         except TimeoutError as exc:
             permit.failed()
             raise SourceUnavailable("deadline", f"source fetch for {number.e164} hit the deadline") from exc
@@ -141,7 +141,7 @@ class SourceFetcher:
             raise SourceUnavailable("error", f"source failed for {number.e164}: {type(exc).__name__}: {exc}") from exc
         permit.succeeded()
         await self._report_health(True)
-        entry = CacheEntry(persona=persona, fetched_at=self._clock())
+        entry = CacheEntry(answer=answer, fetched_at=self._clock())
         await self.cache.set(number.e164, entry, self.policy.keep_for(entry))
         return entry
 

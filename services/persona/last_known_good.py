@@ -28,7 +28,7 @@ class LastKnownGood:
         return len(self._entries)
 
     def remember(self, key: str, entry: CacheEntry) -> None:
-        if entry.persona is None or not self._max_entries:
+        if entry.answer is None or not self._max_entries:
             return
         held = self._entries.get(key)
         if held is None or held.fetched_at <= entry.fetched_at:

@@ -6,11 +6,13 @@ injected; the gRPC layer maps the errors in errors.py to status codes)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from friday.persona.v1.campaign_pb2 import CallAction, Campaign, CampaignSelection
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from friday.persona.v1.persona_service_pb2 import DefaultReason
 from services.common.circuit_breaker import BreakerPermit, BreakerState, CircuitBreaker
@@ -20,6 +22,7 @@ from services.grpc_runtime.deadlines import less_answer_margin
 from services.persona.admission import NewNumberAdmission
 from services.persona.cache import PersonaCache
 from services.persona.cache_entry import CacheEntry, CachePolicy
+from services.persona.campaign_selection import SELECTION_RULE_LABELS, choose_variant, read_caller
 from services.persona.errors import (
     CrmUnavailableError,
     InvalidNumberError,
@@ -31,10 +34,12 @@ from services.persona.fetcher import SourceFetcher
 from services.persona.last_known_good import LastKnownGood
 from services.persona.metrics import PersonaMetrics
 from services.persona.numbers import DialedNumber, InvalidPhoneNumber, parse_dialed_number
-from services.persona.sources import PersonaSourceBackend, SourceUnavailable
+from services.persona.sources import PersonaSourceBackend, SourceAnswer, SourceUnavailable
 
 logger = logging.getLogger(__name__)
 
+# Longer than any phone number in any form a carrier sends (a SIP user part may carry one).
+MAX_CALLER_NUMBER_LENGTH = 64
 # At most one "refusing new numbers" warning this often; the metric counts every one.
 _REFUSAL_LOG_INTERVAL_SECONDS = 10.0
 _BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
@@ -48,7 +53,23 @@ class BreakerPolicy:
 
 @dataclass(frozen=True)
 class Resolution:
+    """What one call gets: a persona (a campaign answer already reduced to the
+    variant this call chose), and with a campaign the selection and any action."""
+
     persona: Persona
+    source: PersonaSource.ValueType
+    normalized_number: str
+    age_seconds: float = 0.0
+    default_reason: DefaultReason.ValueType = DefaultReason.DEFAULT_REASON_UNSPECIFIED
+    selection: CampaignSelection | None = None
+    action: CallAction | None = None
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What the source (or a cache of it) answered for the number, before selection."""
+
+    answer: SourceAnswer
     source: PersonaSource.ValueType
     normalized_number: str
     age_seconds: float = 0.0
@@ -61,6 +82,7 @@ _DEFAULT_LABELS: dict[DefaultReason.ValueType, str] = {
     DefaultReason.DEFAULT_REASON_SOURCE_UNAVAILABLE: "unavailable",
     DefaultReason.DEFAULT_REASON_DEADLINE_EXCEEDED: "deadline",
     DefaultReason.DEFAULT_REASON_SOURCE_INVALID: "invalid",
+    DefaultReason.DEFAULT_REASON_NO_VARIANT: "no_variant",
 }
 
 
@@ -116,18 +138,77 @@ class PersonaLookup:
         except InvalidPhoneNumber as exc:
             raise InvalidNumberError(str(exc)) from exc
 
-    async def get(self, text: str, *, allow_default: bool, budget_seconds: float, caller: str = "") -> Resolution:
-        """The persona for dialed number `text` within `budget_seconds` (the caller's
-        budget already less the time it needs to send the answer). `caller` names who
-        asks (the peer's host), for the new-number limit."""
+    async def get(
+        self,
+        text: str,
+        *,
+        allow_default: bool,
+        budget_seconds: float,
+        peer: str = "",
+        caller_number: str = "",
+        at: datetime.datetime | None = None,
+    ) -> Resolution:
+        """The persona for a call to dialed number `text`, within `budget_seconds`
+        (the caller's budget already less the time it needs to send the answer).
+        `peer` names who asks (the peer's host), for the new-number limit. When the
+        number's answer is a campaign, `caller_number` and `at` (default: now) choose
+        the variant; selection runs after the cache, per call."""
         number = self.parse(text)
+        if len(caller_number) > MAX_CALLER_NUMBER_LENGTH or not caller_number.isprintable():
+            raise InvalidNumberError(
+                f"caller_number must be a phone number of at most {MAX_CALLER_NUMBER_LENGTH} printable characters"
+            )
+        found = await self._find(number, allow_default=allow_default, budget_seconds=budget_seconds, peer=peer)
+        if not isinstance(found.answer, Campaign):
+            return Resolution(
+                found.answer, found.source, found.normalized_number, found.age_seconds, found.default_reason
+            )
+        return self._choose(found, found.answer, caller_number, at, allow_default)
+
+    def _choose(
+        self, found: _Found, campaign: Campaign, caller_number: str, at: datetime.datetime | None, allow_default: bool
+    ) -> Resolution:
+        """The campaign's variant for this call (rules in campaign.proto's order)."""
+        key = found.normalized_number
+        when = at or datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
+        choice = choose_variant(campaign, read_caller(caller_number, self.default_region), when)
+        selection = CampaignSelection(campaign_id=campaign.campaign_id, campaign_version=campaign.version)
+        if choice is None:
+            self.metrics.campaign_selections.labels("none").inc()
+            if not allow_default:
+                raise PersonaNotFoundError(f"campaign {campaign.campaign_id!r} chose no variant for {key}", key)
+            reason = DefaultReason.DEFAULT_REASON_NO_VARIANT
+            self.metrics.default_serves.labels(_DEFAULT_LABELS[reason]).inc()
+            return Resolution(
+                self._default_persona(),
+                PersonaSource.PERSONA_SOURCE_DEFAULT,
+                key,
+                default_reason=reason,
+                selection=selection,
+            )
+        variant, rule = choice
+        selection.variant_id, selection.rule = variant.variant_id, rule
+        self.metrics.campaign_selections.labels(SELECTION_RULE_LABELS[rule]).inc()
+        if variant.HasField("action"):
+            # The campaign gives an action no persona of its own: it speaks in the default voice.
+            return Resolution(
+                self._default_persona(),
+                found.source,
+                key,
+                found.age_seconds,
+                selection=selection,
+                action=variant.action,
+            )
+        return Resolution(variant.persona, found.source, key, found.age_seconds, selection=selection)
+
+    async def _find(self, number: DialedNumber, *, allow_default: bool, budget_seconds: float, peer: str) -> _Found:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget_seconds
 
         if not self.source.cacheable:  # the persona file is already in memory
-            persona = await self.source.fetch(number, deadline)
-            if persona is not None:
-                return Resolution(persona, PersonaSource.PERSONA_SOURCE_STATIC_FILE, number.e164)
+            answer = await self.source.fetch(number, deadline)
+            if answer is not None:
+                return _Found(answer, PersonaSource.PERSONA_SOURCE_STATIC_FILE, number.e164)
             return self._not_found(number, allow_default)
 
         key = number.e164
@@ -135,18 +216,18 @@ class PersonaLookup:
         now = self._clock()
         if entry is not None and entry.age(now) < self.policy.fresh_for(entry):
             self.metrics.cache_hits.inc()
-            if entry.persona is None:
+            if entry.answer is None:
                 return self._not_found(number, allow_default, cached=True)
             self.last_known_good.remember(key, entry)
-            return Resolution(entry.persona, PersonaSource.PERSONA_SOURCE_CACHE, key, entry.age(now))
+            return _Found(entry.answer, PersonaSource.PERSONA_SOURCE_CACHE, key, entry.age(now))
         self.metrics.cache_misses.inc()
 
-        if entry is not None and entry.persona is not None and entry.age(now) <= self.policy.max_stale_seconds:
+        if entry is not None and entry.answer is not None and entry.age(now) <= self.policy.max_stale_seconds:
             # Stale-while-revalidate: this caller gets the stale copy at once, the next
             # ones the refreshed copy; nobody waits for the CRM (or for a CRM that is down).
             self._revalidate(number)
             self.metrics.stale_serves.inc()
-            return Resolution(entry.persona, PersonaSource.PERSONA_SOURCE_STALE_CACHE, key, entry.age(now))
+            return _Found(entry.answer, PersonaSource.PERSONA_SOURCE_STALE_CACHE, key, entry.age(now))
 
         task = self._inflight.get(key)
         if task is None:
@@ -157,10 +238,10 @@ class PersonaLookup:
                     number, allow_default, SourceUnavailable("breaker_open", "the CRM breaker is open"), deadline
                 )
             if entry is None and self.last_known_good.get(key, now) is None:
-                refused = self.admission.admit(caller) if self.admission is not None else None
+                refused = self.admission.admit(peer) if self.admission is not None else None
                 if refused is not None:
                     permit.release()
-                    return self._rate_limited(number, allow_default, refused, caller)
+                    return self._rate_limited(number, allow_default, refused, peer)
             task = self._start_fetch(number, permit)
         else:
             self.metrics.coalesced.inc()
@@ -174,9 +255,9 @@ class PersonaLookup:
             return self._source_failed(number, allow_default, error, deadline)
         except SourceUnavailable as exc:
             return self._source_failed(number, allow_default, exc, deadline)
-        if fetched.persona is None:
+        if fetched.answer is None:
             return self._not_found(number, allow_default)
-        return Resolution(fetched.persona, PersonaSource.PERSONA_SOURCE_CRM, key)
+        return _Found(fetched.answer, PersonaSource.PERSONA_SOURCE_CRM, key)
 
     async def invalidate(self, text: str) -> tuple[str, bool]:
         number = self.parse(text)
@@ -189,17 +270,17 @@ class PersonaLookup:
 
     def _source_failed(
         self, number: DialedNumber, allow_default: bool, exc: SourceUnavailable, deadline: float
-    ) -> Resolution:
+    ) -> _Found:
         """The CRM could not give this lookup a persona: the last known good one, else the
         default or an error that says why."""
         key = number.e164
         stale = self.last_known_good.get(key, self._clock())
         if stale is not None:
-            assert stale.persona is not None
+            assert stale.answer is not None
             self.metrics.stale_serves.inc()
             age = stale.age(self._clock())
             logger.warning("serving the last known persona for %s (age %.0fs): %s", key, age, exc)
-            return Resolution(stale.persona, PersonaSource.PERSONA_SOURCE_STALE_CACHE, key, age)
+            return _Found(stale.answer, PersonaSource.PERSONA_SOURCE_STALE_CACHE, key, age)
         error: CrmUnavailableError | LookupDeadlineError
         out_of_time = exc.kind == "deadline" or asyncio.get_running_loop().time() >= deadline - 0.005
         if out_of_time:
@@ -214,7 +295,7 @@ class PersonaLookup:
             )
         return self._default_or(error, number, reason, allow_default)
 
-    def _rate_limited(self, number: DialedNumber, allow_default: bool, limit: str, caller: str) -> Resolution:
+    def _rate_limited(self, number: DialedNumber, allow_default: bool, limit: str, caller: str) -> _Found:
         self.metrics.new_number_refusals.labels(limit).inc()
         self._log_refusal(limit, caller)
         error = NewNumberRateLimitedError(
@@ -241,7 +322,7 @@ class PersonaLookup:
             self._refusals_unlogged = 0
             self._next_refusal_log = now + _REFUSAL_LOG_INTERVAL_SECONDS
 
-    def _not_found(self, number: DialedNumber, allow_default: bool, *, cached: bool = False) -> Resolution:
+    def _not_found(self, number: DialedNumber, allow_default: bool, *, cached: bool = False) -> _Found:
         error = PersonaNotFoundError(f"no persona for {number.e164}{' (cached)' if cached else ''}", number.e164)
         return self._default_or(error, number, DefaultReason.DEFAULT_REASON_NOT_FOUND, allow_default)
 
@@ -253,12 +334,14 @@ class PersonaLookup:
         allow_default: bool,
         *,
         label: str | None = None,
-    ) -> Resolution:
+    ) -> _Found:
         if not allow_default:
             raise error
         self.metrics.default_serves.labels(label or _DEFAULT_LABELS[reason]).inc()
-        persona = self.source.default_persona() or default_persona()
-        return Resolution(persona, PersonaSource.PERSONA_SOURCE_DEFAULT, number.e164, default_reason=reason)
+        return _Found(self._default_persona(), PersonaSource.PERSONA_SOURCE_DEFAULT, number.e164, default_reason=reason)
+
+    def _default_persona(self) -> Persona:
+        return self.source.default_persona() or default_persona()
 
     # -- fetches ----------------------------------------------------------------------------
 
@@ -293,7 +376,7 @@ class PersonaLookup:
             return
         exc = task.exception()
         if exc is None:
-            self.metrics.background_refreshes.labels("ok" if task.result().persona else "not_found").inc()
+            self.metrics.background_refreshes.labels("not_found" if task.result().negative else "ok").inc()
         else:
             self.metrics.background_refreshes.labels("failed").inc()
             logger.warning("background refresh of %s failed; the stale copy stays: %s", key, exc)
@@ -306,7 +389,7 @@ class PersonaLookup:
             await self._sync_breaker_health()
         # Whatever a fetch brings is served (to its waiters, or to the next caller after a
         # stale answer), so it is the last known good persona; "none" ends that.
-        if entry.persona is None:
+        if entry.answer is None:
             self.last_known_good.forget(number.e164)
         else:
             self.last_known_good.remember(number.e164, entry)

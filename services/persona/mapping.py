@@ -10,6 +10,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from friday.persona.v1.persona_pb2 import GreetingMode, Persona
+from services.common.versions import content_version
 
 # Persona field -> accepted JSON keys, first match wins.
 _TEXT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -20,6 +21,7 @@ _TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "welcome_message": ("welcome_message", "welcomeMessage"),
     "closing_message": ("closing_message", "closingMessage"),
     "language": ("language", "lang"),
+    "version": ("version", "persona_version", "personaVersion"),
 }
 _VOICE_KEYS = ("voice",)
 _VOICE_PROVIDER_KEYS = ("voice_provider", "voiceProvider", "tts_provider", "ttsProvider")
@@ -107,6 +109,8 @@ def persona_from_json(body: Any, *, persona_id: str = "") -> Persona:
         except (TypeError, ValueError, RecursionError) as exc:
             raise MalformedPersona(f"unrepresentable extra fields: {exc}") from exc
         persona.extras.CopyFrom(struct)
+    if not persona.version:
+        persona.version = content_version(persona)
     return persona
 
 

@@ -41,8 +41,16 @@ class PersonaMetrics:
         )
         self.default_serves = Counter(
             "persona_default_served_total",
-            "Default personas served, by why: not_found, unavailable, deadline, invalid, rate_limited.",
+            "Default personas served, by why: not_found, unavailable, deadline, invalid, rate_limited,"
+            " no_variant (a campaign chose none).",
             ["why"],
+            registry=registry,
+        )
+        self.campaign_selections = Counter(
+            "persona_campaign_selections_total",
+            "Campaign answers reduced to one variant, by the rule that chose it: closed_hours, caller_match,"
+            " weighted, default_variant, none (no rule matched and no default variant).",
+            ["rule"],
             registry=registry,
         )
         self.background_refreshes = Counter(

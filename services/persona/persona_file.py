@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
 
 from friday.persona.v1.persona_pb2 import Persona
+from services.persona.answers import answer_from_json
 from services.persona.mapping import persona_from_json
 from services.persona.numbers import DialedNumber, parse_dialed_number
+from services.persona.sources import SourceAnswer
 
 EXAMPLE_FILE_NAME = "personas.example.json"
+_Message = TypeVar("_Message", bound=Message)
 
 
 class PersonaFileError(ValueError):
@@ -31,11 +36,11 @@ class PersonaFileSource:
         if not isinstance(document, dict) or not isinstance(document.get("personas", {}), dict):
             raise PersonaFileError(f"{origin}: expected {{'default': {{...}}, 'personas': {{number: {{...}}}}}}")
         self.origin = origin
-        self._personas: dict[str, Persona] = {}
+        self._answers: dict[str, SourceAnswer] = {}
         for key, body in document.get("personas", {}).items():
             try:
                 number = parse_dialed_number(str(key), default_region)
-                self._personas[number.e164] = persona_from_json(body, persona_id=number.e164)
+                self._answers[number.e164] = answer_from_json(body, persona_id=number.e164)
             except ValueError as exc:
                 raise PersonaFileError(f"{origin}: persona {key!r}: {exc}") from exc
         self._default = persona_from_json(document["default"], persona_id="default") if "default" in document else None
@@ -52,14 +57,14 @@ class PersonaFileSource:
 
     @property
     def numbers(self) -> list[str]:
-        return sorted(self._personas)
+        return sorted(self._answers)
 
     def default_persona(self) -> Persona | None:
         return _copy(self._default) if self._default is not None else None
 
-    async def fetch(self, number: DialedNumber, deadline: float) -> Persona | None:
-        persona = self._personas.get(number.e164)
-        return _copy(persona) if persona is not None else None
+    async def fetch(self, number: DialedNumber, deadline: float) -> SourceAnswer | None:
+        answer = self._answers.get(number.e164)
+        return _copy(answer) if answer is not None else None
 
     async def probe(self) -> bool:
         return True
@@ -68,7 +73,7 @@ class PersonaFileSource:
         return None
 
 
-def _copy(persona: Persona) -> Persona:
-    clone = Persona()
-    clone.CopyFrom(persona)
+def _copy(message: _Message) -> _Message:
+    clone = type(message)()
+    clone.CopyFrom(message)
     return clone

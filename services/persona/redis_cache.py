@@ -1,5 +1,6 @@
 """Redis cache shared by replicas. One hash per number under `<prefix><e164>`:
-`persona` = serialised Persona bytes (absent for a negative entry), `fetched_at`."""
+`persona` = serialised Persona bytes or `campaign` = serialised Campaign bytes
+(neither for a negative entry), `fetched_at`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from google.protobuf.message import DecodeError
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
+from friday.persona.v1.campaign_pb2 import Campaign
 from friday.persona.v1.persona_pb2 import Persona
 from services.persona.cache_entry import CacheEntry, CacheUnavailable
+from services.persona.sources import SourceAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +23,9 @@ logger = logging.getLogger(__name__)
 # stored meanwhile by another replica stays.
 _DELETE_IF_UNCHANGED = """
 local persona = redis.call('hget', KEYS[1], 'persona') or ''
+local campaign = redis.call('hget', KEYS[1], 'campaign') or ''
 local fetched_at = redis.call('hget', KEYS[1], 'fetched_at') or ''
-if persona == ARGV[1] and fetched_at == ARGV[2] then return redis.call('del', KEYS[1]) end
+if persona == ARGV[1] and campaign == ARGV[3] and fetched_at == ARGV[2] then return redis.call('del', KEYS[1]) end
 return 0
 """
 
@@ -53,11 +57,7 @@ class RedisCache:
         if not fields or b"fetched_at" not in fields:
             return None
         try:
-            raw = fields.get(b"persona")
-            if raw is not None and not isinstance(raw, bytes):
-                raise TypeError("the persona field is not bytes")
-            persona = Persona.FromString(raw) if raw is not None else None
-            return CacheEntry(persona=persona, fetched_at=float(fields[b"fetched_at"]))
+            return CacheEntry(answer=_decode_answer(fields), fetched_at=float(fields[b"fetched_at"]))
         except (DecodeError, ValueError, TypeError) as exc:
             # A corrupt or foreign value is a miss, not an outage. It is dropped, so it is
             # logged and counted once, not on every read until the fetch overwrites it.
@@ -69,15 +69,22 @@ class RedisCache:
     async def _drop_corrupt(self, key: str, fields: Mapping[bytes | str, bytes | str]) -> None:
         try:
             await self._redis.eval(
-                _DELETE_IF_UNCHANGED, 1, self._key(key), fields.get(b"persona", b""), fields.get(b"fetched_at", b"")
+                _DELETE_IF_UNCHANGED,
+                1,
+                self._key(key),
+                fields.get(b"persona", b""),
+                fields.get(b"fetched_at", b""),
+                fields.get(b"campaign", b""),
             )
         except (RedisError, OSError):
             pass  # the next read finds it again; nothing worse
 
     async def set(self, key: str, entry: CacheEntry, keep_seconds: float) -> None:
         mapping: dict[FieldT, EncodableT] = {"fetched_at": repr(entry.fetched_at)}
-        if entry.persona is not None:
-            mapping["persona"] = entry.persona.SerializeToString()
+        if isinstance(entry.answer, Campaign):
+            mapping["campaign"] = entry.answer.SerializeToString()
+        elif entry.answer is not None:
+            mapping["persona"] = entry.answer.SerializeToString()
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self._key(key))
@@ -96,3 +103,15 @@ class RedisCache:
     async def aclose(self) -> None:
         if self._owns_client:
             await self._redis.aclose()
+
+
+def _decode_answer(fields: Mapping[bytes | str, bytes | str]) -> SourceAnswer | None:
+    persona, campaign = fields.get(b"persona"), fields.get(b"campaign")
+    if persona is not None and campaign is not None:
+        raise ValueError("the entry holds both a persona and a campaign")
+    raw, kind = (persona, Persona) if persona is not None else (campaign, Campaign)
+    if raw is None:
+        return None
+    if not isinstance(raw, bytes):
+        raise TypeError("the answer field is not bytes")
+    return kind.FromString(raw)

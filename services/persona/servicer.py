@@ -3,6 +3,7 @@ domain errors mapped to status codes + ErrorInfo in one place."""
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 import grpc
@@ -59,7 +60,9 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
                 request.dialed_number,
                 allow_default=request.allow_default,
                 budget_seconds=budget,
-                caller=peer_host(context.peer()),
+                peer=peer_host(context.peer()),
+                caller_number=request.caller_number,
+                at=request.evaluation_time.ToDatetime(datetime.UTC) if request.HasField("evaluation_time") else None,
             )
         except PersonaLookupError as exc:
             code = STATUS.code_of(exc)
@@ -81,6 +84,8 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
             normalized_number=found.normalized_number,
             age_seconds=found.age_seconds,
             default_reason=found.default_reason,
+            selection=found.selection,
+            action=found.action,
         )
 
     async def InvalidatePersona(

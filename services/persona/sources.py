@@ -3,10 +3,15 @@ so the lookup logic never imports httpx."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
+from friday.persona.v1.campaign_pb2 import Campaign
 from friday.persona.v1.persona_pb2 import Persona
 from services.persona.numbers import DialedNumber
+
+# What a source answers for a number: one persona, or a campaign of variants that
+# is reduced to one persona (or action) per call, after the cache.
+SourceAnswer: TypeAlias = Persona | Campaign
 
 
 class SourceUnavailable(Exception):
@@ -23,8 +28,8 @@ class PersonaSourceBackend(Protocol):
     # True for a remote source worth caching; False for the in-memory persona file.
     cacheable: bool
 
-    async def fetch(self, number: DialedNumber, deadline: float) -> Persona | None:
-        """The persona for `number`, or None when the source has none (404).
+    async def fetch(self, number: DialedNumber, deadline: float) -> SourceAnswer | None:
+        """The persona or campaign for `number`, or None when the source has none (404).
         `deadline` is an absolute `loop.time()`; never run past it. Raises
         SourceUnavailable when the source failed."""
         ...

@@ -43,6 +43,7 @@ class CallJobStandIn:
         *,
         audio: RecordingAudioOutput | None = None,
         caller_delay: float = 0.0,
+        transfer_error: Exception | None = None,
     ) -> None:
         """`caller` None: no SIP participant ever joins (wait_for_caller blocks until
         the agent gives up). `audio`: where the session speaks; None for a text-only
@@ -50,6 +51,8 @@ class CallJobStandIn:
         self.caller = caller
         self.audio = audio
         self.caller_delay = caller_delay
+        self.transfer_error = transfer_error  # what transfer_caller raises, as LiveKit failing it would
+        self.ended = asyncio.Event()  # the agent hung up or transferred the caller away
         self.events: list[JobEvent] = []
         self.log_fields: dict[str, Any] = {}
         self.session: AgentSession | None = None
@@ -103,6 +106,19 @@ class CallJobStandIn:
 
     def annotate_logs(self, fields: Mapping[str, Any]) -> None:
         self.log_fields.update(fields)
+
+    async def transfer_caller(self, caller: Caller, transfer_to: str) -> None:
+        self._record("transfer", identity=caller.identity, transfer_to=transfer_to, **self._speech_so_far())
+        if self.transfer_error is not None:
+            raise self.transfer_error
+        self.ended.set()
+
+    async def end_call(self) -> None:
+        self._record("end_call", **self._speech_so_far())
+        self.ended.set()
+
+    def _speech_so_far(self) -> dict[str, Any]:
+        return {"audio_frames": len(self.audio.frames) if self.audio else 0}
 
     async def _watch_audio(self, audio: RecordingAudioOutput) -> None:
         await audio.first_frame.wait()

@@ -54,7 +54,7 @@ from typing import Any, Self
 
 from aiohttp import web
 from livekit.protocol.agent_dispatch import AgentDispatch, ListAgentDispatchRequest
-from livekit.protocol.models import Room
+from livekit.protocol.models import ParticipantInfo, Room
 from livekit.protocol.sip import SIPInboundTrunkInfo
 
 from . import livekit_control as control
@@ -64,6 +64,7 @@ from .agent_workers import JOB_REQUEST_TIMEOUT_SECONDS, AgentWorkers
 from .livekit_rooms import Rooms
 from .livekit_services import DISPATCH_SERVICE, MISSING_ROOM_DELAY_SECONDS, LiveKitServices
 from .livekit_sip import InboundTrunks
+from .livekit_transfers import SipTransfers
 from .twirp import JSON, PROTOBUF, MiddlewareReject, TokenVerifier, TwirpError, content_type_of, decode, encode
 
 DEFAULT_API_KEY = "devkey-test"
@@ -191,6 +192,20 @@ class LiveKitStandIn(HttpStandIn):
     def delete_room(self, name: str) -> bool:
         """Close `name`: its dispatches go, its agents leave. False when there was no such room."""
         return self._rooms.close(name)
+
+    def add_sip_participant(self, room: str, participant: ParticipantInfo) -> None:
+        """A caller's SIP leg in `room` (created if absent), e.g. `sip_participants.inbound(...)`:
+        what TransferSIPParticipant looks up."""
+        self._rooms.create(room).sip_participants[participant.identity] = participant
+
+    def sip_participants(self, room: str) -> list[str]:
+        record = self._rooms.get(room)
+        return sorted(record.sip_participants) if record is not None else []
+
+    @property
+    def transfers(self) -> SipTransfers:
+        """The TransferSIPParticipant calls that reached the SIP bridge, and `fail_next`."""
+        return self._services.transfers
 
     def add_inbound_trunk(self, trunk_id: str, numbers: list[str] | tuple[str, ...] = (), **fields: Any) -> None:
         """A SIP inbound trunk for ListSIPInboundTrunk; `fields` are other SIPInboundTrunkInfo fields."""

@@ -69,6 +69,7 @@ class RoomRecord:
     proto: Room
     dispatches: dict[str, _Dispatch] = field(default_factory=dict)
     agents: dict[str, ParticipantInfo] = field(default_factory=dict)  # identity -> the agent's participant
+    sip_participants: dict[str, ParticipantInfo] = field(default_factory=dict)  # identity -> a caller's leg
     agent_jobs: dict[str, str] = field(default_factory=dict)  # identity -> job id
     implicit_dispatch_id: str = ""
     closed: bool = False
@@ -84,7 +85,7 @@ class RoomRecord:
     def snapshot(self) -> Room:
         out = Room()
         out.CopyFrom(self.proto)
-        out.num_participants = len(self.agents)
+        out.num_participants = len(self.agents) + len(self.sip_participants)
         return out
 
 

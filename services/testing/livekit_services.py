@@ -16,7 +16,8 @@ holds (`livekit_api` serves them over HTTP and injects faults).
 * RoomService ListRooms (`roomList` grant; `names` filters) answers at once from the rooms
   held; CreateRoom and DeleteRoom need `roomCreate`; deleting an unknown room is `not_found`
   "requested room does not exist".
-* SIP ListSIPInboundTrunk needs the `sip.admin` grant (`livekit_sip` filters).
+* SIP ListSIPInboundTrunk needs the `sip.admin` grant (`livekit_sip` filters);
+  TransferSIPParticipant is `livekit_transfers`.
 """
 
 from __future__ import annotations
@@ -39,11 +40,17 @@ from livekit.protocol.room import (
     ListRoomsRequest,
     ListRoomsResponse,
 )
-from livekit.protocol.sip import ListSIPInboundTrunkRequest, ListSIPInboundTrunkResponse
+from livekit.protocol.sip import (
+    ListSIPInboundTrunkRequest,
+    ListSIPInboundTrunkResponse,
+    TransferSIPParticipantRequest,
+)
 
 from .livekit_ids import DISPATCH_PREFIX, guid
 from .livekit_rooms import RoomRecord, Rooms
 from .livekit_sip import InboundTrunks
+from .livekit_transfers import SipTransfers
+from .livekit_transfers import validate as validate_transfer
 from .twirp import Grants, TwirpError, decode, ensure_admin, ensure_create, ensure_list, ensure_sip_admin
 
 # livekit-server's limits (pkg/config LimitConfig defaults).
@@ -74,6 +81,7 @@ class LiveKitServices:
         self.auto_create = auto_create
         self.missing_room_delay_seconds = max(0.0, missing_room_delay_seconds)
         self.created = 0  # successful CreateDispatch calls
+        self.transfers = SipTransfers()
         # Keyed by the path after /twirp/.
         self.methods: dict[str, Handler] = {
             f"{DISPATCH_SERVICE}/CreateDispatch": self._create_dispatch,
@@ -83,6 +91,7 @@ class LiveKitServices:
             "livekit.RoomService/CreateRoom": self._create_room,
             "livekit.RoomService/DeleteRoom": self._delete_room,
             "livekit.SIP/ListSIPInboundTrunk": self._list_inbound_trunks,
+            "livekit.SIP/TransferSIPParticipant": self._transfer_sip_participant,
         }
 
     async def _room_when_reachable(self, name: str) -> RoomRecord:
@@ -164,6 +173,12 @@ class LiveKitServices:
         req = decode(body, content_type, ListSIPInboundTrunkRequest())
         ensure_sip_admin(grants)
         return ListSIPInboundTrunkResponse(items=self._trunks.list(req)), ""
+
+    async def _transfer_sip_participant(self, body: bytes, content_type: str, grants: Grants) -> tuple[Message, str]:
+        req = decode(body, content_type, TransferSIPParticipantRequest())
+        transfer_to = validate_transfer(req, grants)
+        record = await self._room_when_reachable(req.room_name)
+        return self.transfers.transfer(record, req, transfer_to), req.room_name
 
 
 def _validate_deployment(deployment: str) -> None:

@@ -127,6 +127,7 @@ class Grants:
     room_list: bool = False
     room_create: bool = False
     sip_admin: bool = False
+    sip_call: bool = False  # sip.call: CreateSIPParticipant, TransferSIPParticipant
     agent: bool = False  # video.agent: what the agent protocol's /agent WebSocket asks for
 
 
@@ -168,8 +169,9 @@ class TokenVerifier:
         video = claims.get("video")
         sip = claims.get("sip")
         sip_admin = isinstance(sip, dict) and bool(sip.get("admin"))
+        sip_call = isinstance(sip, dict) and bool(sip.get("call"))
         if not isinstance(video, dict):
-            return Grants(room_admin=False, room="", has_video=False, sip_admin=sip_admin)
+            return Grants(room_admin=False, room="", has_video=False, sip_admin=sip_admin, sip_call=sip_call)
         return Grants(
             room_admin=bool(video.get("roomAdmin")),
             room=str(video.get("room", "")),
@@ -177,6 +179,7 @@ class TokenVerifier:
             room_list=bool(video.get("roomList")),
             room_create=bool(video.get("roomCreate")),
             sip_admin=sip_admin,
+            sip_call=sip_call,
             agent=bool(video.get("agent")),
         )
 

@@ -40,7 +40,9 @@ _DISPATCH_RESERVE_SECONDS = 0.5
 
 
 class PersonaLookup(Protocol):
-    async def get_persona(self, dialed_number: str, *, timeout: float, trace_id: str) -> GetPersonaResponse: ...
+    async def get_persona(
+        self, dialed_number: str, *, caller_number: str, timeout: float, trace_id: str
+    ) -> GetPersonaResponse: ...
 
 
 class AgentDispatcher(Protocol):
@@ -172,6 +174,10 @@ class CallFlow:
         if found is not None:
             metadata.persona.CopyFrom(found.persona)
             metadata.persona_source = found.source
+            if found.HasField("selection"):
+                metadata.selection.CopyFrom(found.selection)
+            if found.HasField("action"):
+                metadata.action.CopyFrom(found.action)
             try:
                 # LiveKit's metadata limit, checked here where the default can still be swapped in.
                 job_metadata.check_size(metadata)
@@ -181,6 +187,9 @@ class CallFlow:
         logger.warning("dispatching room %s with the default persona: %s", call.room, default_reason)
         metadata.persona.CopyFrom(default_persona())
         metadata.persona_source = PersonaSource.PERSONA_SOURCE_DEFAULT
+        # The campaign's choice was refused with its persona; the default carries no action.
+        metadata.ClearField("selection")
+        metadata.ClearField("action")
         return metadata, default_reason
 
     async def _lookup(self, call: SipCall, deadline: float) -> tuple[GetPersonaResponse | None, str]:
@@ -193,13 +202,14 @@ class CallFlow:
         if timeout <= 0:
             return None, "no time left for the persona lookup"
         try:
-            found = await self._personas.get_persona(dialed, timeout=timeout, trace_id=call.event_id)
+            found = await self._personas.get_persona(
+                dialed, caller_number=call.caller_number, timeout=timeout, trace_id=call.event_id
+            )
         except UpstreamError as exc:
             return None, f"PersonaService: {exc}"
         if found.source != PersonaSource.PERSONA_SOURCE_DEFAULT:
             return found, ""
         return found, _default_reason_text(found.default_reason)
-
 
     async def _dialed_through_trunk(self, call: SipCall, deadline: float) -> tuple[str, str]:
         """When the dispatch rule hides numbers, the trunk the call came in on still
@@ -229,6 +239,7 @@ _DEFAULT_REASONS: dict[DefaultReason.ValueType, str] = {
     DefaultReason.DEFAULT_REASON_SOURCE_UNAVAILABLE: "CRM unavailable",
     DefaultReason.DEFAULT_REASON_DEADLINE_EXCEEDED: "out of time",
     DefaultReason.DEFAULT_REASON_SOURCE_INVALID: "CRM answer refused",
+    DefaultReason.DEFAULT_REASON_NO_VARIANT: "the number's campaign chose no variant for this call",
 }
 
 

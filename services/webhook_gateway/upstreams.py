@@ -57,8 +57,10 @@ class GrpcPersonaLookup:
         self._stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
         self._token = token
 
-    async def get_persona(self, dialed_number: str, *, timeout: float, trace_id: str) -> GetPersonaResponse:
-        request = GetPersonaRequest(dialed_number=dialed_number, allow_default=True)
+    async def get_persona(
+        self, dialed_number: str, *, caller_number: str, timeout: float, trace_id: str
+    ) -> GetPersonaResponse:
+        request = GetPersonaRequest(dialed_number=dialed_number, allow_default=True, caller_number=caller_number)
         try:
             return await self._stub.GetPersona(
                 request, timeout=timeout, metadata=call_metadata(token=self._token, trace_id=trace_id or "-")

@@ -22,6 +22,7 @@ PASSING = Measurements(
     floor_saturation=1000.0,
     floor_saturation_at="7-c16: 16 in flight",
     get_bare_ratios=[0.9, 0.95, 0.97],
+    campaign_ratios=[0.9, 0.96, 1.01],
     mesh_cpu_ms=3.0,
     floor_cpu_ms=1.5,
     hop_cpu_ms=0.5,
@@ -47,6 +48,7 @@ def test_limits_are_the_ratios() -> None:
     assert targets.MESH_FLOOR_P50_MAX == 1.6
     assert targets.SATURATION_SHARE_MIN == 0.65
     assert targets.GET_PERSONA_SHARE_MIN_PCT == 90.0
+    assert targets.CAMPAIGN_SHARE_MIN == 0.9
     assert targets.HOPS == 2 and targets.CPU_ALLOWANCE_MS == 0.5
     assert targets.BURST_CRM_REQUESTS == 1
 
@@ -62,6 +64,8 @@ def test_limits_are_the_ratios() -> None:
         ({"mesh_saturation": 0.0, "mesh_saturation_at": "no level qualified"}, "mesh / floor saturation"),
         ({"get_bare_ratios": [0.8, 0.9, 0.99]}, None),  # median 90 %
         ({"get_bare_ratios": [0.85, 0.89, 0.99]}, "GetPersona / bare health Check rate"),
+        ({"campaign_ratios": [0.8, 0.9, 1.2]}, None),  # median 0.9 exactly
+        ({"campaign_ratios": [0.8, 0.89, 1.2]}, "campaign / persona GetPersona rate"),
         ({"mesh_cpu_ms": 3.0}, None),  # 1.5 + 2 * 0.5 + 0.5 exactly
         ({"mesh_cpu_ms": 3.01}, "mesh CPU per webhook"),
         ({"hop_cpu_ms": 0.49}, "mesh CPU per webhook"),  # the allowance follows the floor and the hops

@@ -71,7 +71,7 @@ async def test_persona_cache_holds_at_most_max_entries_and_stops_growing() -> No
 
     async def push(i: int) -> None:
         # Half CRM hits, half "no persona" (404 floods are the cheap attack).
-        entry = CacheEntry(persona=persona if i % 2 else None, fetched_at=time.time())
+        entry = CacheEntry(answer=persona if i % 2 else None, fetched_at=time.time())
         await cache.set(numbers[i], entry, keep_seconds=86_400)
 
     full, grown, peak = await _memory_profile(push)

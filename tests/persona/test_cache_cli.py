@@ -52,7 +52,7 @@ async def test_redis_cache_round_trip_and_expiry(redis_prefix: str) -> None:
         await cache.set("+1", CacheEntry(persona, fetched_at=123.5), keep_seconds=60)
         await cache.set("+2", CacheEntry(None, fetched_at=124.0), keep_seconds=0.05)
         got = await cache.get("+1")
-        assert got is not None and got.persona == persona and got.fetched_at == 123.5
+        assert got is not None and got.answer == persona and got.fetched_at == 123.5
         negative = await cache.get("+2")
         assert negative is not None and negative.negative
         await asyncio.sleep(0.2)
@@ -84,7 +84,7 @@ async def test_a_corrupt_redis_entry_is_a_miss_and_counted(redis_prefix: str, fi
         persona = Persona(persona_id="p", personality="x")
         await cache.set("+1", CacheEntry(persona, fetched_at=1.0), keep_seconds=60)
         got = await cache.get("+1")
-        assert got is not None and got.persona == persona and corrupt == ["+1"]
+        assert got is not None and got.answer == persona and corrupt == ["+1"]
     finally:
         await raw.aclose()
         await cache.aclose()

@@ -107,7 +107,7 @@ def test_extras_nesting_is_bounded_so_every_receiver_can_decode_the_persona() ->
 
 def test_example_file_ships_a_default_and_the_original_number() -> None:
     source = PersonaFileSource.example(default_region="IN")
-    assert "+918655701159" in source.numbers and len(source.numbers) == 3
+    assert "+918655701159" in source.numbers and len(source.numbers) == 4
     default = source.default_persona()
     assert default is not None and default.persona_id == "default" and default.welcome_message
     path = Path(__file__).parents[2] / "services" / "persona" / EXAMPLE_FILE_NAME

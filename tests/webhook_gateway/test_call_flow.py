@@ -43,7 +43,9 @@ class FakePersonas:
     )
     asked: list[tuple[str, float]] = field(default_factory=list)
 
-    async def get_persona(self, dialed_number: str, *, timeout: float, trace_id: str) -> GetPersonaResponse:
+    async def get_persona(
+        self, dialed_number: str, *, caller_number: str, timeout: float, trace_id: str
+    ) -> GetPersonaResponse:
         self.asked.append((dialed_number, timeout))
         if isinstance(self.answer, UpstreamError):
             raise self.answer

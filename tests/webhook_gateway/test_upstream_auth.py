@@ -26,10 +26,14 @@ async def test_persona_lookup_sends_the_persona_token() -> None:
     await server.start()
     try:
         async with upstream_channel(server.address, None) as channel:
-            found = await GrpcPersonaLookup(channel, TOKEN).get_persona("+918655701159", timeout=5, trace_id="EV_1")
+            found = await GrpcPersonaLookup(channel, TOKEN).get_persona(
+                "+918655701159", caller_number="", timeout=5, trace_id="EV_1"
+            )
             assert found.persona.persona_id == "xeny-reception"
             with pytest.raises(UpstreamError) as refused:
-                await GrpcPersonaLookup(channel).get_persona("+918655701159", timeout=5, trace_id="EV_2")
+                await GrpcPersonaLookup(channel).get_persona(
+                    "+918655701159", caller_number="", timeout=5, trace_id="EV_2"
+                )
             assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED.name
     finally:
         await server.stop(grace=0)

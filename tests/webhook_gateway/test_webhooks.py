@@ -254,3 +254,37 @@ async def test_an_existing_dispatch_is_reported_with_the_persona_it_actually_car
     assert "already dispatched with the default" in answer["default_reason"]
     assert mesh.crm.requests_for(CRM_SEGMENT) == 1  # the redelivery did look the persona up
     assert len(mesh.livekit.dispatches("call-existing")) == 1
+
+
+async def test_a_campaign_number_dispatches_the_callers_variant_with_its_selection(mesh: Mesh) -> None:
+    mesh.crm.set_persona(
+        CRM_SEGMENT,
+        {
+            "campaign": {
+                "id": "intl",
+                "default_variant": "en",
+                "variants": [
+                    {"id": "hi", "match": {"regions": ["IN"]}, "persona": {"personality": "Speak Hindi."}},
+                    {"id": "en", "persona": {"personality": "Speak English."}},
+                    {
+                        "id": "gb",
+                        "match": {"prefixes": ["+44"]},
+                        "action": {"type": "transfer", "message": "One moment.", "to": "+442079460958"},
+                    },
+                ],
+            }
+        },
+    )
+    calls = {"call-in": "+919876543210", "call-us": "+14155550123", "call-gb": "+447911123456"}
+    for room, caller in calls.items():
+        event = sip_participant_joined(room=room, dialed_number=DIALED, caller_number=caller)
+        assert (await mesh.deliver(event)).status_code == 200
+    metadata = {room: _only_dispatch(mesh, room)[1] for room in calls}
+    assert metadata["call-in"].persona.personality == "Speak Hindi."
+    assert metadata["call-in"].selection.variant_id == "hi" and metadata["call-in"].selection.campaign_id == "intl"
+    assert metadata["call-us"].selection.variant_id == "en" and not metadata["call-us"].HasField("action")
+    assert (
+        metadata["call-gb"].action.transfer_to == "+442079460958"
+        and metadata["call-gb"].action.message == "One moment."
+    )
+    assert mesh.crm.requests_for(CRM_SEGMENT) == 1

@@ -22,18 +22,19 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from friday.persona.v1 import campaign_pb2 as friday_dot_persona_dot_v1_dot_campaign__pb2
 from friday.persona.v1 import persona_pb2 as friday_dot_persona_dot_v1_dot_persona__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(friday/agent/v1/agent_job_metadata.proto\x12\x0f\x66riday.agent.v1\x1a\x1f\x66riday/persona/v1/persona.proto\"\xcd\x01\n\x10\x41gentJobMetadata\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12+\n\x07persona\x18\x02 \x01(\x0b\x32\x1a.friday.persona.v1.Persona\x12\x38\n\x0epersona_source\x18\x03 \x01(\x0e\x32 .friday.persona.v1.PersonaSource\x12(\n\x04\x63\x61ll\x18\x04 \x01(\x0b\x32\x1a.friday.agent.v1.CallFacts\x12\x10\n\x08trace_id\x18\x05 \x01(\t\"\x90\x01\n\tCallFacts\x12\x15\n\rdialed_number\x18\x01 \x01(\t\x12\x15\n\rcaller_number\x18\x02 \x01(\t\x12\x13\n\x0bsip_call_id\x18\x03 \x01(\t\x12\x14\n\x0csip_trunk_id\x18\x04 \x01(\t\x12\x0c\n\x04room\x18\x05 \x01(\t\x12\x1c\n\x14participant_identity\x18\x06 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(friday/agent/v1/agent_job_metadata.proto\x12\x0f\x66riday.agent.v1\x1a friday/persona/v1/campaign.proto\x1a\x1f\x66riday/persona/v1/persona.proto\"\xb5\x02\n\x10\x41gentJobMetadata\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12+\n\x07persona\x18\x02 \x01(\x0b\x32\x1a.friday.persona.v1.Persona\x12\x38\n\x0epersona_source\x18\x03 \x01(\x0e\x32 .friday.persona.v1.PersonaSource\x12(\n\x04\x63\x61ll\x18\x04 \x01(\x0b\x32\x1a.friday.agent.v1.CallFacts\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12\x37\n\tselection\x18\x06 \x01(\x0b\x32$.friday.persona.v1.CampaignSelection\x12-\n\x06\x61\x63tion\x18\x07 \x01(\x0b\x32\x1d.friday.persona.v1.CallAction\"\x90\x01\n\tCallFacts\x12\x15\n\rdialed_number\x18\x01 \x01(\t\x12\x15\n\rcaller_number\x18\x02 \x01(\t\x12\x13\n\x0bsip_call_id\x18\x03 \x01(\t\x12\x14\n\x0csip_trunk_id\x18\x04 \x01(\t\x12\x0c\n\x04room\x18\x05 \x01(\t\x12\x1c\n\x14participant_identity\x18\x06 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'friday.agent.v1.agent_job_metadata_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGENTJOBMETADATA']._serialized_start=95
-  _globals['_AGENTJOBMETADATA']._serialized_end=300
-  _globals['_CALLFACTS']._serialized_start=303
-  _globals['_CALLFACTS']._serialized_end=447
+  _globals['_AGENTJOBMETADATA']._serialized_start=129
+  _globals['_AGENTJOBMETADATA']._serialized_end=438
+  _globals['_CALLFACTS']._serialized_start=441
+  _globals['_CALLFACTS']._serialized_end=585
 # @@protoc_insertion_point(module_scope)

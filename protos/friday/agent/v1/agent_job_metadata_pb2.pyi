@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from friday.persona.v1 import campaign_pb2 as _campaign_pb2
 from friday.persona.v1 import persona_pb2 as _persona_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -36,6 +37,8 @@ class AgentJobMetadata(_message.Message):
     PERSONA_SOURCE_FIELD_NUMBER: _builtins.int
     CALL_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    SELECTION_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Version of this schema. Writers set CURRENT_SCHEMA_VERSION (1). A reader
     that sees a newer major version it does not understand uses its default
@@ -55,6 +58,18 @@ class AgentJobMetadata(_message.Message):
     def call(self) -> Global___CallFacts:
         """Facts about the phone call this job serves."""
 
+    @_builtins.property
+    def selection(self) -> _campaign_pb2.CampaignSelection:
+        """Set when the dialed number's answer was a campaign: the variant this call
+        got and the rule that chose it.
+        """
+
+    @_builtins.property
+    def action(self) -> _campaign_pb2.CallAction:
+        """Set when the call gets an action instead of a conversation: the agent says
+        `action.message` in the persona's voice, then hangs up or transfers.
+        """
+
     def __init__(
         self,
         *,
@@ -63,10 +78,12 @@ class AgentJobMetadata(_message.Message):
         persona_source: _persona_pb2.PersonaSource.ValueType = ...,
         call: Global___CallFacts | None = ...,
         trace_id: _builtins.str = ...,
+        selection: _campaign_pb2.CampaignSelection | None = ...,
+        action: _campaign_pb2.CallAction | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "persona", b"persona"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "call", b"call", "persona", b"persona", "selection", b"selection"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "persona", b"persona", "persona_source", b"persona_source", "schema_version", b"schema_version", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "call", b"call", "persona", b"persona", "persona_source", b"persona_source", "schema_version", b"schema_version", "selection", b"selection", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

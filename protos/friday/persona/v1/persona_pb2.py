@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66riday/persona/v1/persona.proto\x12\x11\x66riday.persona.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xb9\x03\n\x07Persona\x12\x12\n\npersona_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0bpersonality\x18\x03 \x01(\t\x12\x1e\n\x16\x63onversation_structure\x18\x04 \x01(\t\x12\x17\n\x0fwelcome_message\x18\x05 \x01(\t\x12\x17\n\x0f\x63losing_message\x18\x06 \x01(\t\x12\'\n\x05voice\x18\x07 \x01(\x0b\x32\x18.friday.persona.v1.Voice\x12\x10\n\x08language\x18\x08 \x01(\t\x12I\n\x10prompt_variables\x18\t \x03(\x0b\x32/.friday.persona.v1.Persona.PromptVariablesEntry\x12\x36\n\rgreeting_mode\x18\n \x01(\x0e\x32\x1f.friday.persona.v1.GreetingMode\x12\'\n\x06\x65xtras\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x36\n\x14PromptVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x05Voice\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x10\n\x08voice_id\x18\x02 \x01(\t*d\n\x0cGreetingMode\x12\x1d\n\x19GREETING_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14GREETING_MODE_SPOKEN\x10\x01\x12\x1b\n\x17GREETING_MODE_GENERATED\x10\x02*\xbd\x01\n\rPersonaSource\x12\x1e\n\x1aPERSONA_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12PERSONA_SOURCE_CRM\x10\x01\x12\x18\n\x14PERSONA_SOURCE_CACHE\x10\x02\x12\x1e\n\x1aPERSONA_SOURCE_STALE_CACHE\x10\x03\x12\x1a\n\x16PERSONA_SOURCE_DEFAULT\x10\x04\x12\x1e\n\x1aPERSONA_SOURCE_STATIC_FILE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66riday/persona/v1/persona.proto\x12\x11\x66riday.persona.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xca\x03\n\x07Persona\x12\x12\n\npersona_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0bpersonality\x18\x03 \x01(\t\x12\x1e\n\x16\x63onversation_structure\x18\x04 \x01(\t\x12\x17\n\x0fwelcome_message\x18\x05 \x01(\t\x12\x17\n\x0f\x63losing_message\x18\x06 \x01(\t\x12\'\n\x05voice\x18\x07 \x01(\x0b\x32\x18.friday.persona.v1.Voice\x12\x10\n\x08language\x18\x08 \x01(\t\x12I\n\x10prompt_variables\x18\t \x03(\x0b\x32/.friday.persona.v1.Persona.PromptVariablesEntry\x12\x36\n\rgreeting_mode\x18\n \x01(\x0e\x32\x1f.friday.persona.v1.GreetingMode\x12\'\n\x06\x65xtras\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07version\x18\x0c \x01(\t\x1a\x36\n\x14PromptVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x05Voice\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x10\n\x08voice_id\x18\x02 \x01(\t*d\n\x0cGreetingMode\x12\x1d\n\x19GREETING_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14GREETING_MODE_SPOKEN\x10\x01\x12\x1b\n\x17GREETING_MODE_GENERATED\x10\x02*\xbd\x01\n\rPersonaSource\x12\x1e\n\x1aPERSONA_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12PERSONA_SOURCE_CRM\x10\x01\x12\x18\n\x14PERSONA_SOURCE_CACHE\x10\x02\x12\x1e\n\x1aPERSONA_SOURCE_STALE_CACHE\x10\x03\x12\x1a\n\x16PERSONA_SOURCE_DEFAULT\x10\x04\x12\x1e\n\x1aPERSONA_SOURCE_STATIC_FILE\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PERSONA_PROMPTVARIABLESENTRY']._loaded_options = None
   _globals['_PERSONA_PROMPTVARIABLESENTRY']._serialized_options = b'8\001'
-  _globals['_GREETINGMODE']._serialized_start=573
-  _globals['_GREETINGMODE']._serialized_end=673
-  _globals['_PERSONASOURCE']._serialized_start=676
-  _globals['_PERSONASOURCE']._serialized_end=865
+  _globals['_GREETINGMODE']._serialized_start=590
+  _globals['_GREETINGMODE']._serialized_end=690
+  _globals['_PERSONASOURCE']._serialized_start=693
+  _globals['_PERSONASOURCE']._serialized_end=882
   _globals['_PERSONA']._serialized_start=85
-  _globals['_PERSONA']._serialized_end=526
-  _globals['_PERSONA_PROMPTVARIABLESENTRY']._serialized_start=472
-  _globals['_PERSONA_PROMPTVARIABLESENTRY']._serialized_end=526
-  _globals['_VOICE']._serialized_start=528
-  _globals['_VOICE']._serialized_end=571
+  _globals['_PERSONA']._serialized_end=543
+  _globals['_PERSONA_PROMPTVARIABLESENTRY']._serialized_start=489
+  _globals['_PERSONA_PROMPTVARIABLESENTRY']._serialized_end=543
+  _globals['_VOICE']._serialized_start=545
+  _globals['_VOICE']._serialized_end=588
 # @@protoc_insertion_point(module_scope)

@@ -135,6 +135,7 @@ class Persona(_message.Message):
     PROMPT_VARIABLES_FIELD_NUMBER: _builtins.int
     GREETING_MODE_FIELD_NUMBER: _builtins.int
     EXTRAS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     persona_id: _builtins.str
     """Stable identifier of the persona in its source system (the CRM's id, or the
     key in the persona file). Empty for an anonymous CRM record.
@@ -166,6 +167,11 @@ class Persona(_message.Message):
     """
     greeting_mode: Global___GreetingMode.ValueType
     """How `welcome_message` is used for the first turn."""
+    version: _builtins.str
+    """The source's version of this persona ("version" in the CRM record), or a
+    content hash of the persona when the source sends none, so a change in the
+    CRM shows in every response, job and call record.
+    """
     @_builtins.property
     def voice(self) -> Global___Voice:
         """The TTS voice to speak with. Unset means the speech stack's default voice."""
@@ -194,10 +200,11 @@ class Persona(_message.Message):
         prompt_variables: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         greeting_mode: Global___GreetingMode.ValueType = ...,
         extras: _struct_pb2.Struct | None = ...,
+        version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["extras", b"extras", "voice", b"voice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing_message", b"closing_message", "conversation_structure", b"conversation_structure", "display_name", b"display_name", "extras", b"extras", "greeting_mode", b"greeting_mode", "language", b"language", "persona_id", b"persona_id", "personality", b"personality", "prompt_variables", b"prompt_variables", "voice", b"voice", "welcome_message", b"welcome_message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing_message", b"closing_message", "conversation_structure", b"conversation_structure", "display_name", b"display_name", "extras", b"extras", "greeting_mode", b"greeting_mode", "language", b"language", "persona_id", b"persona_id", "personality", b"personality", "prompt_variables", b"prompt_variables", "version", b"version", "voice", b"voice", "welcome_message", b"welcome_message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

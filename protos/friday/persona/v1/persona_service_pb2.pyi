@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from friday.persona.v1 import campaign_pb2 as _campaign_pb2
 from friday.persona.v1 import persona_pb2 as _persona_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -38,6 +40,8 @@ class _DefaultReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Default
     """The CRM answered, but with a persona this service refuses (malformed,
     wrong shapes, over the body cap), and nothing stale was cached.
     """
+    DEFAULT_REASON_NO_VARIANT: _DefaultReason.ValueType  # 5
+    """The number's campaign chose no variant (no rule matched, no default variant)."""
 
 class DefaultReason(_DefaultReason, metaclass=_DefaultReasonEnumTypeWrapper):
     """Why GetPersona answered with the default persona (allow_default was set and
@@ -58,6 +62,8 @@ DEFAULT_REASON_SOURCE_INVALID: DefaultReason.ValueType  # 4
 """The CRM answered, but with a persona this service refuses (malformed,
 wrong shapes, over the body cap), and nothing stale was cached.
 """
+DEFAULT_REASON_NO_VARIANT: DefaultReason.ValueType  # 5
+"""The number's campaign chose no variant (no rule matched, no default variant)."""
 Global___DefaultReason: _TypeAlias = DefaultReason  # noqa: Y015
 
 @_typing.final
@@ -68,6 +74,8 @@ class GetPersonaRequest(_message.Message):
 
     DIALED_NUMBER_FIELD_NUMBER: _builtins.int
     ALLOW_DEFAULT_FIELD_NUMBER: _builtins.int
+    CALLER_NUMBER_FIELD_NUMBER: _builtins.int
+    EVALUATION_TIME_FIELD_NUMBER: _builtins.int
     dialed_number: _builtins.str
     """The number that was dialed (LiveKit's `sip.trunkPhoneNumber`), in any
     common format: "+918655701159", "08655701159", "+1 (415) 555-0100".
@@ -79,15 +87,28 @@ class GetPersonaRequest(_message.Message):
     stale) returns the default persona with source PERSONA_SOURCE_DEFAULT
     instead of an error. An invalid number is an error either way.
     """
+    caller_number: _builtins.str
+    """The caller's number (LiveKit's `sip.phoneNumber`), for campaign rules:
+    caller match and the sticky weighted split. Empty or unreadable: a hidden
+    caller (those rules are skipped). At most 64 characters.
+    """
+    @_builtins.property
+    def evaluation_time(self) -> _timestamp_pb2.Timestamp:
+        """The moment campaign schedules are evaluated at; unset: now. For testing
+        what a caller would get at a given time.
+        """
+
     def __init__(
         self,
         *,
         dialed_number: _builtins.str = ...,
         allow_default: _builtins.bool = ...,
+        caller_number: _builtins.str = ...,
+        evaluation_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["evaluation_time", b"evaluation_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_default", b"allow_default", "dialed_number", b"dialed_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_default", b"allow_default", "caller_number", b"caller_number", "dialed_number", b"dialed_number", "evaluation_time", b"evaluation_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -104,6 +125,8 @@ class GetPersonaResponse(_message.Message):
     NORMALIZED_NUMBER_FIELD_NUMBER: _builtins.int
     AGE_SECONDS_FIELD_NUMBER: _builtins.int
     DEFAULT_REASON_FIELD_NUMBER: _builtins.int
+    SELECTION_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
     source: _persona_pb2.PersonaSource.ValueType
     """Where `persona` came from."""
     normalized_number: _builtins.str
@@ -120,6 +143,19 @@ class GetPersonaResponse(_message.Message):
     def persona(self) -> _persona_pb2.Persona:
         """The persona to use."""
 
+    @_builtins.property
+    def selection(self) -> _campaign_pb2.CampaignSelection:
+        """Set when the dialed number's answer is a campaign: which variant this call
+        got and why. Unset for a single persona.
+        """
+
+    @_builtins.property
+    def action(self) -> _campaign_pb2.CallAction:
+        """Set when the chosen variant is an action (closed-hours message, transfer)
+        instead of a conversation; `persona` then still says how to speak (voice,
+        language) and is the default persona unless the campaign gives one.
+        """
+
     def __init__(
         self,
         *,
@@ -128,10 +164,12 @@ class GetPersonaResponse(_message.Message):
         normalized_number: _builtins.str = ...,
         age_seconds: _builtins.float = ...,
         default_reason: Global___DefaultReason.ValueType = ...,
+        selection: _campaign_pb2.CampaignSelection | None = ...,
+        action: _campaign_pb2.CallAction | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["persona", b"persona"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "persona", b"persona", "selection", b"selection"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_seconds", b"age_seconds", "default_reason", b"default_reason", "normalized_number", b"normalized_number", "persona", b"persona", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "age_seconds", b"age_seconds", "default_reason", b"default_reason", "normalized_number", b"normalized_number", "persona", b"persona", "selection", b"selection", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
