@@ -9,7 +9,7 @@ terminal. So every log record a Friday process writes passes through
 the message's arguments, the trace id, `extra` fields — through `loggable`:
 
 - control and format characters (C0, C1, DEL, line/paragraph separators, bidi
-  overrides) become visible escapes (`\\n`, `\\x1b`, `\\u202e`), so one record is
+  overrides, lone surrogates) become visible escapes (`\\n`, `\\x1b`, `\\u202e`), so one record is
   always one line and reads the same in a terminal as in a file;
 - the result is cut at a bound with a marker saying how much was left out.
 
@@ -39,9 +39,10 @@ MAX_TRACE_ID_CHARS = 128
 NO_TRACE_ID = "-"
 
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# Unicode categories that draw nothing or move the cursor: control, format (bidi
-# overrides, zero-width characters), line and paragraph separators.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# Unicode categories that draw nothing, move the cursor or cannot be written out:
+# control, format (bidi overrides, zero-width characters), surrogates, private use,
+# unassigned, line and paragraph separators.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def _escaped_char(ch: str, *, ascii_only: bool) -> str:

@@ -11,7 +11,7 @@ the call is dispatched all the same.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
@@ -33,7 +33,7 @@ class SipCall:
     sip_trunk_id: str
     # Facts dropped for their shape; the room is listed here when it is no fit name
     # for the job metadata (it is still dispatched to).
-    refused: tuple[call_facts.Refused, ...] = field(default=())
+    refused: tuple[call_facts.Refused, ...] = ()
 
 
 @dataclass(frozen=True)

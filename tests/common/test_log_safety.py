@@ -25,6 +25,8 @@ def test_control_characters_become_visible_escapes() -> None:
     assert loggable("a\r\tb\x00\x7f\x85") == "a\\r\\tb\\x00\\x7f\\x85"
     # Line and paragraph separators, bidi overrides: invisible or line-breaking in a viewer.
     assert loggable("x\u2028y\u2029z\u202eok") == "x\\u2028y\\u2029z\\u202eok"
+    # A lone surrogate would make the log stream's encoder fail on the whole record.
+    assert loggable("a\ud800b") == "a\\ud800b"
 
 
 def test_printable_text_passes_unchanged_whatever_its_script() -> None:
