@@ -2,6 +2,8 @@
 and make sure exactly one agent is dispatched with it, inside a budget.
 
     event seen before? → Duplicate (the ledger: a redelivery costs nothing)
+    call facts events.classify left out for their shape → logged and counted; the
+      call goes on without them
     dialed number hidden by the dispatch rule? → the inbound trunk's one number
       (DispatcherService.GetTrunkNumbers), else the default persona
     PersonaService.GetPersona (allow_default, at most persona_timeout, always leaving
