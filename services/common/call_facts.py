@@ -13,8 +13,9 @@ else is dropped (the call goes on without that fact) and reported:
   `0044…`, `011…`, short codes). A caller's SIP user that says the number is
   withheld (`anonymous`, `restricted`, …) is an absent number, not a malformed one;
   any other SIP user (letters, `alice`) is dropped;
-- `sip_call_id`: `SCL_` + 1-64 letters/digits (LiveKit's SIP call id);
-- `sip_trunk_id`: `ST_` + 1-64 letters/digits; `sip_rule_id`: `SDR_` + 1-64;
+- `sip_call_id`: `SCL_` + 1-64 letters, digits, `-` or `_` (LiveKit's own are 12
+  base57 characters; test tools and other SIP bridges add separators);
+- `sip_trunk_id`: `ST_`, `sip_rule_id`: `SDR_`, + the same;
 - `room`, `participant_identity`: 1-256 printable characters (LiveKit names,
   which dispatch rules build from a prefix, the caller's number and random text).
 
@@ -44,14 +45,15 @@ ROOM: Final = "room"
 PARTICIPANT_IDENTITY: Final = "participant_identity"
 
 _PHONE_NUMBER = re.compile(r"\+?[0-9]{2,20}")
+_ID_TAIL = r"[0-9A-Za-z_-]{1,64}"
 _LIVEKIT_NAME_MAX_CHARS = 256
 
 _SHAPES: Final[dict[str, Callable[[str], bool]]] = {
     CALLER_NUMBER: lambda v: _PHONE_NUMBER.fullmatch(v) is not None,
     DIALED_NUMBER: lambda v: _PHONE_NUMBER.fullmatch(v) is not None,
-    SIP_CALL_ID: lambda v: re.fullmatch(r"SCL_[0-9A-Za-z]{1,64}", v) is not None,
-    SIP_TRUNK_ID: lambda v: re.fullmatch(r"ST_[0-9A-Za-z]{1,64}", v) is not None,
-    SIP_RULE_ID: lambda v: re.fullmatch(r"SDR_[0-9A-Za-z]{1,64}", v) is not None,
+    SIP_CALL_ID: lambda v: re.fullmatch(rf"SCL_{_ID_TAIL}", v) is not None,
+    SIP_TRUNK_ID: lambda v: re.fullmatch(rf"ST_{_ID_TAIL}", v) is not None,
+    SIP_RULE_ID: lambda v: re.fullmatch(rf"SDR_{_ID_TAIL}", v) is not None,
     ROOM: lambda v: len(v) <= _LIVEKIT_NAME_MAX_CHARS and v.isprintable(),
     PARTICIPANT_IDENTITY: lambda v: len(v) <= _LIVEKIT_NAME_MAX_CHARS and v.isprintable(),
 }
