@@ -8,9 +8,11 @@ DispatcherService may have written. They end up in logs and in the LLM's
 instructions, so a value is kept only in the shape the fact really has; anything
 else is dropped (the call goes on without that fact) and reported:
 
-- `caller_number`, `dialed_number`: digits with an optional leading `+`, 2-20 of
-  them: E.164 (`+14155550100`) and the carrier forms (`14155550100`, `4155550100`,
-  `0044…`, `011…`, short codes). A caller's SIP user that says the number is
+- `caller_number`, `dialed_number`: 2-20 digits with an optional leading `+`, and
+  between them only the visual separators of RFC 3966 (`-`, `.`, `(`, `)`) and
+  spaces, at most 32 characters: E.164 (`+14155550100`) and the carrier forms
+  (`14155550100`, `4155550100`, `0044…`, `011…`, `+91 98000 00000`, short codes).
+  No letter can get through, so no word can. A caller's SIP user that says the number is
   withheld (`anonymous`, `restricted`, …) is an absent number, not a malformed one;
   any other SIP user (letters, `alice`) is dropped;
 - `sip_call_id`: `SCL_` + 1-64 letters, digits, `-` or `_` (LiveKit's own are 12
@@ -44,19 +46,31 @@ SIP_RULE_ID: Final = "sip_rule_id"
 ROOM: Final = "room"
 PARTICIPANT_IDENTITY: Final = "participant_identity"
 
-_PHONE_NUMBER = re.compile(r"\+?[0-9]{2,20}")
+_PHONE_NUMBER = re.compile(r"\+?[0-9](?:[0-9 ().-]*[0-9])?")
+_PHONE_NUMBER_MAX_CHARS = 32
+_PHONE_NUMBER_DIGITS = range(2, 21)
 _ID_TAIL = r"[0-9A-Za-z_-]{1,64}"
 _LIVEKIT_NAME_MAX_CHARS = 256
 
+
+def _is_phone_number(value: str) -> bool:
+    return (
+        len(value) <= _PHONE_NUMBER_MAX_CHARS
+        and _PHONE_NUMBER.fullmatch(value) is not None
+        and sum(ch.isdigit() for ch in value) in _PHONE_NUMBER_DIGITS
+    )
+
 _SHAPES: Final[dict[str, Callable[[str], bool]]] = {
-    CALLER_NUMBER: lambda v: _PHONE_NUMBER.fullmatch(v) is not None,
-    DIALED_NUMBER: lambda v: _PHONE_NUMBER.fullmatch(v) is not None,
+    CALLER_NUMBER: _is_phone_number,
+    DIALED_NUMBER: _is_phone_number,
     SIP_CALL_ID: lambda v: re.fullmatch(rf"SCL_{_ID_TAIL}", v) is not None,
     SIP_TRUNK_ID: lambda v: re.fullmatch(rf"ST_{_ID_TAIL}", v) is not None,
     SIP_RULE_ID: lambda v: re.fullmatch(rf"SDR_{_ID_TAIL}", v) is not None,
     ROOM: lambda v: len(v) <= _LIVEKIT_NAME_MAX_CHARS and v.isprintable(),
     PARTICIPANT_IDENTITY: lambda v: len(v) <= _LIVEKIT_NAME_MAX_CHARS and v.isprintable(),
 }
+
+
 # Every fact name there is: the bounded label set of the "dropped" metrics.
 FACT_NAMES: Final = frozenset(_SHAPES)
 
