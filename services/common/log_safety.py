@@ -13,8 +13,12 @@ the message's arguments, the trace id, `extra` fields — through `loggable`:
   always one line and reads the same in a terminal as in a file;
 - the result is cut at a bound with a marker saying how much was left out.
 
-Backslashes are left as they are: the output is already free of control characters,
-so applying the filter twice (a record seen by two handlers) changes nothing.
+A traceback is many lines by nature, and an exception's message may quote a
+request: its lines are escaped the same way and indented, so none of them can pass
+for a record of its own (every record starts at the line's first column).
+
+Backslashes are left as they are: the output is already free of control characters.
+A record is made safe once, however many handlers see it.
 
 Trace ids also travel as gRPC metadata, which must be printable ASCII: `safe_trace_id`
 is `loggable` with non-ASCII escaped too and a tighter bound, and is what both the
@@ -85,8 +89,17 @@ def safe_trace_id(trace_id: str) -> str:
     return safe or NO_TRACE_ID
 
 
+# Set on a record once it is safe; a leading underscore keeps it out of the `extra`
+# fields formatters print.
+_SAFE_MARK = "_friday_log_safe"
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
-_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "trace_id"}
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "trace_id", _SAFE_MARK}
+TRACEBACK_INDENT = "    "
+_TRACEBACK_FORMATTER = logging.Formatter()
+
+
+def _indented_block(text: str) -> str:
+    return "\n".join(TRACEBACK_INDENT + _escape(line, sys.maxsize, ascii_only=False) for line in text.splitlines())
 
 
 def _safe_arg(arg: Any) -> Any:
@@ -99,7 +112,8 @@ def _safe_arg(arg: Any) -> Any:
 
 class LogSafetyFilter(logging.Filter):
     """Makes a record safe to render: its arguments, `extra` fields and trace id escaped
-    and bounded, the message itself escaped (never cut: it is ours). Stamps
+    and bounded, the message itself escaped (never cut: it is ours), a traceback
+    escaped and indented. Stamps
     `record.trace_id` from the current call's trace id when the record has none, so
     formats can always name it (when given the context variable that holds it). Never
     drops a record."""
@@ -109,6 +123,8 @@ class LogSafetyFilter(logging.Filter):
         self._current_trace_id = current_trace_id
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, _SAFE_MARK, False):
+            return True
         if isinstance(record.msg, str):
             record.msg = _escape(record.msg, sys.maxsize, ascii_only=False)
         if isinstance(record.args, Mapping):
@@ -123,6 +139,14 @@ class LogSafetyFilter(logging.Filter):
         for key, value in list(record.__dict__.items()):
             if key not in _RECORD_ATTRIBUTES and isinstance(value, str):
                 setattr(record, key, loggable(value))
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text when it is set, so the safe form is what they print.
+            record.exc_text = _TRACEBACK_FORMATTER.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = _indented_block(record.exc_text)
+        if record.stack_info:
+            record.stack_info = _indented_block(record.stack_info)
+        setattr(record, _SAFE_MARK, True)
         return True
 
 

@@ -93,3 +93,35 @@ def test_protect_handlers_adds_the_filter_once() -> None:
         assert sum(isinstance(f, LogSafetyFilter) for f in handler.filters) == 1
     finally:
         logger.removeHandler(handler)
+
+
+def test_a_traceback_quoting_a_request_cannot_start_a_line_of_its_own() -> None:
+    out = io.StringIO()
+    handler = tracing.log_handler(out)
+    logger = logging.getLogger("tests.log_safety.traceback")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ValueError(f"bad room {FORGED}")
+        except ValueError:
+            logger.exception("lookup failed")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    first, *rest = out.getvalue().splitlines()
+    assert first.endswith("lookup failed")
+    assert rest and all(line.startswith("    ") for line in rest), rest
+    # The message's forged line is still there to read, indented under its record, escaped.
+    assert rest[-2:] == ["    ValueError: bad room call-1", "    " + loggable(FORGED).split("\\n", 1)[1]]
+    assert "\x1b" not in out.getvalue()
+
+
+def test_a_record_is_made_safe_once_however_many_handlers_see_it() -> None:
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "room %s", ("a\nb",), None)
+    record.exc_text = "Traceback\nValueError: x"
+    first, second = LogSafetyFilter(), LogSafetyFilter()
+    first.filter(record)
+    second.filter(record)
+    assert record.getMessage() == "room a\\nb"
+    assert record.exc_text == "    Traceback\n    ValueError: x"

@@ -18,6 +18,7 @@ from friday.dispatcher.v1 import dispatcher_service_pb2 as dpb
 from friday.dispatcher.v1 import dispatcher_service_pb2_grpc as dgrpc
 from friday.persona.v1.persona_pb2 import Persona
 from services.common import tracing
+from services.common.log_safety import TRACEBACK_INDENT
 from services.testing.livekit_webhooks import sip_participant_joined
 from services.testing.mesh import Mesh
 from tests.webhook_gateway.conftest import DIALED
@@ -45,7 +46,8 @@ def service_log(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
 def _assert_one_line_per_record(text: str, caplog: pytest.LogCaptureFixture) -> None:
     lines = text.splitlines()
     assert lines, "nothing was logged"
-    assert [line for line in lines if not RECORD_START.match(line)] == []
+    # A traceback's lines are indented under their record; every other line starts a record.
+    assert [line for line in lines if not (RECORD_START.match(line) or line.startswith(TRACEBACK_INDENT))] == []
     assert not any(line.startswith("1999-01-01") for line in lines)
     assert "\x1b" not in text
     # The same records as the log capture holds them, rendered: one line each.
