@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.greeting import Greeting, GreetingKind, plan_greeting
-from agent.instructions import compose_instructions
+from agent.instructions import compose_instructions, with_call_facts
 from agent.job_setup import JobSetup
 from agent.prompt_variables import PromptRenderer, variables_for
 from agent.voice_selection import VoiceCatalog, VoiceChoice, choose_voice
@@ -58,7 +58,10 @@ def plan_persona(setup: JobSetup, catalog: VoiceCatalog) -> PersonaPlan:
         variables_for(persona, call),
         log_context={"persona_id": persona.persona_id, "trace_id": setup.trace_id},
     )
-    instructions = renderer.render(compose_instructions(persona.personality, persona.conversation_structure))
+    # Facts appended after rendering: a `{{...}}` in a fact's value is never expanded.
+    instructions = with_call_facts(
+        renderer.render(compose_instructions(persona.personality, persona.conversation_structure)), call
+    )
     greeting = plan_greeting(persona.greeting_mode, persona.welcome_message)
     greeting = Greeting(greeting.kind, renderer.render(greeting.text))
     closing = renderer.render(persona.closing_message.strip() or DEFAULT_CLOSING_MESSAGE)

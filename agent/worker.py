@@ -33,6 +33,7 @@ from agent.persona_plan import plan_persona
 from agent.speech_stack import SpeechStack, build_speech_stack, voice_catalog
 from agent.voice_selection import VoiceChoice
 from friday.persona.v1.campaign_pb2 import CallAction, CallActionKind
+from services.common.log_safety import protect_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ def build_server(config: AgentConfig | None = None) -> AgentServer:
 
 
 async def entrypoint(ctx: JobContext) -> None:
+    # livekit-agents set up this job process's logging: make its handlers escape the
+    # caller's text as every Friday service's do.
+    protect_handlers(logging.getLogger())
     # Read in the job process: it inherits the worker's environment.
     config = AgentConfig.from_env()
     setup = setup_from_metadata(ctx.job.metadata, room_name=ctx.job.room.name)

@@ -15,6 +15,7 @@ from friday.dispatcher.v1 import dispatcher_service_pb2 as pb
 from friday.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from services.common import job_metadata as codec
 from services.common import tracing
+from services.common.log_safety import safe_trace_id
 from services.dispatcher import errors
 from services.dispatcher.dispatcher import Dispatcher
 from services.dispatcher.metrics import DispatcherMetrics
@@ -79,7 +80,8 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         if not current_trace_id() and request.metadata.trace_id:
             # The runtime already set the caller's x-friday-trace-id; a caller that sent the
             # trace id only in the job metadata still gets traced logs (reset by the runtime).
-            tracing.current_trace_id.set(request.metadata.trace_id)
+            # Escaped like a header's: the metadata is the caller's text, not ours.
+            tracing.current_trace_id.set(safe_trace_id(request.metadata.trace_id))
         try:
             outcome = await self._dispatcher.dispatch_agent(
                 request.room, request.agent_name, request.metadata, self._deadline(context)

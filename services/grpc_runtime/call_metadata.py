@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 
+from services.common.log_safety import MAX_TRACE_ID_CHARS, safe_trace_id
 from services.common.tracing import TRACE_ID_METADATA_KEY
 
 # After these codes the same request may succeed later (a server restarting or
@@ -21,20 +22,15 @@ RETRYABLE_CODES = frozenset(
 )
 
 # gRPC metadata values must be printable ASCII and fit the peer's header limit; trace
-# ids come from webhook event ids, which a signed body may set to anything.
-MAX_TRACE_ID_CHARS = 128
+# ids come from webhook event ids, which a signed body may set to anything: sent as
+# safe_trace_id makes them, the form log lines show too.
+__all__ = ["MAX_TRACE_ID_CHARS", "RETRYABLE_CODES", "bearer_metadata", "call_metadata", "safe_trace_id"]
 
 Metadata = tuple[tuple[str, str], ...]
 
 
 def bearer_metadata(token: str | None) -> Metadata:
     return (("authorization", f"Bearer {token}"),) if token else ()
-
-
-def safe_trace_id(trace_id: str) -> str:
-    """`trace_id` cut to MAX_TRACE_ID_CHARS printable ASCII characters ("-" if none is left)."""
-    safe = "".join(ch if " " <= ch <= "~" else "_" for ch in trace_id[:MAX_TRACE_ID_CHARS]).strip()
-    return safe or "-"
 
 
 def call_metadata(*, token: str | None = None, trace_id: str | None = None) -> Metadata:

@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from services.common import tracing
+from services.common.log_safety import safe_trace_id
 from services.common.tracing import TRACE_ID_METADATA_KEY
 from services.grpc_runtime.errors import error_status
 from services.grpc_runtime.metrics import ServerMetrics
@@ -113,7 +114,8 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         trace_id = _metadata_value(handler_call_details, TRACE_ID_METADATA_KEY)
         # Set even when the caller sent none, so nothing from the serving task's context leaks in.
-        traced_as = trace_id or _NO_TRACE
+        # Any caller can send any header: what the logs show and the next service gets is safe.
+        traced_as = safe_trace_id(trace_id) if trace_id else _NO_TRACE
         # Health checks arrive every few seconds from probes: keep them out of INFO logs.
         level = logging.DEBUG if method.startswith("/grpc.health.v1.Health/") else logging.INFO
 
@@ -139,7 +141,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
                     method,
                     code.name,
                     elapsed * 1000,
-                    trace_id or "-",
+                    traced_as,
                     context.peer(),
                 )
                 tracing.current_trace_id.reset(token)

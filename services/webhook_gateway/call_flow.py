@@ -2,6 +2,8 @@
 and make sure exactly one agent is dispatched with it, inside a budget.
 
     event seen before? → Duplicate (the ledger: a redelivery costs nothing)
+    call facts events.classify left out for their shape → logged and counted; the
+      call goes on without them
     dialed number hidden by the dispatch rule? → the inbound trunk's one number
       (DispatcherService.GetTrunkNumbers), else the default persona
     PersonaService.GetPersona (allow_default, at most persona_timeout, always leaving
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,8 +30,9 @@ from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
 from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest, DispatchAgentResponse
 from friday.persona.v1.persona_pb2 import PersonaSource
 from friday.persona.v1.persona_service_pb2 import DefaultReason, GetPersonaResponse
-from services.common import job_metadata
+from services.common import call_facts, job_metadata
 from services.common.default_persona import default_persona
+from services.common.log_safety import loggable
 from services.webhook_gateway.dedupe import EventLedger
 from services.webhook_gateway.errors import UpstreamError
 from services.webhook_gateway.events import SipCall
@@ -107,6 +111,7 @@ class CallFlow:
         agent_name: str,
         budget_seconds: float,
         persona_timeout_seconds: float,
+        count_dropped_fact: Callable[[str], None] = lambda fact: None,
     ) -> None:
         self._personas = personas
         self._dispatcher = dispatcher
@@ -114,12 +119,15 @@ class CallFlow:
         self._agent_name = agent_name
         self._budget = budget_seconds
         self._persona_timeout = persona_timeout_seconds
+        self._count_dropped_fact = count_dropped_fact
 
     async def handle(self, call: SipCall) -> Dispatched | Duplicate | RoomGone | DispatchFailed:
         # Concurrent duplicates that race past this check are harmless: DispatcherService
         # guarantees one dispatch per call; the ledger only saves the work.
         if call.event_id and await self._ledger.seen(call.event_id):
             return Duplicate()
+        # Reported once per processed delivery; the call goes on without those facts.
+        call_facts.report(list(call.refused), where=f"room {loggable(call.room)}", count=self._count_dropped_fact)
         deadline = time.monotonic() + self._budget
         metadata, default_reason = await self._job_metadata(call, deadline)
         remaining = deadline - time.monotonic()
@@ -166,7 +174,7 @@ class CallFlow:
                 caller_number=call.caller_number,
                 sip_call_id=call.sip_call_id,
                 sip_trunk_id=call.sip_trunk_id,
-                room=call.room,
+                room=call.room if call_facts.accepted(call_facts.ROOM, call.room) else "",
                 participant_identity=call.participant_identity,
             ),
             trace_id=call.event_id,

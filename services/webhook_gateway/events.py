@@ -2,6 +2,11 @@
 
 Only `participant_joined` for a SIP participant starts a dispatch (docs/architecture.md, "LiveKit webhooks");
 our own agent joining is a `participant_joined` of kind AGENT and must not.
+
+The call facts are the caller's text (livekit/sip copies the INVITE's user parts
+as they came): each is kept only in its real shape (services.common.call_facts);
+one of the wrong shape is left out of the call and listed in `SipCall.refused`, and
+the call is dispatched all the same.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass
 from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
+from services.common import call_facts
 from services.common.livekit_names import SipAttribute
 
 
@@ -19,12 +25,15 @@ class SipCall:
     """An inbound phone call that needs an agent."""
 
     event_id: str
-    room: str
+    room: str  # where LiveKit put the caller: dispatched to as named, whatever its shape
     participant_identity: str
-    dialed_number: str  # empty when the trunk hides it
+    dialed_number: str  # empty when the trunk hides it (or it was refused)
     caller_number: str
     sip_call_id: str
     sip_trunk_id: str
+    # Facts dropped for their shape; the room is listed here when it is no fit name
+    # for the job metadata (it is still dispatched to).
+    refused: tuple[call_facts.Refused, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,14 +62,26 @@ def classify(event: WebhookEvent) -> SipCall | Ignored:
         return Ignored(f"outbound SIP participant (no {SipAttribute.RULE_ID}): not an inbound call")
     if attributes.get(SipAttribute.CALL_STATUS, "").strip() == "dialing":
         return Ignored(f"outbound SIP participant ({SipAttribute.CALL_STATUS} dialing): not an inbound call")
+    refused: list[call_facts.Refused] = []
+
+    def fact(name: str, raw: str) -> str:
+        value, why = call_facts.check(name, raw)
+        if why is not None:
+            refused.append(why)
+        return value
+
+    # The rule id only marks the call inbound (above); a malformed one is reported, not carried.
+    fact(call_facts.SIP_RULE_ID, attributes.get(SipAttribute.RULE_ID, "").strip())
+    fact(call_facts.ROOM, room)
     return SipCall(
         event_id=event.id,
         room=room,
-        participant_identity=participant.identity,
-        dialed_number=attributes.get(SipAttribute.TRUNK_PHONE_NUMBER, "").strip(),
-        caller_number=attributes.get(SipAttribute.PHONE_NUMBER, "").strip(),
-        sip_call_id=attributes.get(SipAttribute.CALL_ID, "").strip(),
-        sip_trunk_id=attributes.get(SipAttribute.TRUNK_ID, "").strip(),
+        participant_identity=fact(call_facts.PARTICIPANT_IDENTITY, participant.identity),
+        dialed_number=fact(call_facts.DIALED_NUMBER, attributes.get(SipAttribute.TRUNK_PHONE_NUMBER, "").strip()),
+        caller_number=fact(call_facts.CALLER_NUMBER, attributes.get(SipAttribute.PHONE_NUMBER, "").strip()),
+        sip_call_id=fact(call_facts.SIP_CALL_ID, attributes.get(SipAttribute.CALL_ID, "").strip()),
+        sip_trunk_id=fact(call_facts.SIP_TRUNK_ID, attributes.get(SipAttribute.TRUNK_ID, "").strip()),
+        refused=tuple(refused),
     )
 
 

@@ -32,8 +32,17 @@ class GatewayMetrics:
             "Calls dispatched with the default persona because nothing better was available",
             registry=self.registry,
         )
+        self.call_facts_dropped = Counter(
+            "friday_gateway_call_facts_dropped",
+            "Call facts left out of a call because their value had the wrong shape, by fact name",
+            ["fact"],
+            registry=self.registry,
+        )
         self.duplicates = Counter(
             "friday_gateway_duplicate_webhooks",
             "Webhooks dropped because their event id already produced a dispatch",
             registry=self.registry,
         )
+
+    def count_dropped_fact(self, fact: str) -> None:
+        self.call_facts_dropped.labels(fact).inc()

@@ -39,6 +39,7 @@ async def wired(config: GatewayConfig) -> AsyncIterator[GatewayState]:
     else:
         ledger = InProcessEventLedger(config.dedupe_ttl_seconds, config.dedupe_max_entries)
     ready_timeout = config.ready_timeout_seconds
+    metrics = GatewayMetrics()
     secrets_check.check_secret("LIVEKIT_WEBHOOK_API_SECRET", config.webhook_api_secret)
     try:
         yield GatewayState(
@@ -50,8 +51,9 @@ async def wired(config: GatewayConfig) -> AsyncIterator[GatewayState]:
                 agent_name=config.agent_name,
                 budget_seconds=config.budget_seconds,
                 persona_timeout_seconds=config.persona_timeout_seconds,
+                count_dropped_fact=metrics.count_dropped_fact,
             ),
-            metrics=GatewayMetrics(),
+            metrics=metrics,
             max_body_bytes=config.max_body_bytes,
             readiness={
                 "persona": functools.partial(is_serving, persona_channel, ready_timeout),

@@ -28,9 +28,11 @@ def test_unknown_fields_from_newer_writers_are_ignored() -> None:
     assert setup_from_metadata(text).persona.persona_id == "crm-42"
 
 
-def test_room_name_fills_a_missing_room_only() -> None:
+def test_the_jobs_room_wins_over_the_metadatas() -> None:
+    # LiveKit says where the job runs; metadata is whatever its writer put there.
     assert setup_from_metadata(job_metadata(room=""), room_name="job-room").call.room == "job-room"
-    assert setup_from_metadata(job_metadata(room="meta-room"), room_name="job-room").call.room == "meta-room"
+    assert setup_from_metadata(job_metadata(room="meta-room"), room_name="job-room").call.room == "job-room"
+    assert setup_from_metadata(job_metadata(room="meta-room")).call.room == "meta-room"
 
 
 def test_oversize_metadata_falls_back() -> None:
