@@ -44,7 +44,12 @@ def _segment(document: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
 
 
-SIGNED = sign(event_body(sip_participant_joined(room="call-limits", dialed_number=DIALED)), WEBHOOK_KEY, WEBHOOK_SECRET)
+def _signed() -> dict[str, str]:
+    """Headers of a webhook LiveKit signed just now (its token is valid for 5 minutes)."""
+    body = event_body(sip_participant_joined(room="call-limits", dialed_number=DIALED))
+    return sign(body, WEBHOOK_KEY, WEBHOOK_SECRET)
+
+
 TOKENS = {
     "missing": None,
     "not a JWT": "not-a-jwt",
@@ -66,7 +71,7 @@ async def test_a_bad_token_is_401_before_the_body_and_closes(mesh: Mesh, token: 
 
 async def test_a_declared_body_over_the_cap_is_413_before_the_body_and_closes(mesh: Mesh) -> None:
     assert OPTIONS.gateway_max_body_bytes is not None
-    headers = {**SIGNED, "Content-Length": str(OPTIONS.gateway_max_body_bytes + 1)}
+    headers = {**_signed(), "Content-Length": str(OPTIONS.gateway_max_body_bytes + 1)}
     status, answer = await _exchange(mesh, _head(headers))
     assert status == 413
     assert b"connection: close" in answer.lower()
@@ -75,7 +80,7 @@ async def test_a_declared_body_over_the_cap_is_413_before_the_body_and_closes(me
 async def test_an_unfinished_head_over_the_header_cap_is_400_and_closes(mesh: Mesh) -> None:
     # (h11 bounds what it holds while a head is incomplete; a whole head that arrives in
     # one read is parsed, and costs no more than that read.)
-    unfinished = _head(SIGNED).removesuffix("\r\n") + "X-Pad: " + "a" * (2 * HttpServerConfig.max_header_bytes)
+    unfinished = _head(_signed()).removesuffix("\r\n") + "X-Pad: " + "a" * (2 * HttpServerConfig.max_header_bytes)
     status, _ = await _exchange(mesh, unfinished)
     assert status == 400
     assert mesh.livekit.all_dispatches() == []
