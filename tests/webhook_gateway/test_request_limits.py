@@ -2,7 +2,8 @@
 body, on a raw socket (an HTTP client would send the body first): a missing, malformed
 or forged token is 401, a declared body over the cap 413, an unfinished head past the
 header cap 400, and each closes the connection so the rest is never read. The deadlines
-and the memory they protect are tested under a flood in tests/hostile/test_connection_flood.py."""
+and the memory they protect are tested under a flood in tests/hostile/test_connection_flood.py;
+here, that the head deadline restarts after each response on a keep-alive connection."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from services.testing.livekit_webhooks import event_body, sign, sip_participant_joined
 from services.testing.mesh import WEBHOOK_KEY, WEBHOOK_PATH, WEBHOOK_SECRET, Mesh
 from services.webhook_gateway.config import HttpServerConfig
+from services.webhook_gateway.server import GatewayServer
 from tests.webhook_gateway.conftest import DIALED, OPTIONS
 
 # Far past anything the gateway needs to answer: a server waiting for the body never does.
@@ -84,3 +86,20 @@ async def test_an_unfinished_head_over_the_header_cap_is_400_and_closes(mesh: Me
     status, _ = await _exchange(mesh, unfinished)
     assert status == 400
     assert mesh.livekit.all_dispatches() == []
+
+
+async def test_a_keep_alive_connection_owes_each_next_head_in_time(mesh: Mesh) -> None:
+    """The head deadline starts again after every response, not only at connect."""
+    short = HttpServerConfig(host="127.0.0.1", port=0, header_timeout_seconds=0.5, keep_alive_seconds=60)
+    async with GatewayServer(mesh.gateway_config, short) as gateway:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        try:
+            writer.write(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            await writer.drain()
+            assert (await reader.readuntil(b'{"status":"ok"}')).startswith(b"HTTP/1.1 200")
+            writer.write(b"POST " + WEBHOOK_PATH.encode() + b" HTTP/1.1\r\nHo")  # and no more
+            await writer.drain()
+            async with asyncio.timeout(NO_ANSWER_SECONDS):
+                assert await reader.read() == b""  # closed, without an answer
+        finally:
+            writer.close()
