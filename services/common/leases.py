@@ -11,8 +11,10 @@ blocks the key no longer than it could have worked on it anyway.
 
 from __future__ import annotations
 
+import heapq
 import secrets
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from redis import asyncio as aioredis
@@ -58,23 +60,50 @@ def _ms(seconds: float) -> int:
 
 
 class InMemoryLeases:
-    """One replica: leases live in this process (monotonic clock)."""
+    """One replica: leases live in this process (monotonic clock, injectable for tests).
 
-    def __init__(self) -> None:
+    Expired leases are swept, not only skipped: every call ends its lease by TTL (most are
+    never released), so without a sweep each call ever made would stay a dict entry. A
+    heap of (expiry, key) finds the expired ones in O(log n) each; an entry whose lease
+    was released, re-acquired or kept since is stale and simply dropped when it surfaces."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._leases: dict[str, tuple[str, float]] = {}
+        self._expiries: list[tuple[float, str]] = []
+
+    def _sweep(self, now: float) -> None:
+        expiries, leases = self._expiries, self._leases
+        while expiries and expiries[0][0] <= now:
+            expiry, key = heapq.heappop(expiries)
+            held = leases.get(key)
+            if held is not None and held[1] == expiry:
+                del leases[key]
+        # Releases and keeps leave stale heap entries behind; rebuild before they outnumber
+        # the live leases, so the heap stays within a small multiple of the dict.
+        if len(expiries) > 2 * len(leases) + 64:
+            self._expiries = [(expiry, key) for key, (_, expiry) in leases.items()]
+            heapq.heapify(self._expiries)
 
     def _live(self, key: str) -> tuple[str, float] | None:
+        now = self._clock()
+        self._sweep(now)
         held = self._leases.get(key)
-        if held is not None and held[1] <= time.monotonic():
+        if held is not None and held[1] <= now:
             del self._leases[key]
             return None
         return held
+
+    def _hold(self, key: str, token: str, ttl_seconds: float) -> None:
+        expiry = self._clock() + ttl_seconds
+        self._leases[key] = (token, expiry)
+        heapq.heappush(self._expiries, (expiry, key))
 
     async def try_acquire(self, key: str, ttl_seconds: float) -> str | None:
         if self._live(key) is not None:
             return None
         token = _new_token()
-        self._leases[key] = (token, time.monotonic() + ttl_seconds)
+        self._hold(key, token, ttl_seconds)
         return token
 
     async def release(self, key: str, token: str) -> None:
@@ -85,7 +114,7 @@ class InMemoryLeases:
     async def keep(self, key: str, token: str, ttl_seconds: float) -> None:
         held = self._live(key)
         if held is not None and held[0] == token:
-            self._leases[key] = (token, time.monotonic() + ttl_seconds)
+            self._hold(key, token, ttl_seconds)
 
     async def is_held(self, key: str) -> bool:
         return self._live(key) is not None
@@ -95,6 +124,7 @@ class InMemoryLeases:
 
     async def aclose(self) -> None:
         self._leases.clear()
+        self._expiries.clear()
 
 
 class RedisLeases:

@@ -8,6 +8,11 @@ the overall status does not follow it. During shutdown everything is NOT_SERVING
 
 Dependencies are reported passively (`report(service, dependency, healthy)` from
 request outcomes) and/or actively by probes the server polls on an interval.
+
+`List` (every service's status in one answer) is served too: grpcio-health-checking's
+servicer predates it, and the generated base class raises NotImplementedError, which
+grpc logs as an ERROR traceback on every call — any unauthenticated peer could fill the
+error log with it (health stays open when auth is on).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
@@ -27,6 +34,33 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 DependencyProbe = Callable[[], Awaitable[bool]]
 DependencyReporter = Callable[[bool], Awaitable[None]]
+
+
+class ListingHealthServicer(HealthServicer):
+    """The library's aio health servicer, plus `List` over the statuses it was given
+    (recorded through its public `set` / `enter_graceful_shutdown`: the library keeps its
+    own record private)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._listed: dict[str, int] = {"": SERVING}
+        self._final = False
+
+    async def set(self, service: str, status: int) -> None:
+        await super().set(service, status)
+        if not self._final:  # as the library: after shutdown began, statuses stay put
+            self._listed[service] = status
+
+    async def enter_graceful_shutdown(self) -> None:
+        await super().enter_graceful_shutdown()
+        self._final = True
+        self._listed = dict.fromkeys(self._listed, NOT_SERVING)
+
+    async def List(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # (The type stubs predate List's messages: HealthListRequest / HealthListResponse.)
+        messages: Any = health_pb2
+        statuses = {name: health_pb2.HealthCheckResponse(status=status) for name, status in self._listed.items()}
+        return messages.HealthListResponse(statuses=statuses)
 
 
 @dataclass(frozen=True)
@@ -41,7 +75,7 @@ class HealthReporter:
     """Owns the aio HealthServicer and the dependency state behind each service."""
 
     def __init__(self) -> None:
-        self.servicer = HealthServicer()
+        self.servicer = ListingHealthServicer()
         self._deps: dict[str, dict[str, bool]] = {}
         self._probes: list[Probe] = []
         self._probe_tasks: list[asyncio.Task[None]] = []

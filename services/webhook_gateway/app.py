@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -68,15 +68,30 @@ def create_app(wiring: Callable[[], AbstractAsyncContextManager[GatewayState]]) 
 async def receive_webhook(request: Request) -> Response:
     state: GatewayState = request.app.state.gateway
     started = time.perf_counter()
+    authorization = request.headers.get("authorization")
+    # Everything the head can refuse is refused before a byte of the body is read, and
+    # the connection closed (`unread=True`): the peer may not make us read what it sends.
+    try:
+        state.verifier.check_token(authorization)
+    except SignatureError as exc:
+        return _answer(state, "unknown", "unauthorized", 401, str(exc), unread=True)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in _ACCEPTED_CONTENT_TYPES:
-        return _answer(state, "unknown", "unsupported_media_type", 415, f"content type {content_type!r} not accepted")
+        return _answer(
+            state, "unknown", "unsupported_media_type", 415, f"content type {content_type!r} not accepted", unread=True
+        )
     try:
         raw_body = await _read_limited(request, state.max_body_bytes)
     except BodyTooLarge:
-        return _answer(state, "unknown", "too_large", 413, f"body over {state.max_body_bytes} bytes")
+        return _answer(state, "unknown", "too_large", 413, f"body over {state.max_body_bytes} bytes", unread=True)
+    except ClientDisconnect:
+        # The peer left (or missed its read deadline) mid-body: nobody is there to answer,
+        # and a redelivery sends the whole body again. One line, no traceback.
+        logger.info("webhook: client disconnected before its body was complete")
+        state.metrics.webhooks.labels("unknown", "client_disconnected").inc()
+        return Response(status_code=400)
     try:
-        event = state.verifier.verify(raw_body, request.headers.get("authorization"))
+        event = state.verifier.verify(raw_body, authorization)
     except SignatureError as exc:
         return _answer(state, "unknown", "unauthorized", 401, str(exc))
     except MalformedEventError as exc:
@@ -133,12 +148,23 @@ async def receive_webhook(request: Request) -> Response:
 
 
 def _answer(
-    state: GatewayState, event: str, outcome: str, status: int, detail: str, *, ignored: bool = False
+    state: GatewayState,
+    event: str,
+    outcome: str,
+    status: int,
+    detail: str,
+    *,
+    ignored: bool = False,
+    unread: bool = False,
 ) -> JSONResponse:
+    """`unread`: refused before its body was read whole; closing the connection is what
+    stops uvicorn from reading (and discarding) the rest of it."""
     state.metrics.webhooks.labels(event, outcome).inc()
     if status >= 400:
         logger.warning("webhook %s: %s (%s)", outcome, detail, status)
-    return JSONResponse({"status": "ignored" if ignored else outcome, "detail": detail}, status_code=status)
+    headers = {"Connection": "close"} if unread else None
+    body = {"status": "ignored" if ignored else outcome, "detail": detail}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -19,6 +19,23 @@ class HttpServerConfig:
     port: int = 8080  # 0 picks a free port (tests)
     # On SIGTERM uvicorn stops accepting and finishes in-flight webhooks for up to this long.
     shutdown_grace_seconds: float = 5.0  # whole seconds for uvicorn, rounded up
+    # Limits on what an unauthenticated peer can hold (README, "What a hostile client gets").
+    # Open connections past which a new request is answered 503 (uvicorn's
+    # `limit_concurrency`; LiveKit retries a 503). Far above what one gateway serves: each
+    # room has at most one webhook in flight, and a connection costs little once the
+    # limits below hold.
+    max_connections: int = 1000
+    # Request line + headers (h11's `max_incomplete_event_size`): LiveKit's are well under
+    # 1 KiB; anything longer is answered 400 and closed.
+    max_header_bytes: int = 16 * 1024
+    # A connection must deliver each request's head, and then its body, within these
+    # (read_deadlines.py). LiveKit writes a webhook in one go; a peer that dribbles is
+    # closed, which LiveKit would see as a transport error and retry.
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    # An idle keep-alive connection is closed after this (uvicorn's `timeout_keep_alive`,
+    # whole seconds, rounded up).
+    keep_alive_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HttpServerConfig:
@@ -27,6 +44,11 @@ class HttpServerConfig:
             host=env.text("GATEWAY_HOST", cls.host),
             port=env.integer("PORT", cls.port),
             shutdown_grace_seconds=env.number("GATEWAY_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
+            max_connections=env.integer("GATEWAY_MAX_CONNECTIONS", cls.max_connections),
+            max_header_bytes=env.integer("GATEWAY_MAX_HEADER_BYTES", cls.max_header_bytes),
+            header_timeout_seconds=env.number("GATEWAY_HEADER_TIMEOUT_SECONDS", cls.header_timeout_seconds),
+            body_timeout_seconds=env.number("GATEWAY_BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds),
+            keep_alive_seconds=env.number("GATEWAY_KEEP_ALIVE_SECONDS", cls.keep_alive_seconds),
         )
 
 

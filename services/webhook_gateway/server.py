@@ -22,6 +22,7 @@ from services.webhook_gateway.call_flow import CallFlow
 from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 from services.webhook_gateway.dedupe import EventLedger, InProcessEventLedger, RedisEventLedger
 from services.webhook_gateway.metrics import GatewayMetrics
+from services.webhook_gateway.read_deadlines import ReadDeadlineProtocol
 from services.webhook_gateway.upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, upstream_channel
 from services.webhook_gateway.verification import WebhookVerifier
 
@@ -71,10 +72,20 @@ def build_app(config: GatewayConfig) -> Starlette:
 
 
 def uvicorn_config(config: GatewayConfig, server_config: HttpServerConfig) -> uvicorn.Config:
+    """uvicorn with the limits an unauthenticated peer meets (README, "What a hostile
+    client gets"): its own caps where it has them, read deadlines where it has none."""
     return uvicorn.Config(
         build_app(config),
         host=server_config.host,
         port=server_config.port,
+        # h11, not the httptools default: only h11 caps the request head's size.
+        http=ReadDeadlineProtocol.with_deadlines(
+            server_config.header_timeout_seconds, server_config.body_timeout_seconds
+        ),
+        h11_max_incomplete_event_size=server_config.max_header_bytes,
+        limit_concurrency=server_config.max_connections,
+        timeout_keep_alive=math.ceil(server_config.keep_alive_seconds),
+        ws="none",  # the gateway serves no WebSocket; an Upgrade is a plain request
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -86,6 +86,11 @@ GATEWAY_SERVER: list[Row] = [
     ("GATEWAY_HOST", "127.0.0.2", "host", "127.0.0.2"),
     ("PORT", "8099", "port", 8099),
     ("GATEWAY_SHUTDOWN_GRACE_SECONDS", "7", "shutdown_grace_seconds", 7.0),
+    ("GATEWAY_MAX_CONNECTIONS", "200", "max_connections", 200),
+    ("GATEWAY_MAX_HEADER_BYTES", "8192", "max_header_bytes", 8192),
+    ("GATEWAY_HEADER_TIMEOUT_SECONDS", "3.5", "header_timeout_seconds", 3.5),
+    ("GATEWAY_BODY_TIMEOUT_SECONDS", "4.5", "body_timeout_seconds", 4.5),
+    ("GATEWAY_KEEP_ALIVE_SECONDS", "2", "keep_alive_seconds", 2.0),
 ]
 GATEWAY: list[Row] = [
     ("LIVEKIT_WEBHOOK_API_KEY", "APIwebhook", "webhook_api_key", "APIwebhook"),

@@ -1,9 +1,12 @@
 """Token leases, in memory and on the machine's real Redis: exclusive, expiring,
-freed and extended only by their holder."""
+freed and extended only by their holder; in memory, expired leases are swept (a clock
+injected, so 100k calls' TTLs pass without sleeping)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,6 +15,7 @@ from redis.exceptions import RedisError
 
 from services.common.leases import InMemoryLeases, LeaseStoreUnavailable, RedisLeases
 from services.common.redis_client import redis_client
+from services.dispatcher.claims import claim_key
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -87,3 +91,60 @@ async def test_unreachable_redis_is_reported_as_lease_store_unavailable() -> Non
         assert not await leases.ping()
     finally:
         await leases.aclose()
+
+
+class FakeClock:
+    """Monotonic seconds that move only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+CALLS = 100_000
+
+
+async def test_100k_expired_claims_are_swept_not_kept() -> None:
+    clock = FakeClock()
+    leases = InMemoryLeases(clock)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for i in range(CALLS):  # one claim per call, none released: they end by TTL
+            assert await leases.try_acquire(claim_key(f"call-{i}", "friday-ai-agent"), 3.0) is not None
+            clock.now += 0.0001  # 100k calls in 10 s: a few thousand live at any moment
+        live_during, _ = tracemalloc.get_traced_memory()
+        assert len(leases) < CALLS / 2  # the ones older than the TTL went while calls came in
+
+        clock.now += 3.0  # the last claim's TTL passes
+        assert not await leases.is_held("room:anything:agent:friday-ai-agent")
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(leases) == 0
+    assert after < live_during / 4, (live_during, after)
+
+
+async def test_released_and_kept_claims_leave_no_trail() -> None:
+    clock = FakeClock()
+    leases = InMemoryLeases(clock)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for i in range(CALLS):
+            key = claim_key(f"call-{i}", "friday-ai-agent")
+            token = await leases.try_acquire(key, 30.0)
+            assert token is not None
+            await leases.keep(key, token, 30.0)
+            await leases.release(key, token)
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(leases) == 0
+    # Released long before their TTL: nothing of the 100k calls may remain (a trail of
+    # them would be several MB).
+    assert held < 100_000, held
