@@ -32,6 +32,12 @@ class CachePolicy:
     negative_ttl_seconds: float = 30.0
     max_stale_seconds: float = 86_400.0
     last_known_good_max_entries: int = 10_000
+    # A fresh hit this far into the TTL starts a background refresh (refresh-ahead);
+    # 1.0 turns it off.
+    refresh_ahead_fraction: float = 0.8
+
+    def refresh_ahead_after(self) -> float:
+        return self.ttl_seconds * self.refresh_ahead_fraction if self.refresh_ahead_fraction < 1 else float("inf")
 
     def fresh_for(self, entry: CacheEntry) -> float:
         return self.negative_ttl_seconds if entry.negative else self.ttl_seconds
@@ -39,6 +45,11 @@ class CachePolicy:
     def keep_for(self, entry: CacheEntry) -> float:
         """How long a backend keeps the entry: a persona for as long as it may be served stale."""
         return self.negative_ttl_seconds if entry.negative else max(self.ttl_seconds, self.max_stale_seconds)
+
+
+def answer_version(answer: SourceAnswer | None) -> str:
+    """The version a cache entry holds ("" for "no persona")."""
+    return answer.version if answer is not None else ""
 
 
 class CacheUnavailable(Exception):

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from services.common.circuit_breaker import BreakerPermit
 from services.common.leases import LeaseStoreUnavailable, TokenLeases
 from services.persona.cache import PersonaCache
-from services.persona.cache_entry import CacheEntry, CachePolicy
+from services.persona.cache_entry import CacheEntry, CachePolicy, answer_version
+from services.persona.changes import Change
 from services.persona.metrics import PersonaMetrics
 from services.persona.numbers import DialedNumber
 from services.persona.sources import PersonaSourceBackend, SourceUnavailable
@@ -40,6 +41,7 @@ class SourceFetcher:
         clock: Callable[[], float] = time.time,
         lease: TokenLeases | None = None,
         lease_poll_seconds: float = 0.02,
+        on_change: Callable[[Change], Awaitable[None]] | None = None,
     ) -> None:
         self.source = source
         self.cache = cache
@@ -53,15 +55,22 @@ class SourceFetcher:
         self.lease = lease
         self._lease_poll_seconds = lease_poll_seconds
         self._lease_down = False
+        # Told when a fetch from the source brings a version other than the one cached:
+        # only the replica that asked the source publishes, so a change is published once.
+        self._on_change = on_change
 
-    async def fetch(self, number: DialedNumber, deadline: float, permit: BreakerPermit) -> CacheEntry:
+    async def fetch(
+        self, number: DialedNumber, deadline: float, permit: BreakerPermit, *, newer_than: float | None = None
+    ) -> CacheEntry:
         """The number's entry (persona or "none") fetched by the end of `deadline`
-        (event-loop time), or SourceUnavailable. `permit` hears how the CRM did."""
+        (event-loop time), or SourceUnavailable. `permit` hears how the CRM did.
+        `newer_than` (wall clock): an entry another replica stored before then does not
+        count, because the source is known to have changed since (a forced refresh)."""
         # The lease lives in the cache's Redis: while the cache's breaker skips Redis, so do we.
         if self.lease is None or self.cache.breaker_open():
             return await self._fetch_from_source(number, deadline, permit)
         try:
-            return await self._fetch_once_across_replicas(self.lease, number, deadline, permit)
+            return await self._fetch_once_across_replicas(self.lease, number, deadline, permit, newer_than)
         except LeaseStoreUnavailable as exc:
             # Availability over dedupe: without the lease store each replica asks the CRM itself.
             if not self._lease_down:
@@ -71,7 +80,7 @@ class SourceFetcher:
             return await self._fetch_from_source(number, deadline, permit)
 
     async def _fetch_once_across_replicas(
-        self, lease: TokenLeases, number: DialedNumber, deadline: float, permit: BreakerPermit
+        self, lease: TokenLeases, number: DialedNumber, deadline: float, permit: BreakerPermit, newer_than: float | None
     ) -> CacheEntry:
         key = number.e164
         loop = asyncio.get_running_loop()
@@ -81,41 +90,47 @@ class SourceFetcher:
             if token is not None:
                 try:
                     # Another replica may have stored it between our cache read and our lease.
-                    entry = await self._fresh_entry(key)
+                    entry = await self._fresh_entry(key, newer_than)
                     if entry is not None:
                         return entry
                     return await self._fetch_from_source(number, deadline, permit)
                 finally:
                     await lease.release(key, token)
             self.metrics.peer_waits.inc()
-            entry = await self._await_peer_fetch(lease, key, deadline)
+            entry = await self._await_peer_fetch(lease, key, deadline, newer_than)
             if entry is not None:
                 return entry
             # The holder let go without storing anything (its fetch failed, or it died
             # and its lease expired): take over.
         raise SourceUnavailable("deadline", f"no answer for {key} within the budget (another replica was fetching)")
 
-    async def _await_peer_fetch(self, lease: TokenLeases, key: str, deadline: float) -> CacheEntry | None:
+    async def _await_peer_fetch(
+        self, lease: TokenLeases, key: str, deadline: float, newer_than: float | None
+    ) -> CacheEntry | None:
         """Polls the shared cache while another replica holds the lease. The entry it
         stored, or None once the lease is free without one."""
         loop = asyncio.get_running_loop()
         while loop.time() < deadline:
-            entry = await self._fresh_entry(key)
+            entry = await self._fresh_entry(key, newer_than)
             if entry is not None:
                 return entry
             if not await lease.is_held(key):
                 # The holder stores before it releases: look once more, then give up waiting.
-                return await self._fresh_entry(key)
+                return await self._fresh_entry(key, newer_than)
             await asyncio.sleep(min(self._lease_poll_seconds, max(0.0, deadline - loop.time())))
         return None
 
-    async def _fresh_entry(self, key: str) -> CacheEntry | None:
+    async def _fresh_entry(self, key: str, newer_than: float | None = None) -> CacheEntry | None:
         entry = await self.cache.get(key)
-        if entry is not None and entry.age(self._clock()) < self.policy.fresh_for(entry):
+        if entry is None or (newer_than is not None and entry.fetched_at < newer_than):
+            return None
+        if entry.age(self._clock()) < self.policy.fresh_for(entry):
             return entry
         return None
 
     async def _fetch_from_source(self, number: DialedNumber, deadline: float, permit: BreakerPermit) -> CacheEntry:
+        # What was cached before (shared across replicas when Redis is), to tell a change.
+        previous = await self.cache.get(number.e164) if self._on_change is not None else None
         try:
             async with asyncio.timeout_at(deadline):  # hard stop, whatever the source does
                 answer = await self.source.fetch(number, deadline)
@@ -143,6 +158,10 @@ class SourceFetcher:
         await self._report_health(True)
         entry = CacheEntry(answer=answer, fetched_at=self._clock())
         await self.cache.set(number.e164, entry, self.policy.keep_for(entry))
+        if self._on_change is not None and previous is not None:
+            old, new = answer_version(previous.answer), answer_version(answer)
+            if old != new:
+                await self._on_change(Change(number.e164, new, old, answer, entry.fetched_at))
         return entry
 
     async def _report_health(self, healthy: bool) -> None:

@@ -6,6 +6,7 @@ injected; the gRPC layer maps the errors in errors.py to status codes)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
@@ -21,8 +22,9 @@ from services.common.leases import TokenLeases
 from services.grpc_runtime.deadlines import less_answer_margin
 from services.persona.admission import NewNumberAdmission
 from services.persona.cache import PersonaCache
-from services.persona.cache_entry import CacheEntry, CachePolicy
+from services.persona.cache_entry import CacheEntry, CachePolicy, answer_version
 from services.persona.campaign_selection import SELECTION_RULE_LABELS, choose_variant, read_caller
+from services.persona.changes import ChangeFeed
 from services.persona.errors import (
     CrmUnavailableError,
     InvalidNumberError,
@@ -66,6 +68,22 @@ class Resolution:
 
 
 @dataclass(frozen=True)
+class Invalidation:
+    normalized_number: str
+    removed: bool = False  # a cache held something for the number
+    refetched: bool = False
+    version: str = ""  # what the source answers now ("" for none, or when not refetched)
+    note: str = ""  # why nothing was removed or refetched
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    normalized_number: str
+    version: str  # "" when the source has no persona for the number
+    changed: bool  # differs from what was cached before
+
+
+@dataclass(frozen=True)
 class _Found:
     """What the source (or a cache of it) answered for the number, before selection."""
 
@@ -103,6 +121,7 @@ class PersonaLookup:
         lease: TokenLeases | None = None,
         lease_poll_seconds: float = 0.02,
         fetch_budget_seconds: float = 3.0,
+        feed: ChangeFeed | None = None,
     ) -> None:
         self.source = source
         self.cache = cache
@@ -120,7 +139,9 @@ class PersonaLookup:
             clock=clock,
             lease=lease,
             lease_poll_seconds=lease_poll_seconds,
+            on_change=feed.publish if feed is not None else None,
         )
+        self.feed = feed
         self._inflight: dict[str, asyncio.Task[CacheEntry]] = {}
         # How long a shared source fetch may run: the service's own cap on a request,
         # not the budget of whichever caller happened to start it (see _start_fetch).
@@ -219,6 +240,10 @@ class PersonaLookup:
             if entry.answer is None:
                 return self._not_found(number, allow_default, cached=True)
             self.last_known_good.remember(key, entry)
+            if entry.age(now) >= self.policy.refresh_ahead_after():
+                # Refresh-ahead: a number still being called near the end of its TTL is
+                # fetched again in the background, so its callers never see it expire.
+                self._revalidate(number)
             return _Found(entry.answer, PersonaSource.PERSONA_SOURCE_CACHE, key, entry.age(now))
         self.metrics.cache_misses.inc()
 
@@ -259,12 +284,53 @@ class PersonaLookup:
             return self._not_found(number, allow_default)
         return _Found(fetched.answer, PersonaSource.PERSONA_SOURCE_CRM, key)
 
-    async def invalidate(self, text: str) -> tuple[str, bool]:
+    async def invalidate(self, text: str, *, budget_seconds: float) -> Invalidation:
+        """Drops what is cached for the number and fetches it again at once (within
+        `budget_seconds`): the cache then holds what the source says now, and a new
+        version reaches WatchPersonas subscribers. When the source cannot answer in
+        time, the number is left uncached, so the next lookup asks it."""
         number = self.parse(text)
-        removed = await self.cache.delete(number.e164)
-        removed = self.last_known_good.forget(number.e164) or removed
-        logger.info("invalidated %s (removed=%s)", number.e164, removed)
-        return number.e164, removed
+        key = number.e164
+        if not self.source.cacheable:
+            return Invalidation(key, note="the persona file source keeps no cache; it answers from the file")
+        held = await self.cache.get(key) is not None or self.last_known_good.get(key, self._clock()) is not None
+        try:
+            refreshed = await self.refresh(number, budget_seconds=budget_seconds)
+        except (CrmUnavailableError, LookupDeadlineError) as exc:
+            removed = await self.cache.delete(key)
+            removed = self.last_known_good.forget(key) or removed or held
+            logger.info("invalidated %s (removed=%s); not refetched: %s", key, removed, exc)
+            return Invalidation(key, removed=removed, note=f"dropped, not refetched: {exc}")
+        logger.info("invalidated %s and refetched it (version %s)", key, refreshed.version or "none")
+        return Invalidation(key, removed=held, refetched=True, version=refreshed.version)
+
+    async def refresh(self, number: DialedNumber, *, budget_seconds: float) -> Refreshed:
+        """Fetches `number` from the source now, whatever the cache holds (the source
+        is known to have changed). A fetch already running may predate the change, so
+        it is waited for and a new one started. Raises CrmUnavailableError or
+        LookupDeadlineError when the source cannot answer in time."""
+        key = number.e164
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget_seconds
+        previous = await self.cache.get(key)
+        asked_at = self._clock()
+        running = self._inflight.get(key)
+        if running is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(running), max(0.0, deadline - loop.time()))
+        permit = self.breaker.acquire()
+        if permit is None:
+            self.metrics.breaker_short_circuits.inc()
+            raise CrmUnavailableError(f"the CRM breaker is open; {key} not refetched", key)
+        task = self._start_fetch(number, permit, newer_than=asked_at)
+        try:
+            entry = await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - loop.time()))
+        except TimeoutError as exc:
+            raise LookupDeadlineError(f"ran out of time refetching {key}", key) from exc
+        except SourceUnavailable as exc:
+            raise CrmUnavailableError(f"CRM unavailable for {key}: {exc}", key) from exc
+        version = answer_version(entry.answer)
+        return Refreshed(key, version, changed=previous is None or answer_version(previous.answer) != version)
 
     # -- answers without a fresh persona ----------------------------------------------------
 
@@ -345,7 +411,9 @@ class PersonaLookup:
 
     # -- fetches ----------------------------------------------------------------------------
 
-    def _start_fetch(self, number: DialedNumber, permit: BreakerPermit) -> asyncio.Task[CacheEntry]:
+    def _start_fetch(
+        self, number: DialedNumber, permit: BreakerPermit, *, newer_than: float | None = None
+    ) -> asyncio.Task[CacheEntry]:
         """One source fetch per number at a time; everyone else joins it (each waiting
         only as long as its own budget allows).
 
@@ -355,7 +423,9 @@ class PersonaLookup:
         gives up leaves the fetch running for the others (and the cache)."""
         key = number.e164
         fetch_deadline = asyncio.get_running_loop().time() + less_answer_margin(self.fetch_budget_seconds)
-        task = asyncio.create_task(self._run_fetch(number, fetch_deadline, permit), name=f"persona-fetch:{key}")
+        task = asyncio.create_task(
+            self._run_fetch(number, fetch_deadline, permit, newer_than), name=f"persona-fetch:{key}"
+        )
         self._inflight[key] = task
         task.add_done_callback(lambda done: self._fetch_done(key, done))
         return task
@@ -381,9 +451,11 @@ class PersonaLookup:
             self.metrics.background_refreshes.labels("failed").inc()
             logger.warning("background refresh of %s failed; the stale copy stays: %s", key, exc)
 
-    async def _run_fetch(self, number: DialedNumber, deadline: float, permit: BreakerPermit) -> CacheEntry:
+    async def _run_fetch(
+        self, number: DialedNumber, deadline: float, permit: BreakerPermit, newer_than: float | None = None
+    ) -> CacheEntry:
         try:
-            entry = await self.fetcher.fetch(number, deadline, permit)
+            entry = await self.fetcher.fetch(number, deadline, permit, newer_than=newer_than)
         finally:
             permit.release()  # no-op once the source call reported its outcome
             await self._sync_breaker_health()

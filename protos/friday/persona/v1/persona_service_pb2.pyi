@@ -3,11 +3,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from friday.persona.v1 import campaign_pb2 as _campaign_pb2
 from friday.persona.v1 import persona_pb2 as _persona_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -207,20 +209,282 @@ class InvalidatePersonaResponse(_message.Message):
 
     NORMALIZED_NUMBER_FIELD_NUMBER: _builtins.int
     REMOVED_FIELD_NUMBER: _builtins.int
+    REFETCHED_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     normalized_number: _builtins.str
     """The E.164 form of the number that was invalidated."""
     removed: _builtins.bool
     """True when at least one cache backend held an entry for the number."""
+    refetched: _builtins.bool
+    """True when the number was fetched again at once (the source answered within
+    the deadline); the cache then holds what the source says now.
+    """
+    version: _builtins.str
+    """The version now cached (empty when the source has no persona for the
+    number, or it was not refetched).
+    """
+    note: _builtins.str
+    """Why `removed` is false or nothing was refetched, in words (e.g. the
+    persona file source keeps no cache).
+    """
     def __init__(
         self,
         *,
         normalized_number: _builtins.str = ...,
         removed: _builtins.bool = ...,
+        refetched: _builtins.bool = ...,
+        version: _builtins.str = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["normalized_number", b"normalized_number", "removed", b"removed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["normalized_number", b"normalized_number", "note", b"note", "refetched", b"refetched", "removed", b"removed", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InvalidatePersonaResponse: _TypeAlias = InvalidatePersonaResponse  # noqa: Y015
+
+@_typing.final
+class NotifyPersonaChangesRequest(_message.Message):
+    """Request for NotifyPersonaChanges."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIALED_NUMBERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dialed_numbers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Numbers whose persona changed at the source, in any format GetPersona
+        accepts. At most 100.
+        """
+
+    def __init__(
+        self,
+        *,
+        dialed_numbers: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dialed_numbers", b"dialed_numbers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotifyPersonaChangesRequest: _TypeAlias = NotifyPersonaChangesRequest  # noqa: Y015
+
+@_typing.final
+class NotifyPersonaChangesResponse(_message.Message):
+    """Response for NotifyPersonaChanges."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFRESHED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def refreshed(self) -> _containers.RepeatedCompositeFieldContainer[Global___PersonaRefresh]:
+        """One result per number, in request order."""
+
+    def __init__(
+        self,
+        *,
+        refreshed: _abc.Iterable[Global___PersonaRefresh] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refreshed", b"refreshed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotifyPersonaChangesResponse: _TypeAlias = NotifyPersonaChangesResponse  # noqa: Y015
+
+@_typing.final
+class PersonaRefresh(_message.Message):
+    """What a change notification did for one number."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NORMALIZED_NUMBER_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    normalized_number: _builtins.str
+    """The E.164 form of the number."""
+    version: _builtins.str
+    """The version the source answers now (empty: it has no persona any more)."""
+    changed: _builtins.bool
+    """True when that version differs from what was cached, i.e. subscribers
+    were told.
+    """
+    def __init__(
+        self,
+        *,
+        normalized_number: _builtins.str = ...,
+        version: _builtins.str = ...,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "normalized_number", b"normalized_number", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersonaRefresh: _TypeAlias = PersonaRefresh  # noqa: Y015
+
+@_typing.final
+class WatchPersonasRequest(_message.Message):
+    """Request for WatchPersonas."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIALED_NUMBERS_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """The resume_token of the last event received, to get what happened since;
+    empty: only changes from now on.
+    """
+    @_builtins.property
+    def dialed_numbers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Numbers to watch, in any format GetPersona accepts; empty: every number."""
+
+    def __init__(
+        self,
+        *,
+        dialed_numbers: _abc.Iterable[_builtins.str] | None = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dialed_numbers", b"dialed_numbers", "resume_token", b"resume_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchPersonasRequest: _TypeAlias = WatchPersonasRequest  # noqa: Y015
+
+@_typing.final
+class WatchPersonasResponse(_message.Message):
+    """One event of a WatchPersonas stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_FIELD_NUMBER: _builtins.int
+    RESYNC_FIELD_NUMBER: _builtins.int
+    KEEP_ALIVE_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Give this back as WatchPersonasRequest.resume_token to continue after this event."""
+    @_builtins.property
+    def change(self) -> Global___PersonaChange:
+        """A number's persona or campaign changed (or is gone)."""
+
+    @_builtins.property
+    def resync(self) -> Global___Resync:
+        """Changes since the resume token may have been missed (the token is older
+        than what the service keeps): re-read the numbers you care about.
+        """
+
+    @_builtins.property
+    def keep_alive(self) -> Global___KeepAlive:
+        """Nothing changed for a while; the stream is alive."""
+
+    def __init__(
+        self,
+        *,
+        change: Global___PersonaChange | None = ...,
+        resync: Global___Resync | None = ...,
+        keep_alive: Global___KeepAlive | None = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "keep_alive", b"keep_alive", "resync", b"resync"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "keep_alive", b"keep_alive", "resume_token", b"resume_token", "resync", b"resync"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["change", "resync", "keep_alive"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___WatchPersonasResponse: _TypeAlias = WatchPersonasResponse  # noqa: Y015
+
+@_typing.final
+class PersonaChange(_message.Message):
+    """A new version of one number's answer, or its removal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NORMALIZED_NUMBER_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_FIELD_NUMBER: _builtins.int
+    PERSONA_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    normalized_number: _builtins.str
+    """The E.164 form of the number."""
+    version: _builtins.str
+    """The new version (empty when removed)."""
+    previous_version: _builtins.str
+    """The version it replaces (empty when the number was not known before)."""
+    removed: _builtins.bool
+    """True when the source no longer has a persona for the number."""
+    @_builtins.property
+    def persona(self) -> _persona_pb2.Persona:
+        """A single persona."""
+
+    @_builtins.property
+    def campaign(self) -> _campaign_pb2.Campaign:
+        """A campaign (an agent keeps the variant its call started with)."""
+
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was seen (published), by the replica that saw it."""
+
+    def __init__(
+        self,
+        *,
+        normalized_number: _builtins.str = ...,
+        version: _builtins.str = ...,
+        previous_version: _builtins.str = ...,
+        persona: _persona_pb2.Persona | None = ...,
+        campaign: _campaign_pb2.Campaign | None = ...,
+        removed: _builtins.bool = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "campaign", b"campaign", "changed_at", b"changed_at", "persona", b"persona"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "campaign", b"campaign", "changed_at", b"changed_at", "normalized_number", b"normalized_number", "persona", b"persona", "previous_version", b"previous_version", "removed", b"removed", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_answer: _TypeAlias = _typing.Literal["persona", "campaign"]  # noqa: Y015
+    _WhichOneofArgType_answer: _TypeAlias = _typing.Literal["answer", b"answer"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_answer) -> _WhichOneofReturnType_answer | None: ...
+
+Global___PersonaChange: _TypeAlias = PersonaChange  # noqa: Y015
+
+@_typing.final
+class Resync(_message.Message):
+    """See WatchPersonasResponse.resync."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Resync: _TypeAlias = Resync  # noqa: Y015
+
+@_typing.final
+class KeepAlive(_message.Message):
+    """See WatchPersonasResponse.keep_alive."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeepAlive: _TypeAlias = KeepAlive  # noqa: Y015

@@ -59,6 +59,16 @@ class PersonaServiceStub:
                 request_serializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.InvalidatePersonaRequest.SerializeToString,
                 response_deserializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.InvalidatePersonaResponse.FromString,
                 _registered_method=True)
+        self.NotifyPersonaChanges = channel.unary_unary(
+                '/friday.persona.v1.PersonaService/NotifyPersonaChanges',
+                request_serializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.NotifyPersonaChangesRequest.SerializeToString,
+                response_deserializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.NotifyPersonaChangesResponse.FromString,
+                _registered_method=True)
+        self.WatchPersonas = channel.unary_stream(
+                '/friday.persona.v1.PersonaService/WatchPersonas',
+                request_serializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.WatchPersonasRequest.SerializeToString,
+                response_deserializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.WatchPersonasResponse.FromString,
+                _registered_method=True)
 
 
 class PersonaServiceServicer:
@@ -96,6 +106,28 @@ class PersonaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NotifyPersonaChanges(self, request, context):
+        """Tells the service that the source changed these numbers (a CRM's change
+        hook, an operator): each is fetched again at once, and a new version is
+        published to every WatchPersonas subscriber of every replica. An admin
+        method like InvalidatePersona.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchPersonas(self, request, context):
+        """Streams persona changes as they happen: a new version of a number's persona
+        (or campaign), or its removal. Every event carries a resume token; a
+        subscriber that reconnects with the last token it saw gets what it missed,
+        or a resync marker when that is no longer held. Keep-alive events arrive
+        while nothing changes. A subscriber that does not keep up is cut off with
+        RESOURCE_EXHAUSTED (reason WATCH_TOO_SLOW); it never slows the service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +140,16 @@ def add_PersonaServiceServicer_to_server(servicer, server):
                     servicer.InvalidatePersona,
                     request_deserializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.InvalidatePersonaRequest.FromString,
                     response_serializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.InvalidatePersonaResponse.SerializeToString,
+            ),
+            'NotifyPersonaChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.NotifyPersonaChanges,
+                    request_deserializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.NotifyPersonaChangesRequest.FromString,
+                    response_serializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.NotifyPersonaChangesResponse.SerializeToString,
+            ),
+            'WatchPersonas': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchPersonas,
+                    request_deserializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.WatchPersonasRequest.FromString,
+                    response_serializer=friday_dot_persona_dot_v1_dot_persona__service__pb2.WatchPersonasResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +221,60 @@ class PersonaService:
             '/friday.persona.v1.PersonaService/InvalidatePersona',
             friday_dot_persona_dot_v1_dot_persona__service__pb2.InvalidatePersonaRequest.SerializeToString,
             friday_dot_persona_dot_v1_dot_persona__service__pb2.InvalidatePersonaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NotifyPersonaChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/friday.persona.v1.PersonaService/NotifyPersonaChanges',
+            friday_dot_persona_dot_v1_dot_persona__service__pb2.NotifyPersonaChangesRequest.SerializeToString,
+            friday_dot_persona_dot_v1_dot_persona__service__pb2.NotifyPersonaChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPersonas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/friday.persona.v1.PersonaService/WatchPersonas',
+            friday_dot_persona_dot_v1_dot_persona__service__pb2.WatchPersonasRequest.SerializeToString,
+            friday_dot_persona_dot_v1_dot_persona__service__pb2.WatchPersonasResponse.FromString,
             options,
             channel_credentials,
             insecure,

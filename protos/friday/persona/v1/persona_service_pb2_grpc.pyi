@@ -56,6 +56,20 @@ class PersonaServiceStub:
     GetPersona asks the CRM. When the service has an admin token, only that
     token may call it.
     """
+    NotifyPersonaChanges: _grpc.UnaryUnaryMultiCallable[_persona_service_pb2.NotifyPersonaChangesRequest, _persona_service_pb2.NotifyPersonaChangesResponse]
+    """Tells the service that the source changed these numbers (a CRM's change
+    hook, an operator): each is fetched again at once, and a new version is
+    published to every WatchPersonas subscriber of every replica. An admin
+    method like InvalidatePersona.
+    """
+    WatchPersonas: _grpc.UnaryStreamMultiCallable[_persona_service_pb2.WatchPersonasRequest, _persona_service_pb2.WatchPersonasResponse]
+    """Streams persona changes as they happen: a new version of a number's persona
+    (or campaign), or its removal. Every event carries a resume token; a
+    subscriber that reconnects with the last token it saw gets what it missed,
+    or a resync marker when that is no longer held. Keep-alive events arrive
+    while nothing changes. A subscriber that does not keep up is cut off with
+    RESOURCE_EXHAUSTED (reason WATCH_TOO_SLOW); it never slows the service.
+    """
 
 @_typing.type_check_only
 class PersonaServiceAsyncStub(PersonaServiceStub):
@@ -84,6 +98,20 @@ class PersonaServiceAsyncStub(PersonaServiceStub):
     known good copy) for a number from every cache backend, so the next
     GetPersona asks the CRM. When the service has an admin token, only that
     token may call it.
+    """
+    NotifyPersonaChanges: _aio.UnaryUnaryMultiCallable[_persona_service_pb2.NotifyPersonaChangesRequest, _persona_service_pb2.NotifyPersonaChangesResponse]  # type: ignore[assignment]
+    """Tells the service that the source changed these numbers (a CRM's change
+    hook, an operator): each is fetched again at once, and a new version is
+    published to every WatchPersonas subscriber of every replica. An admin
+    method like InvalidatePersona.
+    """
+    WatchPersonas: _aio.UnaryStreamMultiCallable[_persona_service_pb2.WatchPersonasRequest, _persona_service_pb2.WatchPersonasResponse]  # type: ignore[assignment]
+    """Streams persona changes as they happen: a new version of a number's persona
+    (or campaign), or its removal. Every event carries a resume token; a
+    subscriber that reconnects with the last token it saw gets what it missed,
+    or a resync marker when that is no longer held. Keep-alive events arrive
+    while nothing changes. A subscriber that does not keep up is cut off with
+    RESOURCE_EXHAUSTED (reason WATCH_TOO_SLOW); it never slows the service.
     """
 
 class PersonaServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -122,6 +150,32 @@ class PersonaServiceServicer(metaclass=_abc_1.ABCMeta):
         known good copy) for a number from every cache backend, so the next
         GetPersona asks the CRM. When the service has an admin token, only that
         token may call it.
+        """
+
+    @_abc_1.abstractmethod
+    def NotifyPersonaChanges(
+        self,
+        request: _persona_service_pb2.NotifyPersonaChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_persona_service_pb2.NotifyPersonaChangesResponse, _abc.Awaitable[_persona_service_pb2.NotifyPersonaChangesResponse]]:
+        """Tells the service that the source changed these numbers (a CRM's change
+        hook, an operator): each is fetched again at once, and a new version is
+        published to every WatchPersonas subscriber of every replica. An admin
+        method like InvalidatePersona.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchPersonas(
+        self,
+        request: _persona_service_pb2.WatchPersonasRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_persona_service_pb2.WatchPersonasResponse], _abc.AsyncIterator[_persona_service_pb2.WatchPersonasResponse]]:
+        """Streams persona changes as they happen: a new version of a number's persona
+        (or campaign), or its removal. Every event carries a resume token; a
+        subscriber that reconnects with the last token it saw gets what it missed,
+        or a resync marker when that is no longer held. Keep-alive events arrive
+        while nothing changes. A subscriber that does not keep up is cut off with
+        RESOURCE_EXHAUSTED (reason WATCH_TOO_SLOW); it never slows the service.
         """
 
 def add_PersonaServiceServicer_to_server(servicer: PersonaServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
