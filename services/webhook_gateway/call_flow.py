@@ -29,6 +29,7 @@ from friday.persona.v1.persona_pb2 import PersonaSource
 from friday.persona.v1.persona_service_pb2 import DefaultReason, GetPersonaResponse
 from services.common import job_metadata
 from services.common.default_persona import default_persona
+from services.common.persona_version import persona_version
 from services.webhook_gateway.dedupe import EventLedger
 from services.webhook_gateway.errors import UpstreamError
 from services.webhook_gateway.events import SipCall
@@ -69,6 +70,9 @@ class Dispatched:
     persona_name: str
     persona_source: str  # PersonaSource name
     default_reason: str  # why the default persona was used; empty when it was not
+    # For the call's record (call_events.from_dispatch): the persona's content hash and the job's id.
+    persona_version: str = ""
+    job_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,8 @@ class CallFlow:
             persona_name=metadata.persona.display_name,
             persona_source=PersonaSource.Name(metadata.persona_source),
             default_reason=default_reason,
+            persona_version=persona_version(metadata.persona),
+            job_id=response.job.job_id if response.HasField("job") else "",
         )
 
     async def _job_metadata(self, call: SipCall, deadline: float) -> tuple[AgentJobMetadata, str]:
