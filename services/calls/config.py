@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.calls.outbox import CallEventsConfig
 from services.common.env import ConfigError, Environment
 
 MEMORY_DATABASE = ":memory:"
@@ -69,6 +70,8 @@ class CallsConfig:
     sweep_interval_seconds: float = 5.0
     # The biggest page ListCalls answers.
     max_page_size: int = 500
+    # Signed call events out (CALL_EVENTS_URL), from the outbox.
+    events: CallEventsConfig = field(default_factory=CallEventsConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CallsConfig:
@@ -82,6 +85,7 @@ class CallsConfig:
             caller_numbers=env.enum("CALLS_STORE_CALLER_NUMBERS", CallerNumbers.MASKED),
             no_agent_seconds=env.number("CALLS_NO_AGENT_SECONDS", cls.no_agent_seconds),
             sweep_interval_seconds=env.number("CALLS_SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
+            events=CallEventsConfig.from_env(environ),
         )
         async_database_url(config.store.database_url)  # refuse a bad URL at start-up, naming the variable
         if config.no_agent_seconds <= 0:

@@ -20,6 +20,7 @@ from friday.calls.v1.call_pb2 import Call, CallEvent, CallEventKind, CallOutcome
 from services.calls import errors
 from services.calls.config import CallsConfig
 from services.calls.metrics import CallsMetrics
+from services.calls.outbox import OutboxMessage, changes
 from services.calls.records import OUTCOME_LABELS, fold, is_final, private, timestamp_of
 from services.calls.stats import call_stats, group
 from services.calls.store import CallQuery, CallStore, Recorded
@@ -43,12 +44,18 @@ class CallHistory:
         metrics: CallsMetrics,
         *,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        call_events: bool = False,
     ) -> None:
+        """`call_events`: write signed call events to the outbox (CALL_EVENTS_URL is set)."""
         self._store = store
+        self._notices = self._changes if call_events else None
         self._config = config
         self._metrics = metrics
         self._clock_ms = clock_ms
         self._sweeper: asyncio.Task[None] | None = None
+
+    def _changes(self, before: Call | None, after: Call) -> list[OutboxMessage]:
+        return changes(before, after, self._clock_ms())
 
     def _fold(self, events: Sequence[CallEvent]) -> Call:
         return fold(events, no_agent_seconds=self._config.no_agent_seconds, now_ms=self._clock_ms())
@@ -69,7 +76,7 @@ class CallHistory:
     async def record(self, event: CallEvent) -> Recorded:
         _check(event)
         result = await self._store.record(
-            private(event, self._config.caller_numbers), self._clock_ms(), self._fold
+            private(event, self._config.caller_numbers), self._clock_ms(), self._fold, self._notices
         )
         await self._observe(result)
         return result
@@ -124,7 +131,7 @@ class CallHistory:
         """Decides calls whose agent is overdue (no_agent) and deletes calls past retention."""
         now = self._clock_ms()
         for room in await self._store.undecided_rooms(now - round(self._config.no_agent_seconds * 1000)):
-            await self._observe(await self._store.refold(room, self._fold))
+            await self._observe(await self._store.refold(room, self._fold, self._notices))
         if self._config.retention_days > 0:
             deleted = await self._store.delete_older_than(now - round(self._config.retention_days * DAY_MS))
             if deleted:

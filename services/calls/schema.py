@@ -4,7 +4,7 @@ new migration."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -49,4 +49,23 @@ calls = Table(
     Index("ix_calls_started", "started_at_ms"),
     Index("ix_calls_sip_call_id", "sip_call_id"),
     Index("ix_calls_outcome_started", "outcome", "started_at_ms"),
+)
+
+# Signed call events waiting for (or done with) delivery to CALL_EVENTS_URL. Rows are written in
+# the transaction that changes the call, so an event exists exactly when its change does.
+call_outbox = Table(
+    "call_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    # room + event type: one call.started, one call.answered, one call.ended per call, ever.
+    Column("idempotency_key", String(400), nullable=False, unique=True),
+    Column("event_type", String(32), nullable=False),
+    Column("room", String(256), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("next_attempt_at_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("delivered_at_ms", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=False),
+    Index("ix_call_outbox_due", "delivered_at_ms", "next_attempt_at_ms"),
 )

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, delete, event, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -27,10 +29,13 @@ from friday.calls.v1.call_pb2 import Call, CallEvent, CallEventKind, CallOutcome
 from services.calls import errors
 from services.calls.config import StoreConfig, async_database_url
 from services.calls.migrate import migrate
+from services.calls.outbox import OutboxItem, OutboxMessage
 from services.calls.records import OUTCOME_LABELS, millis
-from services.calls.schema import call_events, calls
+from services.calls.schema import call_events, call_outbox, calls
 
 Fold = Callable[[Sequence[CallEvent]], Call]
+# The signed call events a record change makes (outbox.changes), written in the same transaction.
+Notices = Callable[[Call | None, Call], list[OutboxMessage]]
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,11 @@ class CallStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def record(self, event: CallEvent, received_at_ms: int, fold: Fold) -> Recorded: ...
+    async def record(
+        self, event: CallEvent, received_at_ms: int, fold: Fold, notices: Notices | None = None
+    ) -> Recorded: ...
 
-    async def refold(self, room: str, fold: Fold) -> Recorded: ...
+    async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded: ...
 
     async def get_call(self, key: str) -> tuple[Call, list[CallEvent]] | None: ...
 
@@ -190,7 +197,9 @@ class SqlCallStore:
         if self._postgres:
             await connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(room))))
 
-    async def _fold_and_write(self, connection: AsyncConnection, room: str, fold: Fold, recorded: bool) -> Recorded:
+    async def _fold_and_write(
+        self, connection: AsyncConnection, room: str, fold: Fold, recorded: bool, notices: Notices | None
+    ) -> Recorded:
         payloads = (await connection.execute(select(call_events.c.payload).where(call_events.c.room == room))).scalars()
         events = [_event(p) for p in payloads]
         existing = (await connection.execute(select(calls.c.record).where(calls.c.room == room))).scalar_one_or_none()
@@ -201,9 +210,67 @@ class SqlCallStore:
             await connection.execute(insert(calls).values(room=room, **values))
         elif before != after:
             await connection.execute(update(calls).where(calls.c.room == room).values(**values))
+        if notices is not None and before != after:
+            for message in notices(before, after):
+                await self._enqueue(connection, message)
         return Recorded(recorded=recorded, before=before, after=after)
 
-    async def record(self, event: CallEvent, received_at_ms: int, fold: Fold) -> Recorded:
+    async def _enqueue(self, connection: AsyncConnection, message: OutboxMessage) -> None:
+        now = self._clock_ms()
+        values = {
+            "idempotency_key": message.idempotency_key,
+            "event_type": message.event_type,
+            "room": message.room,
+            "body": message.body,
+            "created_at_ms": now,
+            "next_attempt_at_ms": now,
+            "attempts": 0,
+            "delivered_at_ms": None,
+            "last_error": "",
+        }
+        # A change seen again (a refold, an outcome that flips back) never makes a second event.
+        dialect_insert = postgresql_insert if self._postgres else sqlite_insert
+        await connection.execute(dialect_insert(call_outbox).values(**values).on_conflict_do_nothing())
+
+    async def claim_outbox(self, now_ms: int, lease_ms: int, limit: int) -> list[OutboxItem]:
+        """Due rows, oldest first, leased: not offered again until the lease ends."""
+        statement = (
+            select(call_outbox.c.id, call_outbox.c.idempotency_key, call_outbox.c.body, call_outbox.c.attempts)
+            .where(call_outbox.c.delivered_at_ms.is_(None), call_outbox.c.next_attempt_at_ms <= now_ms)
+            .order_by(call_outbox.c.id)
+            .limit(limit)
+        )
+        if self._postgres:
+            statement = statement.with_for_update(skip_locked=True)  # replicas share the work
+        async with self._transaction() as connection:
+            rows = (await connection.execute(statement)).all()
+            if rows:
+                await connection.execute(
+                    update(call_outbox)
+                    .where(call_outbox.c.id.in_([row.id for row in rows]))
+                    .values(next_attempt_at_ms=now_ms + lease_ms)
+                )
+        return [OutboxItem(row.id, row.idempotency_key, row.body, row.attempts) for row in rows]
+
+    async def outbox_delivered(self, item_id: int, now_ms: int) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                update(call_outbox)
+                .where(call_outbox.c.id == item_id)
+                .values(delivered_at_ms=now_ms, attempts=call_outbox.c.attempts + 1, last_error="")
+            )
+
+    async def outbox_failed(self, item_id: int, next_attempt_at_ms: int, error: str) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                update(call_outbox)
+                .where(call_outbox.c.id == item_id)
+                .values(next_attempt_at_ms=next_attempt_at_ms, attempts=call_outbox.c.attempts + 1, last_error=error)
+            )
+
+    async def record(
+        self, event: CallEvent, received_at_ms: int, fold: Fold, notices: Notices | None = None
+    ) -> Recorded:
         async with self._transaction() as connection:
             await self._lock_room(connection, event.room)
             known = (
@@ -225,12 +292,12 @@ class SqlCallStore:
                 except IntegrityError:
                     known = event.room  # recorded meanwhile under another room's lock
             room = known if known is not None else event.room
-            return await self._fold_and_write(connection, room, fold, recorded=known is None)
+            return await self._fold_and_write(connection, room, fold, known is None, notices)
 
-    async def refold(self, room: str, fold: Fold) -> Recorded:
+    async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded:
         async with self._transaction() as connection:
             await self._lock_room(connection, room)
-            return await self._fold_and_write(connection, room, fold, recorded=False)
+            return await self._fold_and_write(connection, room, fold, False, notices)
 
     async def get_call(self, key: str) -> tuple[Call, list[CallEvent]] | None:
         async with self._transaction() as connection:
@@ -300,6 +367,7 @@ class SqlCallStore:
             await connection.execute(delete(call_events).where(call_events.c.room.in_(old_rooms)))
             result = await connection.execute(delete(calls).where(calls.c.started_at_ms < cutoff_ms))
             await connection.execute(delete(call_events).where(call_events.c.received_at_ms < cutoff_ms))
+            await connection.execute(delete(call_outbox).where(call_outbox.c.created_at_ms < cutoff_ms))
             # Rooms whose events are all gone (never a call: no SIP join) lose their empty row too.
             await connection.execute(
                 delete(calls).where(calls.c.started_at_ms.is_(None), calls.c.updated_at_ms < cutoff_ms)

@@ -23,7 +23,7 @@ async def test_migrations_create_the_schema_and_are_idempotent(store_config, clo
         async with store.engine.connect() as connection:
             tables = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
             indexes = await connection.run_sync(lambda c: {i["name"] for i in inspect(c).get_indexes("calls")})
-        assert {"calls", "call_events", VERSION_TABLE} <= tables
+        assert {"calls", "call_events", "call_outbox", VERSION_TABLE} <= tables
         assert "ix_calls_started" in indexes
         fold = lambda events: __import__("services.calls.records", fromlist=["fold"]).fold(  # noqa: E731
             events, no_agent_seconds=20, now_ms=clock()
