@@ -35,6 +35,14 @@ def _joined_ms(participant: ParticipantInfo, event: WebhookEvent) -> int:
     return (participant.joined_at or event.created_at) * 1000
 
 
+def _reason_name(reason: int) -> str:
+    # A reason newer than our copy of LiveKit's protocol arrives as a bare number.
+    return DisconnectReason.Name(reason) if reason in _REASONS else str(reason)
+
+
+_REASONS = set(DisconnectReason.values())
+
+
 def _inbound_sip(participant: ParticipantInfo) -> bool:
     # As events.classify: an outbound leg has no dispatch rule and joins "dialing".
     attributes = participant.attributes
@@ -78,7 +86,7 @@ def from_webhook(event: WebhookEvent, *, agent_name: str) -> CallEvent | None:
         call_event.kind = _SIP_ENDINGS[event.event]
         call_event.sip.CopyFrom(_sip_facts(participant))
         if participant.disconnect_reason:
-            call_event.end.CopyFrom(EndFacts(disconnect_reason=DisconnectReason.Name(participant.disconnect_reason)))
+            call_event.end.CopyFrom(EndFacts(disconnect_reason=_reason_name(participant.disconnect_reason)))
         at_ms = event.created_at * 1000
     elif event.event == "room_finished":
         call_event.kind = CallEventKind.CALL_EVENT_KIND_ROOM_FINISHED

@@ -94,3 +94,10 @@ def test_dispatch_facts_carry_the_persona_version() -> None:
     assert reported.dispatch.job_id == "AJ_x"
     changed = Persona(persona_id="xeny", display_name="Asha v2")
     assert persona_version(changed) != persona_version(persona)
+
+
+def test_a_disconnect_reason_newer_than_our_protocol_copy_is_kept_as_its_number() -> None:
+    joined = webhooks.sip_participant_joined(room="call-a", dialed_number="+918655701159")
+    left = webhooks.sip_participant_left(joined, disconnect_reason=999)
+    reported = from_webhook(left, agent_name=AGENT)
+    assert reported is not None and reported.end.disconnect_reason == "999"
