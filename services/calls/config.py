@@ -85,6 +85,7 @@ class CallsConfig:
             caller_numbers=env.enum("CALLS_STORE_CALLER_NUMBERS", CallerNumbers.MASKED),
             no_agent_seconds=env.number("CALLS_NO_AGENT_SECONDS", cls.no_agent_seconds),
             sweep_interval_seconds=env.number("CALLS_SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
+            max_page_size=env.integer("CALLS_MAX_PAGE_SIZE", cls.max_page_size),
             events=CallEventsConfig.from_env(environ),
         )
         async_database_url(config.store.database_url)  # refuse a bad URL at start-up, naming the variable

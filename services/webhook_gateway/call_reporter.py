@@ -61,6 +61,12 @@ class CallReportingConfig:
             attempt_timeout_seconds=env.number(
                 "GATEWAY_CALL_EVENTS_ATTEMPT_TIMEOUT_SECONDS", cls.attempt_timeout_seconds
             ),
+            initial_backoff_seconds=env.number(
+                "GATEWAY_CALL_EVENTS_INITIAL_BACKOFF_SECONDS", cls.initial_backoff_seconds
+            ),
+            max_backoff_seconds=env.number("GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS", cls.max_backoff_seconds),
+            senders=env.integer("GATEWAY_CALL_EVENTS_SENDERS", cls.senders),
+            drain_seconds=env.number("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", cls.drain_seconds),
         )
 
 
