@@ -14,8 +14,9 @@ from friday.calls.v1 import call_history_service_pb2_grpc as pb_grpc
 from friday.calls.v1.call_pb2 import CallOutcome
 from services.calls import errors
 from services.calls.history import CallHistory
+from services.calls.paging import decode_page_token, encode_page_token
 from services.calls.records import OUTCOME_LABELS, millis
-from services.calls.store import CallQuery, decode_page_token, encode_page_token
+from services.calls.store import CallQuery
 from services.grpc_runtime import StatusTable, abort_with_error
 
 logger = logging.getLogger(__name__)

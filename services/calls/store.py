@@ -11,7 +11,6 @@ a time anyway, and one connection here, so its operations are serialised in-proc
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -386,16 +385,3 @@ class SqlCallStore:
             return True
         except (errors.StoreUnavailable, DBAPIError):
             return False
-
-
-def encode_page_token(started_ms: int, room: str) -> str:
-    return base64.urlsafe_b64encode(f"{started_ms}:{room}".encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        started, room = raw.split(":", 1)
-        return int(started), room
-    except (ValueError, UnicodeDecodeError):
-        raise errors.InvalidPageToken(f"page token {token!r} is not one ListCalls gave out") from None
