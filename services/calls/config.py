@@ -5,6 +5,7 @@ token, TLS) belong to the shared gRPC runtime's config."""
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from services.calls.outbox import CallEventsConfig
 from services.common.env import ConfigError, Environment
 
 MEMORY_DATABASE = ":memory:"
+SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 class CallerNumbers(enum.Enum):
@@ -89,6 +91,9 @@ class CallsConfig:
             events=CallEventsConfig.from_env(environ),
         )
         async_database_url(config.store.database_url)  # refuse a bad URL at start-up, naming the variable
+        if config.store.database_schema and not SCHEMA_NAME.match(config.store.database_schema):
+            # It is spliced into CREATE SCHEMA and search_path: a plain name only.
+            raise ConfigError(f"CALLS_DATABASE_SCHEMA={config.store.database_schema!r} is not a plain SQL name")
         if config.no_agent_seconds <= 0:
             raise ConfigError(f"CALLS_NO_AGENT_SECONDS={config.no_agent_seconds!r} must be above 0")
         if config.sweep_interval_seconds <= 0:

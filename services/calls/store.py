@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 
 from friday.calls.v1.call_pb2 import Call, CallEvent, CallEventKind, CallOutcome
 from services.calls import errors
-from services.calls.config import StoreConfig, async_database_url
+from services.calls.config import SCHEMA_NAME, StoreConfig, async_database_url
 from services.calls.migrate import migrate
 from services.calls.outbox import OutboxItem, OutboxMessage
 from services.calls.records import OUTCOME_LABELS, millis
@@ -84,9 +83,6 @@ class CallStore(Protocol):
     async def ping(self) -> bool: ...
 
 
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
 def create_engine(config: StoreConfig) -> AsyncEngine:
     url = async_database_url(config.database_url)
     kwargs: dict[str, Any] = {}
@@ -101,8 +97,8 @@ def create_engine(config: StoreConfig) -> AsyncEngine:
         kwargs["poolclass"] = StaticPool
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     elif config.database_schema:
-        if not _SCHEMA_NAME.match(config.database_schema):
-            raise errors.InvalidQuery(f"CALLS_DATABASE_SCHEMA={config.database_schema!r} is not a plain SQL name")
+        if not SCHEMA_NAME.match(config.database_schema):
+            raise ValueError(f"database schema {config.database_schema!r} is not a plain SQL name")
         kwargs["connect_args"] = {"server_settings": {"search_path": config.database_schema}}
         kwargs["pool_pre_ping"] = True
     else:

@@ -55,6 +55,7 @@ def test_database_urls_get_the_asyncio_driver(url: str, driver_url: str) -> None
         ({"CALLS_STORE_CALLER_NUMBERS": "some"}, "CALLS_STORE_CALLER_NUMBERS"),
         ({"CALLS_NO_AGENT_SECONDS": "0"}, "CALLS_NO_AGENT_SECONDS"),
         ({"CALLS_RETENTION_DAYS": "-1"}, "CALLS_RETENTION_DAYS"),
+        ({"CALLS_DATABASE_SCHEMA": 'calls"; DROP TABLE x; --'}, "CALLS_DATABASE_SCHEMA"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(environ: dict[str, str], named: str) -> None:
