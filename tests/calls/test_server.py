@@ -139,3 +139,20 @@ async def _grpcurl(*args: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+async def test_the_running_sweep_decides_a_call_nobody_answered(store_config: StoreConfig) -> None:
+    config = CallsConfig(store=store_config, no_agent_seconds=0.2, sweep_interval_seconds=0.05)
+    server = build_server(config, ServerConfig(host="127.0.0.1", port=0))
+    await server.start()
+    try:
+        async with CallsClient(server.address) as client:
+            await client.record(ev.sip_joined("call-nobody", time.time_ns() // 1_000_000))
+            deadline = time.monotonic() + 60  # a cap for a stuck test; the loop ends when the sweep has run
+            while (await client.get_call("call-nobody")).call.outcome != CallOutcome.CALL_OUTCOME_NO_AGENT:
+                assert time.monotonic() < deadline, "the sweep never decided the call"
+                await asyncio.sleep(0.05)
+        assert server.registry.get_sample_value("friday_calls_total", {"outcome": "no_agent"}) == 1
+        assert server.registry.get_sample_value("friday_calls_in_progress") == 1  # still ringing
+    finally:
+        await server.stop(grace=0)
