@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from friday.persona.v1 import persona_pb2 as friday_dot_persona_dot_v1_dot_persona__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'friday/persona/v1/persona_service.proto\x12\x11\x66riday.persona.v1\x1a\x1f\x66riday/persona/v1/persona.proto\"A\n\x11GetPersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\x12\x15\n\rallow_default\x18\x02 \x01(\x08\"\xdd\x01\n\x12GetPersonaResponse\x12+\n\x07persona\x18\x01 \x01(\x0b\x32\x1a.friday.persona.v1.Persona\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .friday.persona.v1.PersonaSource\x12\x19\n\x11normalized_number\x18\x03 \x01(\t\x12\x13\n\x0b\x61ge_seconds\x18\x04 \x01(\x01\x12\x38\n\x0e\x64\x65\x66\x61ult_reason\x18\x05 \x01(\x0e\x32 .friday.persona.v1.DefaultReason\"1\n\x18InvalidatePersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\"G\n\x19InvalidatePersonaResponse\x12\x19\n\x11normalized_number\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x01(\x08*\xbd\x01\n\rDefaultReason\x12\x1e\n\x1a\x44\x45\x46\x41ULT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45\x46\x41ULT_REASON_NOT_FOUND\x10\x01\x12%\n!DEFAULT_REASON_SOURCE_UNAVAILABLE\x10\x02\x12$\n DEFAULT_REASON_DEADLINE_EXCEEDED\x10\x03\x12!\n\x1d\x44\x45\x46\x41ULT_REASON_SOURCE_INVALID\x10\x04\x32\xdb\x01\n\x0ePersonaService\x12Y\n\nGetPersona\x12$.friday.persona.v1.GetPersonaRequest\x1a%.friday.persona.v1.GetPersonaResponse\x12n\n\x11InvalidatePersona\x12+.friday.persona.v1.InvalidatePersonaRequest\x1a,.friday.persona.v1.InvalidatePersonaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'friday/persona/v1/persona_service.proto\x12\x11\x66riday.persona.v1\x1a\x1f\x66riday/persona/v1/persona.proto\"A\n\x11GetPersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\x12\x15\n\rallow_default\x18\x02 \x01(\x08\"\xdd\x01\n\x12GetPersonaResponse\x12+\n\x07persona\x18\x01 \x01(\x0b\x32\x1a.friday.persona.v1.Persona\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .friday.persona.v1.PersonaSource\x12\x19\n\x11normalized_number\x18\x03 \x01(\t\x12\x13\n\x0b\x61ge_seconds\x18\x04 \x01(\x01\x12\x38\n\x0e\x64\x65\x66\x61ult_reason\x18\x05 \x01(\x0e\x32 .friday.persona.v1.DefaultReason\"1\n\x18InvalidatePersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\"a\n\x19InvalidatePersonaResponse\x12\x19\n\x11normalized_number\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x01(\x08\x12\x18\n\x10source_cacheable\x18\x03 \x01(\x08*\xbd\x01\n\rDefaultReason\x12\x1e\n\x1a\x44\x45\x46\x41ULT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45\x46\x41ULT_REASON_NOT_FOUND\x10\x01\x12%\n!DEFAULT_REASON_SOURCE_UNAVAILABLE\x10\x02\x12$\n DEFAULT_REASON_DEADLINE_EXCEEDED\x10\x03\x12!\n\x1d\x44\x45\x46\x41ULT_REASON_SOURCE_INVALID\x10\x04\x32\xdb\x01\n\x0ePersonaService\x12Y\n\nGetPersona\x12$.friday.persona.v1.GetPersonaRequest\x1a%.friday.persona.v1.GetPersonaResponse\x12n\n\x11InvalidatePersona\x12+.friday.persona.v1.InvalidatePersonaRequest\x1a,.friday.persona.v1.InvalidatePersonaResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'friday.persona.v1.persona_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEFAULTREASON']._serialized_start=511
-  _globals['_DEFAULTREASON']._serialized_end=700
+  _globals['_DEFAULTREASON']._serialized_start=537
+  _globals['_DEFAULTREASON']._serialized_end=726
   _globals['_GETPERSONAREQUEST']._serialized_start=95
   _globals['_GETPERSONAREQUEST']._serialized_end=160
   _globals['_GETPERSONARESPONSE']._serialized_start=163
@@ -41,7 +41,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVALIDATEPERSONAREQUEST']._serialized_start=386
   _globals['_INVALIDATEPERSONAREQUEST']._serialized_end=435
   _globals['_INVALIDATEPERSONARESPONSE']._serialized_start=437
-  _globals['_INVALIDATEPERSONARESPONSE']._serialized_end=508
-  _globals['_PERSONASERVICE']._serialized_start=703
-  _globals['_PERSONASERVICE']._serialized_end=922
+  _globals['_INVALIDATEPERSONARESPONSE']._serialized_end=534
+  _globals['_PERSONASERVICE']._serialized_start=729
+  _globals['_PERSONASERVICE']._serialized_end=948
 # @@protoc_insertion_point(module_scope)
