@@ -6,16 +6,17 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from services.cli.call_errors import describe_rpc_error
 from services.cli.serving import add_log_level_flag, given, serve
 from services.common.env import Environment
-from services.grpc_runtime import ClientTLSConfig
+
+if TYPE_CHECKING:  # imported where used: grpc_runtime loads aiohttp (its metrics), which `friday --help` needs not
+    from services.grpc_runtime import ClientTLSConfig
 
 TARGET_SETTING = "--target / PERSONA_TARGET"
 
@@ -72,6 +73,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _tls(args: argparse.Namespace) -> ClientTLSConfig | None:
+    from services.grpc_runtime import ClientTLSConfig
+
     if not (args.tls_ca or args.tls_cert or args.tls_key):
         return None
     return ClientTLSConfig(
@@ -92,6 +95,8 @@ async def _call(args: argparse.Namespace, action: str) -> Any:
 
 
 def _run(args: argparse.Namespace, action: str) -> int:
+    from services.cli.call_errors import describe_rpc_error
+
     try:
         reply = asyncio.run(_call(args, action))
     except grpc.RpcError as exc:
