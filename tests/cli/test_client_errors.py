@@ -47,3 +47,15 @@ def test_dispatcher_list_says_the_same_through_the_shared_helper(refused_target:
     assert hint.startswith(f"hint: no DispatcherService is listening at {refused_target}")
     assert "`friday up`" in hint and "DISPATCHER_TARGET" in hint
     assert "Traceback" not in done.stderr
+
+
+def test_a_listener_that_never_answers_is_no_answer_within_the_timeout() -> None:
+    with socket.socket() as sock:  # accepts connections (the kernel does), never speaks HTTP/2
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        target = f"127.0.0.1:{sock.getsockname()[1]}"
+        done = _friday("persona", "get", "+918655701159", "--target", target, "--timeout", "1")
+    assert done.returncode == 1
+    error = json.loads(done.stderr)["error"]
+    assert error["code"] == "DEADLINE_EXCEEDED" and error["reason"] == "NO_ANSWER"
+    assert error["hint"].startswith(f"nothing at {target} answered within 1 s")
