@@ -102,7 +102,9 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
                 domain=ERROR_DOMAIN,
                 metadata={"dialed_number": request.dialed_number[:64]},
             )
-        return persona_service_pb2.InvalidatePersonaResponse(normalized_number=number, removed=removed)
+        return persona_service_pb2.InvalidatePersonaResponse(
+            normalized_number=number, removed=removed, source_cacheable=self._lookup.source.cacheable
+        )
 
 
 def _error_metadata(dialed_number: str, exc: PersonaLookupError) -> dict[str, str]:

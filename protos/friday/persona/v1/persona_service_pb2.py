@@ -27,15 +27,15 @@ from friday.persona.v1 import persona_pb2 as friday_dot_persona_dot_v1_dot_perso
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'friday/persona/v1/persona_service.proto\x12\x11\x66riday.persona.v1\x1a friday/persona/v1/campaign.proto\x1a\x1f\x66riday/persona/v1/persona.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x11GetPersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\x12\x15\n\rallow_default\x18\x02 \x01(\x08\x12\x15\n\rcaller_number\x18\x03 \x01(\t\x12\x33\n\x0f\x65valuation_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x02\n\x12GetPersonaResponse\x12+\n\x07persona\x18\x01 \x01(\x0b\x32\x1a.friday.persona.v1.Persona\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .friday.persona.v1.PersonaSource\x12\x19\n\x11normalized_number\x18\x03 \x01(\t\x12\x13\n\x0b\x61ge_seconds\x18\x04 \x01(\x01\x12\x38\n\x0e\x64\x65\x66\x61ult_reason\x18\x05 \x01(\x0e\x32 .friday.persona.v1.DefaultReason\x12\x37\n\tselection\x18\x06 \x01(\x0b\x32$.friday.persona.v1.CampaignSelection\x12-\n\x06\x61\x63tion\x18\x07 \x01(\x0b\x32\x1d.friday.persona.v1.CallAction\"1\n\x18InvalidatePersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\"G\n\x19InvalidatePersonaResponse\x12\x19\n\x11normalized_number\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x01(\x08*\xdc\x01\n\rDefaultReason\x12\x1e\n\x1a\x44\x45\x46\x41ULT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45\x46\x41ULT_REASON_NOT_FOUND\x10\x01\x12%\n!DEFAULT_REASON_SOURCE_UNAVAILABLE\x10\x02\x12$\n DEFAULT_REASON_DEADLINE_EXCEEDED\x10\x03\x12!\n\x1d\x44\x45\x46\x41ULT_REASON_SOURCE_INVALID\x10\x04\x12\x1d\n\x19\x44\x45\x46\x41ULT_REASON_NO_VARIANT\x10\x05\x32\xdb\x01\n\x0ePersonaService\x12Y\n\nGetPersona\x12$.friday.persona.v1.GetPersonaRequest\x1a%.friday.persona.v1.GetPersonaResponse\x12n\n\x11InvalidatePersona\x12+.friday.persona.v1.InvalidatePersonaRequest\x1a,.friday.persona.v1.InvalidatePersonaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'friday/persona/v1/persona_service.proto\x12\x11\x66riday.persona.v1\x1a friday/persona/v1/campaign.proto\x1a\x1f\x66riday/persona/v1/persona.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x11GetPersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\x12\x15\n\rallow_default\x18\x02 \x01(\x08\x12\x15\n\rcaller_number\x18\x03 \x01(\t\x12\x33\n\x0f\x65valuation_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x02\n\x12GetPersonaResponse\x12+\n\x07persona\x18\x01 \x01(\x0b\x32\x1a.friday.persona.v1.Persona\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .friday.persona.v1.PersonaSource\x12\x19\n\x11normalized_number\x18\x03 \x01(\t\x12\x13\n\x0b\x61ge_seconds\x18\x04 \x01(\x01\x12\x38\n\x0e\x64\x65\x66\x61ult_reason\x18\x05 \x01(\x0e\x32 .friday.persona.v1.DefaultReason\x12\x37\n\tselection\x18\x06 \x01(\x0b\x32$.friday.persona.v1.CampaignSelection\x12-\n\x06\x61\x63tion\x18\x07 \x01(\x0b\x32\x1d.friday.persona.v1.CallAction\"1\n\x18InvalidatePersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\"a\n\x19InvalidatePersonaResponse\x12\x19\n\x11normalized_number\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x01(\x08\x12\x18\n\x10source_cacheable\x18\x03 \x01(\x08*\xdc\x01\n\rDefaultReason\x12\x1e\n\x1a\x44\x45\x46\x41ULT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45\x46\x41ULT_REASON_NOT_FOUND\x10\x01\x12%\n!DEFAULT_REASON_SOURCE_UNAVAILABLE\x10\x02\x12$\n DEFAULT_REASON_DEADLINE_EXCEEDED\x10\x03\x12!\n\x1d\x44\x45\x46\x41ULT_REASON_SOURCE_INVALID\x10\x04\x12\x1d\n\x19\x44\x45\x46\x41ULT_REASON_NO_VARIANT\x10\x05\x32\xdb\x01\n\x0ePersonaService\x12Y\n\nGetPersona\x12$.friday.persona.v1.GetPersonaRequest\x1a%.friday.persona.v1.GetPersonaResponse\x12n\n\x11InvalidatePersona\x12+.friday.persona.v1.InvalidatePersonaRequest\x1a,.friday.persona.v1.InvalidatePersonaResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'friday.persona.v1.persona_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEFAULTREASON']._serialized_start=759
-  _globals['_DEFAULTREASON']._serialized_end=979
+  _globals['_DEFAULTREASON']._serialized_start=785
+  _globals['_DEFAULTREASON']._serialized_end=1005
   _globals['_GETPERSONAREQUEST']._serialized_start=163
   _globals['_GETPERSONAREQUEST']._serialized_end=304
   _globals['_GETPERSONARESPONSE']._serialized_start=307
@@ -43,7 +43,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVALIDATEPERSONAREQUEST']._serialized_start=634
   _globals['_INVALIDATEPERSONAREQUEST']._serialized_end=683
   _globals['_INVALIDATEPERSONARESPONSE']._serialized_start=685
-  _globals['_INVALIDATEPERSONARESPONSE']._serialized_end=756
-  _globals['_PERSONASERVICE']._serialized_start=982
-  _globals['_PERSONASERVICE']._serialized_end=1201
+  _globals['_INVALIDATEPERSONARESPONSE']._serialized_end=782
+  _globals['_PERSONASERVICE']._serialized_start=1008
+  _globals['_PERSONASERVICE']._serialized_end=1227
 # @@protoc_insertion_point(module_scope)
