@@ -175,10 +175,16 @@ async def paired_get_bare(bench: Bench) -> dict[str, Any]:
     pair; a third leg asks for a campaign number (selection per call after the cache),
     whose rate as a share of the single persona's is what a campaign costs."""
     cfg = bench.cfg
+    block_warmup = _block_warmup(cfg.warmup)
 
     def leg(target: str, method: str, **params: Any) -> Callable[[], dict[str, Any]]:
         return lambda: bench.grpc_job(
-            target, method, concurrency=cfg.grpc_concurrency, duration=cfg.grpc_block_duration, warmup=20, **params
+            target,
+            method,
+            concurrency=cfg.grpc_concurrency,
+            duration=cfg.grpc_block_duration,
+            warmup=block_warmup,
+            **params,
         )
 
     blocks = await bench.alternate(
@@ -232,16 +238,17 @@ async def paired_mesh_floor(bench: Bench) -> dict[str, Any]:
     every process spent per call over all blocks of a leg feeds the CPU target, and the
     LiveKit calls per webhook show that mesh and floor did the same LiveKit work."""
     cfg, number = bench.cfg, [bench.numbers.warm]
+    block_warmup = _block_warmup(cfg.warmup)
 
     def webhooks(url: str) -> Callable[[], dict[str, Any]]:
-        return lambda: bench.http_job(url, "sequential", number, count=cfg.paired_block_calls, warmup=20)
+        return lambda: bench.http_job(url, "sequential", number, count=cfg.paired_block_calls, warmup=block_warmup)
 
     blocks = await bench.alternate(
         {
             "mesh": webhooks(bench.mesh.gateway_url),
             "floor": webhooks(bench.floor_url),
             "bare-hop": lambda: bench.grpc_job(
-                bench.bare_health_target, "health", concurrency=1, count=cfg.paired_block_calls, warmup=20
+                bench.bare_health_target, "health", concurrency=1, count=cfg.paired_block_calls, warmup=block_warmup
             ),
         },
         cfg.paired_blocks,
@@ -259,6 +266,13 @@ async def paired_mesh_floor(bench: Bench) -> dict[str, Any]:
     p = row["paired"]
     print(f"bench: [7p] mesh/floor p50 per block pair {p['ratios']}, median {p['ratio_median']}", flush=True)
     return row
+
+
+def _block_warmup(warmup: int) -> int:
+    """Calls before each block of a paired step: 20 reopen the connections and wake the
+    processes after the other legs ran; a quick run (warm-up 5) needs no more than its own
+    warm-up, and its blocks were most of its time."""
+    return min(20, warmup)
 
 
 def _paired_row(

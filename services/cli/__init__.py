@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "up",
     "agent",
     "dispatcher",
+    "calls",
     "simulate_call",
     "bench",
     "chaos",

@@ -30,14 +30,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the Friday voice agent (a livekit-agents worker)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # argparse shows a REMAINDER argument as a bare "...": name what goes there.
+        usage="%(prog)s [-h] {" + ",".join(sorted(MODES)) + "} [LIVEKIT_ARGS ...]",
+        epilog="`friday agent dev --help` lists the livekit-agents flags LIVEKIT_ARGS may hold.",
     )
-    parser.add_argument("mode", choices=sorted(MODES), help="; ".join(f"{k}: {v}" for k, v in MODES.items()))
+    # Optional to argparse only so that a missing mode is reported alone (as required, it is
+    # reported together with the REMAINDER, which never is): `run` refuses it with exit 2.
+    parser.add_argument("mode", nargs="?", choices=sorted(MODES), help="; ".join(f"{k}: {v}" for k, v in MODES.items()))
     # REMAINDER keeps `--help` and livekit flags for the livekit-agents CLI.
-    parser.add_argument("livekit_args", nargs=argparse.REMAINDER, help="passed to the livekit-agents CLI")
-    parser.set_defaults(handler=run)
+    parser.add_argument(
+        "livekit_args",
+        nargs=argparse.REMAINDER,
+        metavar="LIVEKIT_ARGS",
+        help="handed to the livekit-agents CLI's own `start`/`dev` command unchanged, e.g. --url, --api-key, "
+        "--api-secret, --log-level, --drain-timeout",
+    )
+    parser.set_defaults(handler=run, agent_usage=parser.format_usage())
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.mode is None:
+        print(f"{args.agent_usage}friday agent: error: say which mode: start or dev", file=sys.stderr)
+        return 2
     from agent.config import LIVEKIT_URL_ENV, AgentConfig, require_usable_stack
     from services.common.env import ConfigError
 

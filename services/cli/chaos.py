@@ -20,7 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         epilog="faults: " + "; ".join(f"{f.name}: {f.description}" for f in FAULTS),
     )
-    chaos.add_argument("--calls", type=int, default=100, help="simulated calls per fault (default 100)")
+    chaos.add_argument(
+        "--calls",
+        type=int,
+        default=100,
+        help="simulated calls per fault (default 100); the numbers called cycle warm, cold, unknown, "
+        "so 3 or more calls exercise every kind",
+    )
     chaos.add_argument(
         "--fault", action="append", choices=names, metavar="NAME", help="run only these faults (repeatable)"
     )

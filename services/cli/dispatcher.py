@@ -79,16 +79,29 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _with_client(args: argparse.Namespace, action: Callable[[DispatcherClient], Awaitable[int]]) -> int:
-    from services.dispatcher.client import DispatcherCallError, DispatcherClient
+    from services.cli.call_errors import describe
+    from services.dispatcher.client import DEFAULT_TARGET, DispatcherCallError, DispatcherClient
+
+    target = args.target or Environment().text("DISPATCHER_TARGET", DEFAULT_TARGET)
 
     async def run() -> int:
-        async with DispatcherClient.from_env(target=args.target, default_timeout=args.timeout) as client:
+        async with DispatcherClient.from_env(target=target, default_timeout=args.timeout) as client:
             return await action(client)
 
     try:
         return asyncio.run(run())
     except DispatcherCallError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        failure = describe(
+            exc.code,
+            exc.message,
+            exc.reason,
+            None,
+            service="DispatcherService",
+            target=target,
+            target_setting="--target / DISPATCHER_TARGET",
+            timeout=args.timeout,
+        )
+        print(failure.as_text(), file=sys.stderr)
         return 1
 
 

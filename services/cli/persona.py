@@ -7,14 +7,19 @@ import asyncio
 import datetime
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from services.cli.serving import add_log_level_flag, given, serve
 from services.common.env import Environment
-from services.grpc_runtime import ClientTLSConfig, error_info
+
+if TYPE_CHECKING:  # imported where used: grpc_runtime loads aiohttp (its metrics), which `friday --help` needs not
+    from services.grpc_runtime import ClientTLSConfig
+
+TARGET_SETTING = "--target / PERSONA_TARGET"
 
 
 def register(subparsers: Any) -> None:
@@ -90,6 +95,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _tls(args: argparse.Namespace) -> ClientTLSConfig | None:
+    from services.grpc_runtime import ClientTLSConfig
+
     if not (args.tls_ca or args.tls_cert or args.tls_key):
         return None
     return ClientTLSConfig(
@@ -112,20 +119,57 @@ async def _call(args: argparse.Namespace, action: str) -> Any:
 
 
 def _run(args: argparse.Namespace, action: str) -> int:
+    from services.cli.call_errors import describe_rpc_error
+
     try:
         reply = asyncio.run(_call(args, action))
     except grpc.RpcError as exc:
-        info = error_info(exc)
-        error = {
-            "code": exc.code().name,
-            "message": exc.details(),
-            "reason": info.reason if info else "",
-            "metadata": dict(info.metadata) if info else {},
-        }
-        print(json.dumps({"error": error}, indent=2), file=sys.stderr)
+        failure = describe_rpc_error(
+            exc, service="PersonaService", target=args.target, target_setting=TARGET_SETTING, timeout=args.timeout
+        )
+        print(failure.as_json(), file=sys.stderr)
         return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
-    print(json_format.MessageToJson(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
+    print(stable_json(reply))
+    if action == "invalidate" and not reply.removed:
+        print(_nothing_removed(reply.normalized_number, source_cacheable=reply.source_cacheable), file=sys.stderr)
     return 0
+
+
+def stable_json(message: Message) -> str:
+    """protobuf JSON with the fields in proto order and every map's keys sorted: a map's
+    iteration order changes from run to run, and output that reorders itself is noise in a diff."""
+    data = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    _sort_maps(message, data)
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _sort_maps(message: Message, data: dict[str, Any]) -> None:
+    for field in message.DESCRIPTOR.fields:
+        if field.message_type is None or field.name not in data:
+            continue
+        value = getattr(message, field.name)
+        if field.message_type.GetOptions().map_entry:
+            data[field.name] = dict(sorted(data[field.name].items()))
+        elif field.is_repeated:
+            for item, item_data in zip(value, data[field.name], strict=True):
+                _sort_maps(item, item_data)
+        else:
+            _sort_maps(value, data[field.name])
+
+
+def _nothing_removed(number: str, *, source_cacheable: bool) -> str:
+    """Why `"removed": false`, in the terms of what the service said about its source."""
+    if not source_cacheable:
+        return (
+            f"nothing to drop for {number}: this PersonaService serves a persona file, read at start-up, and caches "
+            "nothing; to change a persona, edit the file (PERSONA_FILE) and restart the service"
+        )
+    return (
+        f"no cached persona for {number} to drop (never looked up on this replica, or already expired or "
+        "invalidated); its next lookup asks the CRM either way"
+    )
 
 
 def _get(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 
 from services.common.env import Environment
 
@@ -59,7 +60,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--repeat", type=int, default=1, help="deliver the same signed webhook N times (as LiveKit redelivers)"
     )
     simulate.add_argument(
-        "--agent-join", action="store_true", help="then send our own agent's participant_joined (must be ignored)"
+        "--agent-join",
+        action="store_true",
+        help="then send our own agent's participant_joined (no second dispatch; the call is answered)",
+    )
+    simulate.add_argument(
+        "--answer-after", type=float, default=1.5, help="seconds from ring to the agent's join (default 1.5)"
+    )
+    simulate.add_argument(
+        "--hangup",
+        action="store_true",
+        help="then send the caller's participant_left and the room's room_finished (the call ends)",
+    )
+    simulate.add_argument(
+        "--talk-seconds", type=float, default=30.0, help="seconds from the agent's join to the hang-up (default 30)"
     )
     simulate.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds")
     simulate.add_argument("--json", action="store_true", help="print the raw answers as JSON lines")
@@ -72,14 +86,24 @@ def _simulate(args: argparse.Namespace) -> int:
     from services.testing import livekit_webhooks as webhooks
 
     room = args.room or webhooks.random_id("call-", 8)
+    # LiveKit's clock for the call: the ring now, the agent and the hang-up at the times asked
+    # for (the call history takes answer time and duration from these, not from its own clock).
+    ring_ms = time.time_ns() // 1_000_000
+    answer_ms = ring_ms + round(args.answer_after * 1000)
+    hangup_ms = answer_ms + round(args.talk_seconds * 1000)
     event = webhooks.sip_participant_joined(
-        room=room, dialed_number=args.to, caller_number=args.caller, call_id=args.call_id
+        room=room, dialed_number=args.to, caller_number=args.caller, call_id=args.call_id, joined_at_ms=ring_ms
     )
     body, headers = webhooks.signed_request(event, args.api_key, args.api_secret)
     deliveries = [("sip join", body, headers)] * max(1, args.repeat)
     if args.agent_join:
-        agent = webhooks.agent_participant_joined(room=room)
+        agent = webhooks.agent_participant_joined(room=room, joined_at_ms=answer_ms)
         deliveries.append(("agent join", *webhooks.signed_request(agent, args.api_key, args.api_secret)))
+    if args.hangup:
+        left = webhooks.sip_participant_left(event, created_at=hangup_ms // 1000)
+        finished = webhooks.room_finished(room=room, created_at=hangup_ms // 1000 + 1)
+        deliveries.append(("hang-up", *webhooks.signed_request(left, args.api_key, args.api_secret)))
+        deliveries.append(("room finished", *webhooks.signed_request(finished, args.api_key, args.api_secret)))
 
     url = args.gateway.rstrip("/") + "/livekit-webhook"
     print(f"room {room}  call {event.participant.attributes['sip.callID']}  event {event.id}  -> {url}")

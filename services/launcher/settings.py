@@ -31,6 +31,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "--dispatcher-metrics-port", "DISPATCHER_METRICS_PORT", "9102", "DispatcherService Prometheus port (0 = off)"
     ),
+    Setting("--calls-port", "CALLS_PORT", "50053", "CallHistoryService gRPC port"),
+    Setting("--calls-metrics-port", "CALLS_METRICS_PORT", "9103", "CallHistoryService Prometheus port (0 = off)"),
+    Setting(
+        "--calls-database-url",
+        "CALLS_DATABASE_URL",
+        "",
+        "call history database (postgresql://… or sqlite:///…, :memory: keeps nothing); unset = an SQLite file "
+        "under the user's data directory",
+    ),
     Setting("--gateway-port", "PORT", "8080", "webhook gateway HTTP port"),
     Setting("--persona-api-base", "PERSONA_API_BASE", "", "CRM base URL; unset = persona file"),
     Setting("--persona-file", "PERSONA_FILE", "", "persona JSON file; unset = the example file shipped in the package"),

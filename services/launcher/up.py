@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
 
+from services.calls.config import default_database_url
 from services.grpc_runtime.config import ClientTLSConfig
 from services.launcher.children import ChildProcess
 from services.launcher.readiness import grpc_serving, http_ready, wait_until
@@ -35,7 +37,7 @@ AGENT_HEALTH_PORT = "8081"
 @dataclass
 class Service:
     child: ChildProcess
-    kind: str  # "persona", "dispatcher", "gateway", "agent"
+    kind: str  # "persona", "dispatcher", "calls", "gateway", "agent"
     address: str
     metrics: str
     ready_check: object | None
@@ -102,12 +104,31 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
                     functools.partial(grpc_serving, target, 1.0, client_tls),
                 )
             )
+    # One CallHistoryService whatever --replicas: its database is the state replicas would share
+    # (several need one PostgreSQL, CALLS_DATABASE_URL). The gateways report calls to it.
+    calls_target = f"127.0.0.1:{settings['CALLS_PORT']}"
+    calls_metrics = settings["CALLS_METRICS_PORT"]
+    services.append(
+        Service(
+            ChildProcess("calls", _cli("calls", "serve"), base_env, prefix_width=prefix_width),
+            "calls",
+            f"grpc://{calls_target}",
+            f"http://127.0.0.1:{calls_metrics}/metrics" if calls_metrics != "0" else "(off)",
+            functools.partial(grpc_serving, calls_target, 1.0, ClientTLSConfig.from_env("CALLS", base_env)),
+        )
+    )
     # Several targets become one round_robin channel (see the gateway's channel setup).
     persona_target = persona_targets[0] if replicas == 1 else "ipv4:" + ",".join(persona_targets)
     dispatcher_target = dispatcher_targets[0] if replicas == 1 else "ipv4:" + ",".join(dispatcher_targets)
     for replica in range(replicas):
         port = str(int(settings["PORT"]) + replica)
-        env = {**base_env, "PORT": port, "PERSONA_TARGET": persona_target, "DISPATCHER_TARGET": dispatcher_target}
+        env = {
+            **base_env,
+            "PORT": port,
+            "PERSONA_TARGET": persona_target,
+            "DISPATCHER_TARGET": dispatcher_target,
+            "CALLS_TARGET": calls_target,
+        }
         url = f"http://127.0.0.1:{port}"
         name = "gateway" if replicas == 1 else f"gateway-{replica + 1}"
         services.append(
@@ -181,8 +202,13 @@ def describe(services: list[Service], settings: dict[str, str]) -> str:
         f"persona source: {persona_source}",
         f"cache backend:  {cache}",
         f"LiveKit URL:    {settings['LIVEKIT_URL']}  (agent name {settings['AGENT_TO_DISPATCH']})",
+        f"call history:   {_without_password(settings['CALLS_DATABASE_URL'] or default_database_url())}",
     ]
     return "\n".join(lines)
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 async def run(settings: dict[str, str], *, with_agent: bool) -> int:
@@ -265,7 +291,7 @@ def _report_death(service: Service) -> None:
 
 async def _stop_all(services: list[Service]) -> None:
     # Gateway first so no webhook arrives at a half-stopped mesh, then the services it calls.
-    order = {"gateway": 0, "agent": 1, "dispatcher": 2, "persona": 3}
+    order = {"gateway": 0, "agent": 1, "dispatcher": 2, "calls": 2, "persona": 3}
     for rank in sorted(set(order.values())):
         group = [s for s in services if order[s.kind] == rank]
         await asyncio.gather(*(s.child.stop(STOP_GRACE_SECONDS) for s in group))

@@ -106,8 +106,15 @@ class Subscription:
 
 
 class ChangeFeed:
-    def __init__(self, log: ChangeLog, *, buffer: int = DEFAULT_BUFFER, on_drop: Callable[[], None] | None = None):
-        self.log = log
+    def __init__(
+        self,
+        make_log: Callable[[Callable[[Change], None]], ChangeLog],
+        *,
+        buffer: int = DEFAULT_BUFFER,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        """`make_log(deliver)` builds the log that calls `deliver` for every change."""
+        self.log = make_log(self.deliver)
         self.buffer = buffer
         self._subscribers: set[Subscription] = set()
         self._on_drop = on_drop or (lambda: None)
@@ -126,9 +133,7 @@ class ChangeFeed:
             if subscription.overflowed and subscription in self._subscribers:
                 self._subscribers.discard(subscription)
                 self._on_drop()
-                logger.warning(
-                    "a WatchPersonas subscriber fell %d changes behind; cutting it off", subscription.buffer
-                )
+                logger.warning("a WatchPersonas subscriber fell %d changes behind; cutting it off", subscription.buffer)
 
     async def watch(
         self, numbers: frozenset[str] | None, resume_token: str, *, keepalive_seconds: float

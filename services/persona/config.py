@@ -51,12 +51,22 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class WatchConfig:
+    """WatchPersonas: how subscribers hear of persona changes."""
+
+    keepalive_seconds: float = 15.0  # a keep-alive event after this long without a change
+    buffer: int = 256  # changes a subscriber may fall behind before it is cut off
+    history: int = 10_000  # changes kept for subscribers that resume (in Redis: the stream's length)
+
+
+@dataclass(frozen=True)
 class PersonaConfig:
     # Sources: the CRM when crm.api_base is set, else persona_file, else the bundled example.
     crm: CrmConfig = CrmConfig()
     cache: CacheConfig = CacheConfig()
     # CRM fetches for numbers with no cached or last-known-good trace (admission.py).
     new_numbers: NewNumberLimits = NewNumberLimits()
+    watch: WatchConfig = WatchConfig()
     persona_file: str | None = None
     # Numbers without a country code are read in this region.
     default_region: str = "IN"
@@ -113,6 +123,11 @@ class PersonaConfig:
                     env.integer("PERSONA_NEW_NUMBER_PEER_BURST", NewNumberLimits.peer_burst),
                 ),
                 peer_exempt=_networks(env, "PERSONA_NEW_NUMBER_PEER_EXEMPT"),
+            ),
+            watch=WatchConfig(
+                keepalive_seconds=env.number("PERSONA_WATCH_KEEPALIVE", WatchConfig.keepalive_seconds),
+                buffer=env.integer("PERSONA_WATCH_BUFFER", WatchConfig.buffer),
+                history=env.integer("PERSONA_WATCH_HISTORY", WatchConfig.history),
             ),
             persona_file=env.optional("PERSONA_FILE"),
             default_region=env.text("PERSONA_DEFAULT_REGION", cls.default_region).upper(),

@@ -39,3 +39,21 @@ class NewNumberRateLimitedError(PersonaLookupError):
     def __init__(self, message: str, number: str = "", *, limit: str) -> None:
         super().__init__(message, number)
         self.limit = limit
+
+
+class WatchTooSlowError(PersonaLookupError):
+    """A WatchPersonas subscriber fell behind its buffer and was cut off."""
+
+    reason = "WATCH_TOO_SLOW"
+
+
+class TooManyNumbersError(PersonaLookupError):
+    """A request named more numbers than one call may."""
+
+    reason = "TOO_MANY_NUMBERS"
+
+
+class WatchUnavailableError(PersonaLookupError):
+    """This service publishes no changes (its source is a file that never changes)."""
+
+    reason = "WATCH_UNAVAILABLE"

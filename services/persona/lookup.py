@@ -24,7 +24,7 @@ from services.persona.admission import NewNumberAdmission
 from services.persona.cache import PersonaCache
 from services.persona.cache_entry import CacheEntry, CachePolicy, answer_version
 from services.persona.campaign_selection import SELECTION_RULE_LABELS, choose_variant, read_caller
-from services.persona.changes import ChangeFeed
+from services.persona.changes import Change, ChangeFeed
 from services.persona.errors import (
     CrmUnavailableError,
     InvalidNumberError,
@@ -139,7 +139,7 @@ class PersonaLookup:
             clock=clock,
             lease=lease,
             lease_poll_seconds=lease_poll_seconds,
-            on_change=feed.publish if feed is not None else None,
+            on_change=self._publish if feed is not None else None,
         )
         self.feed = feed
         self._inflight: dict[str, asyncio.Task[CacheEntry]] = {}
@@ -466,6 +466,17 @@ class PersonaLookup:
         else:
             self.last_known_good.remember(number.e164, entry)
         return entry
+
+    async def _publish(self, change: Change) -> None:
+        assert self.feed is not None
+        self.metrics.changes_published.inc()
+        logger.info(
+            "persona of %s changed: %s -> %s",
+            change.number,
+            change.previous_version or "none",
+            change.version or "none",
+        )
+        await self.feed.publish(change)
 
     async def aclose(self) -> None:
         """Cancels the fetches nobody waits for any more (at shutdown)."""

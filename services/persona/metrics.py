@@ -46,6 +46,17 @@ class PersonaMetrics:
             ["why"],
             registry=registry,
         )
+        self.watchers = Gauge("persona_watchers", "WatchPersonas streams open on this replica.", registry=registry)
+        self.watchers_dropped = Counter(
+            "persona_watchers_dropped_total",
+            "WatchPersonas subscribers cut off because they fell behind their buffer.",
+            registry=registry,
+        )
+        self.changes_published = Counter(
+            "persona_changes_published_total",
+            "New persona versions this replica saw at the source and published to every replica's watchers.",
+            registry=registry,
+        )
         self.campaign_selections = Counter(
             "persona_campaign_selections_total",
             "Campaign answers reduced to one variant, by the rule that chose it: closed_hours, caller_match,"

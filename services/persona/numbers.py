@@ -16,6 +16,8 @@ import phonenumbers
 # Rejecting letters up front matters: phonenumbers would read "1-800-FLOWERS" as digits.
 _PHONE_CHARS = re.compile(r"^\+?[0-9\s().\-]+$")
 _MAX_INPUT_LENGTH = 32
+# Ends every refusal, so the caller sees what a number should look like.
+VALID_FORM = "write it as '+', the country code and the number, e.g. +918655701159"
 
 
 class InvalidPhoneNumber(ValueError):
@@ -67,17 +69,29 @@ def parse_dialed_number(text: str, default_region: str) -> DialedNumber:
     ranges and test numbers that the bundled metadata may not know yet."""
     received = (text or "").strip()
     if not received:
-        raise InvalidPhoneNumber("the dialed number is empty")
-    if len(received) > _MAX_INPUT_LENGTH or not _PHONE_CHARS.match(received):
-        raise InvalidPhoneNumber(f"{received[:40]!r} is not a phone number")
-    readings = _readings(received, default_region)
+        raise InvalidPhoneNumber(f"the dialed number is empty; {VALID_FORM}")
+    if len(received) > _MAX_INPUT_LENGTH:
+        raise InvalidPhoneNumber(
+            f"{received[:40]!r}... is not a phone number: over {_MAX_INPUT_LENGTH} characters; {VALID_FORM}"
+        )
+    if not any(ch.isdigit() for ch in received):
+        raise InvalidPhoneNumber(f"{received!r} is not a phone number: it has no digits; {VALID_FORM}")
+    if not _PHONE_CHARS.match(received):
+        raise InvalidPhoneNumber(
+            f"{received!r} is not a phone number: only digits, spaces, '.', '-', '(', ')' and a leading '+' "
+            f"may appear; {VALID_FORM}"
+        )
+    readings, failures = _readings(received, default_region)
     if not readings:
-        raise InvalidPhoneNumber(f"{received!r} is not a phone number")
+        raise InvalidPhoneNumber(f"{received!r} {_why_unreadable(received, failures)}; {VALID_FORM}")
     chosen = next((n for n in readings if phonenumbers.is_valid_number(n)), None)
     if chosen is None:
         chosen = next((n for n in readings if phonenumbers.is_possible_number(n)), None)
     if chosen is None:
-        raise InvalidPhoneNumber(f"{received!r} is not a possible phone number for its country")
+        first = phonenumbers.format_number(readings[0], phonenumbers.PhoneNumberFormat.E164)
+        raise InvalidPhoneNumber(
+            f"{received!r} has the wrong number of digits for a phone number (read as {first}); {VALID_FORM}"
+        )
     return DialedNumber(
         e164=phonenumbers.format_number(chosen, phonenumbers.PhoneNumberFormat.E164),
         national=phonenumbers.national_significant_number(chosen),
@@ -85,8 +99,11 @@ def parse_dialed_number(text: str, default_region: str) -> DialedNumber:
     )
 
 
-def _readings(received: str, default_region: str) -> list[phonenumbers.PhoneNumber]:
-    """Every way to read `received`, most likely first (see parse_dialed_number)."""
+def _readings(
+    received: str, default_region: str
+) -> tuple[list[phonenumbers.PhoneNumber], list[phonenumbers.NumberParseException]]:
+    """Every way to read `received`, most likely first (see parse_dialed_number), and why
+    the other candidates could not be read at all."""
     candidates: list[tuple[str, str | None]]
     if received.startswith("+"):
         candidates = [(received, None)]
@@ -96,9 +113,21 @@ def _readings(received: str, default_region: str) -> list[phonenumbers.PhoneNumb
         candidates += [("+" + digits[len(p) :], None) for p in _IDD_PREFIXES if digits.startswith(p)]
         candidates.append(("+" + digits, None))
     readings = []
+    failures = []
     for candidate, region in candidates:
         try:
             readings.append(phonenumbers.parse(candidate, region))
-        except phonenumbers.NumberParseException:
-            continue
-    return readings
+        except phonenumbers.NumberParseException as exc:
+            failures.append(exc)
+    return readings, failures
+
+
+def _why_unreadable(received: str, failures: list[phonenumbers.NumberParseException]) -> str:
+    """Our own words for why no reading parsed (phonenumbers' texts describe its parser)."""
+    digits = sum(ch.isdigit() for ch in received)
+    kinds = {f.error_type for f in failures}
+    if phonenumbers.NumberParseException.TOO_LONG in kinds:
+        return f"has {digits} digits, too many for a phone number"
+    if received.startswith("+") and phonenumbers.NumberParseException.INVALID_COUNTRY_CODE in kinds:
+        return "does not start with a country calling code after the '+'"
+    return f"has {digits} digit{'' if digits == 1 else 's'}, too few for a phone number"

@@ -55,7 +55,7 @@ class RedisChangeLog:
     async def start(self) -> None:
         """Begins reading after the newest entry (changes before now are for resuming only)."""
         try:
-            newest = await self._redis.xrevrange(self._key, count=1)
+            newest: Any = await self._redis.xrevrange(self._key, count=1)
             self._last = _id(newest[0][0]) if newest else "0-0"
         except (RedisError, OSError) as exc:
             self._count_error("read")
@@ -82,14 +82,15 @@ class RedisChangeLog:
             logger.warning("could not publish the change of %s to the change stream: %s", change.number, exc)
 
     async def since(self, token: str) -> list[Change] | None:
-        if _order(token) is None:
+        wanted = _order(token)
+        if wanted is None:
             return None
         try:
-            oldest = await self._redis.xrange(self._key, count=1)
-            if not oldest or _order(_id(oldest[0][0])) > _order(token):  # type: ignore[operator]
+            oldest: Any = await self._redis.xrange(self._key, count=1)
+            if not oldest or (_order(_id(oldest[0][0])) or (0, 0)) > wanted:
                 # Trimmed past the token (or emptied): what happened in between is unknown.
                 return None if token != self._last else []
-            entries = await self._redis.xrange(self._key, min=f"({token}", count=self._history)
+            entries: Any = await self._redis.xrange(self._key, min=f"({token}", count=self._history)
         except (RedisError, OSError) as exc:
             self._count_error("read")
             logger.warning("change stream unreadable for a resuming subscriber; it must resync: %s", exc)
@@ -106,7 +107,9 @@ class RedisChangeLog:
     async def _read(self) -> None:
         while True:
             try:
-                answer: Any = await self._reader_client.xread({self._key: self._last}, block=_BLOCK_MILLISECONDS, count=100)
+                answer: Any = await self._reader_client.xread(
+                    {self._key: self._last}, block=_BLOCK_MILLISECONDS, count=100
+                )
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:

@@ -5,7 +5,7 @@ health reporting for the CRM, and the servicer."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from redis import asyncio as aioredis
 
@@ -16,6 +16,7 @@ from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
 from services.persona.admission import NewNumberAdmission
 from services.persona.cache import PersonaCache
 from services.persona.cache_entry import CachePolicy
+from services.persona.changes import Change, ChangeFeed, ChangeLog, InMemoryChangeLog
 from services.persona.config import DEFAULT_METRICS_PORT, DEFAULT_PORT, PersonaConfig
 from services.persona.crm import CrmPersonaSource, CrmSettings
 from services.persona.lookup import BreakerPolicy, PersonaLookup
@@ -23,6 +24,7 @@ from services.persona.memory_cache import MemoryCache
 from services.persona.metrics import PersonaMetrics
 from services.persona.persona_file import PersonaFileSource
 from services.persona.redis_cache import RedisCache
+from services.persona.redis_changes import READER_TIMEOUT_SECONDS, RedisChangeLog
 from services.persona.servicer import SERVICE_NAME, PersonaServicer
 from services.persona.sources import PersonaSourceBackend
 
@@ -31,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 # Dropping cached personas is for operators (and a CRM's change hook), not for every caller
 # of GetPersona: with PERSONA_ADMIN_TOKEN set, only that token may call these.
-ADMIN_METHODS = ("InvalidatePersona",)
+ADMIN_METHODS = ("InvalidatePersona", "NotifyPersonaChanges")
 
 
 def server_config_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -63,6 +65,28 @@ def build_source(config: PersonaConfig, metrics: PersonaMetrics) -> PersonaSourc
     if config.persona_file:
         return PersonaFileSource.from_path(config.persona_file, default_region=config.default_region)
     return PersonaFileSource.example(default_region=config.default_region)
+
+
+def build_feed(config: PersonaConfig, metrics: PersonaMetrics, server: GrpcServer) -> ChangeFeed:
+    """Where changes go: a Redis stream every replica reads when they share Redis, else
+    this process only. The stream's reader has a client of its own (it blocks)."""
+    url = config.cache.redis_url
+
+    def make_log(deliver: Callable[[Change], None]) -> ChangeLog:
+        if url is None:
+            return InMemoryChangeLog(deliver, history=config.watch.history)
+        log = RedisChangeLog(
+            redis_client(url),
+            redis_client(url, timeout_seconds=READER_TIMEOUT_SECONDS),
+            key=config.cache.redis_key_prefix + "changes",
+            deliver=deliver,
+            history=config.watch.history,
+            count_error=lambda op: metrics.redis_errors.labels(f"changes_{op}").inc(),
+        )
+        server.on_startup(log.start)
+        return log
+
+    return ChangeFeed(make_log, buffer=config.watch.buffer, on_drop=metrics.watchers_dropped.inc)
 
 
 def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServer:
@@ -98,6 +122,7 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
         report_breaker = server.health.reporter(SERVICE_NAME, "crm_breaker")
         if config.crm.probe_interval_seconds > 0:
             server.health.add_probe(SERVICE_NAME, "crm", source.probe, config.crm.probe_interval_seconds)
+    feed = build_feed(config, metrics, server) if source.cacheable else None
     lookup = PersonaLookup(
         source,
         cache,
@@ -115,8 +140,14 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
         report_breaker_health=report_breaker,
         lease=lease,
         fetch_budget_seconds=config.request_budget_seconds,
+        feed=feed,
     )
-    servicer = PersonaServicer(lookup, metrics, budget_seconds=config.request_budget_seconds)
+    servicer = PersonaServicer(
+        lookup,
+        metrics,
+        budget_seconds=config.request_budget_seconds,
+        watch_keepalive_seconds=config.watch.keepalive_seconds,
+    )
     server.add_service(
         ServiceSpec.of(
             servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService", admin_methods=ADMIN_METHODS
@@ -124,6 +155,8 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
     )
 
     async def close() -> None:
+        if feed is not None:
+            await feed.log.aclose()
         await lookup.aclose()  # fetches still running for callers that have gone
         await source.aclose()
         await cache.aclose()

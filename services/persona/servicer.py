@@ -3,13 +3,18 @@ domain errors mapped to status codes + ErrorInfo in one place."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
+from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import grpc
 
 from friday.persona.v1 import persona_pb2, persona_service_pb2, persona_service_pb2_grpc
+from friday.persona.v1.campaign_pb2 import Campaign
 from services.grpc_runtime import StatusTable, abort_with_error, answer_budget, peer_host
+from services.persona.changes import Event, KeepAlive, Resync, SubscriberTooSlow
 from services.persona.errors import (
     ERROR_DOMAIN,
     CrmUnavailableError,
@@ -18,6 +23,9 @@ from services.persona.errors import (
     NewNumberRateLimitedError,
     PersonaLookupError,
     PersonaNotFoundError,
+    TooManyNumbersError,
+    WatchTooSlowError,
+    WatchUnavailableError,
 )
 from services.persona.lookup import PersonaLookup
 from services.persona.metrics import PersonaMetrics
@@ -33,12 +41,17 @@ STATUS = StatusTable(
         (CrmUnavailableError, grpc.StatusCode.UNAVAILABLE),
         (LookupDeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
         (NewNumberRateLimitedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (WatchTooSlowError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (TooManyNumbersError, grpc.StatusCode.INVALID_ARGUMENT),
+        (WatchUnavailableError, grpc.StatusCode.UNIMPLEMENTED),
     ]
 )
 # Tells a client channel's retry policy not to retry this UNAVAILABLE: the service
 # already retried the CRM inside the deadline (docs/architecture.md, "Deadlines and retries").
 # A server that is down still yields a transport UNAVAILABLE, which is retried.
 _NO_RETRY = (("grpc-retry-pushback-ms", "-1"),)
+MAX_NUMBERS_PER_REQUEST = 100
+MAX_WATCHED_NUMBERS = 1_000
 
 
 def source_label(source: persona_pb2.PersonaSource.ValueType) -> str:
@@ -46,8 +59,16 @@ def source_label(source: persona_pb2.PersonaSource.ValueType) -> str:
 
 
 class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
-    def __init__(self, lookup: PersonaLookup, metrics: PersonaMetrics, *, budget_seconds: float) -> None:
+    def __init__(
+        self,
+        lookup: PersonaLookup,
+        metrics: PersonaMetrics,
+        *,
+        budget_seconds: float,
+        watch_keepalive_seconds: float = 15.0,
+    ) -> None:
         self._lookup = lookup
+        self._keepalive = watch_keepalive_seconds
         self._metrics = metrics
         self._budget = budget_seconds
 
@@ -92,17 +113,88 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
         self, request: persona_service_pb2.InvalidatePersonaRequest, context: grpc.aio.ServicerContext
     ) -> persona_service_pb2.InvalidatePersonaResponse:
         try:
-            number, removed = await self._lookup.invalidate(request.dialed_number)
-        except InvalidNumberError as exc:
-            await abort_with_error(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                str(exc),
-                reason=exc.reason,
-                domain=ERROR_DOMAIN,
-                metadata={"dialed_number": request.dialed_number[:64]},
+            done = await self._lookup.invalidate(
+                request.dialed_number, budget_seconds=answer_budget(context, self._budget)
             )
-        return persona_service_pb2.InvalidatePersonaResponse(normalized_number=number, removed=removed)
+        except InvalidNumberError as exc:
+            await self._abort(context, exc, request.dialed_number)
+        return persona_service_pb2.InvalidatePersonaResponse(
+            normalized_number=done.normalized_number,
+            removed=done.removed,
+            source_cacheable=self._lookup.source.cacheable,
+            refetched=done.refetched,
+            version=done.version,
+        )
+
+    async def NotifyPersonaChanges(
+        self, request: persona_service_pb2.NotifyPersonaChangesRequest, context: grpc.aio.ServicerContext
+    ) -> persona_service_pb2.NotifyPersonaChangesResponse:
+        budget = answer_budget(context, self._budget)
+        try:
+            if len(request.dialed_numbers) > MAX_NUMBERS_PER_REQUEST:
+                raise TooManyNumbersError(
+                    f"{len(request.dialed_numbers)} numbers; at most {MAX_NUMBERS_PER_REQUEST} per request"
+                )
+            numbers = [self._lookup.parse(text) for text in request.dialed_numbers]
+            refreshed = await asyncio.gather(*(self._lookup.refresh(n, budget_seconds=budget) for n in numbers))
+        except PersonaLookupError as exc:
+            await self._abort(context, exc, ",".join(request.dialed_numbers))
+        return persona_service_pb2.NotifyPersonaChangesResponse(
+            refreshed=[
+                persona_service_pb2.PersonaRefresh(
+                    normalized_number=r.normalized_number, version=r.version, changed=r.changed
+                )
+                for r in refreshed
+            ]
+        )
+
+    async def WatchPersonas(
+        self, request: persona_service_pb2.WatchPersonasRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[persona_service_pb2.WatchPersonasResponse]:
+        feed = self._lookup.feed
+        try:
+            if feed is None:
+                raise WatchUnavailableError("this PersonaService publishes no changes")
+            if len(request.dialed_numbers) > MAX_WATCHED_NUMBERS:
+                raise TooManyNumbersError(f"at most {MAX_WATCHED_NUMBERS} numbers per watch")
+            numbers = frozenset(self._lookup.parse(t).e164 for t in request.dialed_numbers) or None
+            self._metrics.watchers.inc()
+            try:
+                async for event in feed.watch(numbers, request.resume_token, keepalive_seconds=self._keepalive):
+                    yield _watch_response(event)
+            except SubscriberTooSlow as exc:
+                raise WatchTooSlowError(f"the subscriber {exc}; reconnect with the last resume_token") from exc
+            finally:
+                self._metrics.watchers.dec()
+        except PersonaLookupError as exc:
+            await self._abort(context, exc, ",".join(request.dialed_numbers))
+
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: PersonaLookupError, asked: str) -> NoReturn:
+        code = STATUS.code_of(exc)
+        await abort_with_error(
+            context, code, str(exc), reason=exc.reason, domain=ERROR_DOMAIN, metadata={"dialed_number": asked[:64]}
+        )
+
+
+def _watch_response(event: Event) -> persona_service_pb2.WatchPersonasResponse:
+    if isinstance(event, KeepAlive):
+        return persona_service_pb2.WatchPersonasResponse(
+            keep_alive=persona_service_pb2.KeepAlive(), resume_token=event.token
+        )
+    if isinstance(event, Resync):
+        return persona_service_pb2.WatchPersonasResponse(resync=persona_service_pb2.Resync(), resume_token=event.token)
+    change = persona_service_pb2.PersonaChange(
+        normalized_number=event.number,
+        version=event.version,
+        previous_version=event.previous_version,
+        removed=event.removed,
+    )
+    if isinstance(event.answer, Campaign):
+        change.campaign.CopyFrom(event.answer)
+    elif event.answer is not None:
+        change.persona.CopyFrom(event.answer)
+    change.changed_at.FromDatetime(datetime.datetime.fromtimestamp(event.changed_at, datetime.UTC))
+    return persona_service_pb2.WatchPersonasResponse(change=change, resume_token=event.token)
 
 
 def _error_metadata(dialed_number: str, exc: PersonaLookupError) -> dict[str, str]:

@@ -9,7 +9,9 @@ Verify with ``livekit.api.WebhookReceiver(TokenVerifier(key, secret)).receive(bo
 
 The events: a SIP caller's join and an outbound SIP leg's (participants as livekit/sip makes
 them: ``sip_participants``), our agent's join (kind AGENT), a browser user's (STANDARD, no
-``kind``), ``room_started``. Ids have livekit's shapes (``EV_``, ``RM_``, ``PA_`` + 12 base57).
+``kind``), ``room_started``; the caller leaving (``participant_left`` or
+``participant_connection_aborted``, with LiveKit's disconnect reason) and ``room_finished``.
+Ids have livekit's shapes (``EV_``, ``RM_``, ``PA_`` + 12 base57).
 
 Not modelled here: how LiveKit delivers them — one FIFO queue per room and URL, retries,
 drops — which is ``services.chaos.redelivery``; and the other events LiveKit sends.
@@ -30,7 +32,7 @@ from typing import Any
 import jwt
 from google.protobuf import json_format
 from livekit.api import AccessToken
-from livekit.protocol.models import ParticipantInfo, ParticipantPermission, Room
+from livekit.protocol.models import DisconnectReason, ParticipantInfo, ParticipantPermission, Room
 from livekit.protocol.webhook import WebhookEvent
 
 from . import sip_participants
@@ -125,6 +127,7 @@ def sip_participant_joined(
     hide_numbers: bool = False,
     event_id: str | None = None,
     created_at: int | None = None,
+    joined_at_ms: int | None = None,
     **attributes: Any,
 ) -> WebhookEvent:
     """A caller's SIP leg joining, as livekit/sip makes it (`sip_participants.inbound`, which
@@ -140,6 +143,8 @@ def sip_participant_joined(
             **attributes,
         )
     )
+    if joined_at_ms is not None:
+        event.participant.joined_at_ms = joined_at_ms
     return event
 
 
@@ -160,16 +165,46 @@ def sip_outbound_participant_joined(
 
 
 def agent_participant_joined(
-    *, room: str, agent_name: str = "friday-ai-agent", event_id: str | None = None
+    *,
+    room: str,
+    agent_name: str = "friday-ai-agent",
+    event_id: str | None = None,
+    joined_at_ms: int | None = None,
 ) -> WebhookEvent:
-    """Our own agent joining the room: kind AGENT. The gateway must ignore it."""
-    event = _event("participant_joined", room, event_id, None)
+    """Our own agent joining the room: kind AGENT. It starts no dispatch; it answers the call.
+    `joined_at_ms`: LiveKit's joinedAtMs (default: now, whole seconds as joinedAt)."""
+    created_at = joined_at_ms // 1000 if joined_at_ms is not None else None
+    event = _event("participant_joined", room, event_id, created_at)
     job_id = guid(JOB_PREFIX)
     p = _participant(f"agent-{job_id}", agent_name, ParticipantInfo.Kind.AGENT, event.created_at)
+    if joined_at_ms is not None:
+        p.joined_at_ms = joined_at_ms
     p.permission.agent = True
     p.attributes.update({"lk.agent.state": "initializing", "lk.agent_name": agent_name})
     event.participant.CopyFrom(p)
     return event
+
+
+def sip_participant_left(
+    joined: WebhookEvent,
+    *,
+    created_at: int | None = None,
+    event_id: str | None = None,
+    event: str = "participant_left",
+    disconnect_reason: int = DisconnectReason.CLIENT_INITIATED,
+) -> WebhookEvent:
+    """The caller of `joined` (a SIP participant_joined) leaving: LiveKit sends the participant
+    as it was, now DISCONNECTED, with why. `event` may be "participant_connection_aborted"."""
+    left = _event(event, joined.room.name, event_id, created_at)
+    left.room.CopyFrom(joined.room)
+    left.participant.CopyFrom(joined.participant)
+    left.participant.state = ParticipantInfo.State.DISCONNECTED
+    left.participant.disconnect_reason = disconnect_reason  # type: ignore[assignment]
+    return left
+
+
+def room_finished(*, room: str, created_at: int | None = None, event_id: str | None = None) -> WebhookEvent:
+    return _event("room_finished", room, event_id, created_at)
 
 
 def standard_participant_joined(*, room: str, event_id: str | None = None) -> WebhookEvent:

@@ -20,8 +20,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.common.tracing import current_trace_id
+from services.webhook_gateway import call_events
 from services.webhook_gateway.call_flow import CallFlow, Dispatched, Duplicate, RoomGone
+from services.webhook_gateway.call_reporter import CallReporter
 from services.webhook_gateway.errors import BodyTooLarge
 from services.webhook_gateway.events import Ignored, classify
 from services.webhook_gateway.metrics import GatewayMetrics
@@ -43,6 +46,9 @@ class GatewayState:
     max_body_bytes: int
     # upstream name → "is it SERVING?" (for /ready)
     readiness: dict[str, Callable[[], Awaitable[bool]]]
+    # Call lifecycle facts for CallHistoryService; None when no CALLS_TARGET is set.
+    calls: CallReporter | None = None
+    agent_name: str = DEFAULT_AGENT_NAME
 
 
 def create_app(wiring: Callable[[], AbstractAsyncContextManager[GatewayState]]) -> Starlette:
@@ -99,6 +105,9 @@ async def receive_webhook(request: Request) -> Response:
 
     event_name = event.event or "unknown"
     trace_token = current_trace_id.set(event.id or "-")
+    if state.calls is not None:
+        # Queued only, never awaited: the answer to LiveKit does not depend on the call history.
+        state.calls.report(call_events.from_webhook(event, agent_name=state.agent_name))
     try:
         call = classify(event)
         if isinstance(call, Ignored):
@@ -118,6 +127,8 @@ async def receive_webhook(request: Request) -> Response:
                 response.headers["Retry-After"] = str(outcome.retry_after_seconds)
             return response
         state.metrics.dispatch_latency.observe(time.perf_counter() - started)
+        if state.calls is not None:
+            state.calls.report(call_events.from_dispatch(call, outcome))
         state.metrics.persona_sources.labels(outcome.persona_source).inc()
         if outcome.default_reason:
             state.metrics.defaults_used.inc()

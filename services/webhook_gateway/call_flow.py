@@ -33,6 +33,7 @@ from friday.persona.v1.persona_service_pb2 import DefaultReason, GetPersonaRespo
 from services.common import call_facts, job_metadata
 from services.common.default_persona import default_persona
 from services.common.log_safety import loggable
+from services.common.versions import content_version
 from services.webhook_gateway.dedupe import EventLedger
 from services.webhook_gateway.errors import UpstreamError
 from services.webhook_gateway.events import SipCall
@@ -75,6 +76,9 @@ class Dispatched:
     persona_name: str
     persona_source: str  # PersonaSource name
     default_reason: str  # why the default persona was used; empty when it was not
+    # For the call's record (call_events.from_dispatch): the persona's content hash and the job's id.
+    persona_version: str = ""
+    job_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,9 @@ class CallFlow:
             persona_name=metadata.persona.display_name,
             persona_source=PersonaSource.Name(metadata.persona_source),
             default_reason=default_reason,
+            # PersonaService stamps every persona; one from an older service may lack it.
+            persona_version=metadata.persona.version or content_version(metadata.persona),
+            job_id=response.job.job_id if response.HasField("job") else "",
         )
 
     async def _job_metadata(self, call: SipCall, deadline: float) -> tuple[AgentJobMetadata, str]:

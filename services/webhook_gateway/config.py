@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from services.common.env import Environment
 from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
 from services.grpc_runtime.config import ClientTLSConfig
+from services.webhook_gateway.call_reporter import CallReportingConfig
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class GatewayConfig:
     ready_timeout_seconds: float = 0.5
     persona_tls: ClientTLSConfig | None = None
     dispatcher_tls: ClientTLSConfig | None = None
+    call_reporting: CallReportingConfig = CallReportingConfig()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -97,4 +99,5 @@ class GatewayConfig:
             ready_timeout_seconds=env.number("GATEWAY_READY_TIMEOUT_SECONDS", cls.ready_timeout_seconds),
             persona_tls=ClientTLSConfig.from_env("PERSONA", environ),
             dispatcher_tls=ClientTLSConfig.from_env("DISPATCHER", environ),
+            call_reporting=CallReportingConfig.from_env(environ),
         )

@@ -19,6 +19,7 @@ from services.common import secrets_check
 from services.grpc_runtime.channel import is_serving
 from services.webhook_gateway.app import GatewayState, create_app
 from services.webhook_gateway.call_flow import CallFlow
+from services.webhook_gateway.call_reporter import CallReporter, CallReporterMetrics, GrpcCallHistory
 from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 from services.webhook_gateway.dedupe import EventLedger, InProcessEventLedger, RedisEventLedger
 from services.webhook_gateway.metrics import GatewayMetrics
@@ -42,6 +43,14 @@ async def wired(config: GatewayConfig) -> AsyncIterator[GatewayState]:
     ready_timeout = config.ready_timeout_seconds
     metrics = GatewayMetrics()
     secrets_check.check_secret("LIVEKIT_WEBHOOK_API_SECRET", config.webhook_api_secret)
+    metrics = GatewayMetrics()
+    reporting = config.call_reporting
+    calls_channel = upstream_channel(reporting.target, reporting.tls) if reporting.target else None
+    reporter = None
+    if calls_channel is not None:
+        sink = GrpcCallHistory(calls_channel, reporting.token)
+        reporter = CallReporter(sink, reporting, CallReporterMetrics(metrics.registry))
+        await reporter.start()
     try:
         yield GatewayState(
             verifier=WebhookVerifier(config.webhook_api_key, config.webhook_api_secret),
@@ -60,8 +69,14 @@ async def wired(config: GatewayConfig) -> AsyncIterator[GatewayState]:
                 "persona": functools.partial(is_serving, persona_channel, ready_timeout),
                 "dispatcher": functools.partial(is_serving, dispatcher_channel, ready_timeout),
             },
+            calls=reporter,
+            agent_name=config.agent_name,
         )
     finally:
+        if reporter is not None:
+            await reporter.close()
+        if calls_channel is not None:
+            await calls_channel.close()
         await ledger.close()
         for channel in (persona_channel, dispatcher_channel):
             await channel.close()

@@ -32,6 +32,22 @@ def test_livekit_flags_reach_the_livekit_cli(mode: str) -> None:
     assert "LIVEKIT_URL" in done.stdout
 
 
+def test_the_usage_line_names_the_pass_through_arguments() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "agent", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: friday agent [-h] {dev,start} [LIVEKIT_ARGS ...]\n")
+    assert "LIVEKIT_ARGS  handed to the livekit-agents CLI" in done.stdout
+
+
+def test_no_mode_is_a_usage_error_that_asks_for_the_mode_only() -> None:
+    done = subprocess.run([sys.executable, "-m", "services.cli", "agent"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.endswith("friday agent: error: say which mode: start or dev\n")
+    assert "LIVEKIT_ARGS" not in done.stderr.splitlines()[-1]
+
+
 def test_bad_agent_config_exits_with_a_message() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", "agent", "start"],

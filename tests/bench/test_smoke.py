@@ -20,6 +20,8 @@ def test_quick_run_writes_every_scenario(tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "bench", "--quick", "--output-dir", str(tmp_path), "--output-name", "smoke",
         "--burst-size", "10", "--cold-count", "2", "--sequential-count", "10",
+        # Each timed step runs long enough for a handful of calls: rows, not measurements, are checked.
+        "--open-duration", "0.5", "--closed-duration", "0.5", "--grpc-duration", "0.3",
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

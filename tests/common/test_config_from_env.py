@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from agent.config import AgentConfig
+from services.calls.config import CallerNumbers, CallsConfig
 from services.common.env import ConfigError
 from services.common.tracing import log_level_from_env
 from services.dispatcher.config import DispatcherConfig
@@ -117,6 +118,41 @@ GATEWAY: list[Row] = [
         ("CLIENT_KEY_FILE", "key_file"),
         ("SERVER_NAME", "server_name_override"),
     )
+] + [
+    ("CALLS_TARGET", "dns:///calls:50053", "call_reporting.target", "dns:///calls:50053"),
+    ("CALLS_TOKEN", "c-token", "call_reporting.token", "c-token"),
+    ("GATEWAY_CALL_EVENTS_QUEUE_SIZE", "77", "call_reporting.queue_size", 77),
+    ("GATEWAY_CALL_EVENTS_MAX_ATTEMPTS", "3", "call_reporting.max_attempts", 3),
+    ("GATEWAY_CALL_EVENTS_ATTEMPT_TIMEOUT_SECONDS", "1.5", "call_reporting.attempt_timeout_seconds", 1.5),
+    ("GATEWAY_CALL_EVENTS_INITIAL_BACKOFF_SECONDS", "0.3", "call_reporting.initial_backoff_seconds", 0.3),
+    ("GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS", "4", "call_reporting.max_backoff_seconds", 4.0),
+    ("GATEWAY_CALL_EVENTS_SENDERS", "2", "call_reporting.senders", 2),
+    ("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", "1.5", "call_reporting.drain_seconds", 1.5),
+] + [
+    (f"CALLS_TLS_{var}", f"/tls/CALLS-{var}", f"call_reporting.tls.{field}", f"/tls/CALLS-{var}")
+    for var, field in (
+        ("CA_FILE", "ca_file"),
+        ("CLIENT_CERT_FILE", "cert_file"),
+        ("CLIENT_KEY_FILE", "key_file"),
+        ("SERVER_NAME", "server_name_override"),
+    )
+]
+CALLS: list[Row] = [
+    ("CALLS_DATABASE_URL", "postgresql://u@db/calls", "store.database_url", "postgresql://u@db/calls"),
+    ("CALLS_DATABASE_SCHEMA", "friday", "store.database_schema", "friday"),
+    ("CALLS_RETENTION_DAYS", "30", "retention_days", 30.0),
+    ("CALLS_STORE_CALLER_NUMBERS", "FULL", "caller_numbers", CallerNumbers.FULL),
+    ("CALLS_NO_AGENT_SECONDS", "15", "no_agent_seconds", 15.0),
+    ("CALLS_SWEEP_INTERVAL_SECONDS", "2", "sweep_interval_seconds", 2.0),
+    ("CALLS_MAX_PAGE_SIZE", "100", "max_page_size", 100),
+    ("CALL_EVENTS_URL", "https://hooks.test/friday", "events.url", "https://hooks.test/friday"),
+    ("CALL_EVENTS_SECRET", "s" * 32, "events.secret", "s" * 32),
+    ("CALL_EVENTS_TIMEOUT_SECONDS", "3", "events.timeout_seconds", 3.0),
+    ("CALL_EVENTS_INITIAL_BACKOFF_SECONDS", "0.5", "events.initial_backoff_seconds", 0.5),
+    ("CALL_EVENTS_MAX_BACKOFF_SECONDS", "30", "events.max_backoff_seconds", 30.0),
+    ("CALL_EVENTS_POLL_INTERVAL_SECONDS", "0.5", "events.poll_interval_seconds", 0.5),
+    ("CALL_EVENTS_LEASE_SECONDS", "20", "events.lease_seconds", 20.0),
+    ("CALL_EVENTS_BATCH_SIZE", "10", "events.batch_size", 10),
 ]
 AGENT: list[Row] = [
     ("AGENT_TO_DISPATCH", "acme-agent", "agent_name", "acme-agent"),
@@ -174,6 +210,7 @@ CASES = {
         GatewayConfig.from_env, GatewayConfig(), GATEWAY, frozenset({"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"})
     ),
     "gateway server": Case(HttpServerConfig.from_env, HttpServerConfig(), GATEWAY_SERVER),
+    "calls": Case(CallsConfig.from_env, CallsConfig(), CALLS),
     # OpenAI and Azure credentials pick the default speech stack (the openai client reads them itself).
     "agent": Case(
         AgentConfig.from_env,

@@ -57,6 +57,9 @@ def test_friday_up_serves_a_simulated_call_and_stops_cleanly_on_ctrl_c() -> None
                     "--gateway-port", str(gateway_port),
                     "--persona-metrics-port", "0",
                     "--dispatcher-metrics-port", "0",
+                    "--calls-port", str(free_port()),
+                    "--calls-metrics-port", "0",
+                    "--calls-database-url", ":memory:",
                 ],
                 cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip

@@ -239,10 +239,12 @@ async def test_invalidate_needs_the_admin_token_and_the_cli_sends_it(crm: CrmSta
             "persona", "invalidate", "+918655701159", env=env | {"PERSONA_ADMIN_TOKEN": admin_token}
         )
         assert code == 0, err
-        assert json.loads(out) == {"normalized_number": "+918655701159", "removed": True}
+        assert json.loads(out) == {"normalized_number": "+918655701159", "removed": True, "source_cacheable": True}
+        assert err == ""
         code, out, err = await _friday("persona", "invalidate", "+918655701159", "--token", admin_token, env=env)
         assert code == 0, err
         assert json.loads(out)["removed"] is False
+        assert "no cached persona for +918655701159 to drop" in err  # says why nothing was removed
         # and `get` keeps using the ordinary token while both are set
         code, _, err = await _friday("persona", "get", "+918655701159", env=env | {"PERSONA_ADMIN_TOKEN": admin_token})
         assert code == 0, err

@@ -47,6 +47,29 @@ def test_not_phone_numbers(text: str) -> None:
         parse_dialed_number(text, "IN")
 
 
+@pytest.mark.parametrize(
+    ("text", "what_was_wrong"),
+    [
+        ("", "the dialed number is empty"),
+        ("+1", "'+1' has 1 digit, too few for a phone number"),
+        ("+", "'+' is not a phone number: it has no digits"),
+        ("1-800-FLOWERS", "'1-800-FLOWERS' is not a phone number: only digits, spaces,"),
+        ("+99912345678", "'+99912345678' does not start with a country calling code after the '+'"),
+        ("+1234567890123456789", "has 19 digits, too many for a phone number"),
+        ("12", "'12' has the wrong number of digits for a phone number (read as +9112)"),
+        ("9" * 40, "over 32 characters"),
+    ],
+)
+def test_a_refusal_says_what_was_wrong_and_shows_a_valid_form(text: str, what_was_wrong: str) -> None:
+    with pytest.raises(InvalidPhoneNumber) as refused:
+        parse_dialed_number(text, "IN")
+    message = str(refused.value)
+    assert what_was_wrong in message
+    assert message.endswith("; write it as '+', the country code and the number, e.g. +918655701159")
+    # phonenumbers' own texts describe its parser, not the caller's mistake
+    assert "did not seem" not in message and "Could not interpret" not in message
+
+
 def test_mapping_accepts_original_field_names_and_keeps_extras() -> None:
     persona = persona_from_json(
         {

@@ -40,7 +40,7 @@ from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.testing.crm import BASE_PATH as CRM_BASE_PATH
 from services.testing.livekit_webhooks import sip_participant_joined
 from services.testing.process import standin_process
-from tests.child_process import REPO_ROOT, ProcessOutput, is_alive
+from tests.child_process import REPO_ROOT, ProcessOutput, free_port, is_alive
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 KEY = "APIscalekey"
@@ -130,6 +130,9 @@ def test_two_replicas_of_everything_survive_sigkill_with_exactly_one_dispatch_pe
                     "--gateway-port", str(gateway_port),
                     "--persona-metrics-port", "0",
                     "--dispatcher-metrics-port", "0",
+                    "--calls-port", str(free_port()),
+                    "--calls-metrics-port", "0",
+                    "--calls-database-url", ":memory:",
                 ],
                 cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip

@@ -54,7 +54,12 @@ def test_settings_that_cannot_work_are_refused(overrides: dict[str, str], messag
 def test_three_replicas_get_distinct_ports_and_every_gateway_balances_over_all_of_them() -> None:
     services = plan(_settings(FRIDAY_UP_REPLICAS="3", REDIS_URL="redis://127.0.0.1:6379/0"), with_agent=False)
     names = [s.child.name for s in services]
-    assert names == [f"{kind}-{i}" for kind in ("persona", "dispatcher", "gateway") for i in (1, 2, 3)]
+    # One CallHistoryService whatever the replicas: its database is the shared state.
+    assert names == [
+        *(f"{kind}-{i}" for kind in ("persona", "dispatcher") for i in (1, 2, 3)),
+        "calls",
+        *(f"gateway-{i}" for i in (1, 2, 3)),
+    ]
     assert [s.address for s in services if s.kind == "persona"] == [
         "grpc://127.0.0.1:50051",
         "grpc://127.0.0.1:50061",
@@ -68,12 +73,14 @@ def test_three_replicas_get_distinct_ports_and_every_gateway_balances_over_all_o
         assert gateway.child.env["PERSONA_TARGET"] == "ipv4:127.0.0.1:50051,127.0.0.1:50061,127.0.0.1:50071"
         assert gateway.child.env["DISPATCHER_TARGET"] == "ipv4:127.0.0.1:50052,127.0.0.1:50062,127.0.0.1:50072"
         assert gateway.child.env["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+        assert gateway.child.env["CALLS_TARGET"] == "127.0.0.1:50053"
 
 
 def test_one_replica_keeps_the_plain_names_and_targets() -> None:
     services = plan(_settings(), with_agent=False)
-    assert [s.child.name for s in services] == ["persona", "dispatcher", "gateway"]
-    assert services[2].child.env["PERSONA_TARGET"] == "127.0.0.1:50051"
+    assert [s.child.name for s in services] == ["persona", "dispatcher", "calls", "gateway"]
+    assert services[3].child.env["PERSONA_TARGET"] == "127.0.0.1:50051"
+    assert services[3].child.env["CALLS_TARGET"] == "127.0.0.1:50053"
 
 
 def test_a_gateway_replica_on_the_agents_health_port_is_refused_and_moving_the_gateways_fixes_it() -> None:

@@ -27,39 +27,39 @@ from friday.persona.v1 import persona_pb2 as friday_dot_persona_dot_v1_dot_perso
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'friday/persona/v1/persona_service.proto\x12\x11\x66riday.persona.v1\x1a friday/persona/v1/campaign.proto\x1a\x1f\x66riday/persona/v1/persona.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x11GetPersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\x12\x15\n\rallow_default\x18\x02 \x01(\x08\x12\x15\n\rcaller_number\x18\x03 \x01(\t\x12\x33\n\x0f\x65valuation_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x02\n\x12GetPersonaResponse\x12+\n\x07persona\x18\x01 \x01(\x0b\x32\x1a.friday.persona.v1.Persona\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .friday.persona.v1.PersonaSource\x12\x19\n\x11normalized_number\x18\x03 \x01(\t\x12\x13\n\x0b\x61ge_seconds\x18\x04 \x01(\x01\x12\x38\n\x0e\x64\x65\x66\x61ult_reason\x18\x05 \x01(\x0e\x32 .friday.persona.v1.DefaultReason\x12\x37\n\tselection\x18\x06 \x01(\x0b\x32$.friday.persona.v1.CampaignSelection\x12-\n\x06\x61\x63tion\x18\x07 \x01(\x0b\x32\x1d.friday.persona.v1.CallAction\"1\n\x18InvalidatePersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\"y\n\x19InvalidatePersonaResponse\x12\x19\n\x11normalized_number\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x01(\x08\x12\x11\n\trefetched\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"5\n\x1bNotifyPersonaChangesRequest\x12\x16\n\x0e\x64ialed_numbers\x18\x01 \x03(\t\"T\n\x1cNotifyPersonaChangesResponse\x12\x34\n\trefreshed\x18\x01 \x03(\x0b\x32!.friday.persona.v1.PersonaRefresh\"M\n\x0ePersonaRefresh\x12\x19\n\x11normalized_number\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"D\n\x14WatchPersonasRequest\x12\x16\n\x0e\x64ialed_numbers\x18\x01 \x03(\t\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\"\xcb\x01\n\x15WatchPersonasResponse\x12\x32\n\x06\x63hange\x18\x01 \x01(\x0b\x32 .friday.persona.v1.PersonaChangeH\x00\x12+\n\x06resync\x18\x02 \x01(\x0b\x32\x19.friday.persona.v1.ResyncH\x00\x12\x32\n\nkeep_alive\x18\x03 \x01(\x0b\x32\x1c.friday.persona.v1.KeepAliveH\x00\x12\x14\n\x0cresume_token\x18\x04 \x01(\tB\x07\n\x05\x65vent\"\x80\x02\n\rPersonaChange\x12\x19\n\x11normalized_number\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x18\n\x10previous_version\x18\x03 \x01(\t\x12-\n\x07persona\x18\x04 \x01(\x0b\x32\x1a.friday.persona.v1.PersonaH\x00\x12/\n\x08\x63\x61mpaign\x18\x05 \x01(\x0b\x32\x1b.friday.persona.v1.CampaignH\x00\x12\x0f\n\x07removed\x18\x06 \x01(\x08\x12.\n\nchanged_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06\x61nswer\"\x08\n\x06Resync\"\x0b\n\tKeepAlive*\xdc\x01\n\rDefaultReason\x12\x1e\n\x1a\x44\x45\x46\x41ULT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45\x46\x41ULT_REASON_NOT_FOUND\x10\x01\x12%\n!DEFAULT_REASON_SOURCE_UNAVAILABLE\x10\x02\x12$\n DEFAULT_REASON_DEADLINE_EXCEEDED\x10\x03\x12!\n\x1d\x44\x45\x46\x41ULT_REASON_SOURCE_INVALID\x10\x04\x12\x1d\n\x19\x44\x45\x46\x41ULT_REASON_NO_VARIANT\x10\x05\x32\xba\x03\n\x0ePersonaService\x12Y\n\nGetPersona\x12$.friday.persona.v1.GetPersonaRequest\x1a%.friday.persona.v1.GetPersonaResponse\x12n\n\x11InvalidatePersona\x12+.friday.persona.v1.InvalidatePersonaRequest\x1a,.friday.persona.v1.InvalidatePersonaResponse\x12w\n\x14NotifyPersonaChanges\x12..friday.persona.v1.NotifyPersonaChangesRequest\x1a/.friday.persona.v1.NotifyPersonaChangesResponse\x12\x64\n\rWatchPersonas\x12\'.friday.persona.v1.WatchPersonasRequest\x1a(.friday.persona.v1.WatchPersonasResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'friday/persona/v1/persona_service.proto\x12\x11\x66riday.persona.v1\x1a friday/persona/v1/campaign.proto\x1a\x1f\x66riday/persona/v1/persona.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x11GetPersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\x12\x15\n\rallow_default\x18\x02 \x01(\x08\x12\x15\n\rcaller_number\x18\x03 \x01(\t\x12\x33\n\x0f\x65valuation_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x02\n\x12GetPersonaResponse\x12+\n\x07persona\x18\x01 \x01(\x0b\x32\x1a.friday.persona.v1.Persona\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .friday.persona.v1.PersonaSource\x12\x19\n\x11normalized_number\x18\x03 \x01(\t\x12\x13\n\x0b\x61ge_seconds\x18\x04 \x01(\x01\x12\x38\n\x0e\x64\x65\x66\x61ult_reason\x18\x05 \x01(\x0e\x32 .friday.persona.v1.DefaultReason\x12\x37\n\tselection\x18\x06 \x01(\x0b\x32$.friday.persona.v1.CampaignSelection\x12-\n\x06\x61\x63tion\x18\x07 \x01(\x0b\x32\x1d.friday.persona.v1.CallAction\"1\n\x18InvalidatePersonaRequest\x12\x15\n\rdialed_number\x18\x01 \x01(\t\"\x85\x01\n\x19InvalidatePersonaResponse\x12\x19\n\x11normalized_number\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x01(\x08\x12\x18\n\x10source_cacheable\x18\x03 \x01(\x08\x12\x11\n\trefetched\x18\x04 \x01(\x08\x12\x0f\n\x07version\x18\x05 \x01(\t\"5\n\x1bNotifyPersonaChangesRequest\x12\x16\n\x0e\x64ialed_numbers\x18\x01 \x03(\t\"T\n\x1cNotifyPersonaChangesResponse\x12\x34\n\trefreshed\x18\x01 \x03(\x0b\x32!.friday.persona.v1.PersonaRefresh\"M\n\x0ePersonaRefresh\x12\x19\n\x11normalized_number\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"D\n\x14WatchPersonasRequest\x12\x16\n\x0e\x64ialed_numbers\x18\x01 \x03(\t\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\"\xcb\x01\n\x15WatchPersonasResponse\x12\x32\n\x06\x63hange\x18\x01 \x01(\x0b\x32 .friday.persona.v1.PersonaChangeH\x00\x12+\n\x06resync\x18\x02 \x01(\x0b\x32\x19.friday.persona.v1.ResyncH\x00\x12\x32\n\nkeep_alive\x18\x03 \x01(\x0b\x32\x1c.friday.persona.v1.KeepAliveH\x00\x12\x14\n\x0cresume_token\x18\x04 \x01(\tB\x07\n\x05\x65vent\"\x80\x02\n\rPersonaChange\x12\x19\n\x11normalized_number\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x18\n\x10previous_version\x18\x03 \x01(\t\x12-\n\x07persona\x18\x04 \x01(\x0b\x32\x1a.friday.persona.v1.PersonaH\x00\x12/\n\x08\x63\x61mpaign\x18\x05 \x01(\x0b\x32\x1b.friday.persona.v1.CampaignH\x00\x12\x0f\n\x07removed\x18\x06 \x01(\x08\x12.\n\nchanged_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06\x61nswer\"\x08\n\x06Resync\"\x0b\n\tKeepAlive*\xdc\x01\n\rDefaultReason\x12\x1e\n\x1a\x44\x45\x46\x41ULT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45\x46\x41ULT_REASON_NOT_FOUND\x10\x01\x12%\n!DEFAULT_REASON_SOURCE_UNAVAILABLE\x10\x02\x12$\n DEFAULT_REASON_DEADLINE_EXCEEDED\x10\x03\x12!\n\x1d\x44\x45\x46\x41ULT_REASON_SOURCE_INVALID\x10\x04\x12\x1d\n\x19\x44\x45\x46\x41ULT_REASON_NO_VARIANT\x10\x05\x32\xba\x03\n\x0ePersonaService\x12Y\n\nGetPersona\x12$.friday.persona.v1.GetPersonaRequest\x1a%.friday.persona.v1.GetPersonaResponse\x12n\n\x11InvalidatePersona\x12+.friday.persona.v1.InvalidatePersonaRequest\x1a,.friday.persona.v1.InvalidatePersonaResponse\x12w\n\x14NotifyPersonaChanges\x12..friday.persona.v1.NotifyPersonaChangesRequest\x1a/.friday.persona.v1.NotifyPersonaChangesResponse\x12\x64\n\rWatchPersonas\x12\'.friday.persona.v1.WatchPersonasRequest\x1a(.friday.persona.v1.WatchPersonasResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'friday.persona.v1.persona_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEFAULTREASON']._serialized_start=1587
-  _globals['_DEFAULTREASON']._serialized_end=1807
+  _globals['_DEFAULTREASON']._serialized_start=1600
+  _globals['_DEFAULTREASON']._serialized_end=1820
   _globals['_GETPERSONAREQUEST']._serialized_start=163
   _globals['_GETPERSONAREQUEST']._serialized_end=304
   _globals['_GETPERSONARESPONSE']._serialized_start=307
   _globals['_GETPERSONARESPONSE']._serialized_end=632
   _globals['_INVALIDATEPERSONAREQUEST']._serialized_start=634
   _globals['_INVALIDATEPERSONAREQUEST']._serialized_end=683
-  _globals['_INVALIDATEPERSONARESPONSE']._serialized_start=685
-  _globals['_INVALIDATEPERSONARESPONSE']._serialized_end=806
-  _globals['_NOTIFYPERSONACHANGESREQUEST']._serialized_start=808
-  _globals['_NOTIFYPERSONACHANGESREQUEST']._serialized_end=861
-  _globals['_NOTIFYPERSONACHANGESRESPONSE']._serialized_start=863
-  _globals['_NOTIFYPERSONACHANGESRESPONSE']._serialized_end=947
-  _globals['_PERSONAREFRESH']._serialized_start=949
-  _globals['_PERSONAREFRESH']._serialized_end=1026
-  _globals['_WATCHPERSONASREQUEST']._serialized_start=1028
-  _globals['_WATCHPERSONASREQUEST']._serialized_end=1096
-  _globals['_WATCHPERSONASRESPONSE']._serialized_start=1099
-  _globals['_WATCHPERSONASRESPONSE']._serialized_end=1302
-  _globals['_PERSONACHANGE']._serialized_start=1305
-  _globals['_PERSONACHANGE']._serialized_end=1561
-  _globals['_RESYNC']._serialized_start=1563
-  _globals['_RESYNC']._serialized_end=1571
-  _globals['_KEEPALIVE']._serialized_start=1573
-  _globals['_KEEPALIVE']._serialized_end=1584
-  _globals['_PERSONASERVICE']._serialized_start=1810
-  _globals['_PERSONASERVICE']._serialized_end=2252
+  _globals['_INVALIDATEPERSONARESPONSE']._serialized_start=686
+  _globals['_INVALIDATEPERSONARESPONSE']._serialized_end=819
+  _globals['_NOTIFYPERSONACHANGESREQUEST']._serialized_start=821
+  _globals['_NOTIFYPERSONACHANGESREQUEST']._serialized_end=874
+  _globals['_NOTIFYPERSONACHANGESRESPONSE']._serialized_start=876
+  _globals['_NOTIFYPERSONACHANGESRESPONSE']._serialized_end=960
+  _globals['_PERSONAREFRESH']._serialized_start=962
+  _globals['_PERSONAREFRESH']._serialized_end=1039
+  _globals['_WATCHPERSONASREQUEST']._serialized_start=1041
+  _globals['_WATCHPERSONASREQUEST']._serialized_end=1109
+  _globals['_WATCHPERSONASRESPONSE']._serialized_start=1112
+  _globals['_WATCHPERSONASRESPONSE']._serialized_end=1315
+  _globals['_PERSONACHANGE']._serialized_start=1318
+  _globals['_PERSONACHANGE']._serialized_end=1574
+  _globals['_RESYNC']._serialized_start=1576
+  _globals['_RESYNC']._serialized_end=1584
+  _globals['_KEEPALIVE']._serialized_start=1586
+  _globals['_KEEPALIVE']._serialized_end=1597
+  _globals['_PERSONASERVICE']._serialized_start=1823
+  _globals['_PERSONASERVICE']._serialized_end=2265
 # @@protoc_insertion_point(module_scope)

@@ -209,13 +209,19 @@ class InvalidatePersonaResponse(_message.Message):
 
     NORMALIZED_NUMBER_FIELD_NUMBER: _builtins.int
     REMOVED_FIELD_NUMBER: _builtins.int
+    SOURCE_CACHEABLE_FIELD_NUMBER: _builtins.int
     REFETCHED_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
-    NOTE_FIELD_NUMBER: _builtins.int
     normalized_number: _builtins.str
     """The E.164 form of the number that was invalidated."""
     removed: _builtins.bool
     """True when at least one cache backend held an entry for the number."""
+    source_cacheable: _builtins.bool
+    """False when the service reads its personas from a persona file: it caches
+    none then (the file is read once, at start-up), so `removed` is always
+    false and an edited file takes effect when the service restarts. True when
+    it asks a CRM and caches the answers.
+    """
     refetched: _builtins.bool
     """True when the number was fetched again at once (the source answered within
     the deadline); the cache then holds what the source says now.
@@ -224,22 +230,18 @@ class InvalidatePersonaResponse(_message.Message):
     """The version now cached (empty when the source has no persona for the
     number, or it was not refetched).
     """
-    note: _builtins.str
-    """Why `removed` is false or nothing was refetched, in words (e.g. the
-    persona file source keeps no cache).
-    """
     def __init__(
         self,
         *,
         normalized_number: _builtins.str = ...,
         removed: _builtins.bool = ...,
+        source_cacheable: _builtins.bool = ...,
         refetched: _builtins.bool = ...,
         version: _builtins.str = ...,
-        note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["normalized_number", b"normalized_number", "note", b"note", "refetched", b"refetched", "removed", b"removed", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["normalized_number", b"normalized_number", "refetched", b"refetched", "removed", b"removed", "source_cacheable", b"source_cacheable", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,163 @@
+"""CallHistory: the domain logic between the servicer and the store. Checks and
+privatises incoming events, folds them into records (records.fold), keeps the
+metrics in step with the records, and runs the sweep that decides overdue calls as
+no_agent and applies retention. It never imports grpc or SQLAlchemy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from friday.calls.v1.call_history_service_pb2 import (
+    GetCallStatsResponse,
+    PersonaStats,
+    TimeBucketStats,
+)
+from friday.calls.v1.call_pb2 import Call, CallEvent, CallEventKind, CallOutcome
+from services.calls import errors
+from services.calls.config import CallsConfig
+from services.calls.metrics import CallsMetrics
+from services.calls.outbox import OutboxMessage, changes
+from services.calls.records import OUTCOME_LABELS, fold, is_final, private, timestamp_of
+from services.calls.stats import call_stats, group
+from services.calls.store import CallQuery, CallStore, Recorded
+
+logger = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+MAX_EVENT_ID = 200
+MAX_ROOM = 256
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CallHistory:
+    def __init__(
+        self,
+        store: CallStore,
+        config: CallsConfig,
+        metrics: CallsMetrics,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        call_events: bool = False,
+    ) -> None:
+        """`call_events`: write signed call events to the outbox (CALL_EVENTS_URL is set)."""
+        self._store = store
+        self._notices = self._changes if call_events else None
+        self._config = config
+        self._metrics = metrics
+        self._clock_ms = clock_ms
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def _changes(self, before: Call | None, after: Call) -> list[OutboxMessage]:
+        return changes(before, after, self._clock_ms())
+
+    def _fold(self, events: Sequence[CallEvent]) -> Call:
+        return fold(events, no_agent_seconds=self._config.no_agent_seconds, now_ms=self._clock_ms())
+
+    async def start(self) -> None:
+        await self._store.open()
+        await self._refresh_in_progress()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="calls-sweep")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        await self._store.close()
+
+    async def record(self, event: CallEvent) -> Recorded:
+        _check(event)
+        result = await self._store.record(
+            private(event, self._config.caller_numbers), self._clock_ms(), self._fold, self._notices
+        )
+        await self._observe(result)
+        return result
+
+    async def _observe(self, result: Recorded) -> None:
+        before, after = result.before, result.after
+        if is_final(after) and (before is None or not is_final(before)):
+            self._metrics.calls.labels(OUTCOME_LABELS[after.outcome]).inc()
+        if after.outcome == CallOutcome.CALL_OUTCOME_ANSWERED and (
+            before is None or before.outcome != CallOutcome.CALL_OUTCOME_ANSWERED
+        ):
+            self._metrics.answer_seconds.observe(after.answer_seconds)
+        if before is None or before.HasField("ended_at") != after.HasField("ended_at") or (
+            before.HasField("started_at") != after.HasField("started_at")
+        ):
+            await self._refresh_in_progress()
+
+    async def _refresh_in_progress(self) -> None:
+        self._metrics.in_progress.set(await self._store.count_in_progress())
+
+    async def get_call(self, key: str) -> tuple[Call, list[CallEvent]]:
+        if not key.strip():
+            raise errors.InvalidQuery("name a call: its room or its SIP call id")
+        found = await self._store.get_call(key.strip())
+        if found is None:
+            raise errors.CallNotFound(f"no call with room or SIP call id {key!r}", metadata={"call": key})
+        return found
+
+    async def list_calls(self, query: CallQuery) -> list[Call]:
+        return await self._store.list_calls(query)
+
+    async def stats(self, start_ms: int | None, end_ms: int | None, bucket_seconds: int) -> GetCallStatsResponse:
+        end = end_ms if end_ms is not None else self._clock_ms()
+        start = start_ms if start_ms is not None else end - DAY_MS
+        if bucket_seconds < 0 or start > end:
+            raise errors.InvalidQuery("the time range is empty or the bucket negative")
+        bucket_ms = (bucket_seconds or 3600) * 1000
+        if (end - start) // bucket_ms > 10_000:
+            raise errors.InvalidQuery("more than 10000 buckets: choose a wider bucket or a shorter range")
+        calls = await self._store.calls_started_between(start, end)
+        grouped = group(calls, bucket_ms)
+        return GetCallStatsResponse(
+            total=call_stats(calls),
+            buckets=[TimeBucketStats(bucket_start=timestamp_of(s), stats=call_stats(c)) for s, c in grouped.buckets],
+            personas=[
+                PersonaStats(persona_id=pid, persona_version=version, stats=call_stats(c))
+                for pid, version, c in grouped.personas
+            ],
+        )
+
+    async def sweep(self) -> None:
+        """Decides calls whose agent is overdue (no_agent) and deletes calls past retention."""
+        now = self._clock_ms()
+        for room in await self._store.undecided_rooms(now - round(self._config.no_agent_seconds * 1000)):
+            await self._observe(await self._store.refold(room, self._fold, self._notices))
+        if self._config.retention_days > 0:
+            deleted = await self._store.delete_older_than(now - round(self._config.retention_days * DAY_MS))
+            if deleted:
+                logger.info("retention: deleted %d calls older than %s days", deleted, self._config.retention_days)
+                await self._refresh_in_progress()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.sweep_interval_seconds)
+            try:
+                await self.sweep()
+            except errors.StoreUnavailable as exc:
+                logger.warning("call history sweep skipped: %s", exc)
+            except Exception:  # the sweep must outlive one bad call or a bug
+                logger.exception("call history sweep failed")
+
+    async def ping(self) -> bool:
+        return await self._store.ping()
+
+
+def _check(event: CallEvent) -> None:
+    if not event.event_id or len(event.event_id) > MAX_EVENT_ID:
+        raise errors.InvalidEvent(f"event_id must be 1-{MAX_EVENT_ID} characters")
+    if not event.room or len(event.room) > MAX_ROOM:
+        raise errors.InvalidEvent(f"room must be 1-{MAX_ROOM} characters", metadata={"event_id": event.event_id})
+    if event.kind == CallEventKind.CALL_EVENT_KIND_UNSPECIFIED or event.kind not in CallEventKind.values():
+        raise errors.InvalidEvent("kind is required", metadata={"event_id": event.event_id})
+    if not event.HasField("occurred_at"):
+        raise errors.InvalidEvent("occurred_at is required", metadata={"event_id": event.event_id})

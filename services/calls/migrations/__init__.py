@@ -1,0 +1,1 @@
+"""Alembic migrations of the call history tables, run at start-up (services/calls/migrate.py)."""

@@ -1,0 +1,383 @@
+"""The call history's database, behind a small Protocol so the domain logic
+(history.py) never imports SQLAlchemy. `SqlCallStore` runs on SQLAlchemy 2 Core with
+asyncpg (PostgreSQL) or aiosqlite (SQLite).
+
+Recording is one transaction: insert the event unless its id is known, read all the
+room's events, fold them, write the call's row. Two events of one call recorded at
+once must not each miss the other: PostgreSQL takes a transaction-scoped advisory lock
+on the room first (several replicas may share the database); SQLite has one writer at
+a time anyway, and one connection here, so its operations are serialised in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, and_, delete, event, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from friday.calls.v1.call_pb2 import Call, CallEvent, CallEventKind, CallOutcome
+from services.calls import errors
+from services.calls.config import SCHEMA_NAME, StoreConfig, async_database_url
+from services.calls.migrate import migrate
+from services.calls.outbox import OutboxItem, OutboxMessage
+from services.calls.records import OUTCOME_LABELS, millis
+from services.calls.schema import call_events, call_outbox, calls
+
+Fold = Callable[[Sequence[CallEvent]], Call]
+# The signed call events a record change makes (outbox.changes), written in the same transaction.
+Notices = Callable[[Call | None, Call], list[OutboxMessage]]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording one event did: `before` is None for a call seen the first time."""
+
+    recorded: bool
+    before: Call | None
+    after: Call
+
+
+@dataclass(frozen=True)
+class CallQuery:
+    start_ms: int | None = None
+    end_ms: int | None = None
+    dialed_number: str = ""
+    persona_id: str = ""
+    outcome: str = ""  # an OUTCOME_LABELS value, or "" for any
+    limit: int = 50
+    # Keyset paging: the (started_at_ms, room) of the last call of the previous page.
+    after: tuple[int, str] | None = None
+
+
+class CallStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def record(
+        self, event: CallEvent, received_at_ms: int, fold: Fold, notices: Notices | None = None
+    ) -> Recorded: ...
+
+    async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded: ...
+
+    async def get_call(self, key: str) -> tuple[Call, list[CallEvent]] | None: ...
+
+    async def list_calls(self, query: CallQuery) -> list[Call]: ...
+
+    async def calls_started_between(self, start_ms: int, end_ms: int) -> list[Call]: ...
+
+    async def undecided_rooms(self, started_by_ms: int) -> list[str]: ...
+
+    async def delete_older_than(self, cutoff_ms: int) -> int: ...
+
+    async def count_in_progress(self) -> int: ...
+
+    async def ping(self) -> bool: ...
+
+
+def create_engine(config: StoreConfig) -> AsyncEngine:
+    url = async_database_url(config.database_url)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1]
+        if path and path != ":memory:":
+            from pathlib import Path
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection for the process: an in-memory database lives in its connection,
+        # and SQLite has one writer at a time anyway.
+        kwargs["poolclass"] = StaticPool
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    elif config.database_schema:
+        if not SCHEMA_NAME.match(config.database_schema):
+            raise ValueError(f"database schema {config.database_schema!r} is not a plain SQL name")
+        kwargs["connect_args"] = {"server_settings": {"search_path": config.database_schema}}
+        kwargs["pool_pre_ping"] = True
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_async_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: `friday calls list` can read while the service writes; NORMAL: a commit costs no
+    # fsync in WAL mode, and a crash loses at most the last commits, never the file.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _row_values(call: Call, now_ms: int) -> dict[str, Any]:
+    return {
+        "sip_call_id": call.sip_call_id,
+        "started_at_ms": millis(call.started_at) if call.HasField("started_at") else None,
+        "answered_at_ms": millis(call.answered_at) if call.HasField("answered_at") else None,
+        "ended_at_ms": millis(call.ended_at) if call.HasField("ended_at") else None,
+        "outcome": OUTCOME_LABELS.get(call.outcome, ""),
+        "dialed_number": call.dialed_number,
+        "caller_number": call.caller_number,
+        "persona_id": call.dispatch.persona_id,
+        "persona_version": call.dispatch.persona_version,
+        "persona_source": call.dispatch.persona_source,
+        "default_reason": call.dispatch.default_reason,
+        "dispatch_id": call.dispatch.dispatch_id,
+        "answer_seconds": call.answer_seconds if call.HasField("answered_at") else None,
+        "duration_seconds": call.duration_seconds if call.HasField("ended_at") else None,
+        "updated_at_ms": now_ms,
+        "record": call.SerializeToString(deterministic=True),
+    }
+
+
+def _call(payload: bytes) -> Call:
+    call = Call()
+    call.ParseFromString(payload)
+    return call
+
+
+def _event(payload: bytes) -> CallEvent:
+    event = CallEvent()
+    event.ParseFromString(payload)
+    return event
+
+
+class SqlCallStore:
+    def __init__(self, config: StoreConfig, *, clock_ms: Callable[[], int]) -> None:
+        self._config = config
+        self._engine = create_engine(config)
+        self._postgres = self._engine.dialect.name == "postgresql"
+        self._clock_ms = clock_ms
+        # SQLite: its one connection is used by one operation at a time.
+        self._serial = None if self._postgres else asyncio.Lock()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def open(self) -> None:
+        """Creates the PostgreSQL schema when one is named, then migrates to the newest revision."""
+        try:
+            if self._postgres and self._config.database_schema:
+                async with self._engine.begin() as connection:
+                    await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self._config.database_schema}"'))
+            await migrate(self._engine)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise errors.StoreUnavailable(f"call history database unavailable: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._serial is not None:
+                await stack.enter_async_context(self._serial)
+            try:
+                connection = await stack.enter_async_context(self._engine.begin())
+                yield connection
+            except (OperationalError, OSError) as exc:
+                raise errors.StoreUnavailable(f"call history database unavailable: {exc}") from exc
+
+    async def _lock_room(self, connection: AsyncConnection, room: str) -> None:
+        if self._postgres:
+            await connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(room))))
+
+    async def _fold_and_write(
+        self, connection: AsyncConnection, room: str, fold: Fold, recorded: bool, notices: Notices | None
+    ) -> Recorded:
+        payloads = (await connection.execute(select(call_events.c.payload).where(call_events.c.room == room))).scalars()
+        events = [_event(p) for p in payloads]
+        existing = (await connection.execute(select(calls.c.record).where(calls.c.room == room))).scalar_one_or_none()
+        before = _call(existing) if existing is not None else None
+        after = fold(events)
+        values = _row_values(after, self._clock_ms())
+        if before is None:
+            await connection.execute(insert(calls).values(room=room, **values))
+        elif before != after:
+            await connection.execute(update(calls).where(calls.c.room == room).values(**values))
+        if notices is not None and before != after:
+            for message in notices(before, after):
+                await self._enqueue(connection, message)
+        return Recorded(recorded=recorded, before=before, after=after)
+
+    async def _enqueue(self, connection: AsyncConnection, message: OutboxMessage) -> None:
+        now = self._clock_ms()
+        values = {
+            "idempotency_key": message.idempotency_key,
+            "event_type": message.event_type,
+            "room": message.room,
+            "body": message.body,
+            "created_at_ms": now,
+            "next_attempt_at_ms": now,
+            "attempts": 0,
+            "delivered_at_ms": None,
+            "last_error": "",
+        }
+        # A change seen again (a refold, an outcome that flips back) never makes a second event.
+        dialect_insert = postgresql_insert if self._postgres else sqlite_insert
+        await connection.execute(dialect_insert(call_outbox).values(**values).on_conflict_do_nothing())
+
+    async def claim_outbox(self, now_ms: int, lease_ms: int, limit: int) -> list[OutboxItem]:
+        """Due rows, oldest first, leased: not offered again until the lease ends."""
+        statement = (
+            select(call_outbox.c.id, call_outbox.c.idempotency_key, call_outbox.c.body, call_outbox.c.attempts)
+            .where(call_outbox.c.delivered_at_ms.is_(None), call_outbox.c.next_attempt_at_ms <= now_ms)
+            .order_by(call_outbox.c.id)
+            .limit(limit)
+        )
+        if self._postgres:
+            statement = statement.with_for_update(skip_locked=True)  # replicas share the work
+        async with self._transaction() as connection:
+            rows = (await connection.execute(statement)).all()
+            if rows:
+                await connection.execute(
+                    update(call_outbox)
+                    .where(call_outbox.c.id.in_([row.id for row in rows]))
+                    .values(next_attempt_at_ms=now_ms + lease_ms)
+                )
+        return [OutboxItem(row.id, row.idempotency_key, row.body, row.attempts) for row in rows]
+
+    async def outbox_delivered(self, item_id: int, now_ms: int) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                update(call_outbox)
+                .where(call_outbox.c.id == item_id)
+                .values(delivered_at_ms=now_ms, attempts=call_outbox.c.attempts + 1, last_error="")
+            )
+
+    async def outbox_failed(self, item_id: int, next_attempt_at_ms: int, error: str) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                update(call_outbox)
+                .where(call_outbox.c.id == item_id)
+                .values(next_attempt_at_ms=next_attempt_at_ms, attempts=call_outbox.c.attempts + 1, last_error=error)
+            )
+
+    async def record(
+        self, event: CallEvent, received_at_ms: int, fold: Fold, notices: Notices | None = None
+    ) -> Recorded:
+        async with self._transaction() as connection:
+            await self._lock_room(connection, event.room)
+            known = (
+                await connection.execute(select(call_events.c.room).where(call_events.c.event_id == event.event_id))
+            ).scalar_one_or_none()
+            if known is None:
+                try:
+                    async with connection.begin_nested():
+                        await connection.execute(
+                            insert(call_events).values(
+                                event_id=event.event_id,
+                                room=event.room,
+                                kind=CallEventKind.Name(event.kind),
+                                occurred_at_ms=millis(event.occurred_at),
+                                received_at_ms=received_at_ms,
+                                payload=event.SerializeToString(deterministic=True),
+                            )
+                        )
+                except IntegrityError:
+                    known = event.room  # recorded meanwhile under another room's lock
+            room = known if known is not None else event.room
+            return await self._fold_and_write(connection, room, fold, known is None, notices)
+
+    async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded:
+        async with self._transaction() as connection:
+            await self._lock_room(connection, room)
+            return await self._fold_and_write(connection, room, fold, False, notices)
+
+    async def get_call(self, key: str) -> tuple[Call, list[CallEvent]] | None:
+        async with self._transaction() as connection:
+            row = (
+                await connection.execute(
+                    select(calls.c.room, calls.c.record)
+                    .where(or_(calls.c.room == key, calls.c.sip_call_id == key), calls.c.started_at_ms.is_not(None))
+                    .order_by(calls.c.started_at_ms.desc())
+                    .limit(1)
+                )
+            ).first()
+            if row is None:
+                return None
+            payloads = (
+                await connection.execute(
+                    select(call_events.c.payload)
+                    .where(call_events.c.room == row.room)
+                    .order_by(call_events.c.occurred_at_ms, call_events.c.event_id)
+                )
+            ).scalars()
+            return _call(row.record), [_event(p) for p in payloads]
+
+    async def list_calls(self, query: CallQuery) -> list[Call]:
+        conditions: list[ColumnElement[bool]] = [calls.c.started_at_ms.is_not(None)]
+        if query.start_ms is not None:
+            conditions.append(calls.c.started_at_ms >= query.start_ms)
+        if query.end_ms is not None:
+            conditions.append(calls.c.started_at_ms < query.end_ms)
+        if query.dialed_number:
+            conditions.append(calls.c.dialed_number == query.dialed_number)
+        if query.persona_id:
+            conditions.append(calls.c.persona_id == query.persona_id)
+        if query.outcome:
+            conditions.append(calls.c.outcome == query.outcome)
+        if query.after is not None:
+            started, room = query.after
+            conditions.append(
+                or_(calls.c.started_at_ms < started, and_(calls.c.started_at_ms == started, calls.c.room < room))
+            )
+        statement = (
+            select(calls.c.record)
+            .where(*conditions)
+            .order_by(calls.c.started_at_ms.desc(), calls.c.room.desc())
+            .limit(query.limit)
+        )
+        async with self._transaction() as connection:
+            return [_call(p) for p in (await connection.execute(statement)).scalars()]
+
+    async def calls_started_between(self, start_ms: int, end_ms: int) -> list[Call]:
+        statement = select(calls.c.record).where(calls.c.started_at_ms >= start_ms, calls.c.started_at_ms < end_ms)
+        async with self._transaction() as connection:
+            return [_call(p) for p in (await connection.execute(statement)).scalars()]
+
+    async def undecided_rooms(self, started_by_ms: int) -> list[str]:
+        statement = select(calls.c.room).where(
+            calls.c.outcome == OUTCOME_LABELS.get(CallOutcome.CALL_OUTCOME_UNSPECIFIED, ""),
+            calls.c.started_at_ms.is_not(None),
+            calls.c.started_at_ms <= started_by_ms,
+        )
+        async with self._transaction() as connection:
+            return list((await connection.execute(statement)).scalars())
+
+    async def delete_older_than(self, cutoff_ms: int) -> int:
+        """Calls that started before the cutoff, and events received before it."""
+        async with self._transaction() as connection:
+            old_rooms = select(calls.c.room).where(calls.c.started_at_ms < cutoff_ms)
+            await connection.execute(delete(call_events).where(call_events.c.room.in_(old_rooms)))
+            result = await connection.execute(delete(calls).where(calls.c.started_at_ms < cutoff_ms))
+            await connection.execute(delete(call_events).where(call_events.c.received_at_ms < cutoff_ms))
+            await connection.execute(delete(call_outbox).where(call_outbox.c.created_at_ms < cutoff_ms))
+            # Rooms whose events are all gone (never a call: no SIP join) lose their empty row too.
+            await connection.execute(
+                delete(calls).where(calls.c.started_at_ms.is_(None), calls.c.updated_at_ms < cutoff_ms)
+            )
+            return int(result.rowcount or 0)
+
+    async def count_in_progress(self) -> int:
+        statement = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
+        async with self._transaction() as connection:
+            return int((await connection.execute(statement)).scalar_one())
+
+    async def ping(self) -> bool:
+        try:
+            async with self._transaction() as connection:
+                await connection.execute(select(1))
+            return True
+        except (errors.StoreUnavailable, DBAPIError):
+            return False
