@@ -89,8 +89,10 @@ class CallHistory:
             before is None or before.outcome != CallOutcome.CALL_OUTCOME_ANSWERED
         ):
             self._metrics.answer_seconds.observe(after.answer_seconds)
-        if before is None or before.HasField("ended_at") != after.HasField("ended_at") or (
-            before.HasField("started_at") != after.HasField("started_at")
+        if (
+            before is None
+            or before.HasField("ended_at") != after.HasField("ended_at")
+            or (before.HasField("started_at") != after.HasField("started_at"))
         ):
             await self._refresh_in_progress()
 

@@ -60,6 +60,7 @@ def _is_phone_number(value: str) -> bool:
         and sum(ch.isdigit() for ch in value) in _PHONE_NUMBER_DIGITS
     )
 
+
 _SHAPES: Final[dict[str, Callable[[str], bool]]] = {
     CALLER_NUMBER: _is_phone_number,
     DIALED_NUMBER: _is_phone_number,

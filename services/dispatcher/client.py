@@ -25,7 +25,6 @@ DEFAULT_TIMEOUT_SECONDS = 3.0
 DEFAULT_TARGET = "localhost:50052"
 
 
-
 class DispatcherCallError(Exception):
     def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
         super().__init__(f"{code.name} {reason or '-'}: {message}")

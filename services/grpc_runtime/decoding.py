@@ -10,7 +10,7 @@ ErrorInfo, through the normal access log and metrics.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -23,36 +23,66 @@ from services.grpc_runtime.errors import abort_with_error
 MALFORMED_REQUEST_DOMAIN = "grpc.friday"
 
 Behaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
+# A server-streaming method either yields its responses or writes them itself with
+# `context.write` (and returns None): the second lets it be interrupted mid-write.
+StreamBehaviour = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Message] | Awaitable[None]]
+
+
+async def _decode(raw: bytes, request_class: type[Message], context: grpc.aio.ServicerContext) -> Message:
+    try:
+        return request_class.FromString(raw)
+    except DecodeError as exc:
+        await abort_with_error(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"request is not a valid {request_class.DESCRIPTOR.full_name}: {exc}",
+            reason="MALFORMED_REQUEST",
+            domain=MALFORMED_REQUEST_DOMAIN,
+        )
 
 
 def _decode_then(behaviour: Behaviour, request_class: type[Message]) -> Behaviour:
     async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
-        try:
-            request = request_class.FromString(raw)
-        except DecodeError as exc:
-            await abort_with_error(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request is not a valid {request_class.DESCRIPTOR.full_name}: {exc}",
-                reason="MALFORMED_REQUEST",
-                domain=MALFORMED_REQUEST_DOMAIN,
-            )
-        return await behaviour(request, context)
+        return await behaviour(await _decode(raw, request_class, context), context)
+
+    return handle
+
+
+def _decode_then_stream(
+    behaviour: StreamBehaviour, request_class: type[Message]
+) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[None]]:
+    async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> None:
+        result = behaviour(await _decode(raw, request_class, context), context)
+        if isinstance(result, AsyncIterator):
+            async for response in result:
+                await context.write(response)
+        else:
+            await result
 
     return handle
 
 
 def method_handlers(servicer: Any, service: ServiceDescriptor) -> dict[str, grpc.RpcMethodHandler]:
-    """Unary-unary handlers for every method of `service`, taken from `servicer`."""
+    """Handlers for every method of `service`, taken from `servicer`: unary, or server
+    streaming (one request, a stream of responses)."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in service.methods:
-        if method.client_streaming or method.server_streaming:
-            raise NotImplementedError(f"{method.full_name}: only unary methods are hosted")
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _decode_then(getattr(servicer, method.name), GetMessageClass(method.input_type)),
-            request_deserializer=None,
-            response_serializer=GetMessageClass(method.output_type).SerializeToString,
-        )
+        if method.client_streaming:
+            raise NotImplementedError(f"{method.full_name}: client-streaming methods are not hosted")
+        request_class = GetMessageClass(method.input_type)
+        serializer = GetMessageClass(method.output_type).SerializeToString
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _decode_then_stream(getattr(servicer, method.name), request_class),
+                request_deserializer=None,
+                response_serializer=serializer,
+            )
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _decode_then(getattr(servicer, method.name), request_class),
+                request_deserializer=None,
+                response_serializer=serializer,
+            )
     return handlers
 
 

@@ -84,6 +84,9 @@ class SubscriberTooSlow(Exception):
 class Subscription:
     numbers: frozenset[str] | None  # None: every number
     buffer: int
+    # Called once when the subscriber is cut off: its consumer may be blocked writing to
+    # a peer that does not read, and must be woken (the servicer cancels its write).
+    on_overflow: Callable[[], None] = lambda: None
     _queue: asyncio.Queue[Change] = field(init=False)
     overflowed: bool = False
     closed: bool = False
@@ -103,6 +106,7 @@ class Subscription:
         except asyncio.QueueFull:
             self.overflowed = True
             self.closed = True
+            self.on_overflow()
 
 
 class ChangeFeed:
@@ -136,12 +140,17 @@ class ChangeFeed:
                 logger.warning("a WatchPersonas subscriber fell %d changes behind; cutting it off", subscription.buffer)
 
     async def watch(
-        self, numbers: frozenset[str] | None, resume_token: str, *, keepalive_seconds: float
+        self,
+        numbers: frozenset[str] | None,
+        resume_token: str,
+        *,
+        keepalive_seconds: float,
+        on_overflow: Callable[[], None] = lambda: None,
     ) -> AsyncIterator[Event]:
         """The subscriber's events: what it missed since `resume_token` (or a resync),
         then each change as it is delivered, with a keep-alive after every
         `keepalive_seconds` of quiet. Raises SubscriberTooSlow when cut off."""
-        subscription = Subscription(numbers, self.buffer)
+        subscription = Subscription(numbers, self.buffer, on_overflow)
         # Registered before the backlog is read, so nothing falls between the two;
         # what both hold is skipped by token below.
         self._subscribers.add(subscription)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import grpc
@@ -148,10 +147,21 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
             ]
         )
 
-    async def WatchPersonas(
+    async def WatchPersonas(  # type: ignore[override]  # grpc.aio's write-style streaming, which the stubs omit
         self, request: persona_service_pb2.WatchPersonasRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[persona_service_pb2.WatchPersonasResponse]:
+    ) -> None:
+        # Written with context.write, not yielded: a subscriber that stops reading blocks
+        # the write, and only a write in our own code can be interrupted to cut it off.
         feed = self._lookup.feed
+        task = asyncio.current_task()
+        cut_off = False
+
+        def cut() -> None:
+            nonlocal cut_off
+            cut_off = True
+            if task is not None:
+                task.cancel()
+
         try:
             if feed is None:
                 raise WatchUnavailableError("this PersonaService publishes no changes")
@@ -160,8 +170,16 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
             numbers = frozenset(self._lookup.parse(t).e164 for t in request.dialed_numbers) or None
             self._metrics.watchers.inc()
             try:
-                async for event in feed.watch(numbers, request.resume_token, keepalive_seconds=self._keepalive):
-                    yield _watch_response(event)
+                events = feed.watch(numbers, request.resume_token, keepalive_seconds=self._keepalive, on_overflow=cut)
+                async for event in events:
+                    await context.write(_watch_response(event))
+            except asyncio.CancelledError:
+                if not cut_off or task is None:
+                    raise
+                task.uncancel()
+                raise WatchTooSlowError(
+                    f"the subscriber fell more than {feed.buffer} changes behind; reconnect with the last resume_token"
+                ) from None
             except SubscriberTooSlow as exc:
                 raise WatchTooSlowError(f"the subscriber {exc}; reconnect with the last resume_token") from exc
             finally:

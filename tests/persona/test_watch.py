@@ -20,12 +20,13 @@ from friday.persona.v1.persona_pb2 import Persona
 from services.persona.cache import PersonaCache
 from services.persona.cache_entry import CachePolicy
 from services.persona.client import error_reason
-from services.persona.config import CacheConfig, PersonaConfig, WatchConfig
+from services.persona.config import CacheConfig, WatchConfig
 from services.persona.lookup import PersonaLookup
 from services.persona.memory_cache import MemoryCache
 from services.persona.metrics import PersonaMetrics
 from services.persona.numbers import DialedNumber
 from services.testing.crm import CrmStandIn
+from tests.grpc_runtime.test_metrics_errors import http_get, sample
 from tests.persona.conftest import ACME, REDIS_URL, Running, StartPersona, fast_config
 
 NUMBER = "+918655701159"
@@ -73,25 +74,22 @@ async def notify(running: Running, *numbers: str) -> persona_service_pb2.NotifyP
 
 
 async def until_watching(running: Running, count: int = 1) -> None:
-    feed = running.server_lookup_feed()
+    """Waits until the replica counts `count` open watches (its persona_watchers gauge):
+    the sync point between a subscriber connecting and a change being made."""
+    assert running.server.metrics_port is not None, "start the server with metrics=True"
     for _ in range(2000):
-        if feed.subscribers >= count:
+        _, body = await http_get(running.server.metrics_port)
+        if sample(body, "persona_watchers") >= count:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("the subscriber never registered")
 
 
-def _feed_of(running: Running) -> Any:
-    servicer = next(s for s in running.server._specs if s.name == "PersonaService").servicer  # noqa: SLF001
-    return servicer._lookup.feed  # noqa: SLF001
-
-
-Running.server_lookup_feed = _feed_of  # type: ignore[attr-defined]
-
-
-async def test_a_crm_change_reaches_a_subscriber_with_both_versions(crm: CrmStandIn, start_persona: StartPersona) -> None:
+async def test_a_crm_change_reaches_a_subscriber_with_both_versions(
+    crm: CrmStandIn, start_persona: StartPersona
+) -> None:
     crm.set_persona(NATIONAL, acme("Hello, version one."))
-    running = await start_persona(fast_config(crm))
+    running = await start_persona(fast_config(crm), metrics=True)
     first = await running.client.get_persona(NUMBER)
     async with watching(running, NUMBER) as call:
         await until_watching(running)
@@ -111,7 +109,7 @@ async def test_a_crm_change_reaches_a_subscriber_with_both_versions(crm: CrmStan
 
 async def test_an_unchanged_persona_is_not_a_change(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona(NATIONAL, acme("Same."))
-    running = await start_persona(fast_config(crm))
+    running = await start_persona(fast_config(crm), metrics=True)
     await running.client.get_persona(NUMBER)
     reply = await notify(running, NUMBER)
     assert [r.changed for r in reply.refreshed] == [False]
@@ -119,7 +117,7 @@ async def test_an_unchanged_persona_is_not_a_change(crm: CrmStandIn, start_perso
 
 async def test_invalidate_refetches_at_once_and_publishes(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona(NATIONAL, acme("Before."))
-    running = await start_persona(fast_config(crm))
+    running = await start_persona(fast_config(crm), metrics=True)
     await running.client.get_persona(NUMBER)
     async with watching(running) as call:  # every number
         await until_watching(running)
@@ -138,7 +136,7 @@ async def test_invalidate_refetches_at_once_and_publishes(crm: CrmStandIn, start
 
 async def test_resume_loses_nothing_and_an_unknown_token_resyncs(crm: CrmStandIn, start_persona: StartPersona) -> None:
     crm.set_persona(NATIONAL, acme("v1"))
-    running = await start_persona(fast_config(crm))
+    running = await start_persona(fast_config(crm), metrics=True)
     await running.client.get_persona(NUMBER)
     async with watching(running, NUMBER) as call:
         await until_watching(running)
@@ -158,7 +156,7 @@ async def test_resume_loses_nothing_and_an_unknown_token_resyncs(crm: CrmStandIn
 
 async def test_keep_alives_arrive_while_nothing_changes(crm: CrmStandIn, start_persona: StartPersona) -> None:
     config = replace(fast_config(crm), watch=WatchConfig(keepalive_seconds=0.05))
-    running = await start_persona(config)
+    running = await start_persona(config, metrics=True)
     async with watching(running, NUMBER) as call:
         event = await asyncio.wait_for(call.read(), GUARD_S)
     assert event.HasField("keep_alive") and event.resume_token
@@ -168,18 +166,24 @@ async def test_a_slow_subscriber_is_cut_off_without_slowing_the_others(
     crm: CrmStandIn, start_persona: StartPersona
 ) -> None:
     crm.set_persona(NATIONAL, acme("v0"))
-    config = replace(fast_config(crm), watch=WatchConfig(buffer=4))
-    running = await start_persona(config)
+    config = replace(fast_config(crm), watch=WatchConfig(buffer=4, keepalive_seconds=600))
+    running = await start_persona(config, metrics=True)
     await running.client.get_persona(NUMBER)
-    long_prompt = "You are Maya. " * 2000  # ~28 KB a change: a few fill the slow reader's HTTP/2 window
+    # ~200 KB a change, 80 changes: far more than HTTP/2 flow control and grpc's transport
+    # buffers hold for a reader that reads nothing, so the slow one's own buffer fills.
+    long_prompt = "You are Maya. " * 14_000
+    changes = 80
     async with watching(running, NUMBER) as slow, watching(running, NUMBER) as fast:
         await until_watching(running, 2)
         received = []
-        for i in range(40):
+        for i in range(changes):
             crm.set_persona(NATIONAL, acme(f"v{i + 1}", personality=long_prompt))
             await notify(running, NUMBER)
             received.append((await next_change(fast)).change.persona.welcome_message)
-        assert received == [f"v{i + 1}" for i in range(40)]
+        assert received == [f"v{i + 1}" for i in range(changes)]
+        assert running.server.metrics_port is not None
+        _, body = await http_get(running.server.metrics_port)
+        assert sample(body, "persona_watchers_dropped_total") == 1
         with pytest.raises(grpc.aio.AioRpcError) as cut:
             while True:
                 event = await asyncio.wait_for(slow.read(), GUARD_S)
@@ -188,7 +192,7 @@ async def test_a_slow_subscriber_is_cut_off_without_slowing_the_others(
 
 
 async def test_watch_and_notify_refuse_bad_numbers(crm: CrmStandIn, start_persona: StartPersona) -> None:
-    running = await start_persona(fast_config(crm))
+    running = await start_persona(fast_config(crm), metrics=True)
     async with watching(running, "not a number") as call:
         with pytest.raises(grpc.aio.AioRpcError) as bad:
             await call.read()
@@ -203,8 +207,8 @@ async def test_a_change_seen_by_one_replica_reaches_the_subscribers_of_both(
 ) -> None:
     crm.set_persona(NATIONAL, acme("shared v1"))
     shared = CacheConfig(redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
-    a = await start_persona(fast_config(crm, cache=shared))
-    b = await start_persona(fast_config(crm, cache=shared))
+    a = await start_persona(fast_config(crm, cache=shared), metrics=True)
+    b = await start_persona(fast_config(crm, cache=shared), metrics=True)
     await a.client.get_persona(NUMBER)
     async with watching(a, NUMBER) as on_a, watching(b, NUMBER) as on_b:
         await until_watching(a)
