@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from services.common.listen_address import bind_failure, host_port
+from services.common.listen_address import bind_failure, host_port, is_loopback
 from services.grpc_runtime.config import ServerConfig
 from services.grpc_runtime.decoding import add_decoding_servicer
 from services.grpc_runtime.health import HealthReporter
@@ -205,10 +205,11 @@ class GrpcServer:
                 await metrics_http.start()
             except OSError:
                 await self.stop(grace=0)
-                raise bind_failure(
-                    f"{self.name} metrics", self.config.metrics_host, self.config.metrics_port
-                ) from None
+                raise bind_failure(f"{self.name} metrics", self.config.metrics_host, self.config.metrics_port) from None
             self._metrics_http = metrics_http
+        mutual_tls = self.config.tls is not None and self.config.tls.mutual
+        if not self.config.auth_token and not mutual_tls and not is_loopback(self.config.host):
+            logger.warning("%s listens on %s with no token: anyone who can reach it can call it", self.name, bind)
         logger.info(
             "%s listening on %s:%d (tls=%s, mtls=%s, auth=%s, admin auth=%s, metrics=%s)",
             self.name,

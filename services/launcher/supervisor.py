@@ -18,6 +18,9 @@ STOP_GRACE_SECONDS = 10.0
 # Gateway first so no webhook arrives at a half-stopped mesh, then the services it calls.
 STOP_ORDER = {"gateway": 0, "agent": 1, "dispatcher": 2, "persona": 3}
 _STOPPED = "stop requested"
+# What every `friday` command exits with when a setting cannot work (ConfigError): the
+# same settings would be refused again, so such an exit is not restarted.
+SETTINGS_REFUSED_EXIT_CODE = 2
 
 
 def say(line: str) -> None:
@@ -78,6 +81,12 @@ class Supervisor:
         history = CrashHistory(policy)
         while True:
             code = await child.wait()
+            if code == SETTINGS_REFUSED_EXIT_CODE:
+                say(
+                    f"{child.name} refused its settings (exit code {code}); restarting cannot help, "
+                    "stopping the mesh" + _last_output(service)
+                )
+                return
             delay = history.record_crash()
             crashes = history.crashes_in_window
             if delay is None:

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 
-from services.common.listen_address import host_port
+from services.common.listen_address import host_port, is_loopback
 from services.grpc_runtime.config import ClientTLSConfig
 from services.launcher.children import ChildProcess
 from services.launcher.exposure import exposure_problem
@@ -184,6 +184,12 @@ def describe(services: list[Service], settings: dict[str, str]) -> str:
             f"  persona:    {gateway_env.get('PERSONA_TARGET', '?')}",
             f"  dispatcher: {gateway_env.get('DISPATCHER_TARGET', '?')}",
             "a replica that dies is restarted; meanwhile the gateways use the others",
+            "",
+        ]
+    if not is_loopback(settings["FRIDAY_UP_HOST"]):
+        lines += [
+            f"reachable from other machines on {settings['FRIDAY_UP_HOST']}: gRPC callers must send "
+            "`authorization: Bearer <token>` (DISPATCHER_TOKEN / PERSONA_TOKEN); metrics are open",
             "",
         ]
     lines += [
