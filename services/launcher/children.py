@@ -25,7 +25,7 @@ class ChildProcess:
         env: Mapping[str, str],
         *,
         prefix_width: int = 10,
-        reports: bool = True,
+        reports: bool = False,  # whether it writes a launch report (our services do)
     ) -> None:
         self.name = name
         self.reports = reports

@@ -22,6 +22,10 @@ class Service:
     # None: no readiness to wait for (the agent registers with LiveKit on its own).
     ready_check: ReadyCheck | None = None
 
+    def __post_init__(self) -> None:
+        if self.ready_check is not None and not self.child.reports:
+            raise ValueError(f"{self.child.name}: a ready check probes the address the child reports; it reports none")
+
     @property
     def address(self) -> str:
         return _fill(self.address_template, self.endpoints)

@@ -101,7 +101,7 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
             name = kind if replicas == 1 else f"{kind}-{replica + 1}"
             services.append(
                 Service(
-                    ChildProcess(name, _cli(kind, "serve"), env, prefix_width=prefix_width),
+                    ChildProcess(name, _cli(kind, "serve"), env, prefix_width=prefix_width, reports=True),
                     kind,
                     "grpc://{grpc}",
                     "http://{metrics}/metrics",
@@ -120,7 +120,7 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
         name = "gateway" if replicas == 1 else f"gateway-{replica + 1}"
         services.append(
             Service(
-                ChildProcess(name, _cli("gateway", "serve"), env, prefix_width=prefix_width),
+                ChildProcess(name, _cli("gateway", "serve"), env, prefix_width=prefix_width, reports=True),
                 "gateway",
                 "http://{http}/livekit-webhook",
                 "http://{http}/metrics",
@@ -132,7 +132,7 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
         env = {**base_env, "AGENT_HEALTH_HOST": host}
         services.append(
             Service(
-                ChildProcess("agent", _cli("agent", "start"), env, prefix_width=prefix_width, reports=False),
+                ChildProcess("agent", _cli("agent", "start"), env, prefix_width=prefix_width),
                 "agent",
                 settings["LIVEKIT_URL"].replace("{", "{{").replace("}", "}}"),
                 "-",

@@ -15,7 +15,7 @@ from services.launcher.supervisor import Supervisor
 
 
 def _service(code: str) -> Service:
-    child = ChildProcess("probe", [sys.executable, "-c", code], {}, reports=False)
+    child = ChildProcess("probe", [sys.executable, "-c", code], {})
     return Service(child, "probe", "-", "-")
 
 
