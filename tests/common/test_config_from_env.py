@@ -174,6 +174,7 @@ AGENT: list[Row] = [
     ("FRIDAY_VAD", "none", "vad", False),
     ("FRIDAY_SIP_WAIT_SECONDS", "5", "sip_participant_timeout", 5.0),
     ("FRIDAY_GREETING_AUDIO_WAIT_SECONDS", "0.5", "greeting_audio_wait", 0.5),
+    ("AGENT_HEALTH_HOST", "0.0.0.0", "health_host", "0.0.0.0"),
 ]
 SERVER: list[Row] = [
     ("PERSONA_HOST", "127.0.0.3", "host", "127.0.0.3"),

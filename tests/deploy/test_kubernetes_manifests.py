@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from services.cli import build_parser
+from services.common.listen_address import is_loopback, is_wildcard
 from services.grpc_runtime.config import ServerConfig
 from services.launcher.settings import SETTINGS
 from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
@@ -175,6 +176,27 @@ def test_agent_is_probed_on_the_livekit_worker_health_port() -> None:
     for probe_kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         probe = container[probe_kind]["httpGet"]
         assert probe["path"] == "/" and container_port(container, probe["port"]) == port
+
+
+@pytest.mark.parametrize(
+    ("name", "host_settings"),
+    [
+        (PERSONA, ("PERSONA_HOST", "PERSONA_METRICS_HOST")),
+        (DISPATCHER, ("DISPATCHER_HOST", "DISPATCHER_METRICS_HOST")),
+        (GATEWAY, ("GATEWAY_HOST",)),
+        (AGENT, ("AGENT_HEALTH_HOST",)),
+    ],
+)
+def test_every_listener_binds_all_interfaces_in_the_pod(name: str, host_settings: tuple[str, ...]) -> None:
+    from agent.config import AgentConfig
+
+    # The code binds loopback by default, where no probe, scraper or other pod reaches it.
+    assert ServerConfig().host == ServerConfig().metrics_host == HttpServerConfig().host == AgentConfig().health_host
+    assert is_loopback(ServerConfig().host)
+    resolved = env(name)
+    for setting in host_settings:
+        assert setting in resolved, f"{name} must set {setting}: the default is loopback"
+        assert is_wildcard(str(resolved[setting])), f"{name}: {setting}={resolved[setting]!r}"
 
 
 # --- Services and the gateway's targets -------------------------------------
