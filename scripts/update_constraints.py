@@ -13,12 +13,16 @@ smallest change after editing pyproject.toml. `--upgrade` ignores the current
 file and takes the newest versions pyproject.toml's ranges allow.
 
 Run it with the interpreter the pins are for (CI and the image use Python 3.11 on
-Linux); run the test suite afterwards, then commit constraints.txt.
+Linux); run the test suite afterwards, then commit constraints.txt. Distributions
+that only an older 3.11 patch release needs (Debian bookworm's python3 is 3.11.2;
+redis wants async-timeout below 3.11.3) are installed too, so the image built on
+that base installs nothing unpinned.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import subprocess
 import sys
 import tempfile
@@ -38,20 +42,54 @@ def freeze(upgrade: bool) -> str:
     with tempfile.TemporaryDirectory(prefix="friday-constraints-") as tmp:
         venv.create(tmp, with_pip=True)
         python = str(Path(tmp) / "bin" / "python")
-        install = [python, "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]"]
+        pip_install = [python, "-m", "pip", "install", "-q"]
         if CONSTRAINTS.exists() and not upgrade:
-            install += ["-c", str(CONSTRAINTS)]
-        subprocess.run(install, check=True)
+            pip_install += ["-c", str(CONSTRAINTS)]
+        subprocess.run([*pip_install, "-e", f"{ROOT}[dev]"], check=True)
+        older = subprocess.run(
+            [python, __file__, "--needed-by-older-patch-releases"], check=True, capture_output=True, text=True
+        ).stdout.split()
+        if older:
+            subprocess.run([*pip_install, *older], check=True)
         subprocess.run([python, "-m", "pip", "check"], check=True)
         return subprocess.run(
             [python, "-m", "pip", "freeze", "--all", "--exclude-editable"], check=True, capture_output=True, text=True
         ).stdout
 
 
+def needed_by_older_patch_releases() -> list[str]:
+    """Requirements of the installed distributions that apply on some earlier patch
+    release of this Python's minor version but are not installed here (run inside the
+    temporary venv, where `packaging` is installed as a test dependency)."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    installed = {canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
+    major, minor, micro = sys.version_info[:3]
+    environments = [
+        {**default_environment(), "python_full_version": f"{major}.{minor}.{patch}", "extra": ""}
+        for patch in range(micro)
+    ]
+    needed: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            name = canonicalize_name(requirement.name)
+            marker = requirement.marker
+            if name not in installed and marker and any(marker.evaluate(env) for env in environments):
+                needed.add(name)
+    return sorted(needed)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--upgrade", action="store_true", help="ignore the current pins: newest versions allowed")
+    parser.add_argument("--needed-by-older-patch-releases", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.needed_by_older_patch_releases:
+        print("\n".join(needed_by_older_patch_releases()))
+        return 0
     # --all keeps setuptools (grpcio-tools needs it at run time); pip is the installer, not a dependency.
     pins = sorted(
         (line for line in freeze(args.upgrade).splitlines() if line and not line.startswith(("#", "pip=="))),
