@@ -185,7 +185,12 @@ class GrpcServer:
         self._server = server
         await self.health.start()
         if self.config.metrics_port is not None:
-            self._metrics_http = MetricsHTTPServer(self.registry, self.config.metrics_host, self.config.metrics_port)
+            self._metrics_http = MetricsHTTPServer(
+                self.registry,
+                self.config.metrics_host,
+                self.config.metrics_port,
+                serving=lambda: self.health.serving,
+            )
             await self._metrics_http.start()
         logger.info(
             "%s listening on %s:%d (tls=%s, mtls=%s, auth=%s, admin auth=%s, metrics=%s)",
