@@ -99,7 +99,7 @@ def test_this_environment_runs_the_pinned_versions() -> None:
     assert not differing, f"pinned vs installed (reinstall with -c constraints.txt): {differing}"
 
 
-@pytest.mark.parametrize("path", ["README.md", ".ci/run"])
+@pytest.mark.parametrize("path", ["README.md", ".ci/run", "Dockerfile"])
 def test_every_documented_install_uses_the_constraints(path: str) -> None:
     installs = [line for line in (REPO / path).read_text().splitlines() if re.search(r"pip\s+install\s", line)]
     assert installs, f"{path} installs nothing"
