@@ -12,6 +12,7 @@ import inspect
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -38,6 +39,7 @@ from tests.deploy.manifests import (
 )
 
 M = Manifests.load()
+REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = M.objects("Deployment")
 SERVICES = M.objects("Service")
 DEFAULTS = {setting.env: setting.default for setting in SETTINGS}
@@ -332,6 +334,21 @@ def test_every_container_requests_resources_within_its_limit() -> None:
         resources = only_container(deployment)["resources"]
         assert {"cpu", "memory"} <= set(resources["requests"]), name
         assert memory_bytes(resources["requests"]["memory"]) <= memory_bytes(resources["limits"]["memory"]), name
+
+
+def test_memory_requests_and_limits_cover_the_benchmarks_peak_rss() -> None:
+    """The benchmark's peak RSS per service (README, Performance: VmHWM in MiB, under the
+    full load run): each request covers it, so a loaded pod has what the scheduler
+    reserved, and each limit leaves it twice over before the kernel kills the pod.
+    tests/image checks the image's processes at rest against the same requests."""
+    readme = (REPO / "README.md").read_text()
+    found = re.search(r"peak RSS gateway / persona / dispatcher (\d+) / (\d+) / (\d+) MB", readme)
+    assert found, "the README no longer states the benchmark's peak RSS figures"
+    for name, peak_mib in zip((GATEWAY, PERSONA, DISPATCHER), found.groups(), strict=True):
+        peak = int(peak_mib) * 2**20
+        resources = only_container(DEPLOYMENTS[name])["resources"]
+        assert memory_bytes(resources["requests"]["memory"]) >= peak, f"{name}: request below the peak RSS"
+        assert memory_bytes(resources["limits"]["memory"]) >= 2 * peak, f"{name}: limit under twice the peak RSS"
 
 
 def test_services_stop_within_their_termination_grace() -> None:

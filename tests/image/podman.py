@@ -196,6 +196,26 @@ def stop(process: subprocess.Popen[str], timeout: float = 20) -> int:
     return process.returncode
 
 
+def group_memory_bytes(process: subprocess.Popen[str]) -> int:
+    """Memory of every process in the process's group (the service and any children,
+    e.g. the agent's forkserver and job processes), as proportional set size: a page
+    shared by n processes counts 1/n to each, so the sum counts it once, as a
+    container's memory accounting does (summed RSS would count forked pages n times)."""
+    total = 0
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != process.pid:  # field 5 of stat, the process group
+                continue
+            rollup = (stat_file.parent / "smaps_rollup").read_text()
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
 def _signal_group(process: subprocess.Popen[str], sig: signal.Signals) -> None:
     try:
         os.killpg(process.pid, sig)

@@ -40,7 +40,7 @@ from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
 from tests.child_process import ProcessOutput, free_port
 from tests.grpc_runtime.certs import CertFiles, make_certs
 from tests.image import podman
-from tests.image.podman import ImageRoot, stop, wait_until
+from tests.image.podman import ImageRoot, group_memory_bytes, stop, wait_until
 from tests.image.secrets_scan import find_secrets
 
 reason = podman.unavailable_reason()
@@ -205,6 +205,7 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
         wait_until(lambda: _http(f"{gateway}/health")[0] == 200, START_S, "gateway /health", outputs["gateway"])
         # /ready asks both upstreams' health over their mutual-TLS channels.
         wait_until(lambda: _http(f"{gateway}/ready")[0] == 200, START_S, "gateway /ready", outputs["gateway"])
+        rss = {name: group_memory_bytes(process) for name, process in processes.items()}
     finally:
         codes = {name: stop(process) for name, process in processes.items()}
     logs = {name: output.text() for name, output in outputs.items()}
@@ -218,10 +219,28 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
         assert "tls=True, mtls=True, auth=True" in logs[name], logs[name]
     for name, text in logs.items():
         assert "Traceback" not in text, f"{name}:\n{text}"
+    # What the image's processes hold at rest fits well inside what the manifests request
+    # (tests/deploy compares the benchmark's peak figures with requests and limits).
+    for name, resident in rss.items():
+        request = _memory_request(f"friday-{name}")
+        print(f"{name}: {resident / 2**20:.0f} MiB at rest (PSS)")
+        assert 0 < resident < request / 1.5, (
+            f"{name}: {resident / 2**20:.0f} MiB at rest, request {request / 2**20:.0f} MiB"
+        )
+
+
+def _memory_request(deployment: str) -> int:
+    from tests.deploy.manifests import memory_bytes
+
+    (found,) = [d for d in _deployments() if d["metadata"]["name"] == deployment]  # type: ignore[index]
+    container = found["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+    return memory_bytes(container["resources"]["requests"]["memory"])
 
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As the worker's aiohttp server binds: connections a last run left in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("0.0.0.0", port))
         except OSError:
@@ -276,6 +295,11 @@ def test_the_agent_from_the_image_registers_with_livekit_and_reports_healthy(ima
         health = f"http://127.0.0.1:{AGENT_HEALTH_PORT}/"
         wait_until(lambda: _http(health) == (200, "OK"), START_S, "the worker's health", agent_output)
         assert len(registered()) == 1
+        # The worker and its pre-warmed job processes, at rest, within the manifest's request.
+        resident = group_memory_bytes(agent)
+        request = _memory_request("friday-agent")
+        print(f"agent: {resident / 2**20:.0f} MiB at rest (PSS)")
+        assert 0 < resident < request, f"agent: {resident / 2**20:.0f} MiB at rest, request {request / 2**20:.0f} MiB"
     finally:
         agent_code = stop(agent, timeout=30) if agent is not None else None
         stop(standin)
