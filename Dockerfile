@@ -2,7 +2,7 @@
 # and the voice agent are all `friday <command>`, chosen by the container's args:
 #   podman run IMAGE persona serve | dispatcher serve | gateway serve | agent start
 # Where no registry image can be pulled, build on a local Debian base instead
-# (scripts/build_base_image.sh; README, "Deploying on Kubernetes").
+# (scripts/build_base_image.sh; README, "Running on Kubernetes").
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # pyproject.toml's runtime dependencies as a requirements file, in a stage of its own:

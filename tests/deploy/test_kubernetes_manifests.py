@@ -224,6 +224,23 @@ def test_gateway_targets_resolve_every_pod_of_the_headless_service(variable: str
     assert env(GATEWAY)[variable] == f"dns:///{name}.{M.namespace}.svc.cluster.local:{port}"
 
 
+def test_the_readme_webhook_url_is_https_and_the_ingress_routes_it_to_the_gateway() -> None:
+    from services.webhook_gateway.app import WEBHOOK_PATH
+
+    readme = (REPO / "README.md").read_text()
+    urls = set(re.findall(r"\b(https?://[\w.-]+/livekit-webhook)\b", readme))
+    assert urls and all(url.startswith("https://") for url in urls), urls
+    (ingress,) = M.objects("Ingress").values()
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert {urlparse(url).hostname for url in urls} == {rule["host"]}
+    assert path["path"] == WEBHOOK_PATH and path["pathType"] == "Exact", "only the webhook leaves the cluster"
+    assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
+    backend = path["backend"]["service"]
+    assert backend["name"] == GATEWAY
+    assert backend["port"]["name"] in {port["name"] for port in SERVICES[GATEWAY]["spec"]["ports"]}
+
+
 def test_redis_url_names_the_redis_service_with_the_password_redis_requires() -> None:
     urls = {env(name)["REDIS_URL"] for name in (PERSONA, DISPATCHER, GATEWAY)}
     assert len(urls) == 1, "all replicas of all services must share one Redis"
