@@ -112,6 +112,16 @@ def test_kustomization_lists_exactly_the_manifest_files() -> None:
     assert listed == M.files, f"unlisted: {M.files - listed}, missing: {listed - M.files}"
 
 
+def test_every_workload_runs_the_image_the_readme_builds_and_kustomize_maps_to_the_registry() -> None:
+    (mapping,) = M.kustomization["images"]
+    for name in OURS:
+        assert only_container(DEPLOYMENTS[name])["image"] == mapping["name"], name
+    assert mapping["newName"].endswith("/" + mapping["name"]) and mapping["newTag"]
+    readme = (REPO / "README.md").read_text()
+    assert f"podman build -t {mapping['name']}:" in readme
+    assert f"kustomize edit set image {mapping['name']}=" in readme
+
+
 def test_one_namespace_everywhere() -> None:
     assert set(M.objects("Namespace")) == {M.namespace}
     for path, doc in M.docs:
