@@ -5,9 +5,9 @@ hybrid cgroups) and no registry image can be pulled:
 - the base is Debian bookworm made from Debian's packages (scripts/build_base_image.sh),
   named after that script's content, so it is made once per machine and again only
   when the recipe changes;
-- `podman build --isolation chroot` builds the image, tagged with a digest of the
+- `podman build --isolation chroot` builds the image, named with a digest of the
   build context (the files .dockerignore lets in), so an unchanged tree is not
-  rebuilt at all; after a change podman's layer cache rebuilds only the layers from
+  rebuilt at all and the newest few are kept; after a change podman's layer cache rebuilds only the layers from
   the code's COPY on (the dependency layer stays unless constraints.txt or the
   dependencies change);
 - a process runs from `podman image mount` (read-only, as the manifests'
@@ -32,7 +32,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_SCRIPT = REPO / "scripts" / "build_base_image.sh"
-IMAGE = "localhost/friday-persona-mesh:test"
+IMAGE_REPOSITORY = "localhost/friday-persona-mesh"
+KEEP_IMAGES = 3  # per machine: the trees tested last (each code change adds one)
 DOCKERIGNORE = REPO / ".dockerignore"
 # On machines whose HTTPS goes through an intercepting proxy, pip inside the build
 # trusts only what this bundle holds; elsewhere it holds the same public roots.
@@ -72,11 +73,17 @@ def base_image_name() -> str:
     return f"localhost/friday-base:bookworm-{digest}"
 
 
+def base_unavailable_reason() -> str | None:
+    if podman("image", "exists", base_image_name(), check=False).returncode == 0:
+        return None
+    if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
+        return "no base image and debootstrap is not installed (.ci/run installs it)"
+    return None
+
+
 def ensure_base_image() -> str:
     name = base_image_name()
     if podman("image", "exists", name, check=False).returncode != 0:
-        if shutil.which("debootstrap") is None:
-            raise RuntimeError(f"base image {name} is missing and debootstrap is not installed")
         subprocess.run([str(BASE_SCRIPT), name], check=True, timeout=BASE_TIMEOUT_S)
     return name
 
@@ -105,29 +112,32 @@ def context_digest(base: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_image(base: str, tag: str = IMAGE) -> str:
+def build_image(base: str) -> str:
     """Build the repository's Dockerfile on `base` unless an image of this exact
-    context exists; returns the image id. The image the tag named before is removed
-    when a build replaced it, so runs do not pile up images (the build stage's cached
-    layers stay)."""
-    by_content = f"localhost/friday-persona-mesh:context-{context_digest(base)}"
-    if (existing := image_id(by_content)) is not None:
-        podman("tag", by_content, tag)
-        return existing
-    previous = image_id(tag)
-    command = ["build", "--isolation", "chroot", "--build-arg", f"BASE_IMAGE={base}", "--tag", tag]
-    if HOST_CA_BUNDLE.exists():
-        command += ["--volume", f"{HOST_CA_BUNDLE}:/run/host-ca.crt:ro", "--build-arg", "PIP_CERT=/run/host-ca.crt"]
-    built = podman(*command, str(REPO), timeout=BUILD_TIMEOUT_S, check=False)
-    if built.returncode != 0:
-        raise RuntimeError(f"podman build failed:\n{built.stdout[-4000:]}\n{built.stderr[-4000:]}")
-    new = image_id(tag)
-    assert new is not None
-    if previous and previous != new:
-        # --force: also drops the old context-<digest> tag that still names it.
-        podman("rmi", "--force", previous, check=False)
-    podman("tag", tag, by_content)
-    return new
+    context exists; returns the image's name, `IMAGE_REPOSITORY:context-<digest>`.
+    Naming by content (never a shared tag) lets test runs of different trees on one
+    machine build and mount their own images side by side."""
+    name = f"{IMAGE_REPOSITORY}:context-{context_digest(base)}"
+    if image_id(name) is None:
+        command = ["build", "--isolation", "chroot", "--build-arg", f"BASE_IMAGE={base}", "--tag", name]
+        if HOST_CA_BUNDLE.exists():
+            command += ["--volume", f"{HOST_CA_BUNDLE}:/run/host-ca.crt:ro", "--build-arg", "PIP_CERT=/run/host-ca.crt"]
+        built = podman(*command, str(REPO), timeout=BUILD_TIMEOUT_S, check=False)
+        if built.returncode != 0:
+            raise RuntimeError(f"podman build failed:\n{built.stdout[-4000:]}\n{built.stderr[-4000:]}")
+        drop_old_images(keep=KEEP_IMAGES)
+    return name
+
+
+def drop_old_images(keep: int) -> None:
+    """Remove all but the newest `keep` test images. Without --force podman refuses to
+    remove one that is mounted, so a run still using an old image keeps it."""
+    listed = podman(
+        "images", "--filter", f"reference={IMAGE_REPOSITORY}", "--format", "{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}"
+    ).stdout.splitlines()
+    names = [line.split("\t")[1] for line in sorted(listed, reverse=True) if "\t" in line]
+    for old in names[keep:]:
+        podman("rmi", old, check=False)
 
 
 def inspect(name: str) -> dict[str, Any]:
