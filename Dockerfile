@@ -34,8 +34,10 @@ COPY services services
 COPY agent agent
 COPY bench bench
 # A regular (not editable) install: the runtime stage copies only the venv, never /src.
+# No build isolation: the package is built with the setuptools constraints.txt pins
+# (already in the venv, grpcio-tools needs it), not whatever PyPI has that day.
 # pip check proves the install is complete; then pip goes, the image installs nothing at run time.
-RUN /opt/friday/bin/pip install -q --no-deps -c constraints.txt . \
+RUN /opt/friday/bin/pip install -q --no-deps --no-build-isolation -c constraints.txt . \
     && /opt/friday/bin/pip check \
     && /opt/friday/bin/python -m pip uninstall -q -y pip
 
