@@ -200,7 +200,12 @@ class GrpcServer:
         self._server = server
         await self.health.start()
         if self.config.metrics_port is not None:
-            metrics_http = MetricsHTTPServer(self.registry, self.config.metrics_host, self.config.metrics_port)
+            metrics_http = MetricsHTTPServer(
+                self.registry,
+                self.config.metrics_host,
+                self.config.metrics_port,
+                serving=lambda: self.health.serving,
+            )
             try:
                 await metrics_http.start()
             except OSError:
