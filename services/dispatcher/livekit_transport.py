@@ -90,6 +90,7 @@ def _record(dispatch: AgentDispatch) -> DispatchRecord:
         agent_name=dispatch.agent_name,
         room=dispatch.room,
         metadata=dispatch.metadata,
+        created_at=dispatch.state.created_at,
         jobs=tuple(
             JobRecord(
                 job_id=job.id,

@@ -46,6 +46,9 @@ class DispatchRecord:
     room: str
     metadata: str
     jobs: tuple[JobRecord, ...] = ()
+    # `state.created_at` (ns, LiveKit's clock): which of two dispatches of one call is
+    # the older, the one every replica keeps when it finds a double (reconcile.py).
+    created_at: int = 0
 
     @property
     def live_job(self) -> JobRecord | None:
