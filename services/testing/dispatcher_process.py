@@ -25,6 +25,7 @@ from services.grpc_runtime.channel import is_serving
 # Where this `services` package is imported from: the child imports the same code.
 IMPORT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
+_OWN_SETTINGS = ("DISPATCHER_", "LIVEKIT_")
 
 
 def _free_port() -> int:
@@ -55,7 +56,9 @@ class DispatcherProcess:
 
     async def start(self, timeout: float = 60.0) -> None:
         """Spawn it and wait until its health answers SERVING (a loaded machine takes seconds)."""
-        env = {**os.environ, **self._env}
+        # Only the settings given: none of the dispatcher's own leaks in from the caller's shell.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS) and k != "REDIS_URL"}
+        env = {**inherited, **self._env}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(IMPORT_ROOT), env.get("PYTHONPATH")]))
         self._process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "services.cli", "dispatcher", "serve"),

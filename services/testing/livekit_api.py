@@ -133,6 +133,7 @@ class LiveKitStandIn(HttpStandIn):
         self._hold = _NextCalls()
         self._hold_gate = asyncio.Event()
         self._held = 0
+        self.held_rooms: list[str] = []  # the rooms of the calls `hold_next` held, in order
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -319,6 +320,7 @@ class LiveKitStandIn(HttpStandIn):
             await asyncio.sleep(self._delay.seconds)
         if self._hold.take(method):
             gate = self._hold_gate
+            self.held_rooms.append(self._room_hint(request.path, body, content_type))
             self._held += 1
             try:
                 await gate.wait()
