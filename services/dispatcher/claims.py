@@ -101,6 +101,11 @@ class CallClaims:
         self._metrics = metrics
         self.degraded = False
 
+    @property
+    def in_process(self) -> bool:
+        """Claims die with this process (no shared store)."""
+        return isinstance(self._store, InMemoryLeases)
+
     async def acquire(self, key: str, ttl_seconds: float) -> Claim | None:
         """The claim when the call was free (now ours), None when someone holds it."""
         try:

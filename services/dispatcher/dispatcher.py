@@ -61,6 +61,7 @@ _MIN_POLL_ROUND_SECONDS = 0.1
 
 @dataclass
 class _CreateState:
+    claim: Claim
     # True once a CreateDispatch was sent whose failure does not prove it did nothing
     # (or whose answer we never saw: cancelled, crashed): it may still create an agent.
     maybe_landed: bool = False
@@ -88,7 +89,9 @@ class Dispatcher:
         self._metrics = metrics
         self._calls = LiveKitCalls(config.retry, metrics, report_livekit_health)
         self._jobs = JobConfirmation(transport, self._calls, config.jobs, metrics)
-        self._reconciler = Reconciler(transport, self._calls, self._jobs, config.claims, metrics)
+        self._reconciler = Reconciler(
+            transport, self._calls, self._jobs, config.claims, metrics, claims_in_process=claims.in_process
+        )
         self._trunks: dict[str, tuple[float, list[str]]] = {}
         self._locks = LocalLocks()
         self._settling: set[asyncio.Future[None]] = set()
@@ -198,7 +201,7 @@ class Dispatcher:
     async def _dispatch_claimed(
         self, claim: Claim, room: str, agent_name: str, encoded: str, deadline: float
     ) -> DispatchOutcome:
-        create = _CreateState()
+        create = _CreateState(claim)
         try:
             dispatches = await self._list_in_room(room, deadline)
             existing = keeper(dispatches, agent_name)
@@ -213,9 +216,8 @@ class Dispatcher:
                     why = "its job failed" if leftover.failed else "no worker holds its job"
                     logger.warning("replacing dispatch %s in %r: %s", leftover.dispatch_id, room, why)
                     await self._withdraw(leftover, deadline, create)
-                record = await self._create_served(claim, room, agent_name, encoded, deadline, create)
-                outcome = await self._one_left(record, agent_name, deadline, create)
-                self._reconciler.watch(room, agent_name, degraded=claim.degraded)
+                record, listing = await self._create_served(claim, room, agent_name, encoded, deadline, create)
+                outcome = await self._one_left(record, listing, agent_name, deadline, create)
         except BaseException:
             # Also on cancellation (the caller's deadline fired first) and on bugs: a
             # create that may still land keeps the claim for the settle time, else the
@@ -231,13 +233,22 @@ class Dispatcher:
         return outcome
 
     async def _one_left(
-        self, record: DispatchRecord, agent_name: str, deadline: float, create: _CreateState
+        self,
+        record: DispatchRecord,
+        listing: list[DispatchRecord],
+        agent_name: str,
+        deadline: float,
+        create: _CreateState,
     ) -> DispatchOutcome:
-        """After our create is served: list the room and delete any other dispatch of the
-        agent, keeping the oldest (reconcile.py). Ours is the usual keeper; when an older
-        one landed meanwhile ours is the one removed, and the call is the older one's."""
+        """After our create is served: from a listing of the room read after it (the job
+        confirmation's, else a new one) delete any other dispatch of the agent, keeping the
+        oldest (reconcile.py). Ours is the usual keeper; when an older one landed meanwhile
+        ours is the one removed, and the call is the older one's."""
         try:
-            kept = await self._reconciler.converge(record.room, agent_name, deadline)
+            if any(d.dispatch_id == record.dispatch_id for d in listing):
+                kept = await self._reconciler.remove_extras(listing, agent_name, deadline)
+            else:
+                kept = await self._reconciler.converge(record.room, agent_name, deadline)
         except errors.DispatchError as exc:
             # Ours is served; a double, if any, is healed by the next listing.
             logger.info("could not re-read room %r after creating %s: %s", record.room, record.dispatch_id, exc)
@@ -260,16 +271,17 @@ class Dispatcher:
 
     async def _create_served(
         self, claim: Claim, room: str, agent_name: str, encoded: str, deadline: float, state: _CreateState
-    ) -> DispatchRecord:
+    ) -> tuple[DispatchRecord, list[DispatchRecord]]:
         """CreateDispatch, then wait for a worker to take the job; a job that fails at
-        the worker is withdrawn and replaced once."""
+        the worker is withdrawn and replaced once. Also the room's last listing read."""
         for attempt in range(2):
             # Every create is covered by the settle time from before it is sent (the
             # replacement too, which comes a job wait after the claim was taken).
             await self._claims.keep(claim, self._config.claims.settle_seconds)
             record = await self._create(room, agent_name, encoded, deadline, state)
+            listing: list[DispatchRecord] = []
             try:
-                served = await self._jobs.await_job(record, deadline)
+                served = await self._jobs.await_job(record, deadline, room=listing)
             except JobFailed as failed:
                 self._metrics.failed_jobs.inc()
                 logger.warning("%s; withdrawing it%s", failed, "" if attempt else " and dispatching once more")
@@ -282,7 +294,7 @@ class Dispatcher:
             if served is None:
                 await self._withdraw(record, deadline, state)
                 raise self._jobs.no_worker(record, withdrawn=not state.maybe_landed)
-            return served
+            return served, listing
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _withdraw(self, record: DispatchRecord, deadline: float, state: _CreateState) -> None:
@@ -295,6 +307,10 @@ class Dispatcher:
         """CreateDispatch, sent again only after failures that prove nothing was created.
         After an ambiguous failure (see `LiveKitCallError.may_have_landed`) we never
         create again in this request: we watch ListDispatch for our create to land."""
+
+        # Before it is sent, so it holds however this request ends (its caller giving up
+        # mid-create, say): another create we cannot see may land into this call.
+        self._reconciler.watch(room, agent_name, degraded=state.claim.degraded)
 
         async def attempt(timeout: float) -> DispatchRecord:
             landed_before = state.maybe_landed

@@ -15,11 +15,12 @@ dispatcher lists the room and deletes every dispatch of its agent but one:
 - a dispatch whose job failed (LiveKit never offers it again) is never kept.
 
 A create that lands after ours is invisible to the listing right after ours. Where one
-may still come — this process started less than a settle time ago (its predecessor may
-have died mid-create), or the claim was degraded (another replica may create without
-seeing our claim) — the room is listed again every `reconcile_interval` until the
-settle time has passed (`watch`), the time the claim design already gives a create to
-land (docs/architecture.md, "Exactly one agent").
+may still come — claims live in this process and it started less than a settle time
+ago (its predecessor may have died mid-create), or the claim was degraded (another
+replica may create without seeing our claim) — the room is listed again, after
+`reconcile_interval` and then at doubling intervals, until the settle time has passed
+(`watch`): the time the claim design already gives a create to land
+(docs/architecture.md, "Exactly one agent").
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from services.dispatcher.transport import DispatchRecord, DispatchTransport
 
 logger = logging.getLogger(__name__)
 
-# Time given to one background round (a ListDispatch, and DeleteDispatch of any extra).
+# Time given to one background round (ListRooms, ListDispatch, DeleteDispatch of any extra).
 _ROUND_BUDGET_SECONDS = 5.0
 
 
@@ -56,14 +57,17 @@ class Reconciler:
         jobs: JobConfirmation,
         config: ClaimConfig,
         metrics: DispatcherMetrics,
+        *,
+        claims_in_process: bool,
     ) -> None:
         self._transport = transport
         self._calls = calls
         self._jobs = jobs
         self._config = config
         self._metrics = metrics
-        # Until then a create of a predecessor that crashed mid-create may still land.
-        self._young_until = time.monotonic() + config.settle_seconds
+        # Until then a create of a predecessor that crashed mid-create may still land,
+        # unseen: its claim died with it. (A Redis claim outlives its holder instead.)
+        self._young_until = time.monotonic() + (config.settle_seconds if claims_in_process else 0.0)
         self._watches: dict[tuple[str, str], float] = {}  # (room, agent) -> watch until (monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -98,8 +102,8 @@ class Reconciler:
         return kept
 
     def watch(self, room: str, agent_name: str, *, degraded: bool) -> None:
-        """After a create: keep converging the room in the background while a create we
-        cannot see may still land (see the module docstring); nothing otherwise."""
+        """Keep converging the room in the background while a create we cannot see may
+        still land into the call (see the module docstring); nothing otherwise."""
         now = time.monotonic()
         until = max(self._young_until, now + self._config.settle_seconds if degraded else 0.0)
         if until <= now:
@@ -114,15 +118,26 @@ class Reconciler:
         task.add_done_callback(self._tasks.discard)
 
     async def _watch(self, key: tuple[str, str]) -> None:
+        """Rounds after `reconcile_interval`, then twice as long each time, and one at the
+        end of the window: a create landing soon after ours (the likely case) is removed
+        within a second or two, a later one within a few, at a handful of reads per call."""
         room, agent_name = key
         loop = asyncio.get_running_loop()
+        wait = self._config.reconcile_interval
         try:
-            while time.monotonic() < self._watches[key]:
-                await asyncio.sleep(self._config.reconcile_interval)
+            while (left := self._watches[key] - time.monotonic()) > 0:
+                await asyncio.sleep(min(wait, left))
+                wait *= 2
+                deadline = loop.time() + _ROUND_BUDGET_SECONDS
                 try:
-                    await self.converge(room, agent_name, loop.time() + _ROUND_BUDGET_SECONDS)
+                    # ListDispatch on a room that is gone hangs until LiveKit's own deadline.
+                    if not await self._calls.run(
+                        "ListRooms", room, lambda t: self._transport.room_exists(room, timeout=t), deadline
+                    ):
+                        return  # the call is over: nothing left to double
+                    await self.converge(room, agent_name, deadline)
                 except errors.RoomNotFound:
-                    return  # the call is over: nothing left to double
+                    return
                 except errors.DispatchError as exc:
                     logger.info("could not re-read room %r for duplicate dispatches: %s", room, exc)
         finally:

@@ -35,10 +35,13 @@ def _free_port() -> int:
 
 
 class DispatcherProcess:
-    def __init__(self, env: Mapping[str, str], *, port: int = 0, log_level: str = "WARNING") -> None:
-        """`env`: the dispatcher's settings (LIVEKIT_URL, REDIS_URL, DISPATCHER_...)."""
+    def __init__(self, env: Mapping[str, str], *, port: int = 0, log_level: str = "WARNING", nice: int = 0) -> None:
+        """`env`: the dispatcher's settings (LIVEKIT_URL, REDIS_URL, DISPATCHER_...).
+        `nice`: a lower CPU priority, so that its start-up (seconds of imports on a small
+        machine) does not starve the callers' side running in the test's own process."""
         self._env = dict(env)
         self._log_level = log_level
+        self._nice = nice
         self.port = port or _free_port()
         self._process: asyncio.subprocess.Process | None = None
 
@@ -60,7 +63,9 @@ class DispatcherProcess:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS) and k != "REDIS_URL"}
         env = {**inherited, **self._env}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(IMPORT_ROOT), env.get("PYTHONPATH")]))
+        niced = ("nice", "-n", str(self._nice)) if self._nice else ()
         self._process = await asyncio.create_subprocess_exec(
+            *niced,
             *(sys.executable, "-m", "services.cli", "dispatcher", "serve"),
             *("--port", str(self.port), "--metrics-port", "0", "--log-level", self._log_level),
             cwd=IMPORT_ROOT,

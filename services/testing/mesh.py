@@ -149,7 +149,8 @@ class Mesh:
 
     async def start_dispatcher(self) -> None:
         if self.options.dispatcher_process:
-            self.dispatcher_process = DispatcherProcess(self.dispatcher_env, port=self._dispatcher_port)
+            # Niced: its start-up must not starve the gateway and PersonaService in this process.
+            self.dispatcher_process = DispatcherProcess(self.dispatcher_env, port=self._dispatcher_port, nice=10)
             await self.dispatcher_process.start()
             self._dispatcher_port = self.dispatcher_process.port
             return
