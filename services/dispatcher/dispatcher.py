@@ -220,9 +220,10 @@ class Dispatcher:
                 outcome = await self._one_left(record, listing, agent_name, deadline, create)
         except BaseException:
             # Also on cancellation (the caller's deadline fired first) and on bugs: a
-            # create that may still land keeps the claim for the settle time, else the
-            # claim would lapse at its short TTL, about when LiveKit redelivers the
-            # webhook, and the redelivery's ListDispatch could miss the landing create.
+            # create that may still land keeps the claim for the settle time from now,
+            # else the claim would lapse at the TTL it was taken with, which a slow
+            # request may have used up, and a redelivery's ListDispatch could miss the
+            # landing create.
             await self._settle_claim(claim, keep=create.maybe_landed)
             raise
         # Our create: keep the claim so a lagging ListDispatch elsewhere cannot lead to
