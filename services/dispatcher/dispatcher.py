@@ -62,6 +62,7 @@ _MIN_POLL_ROUND_SECONDS = 0.1
 @dataclass
 class _CreateState:
     claim: Claim
+    room_created_at: float = 0.0  # Unix seconds, LiveKit's clock
     # True once a CreateDispatch was sent whose failure does not prove it did nothing
     # (or whose answer we never saw: cancelled, crashed): it may still create an agent.
     maybe_landed: bool = False
@@ -147,30 +148,31 @@ class Dispatcher:
         self._trunks[trunk_id] = (now + self._config.jobs.trunk_cache_seconds, numbers)
         return numbers
 
-    async def _require_room(self, room: str, deadline: float) -> None:
+    async def _require_room(self, room: str, deadline: float) -> float:
         """The room must still exist: ListDispatch on a missing room hangs until LiveKit's
         own deadline, and CreateDispatch would create the room anew and send an agent
-        into it with nobody there."""
-        exists = await self._calls.run(
-            "ListRooms", room, lambda t: self._transport.room_exists(room, timeout=t), deadline
+        into it with nobody there. When LiveKit created it (Unix seconds)."""
+        created_at = await self._calls.run(
+            "ListRooms", room, lambda t: self._transport.room_created_at(room, timeout=t), deadline
         )
-        if not exists:
+        if created_at is None:
             raise errors.RoomNotFound(
                 f"room {room!r} does not exist (any more): the call has ended", metadata={"room": room}
             )
+        return created_at
 
-    async def _list_in_room(self, room: str, deadline: float) -> list[DispatchRecord]:
+    async def _list_in_room(self, room: str, deadline: float) -> tuple[list[DispatchRecord], float]:
         """The room check and the claim's ListDispatch side by side: one LiveKit round
         trip instead of two on every call. A gone room cancels the listing, which would
         otherwise hang until LiveKit's own deadline."""
         listing = asyncio.ensure_future(self._list(room, deadline))
         try:
-            await self._require_room(room, deadline)
+            created_at = await self._require_room(room, deadline)
         except BaseException:
             listing.cancel()
             await asyncio.gather(listing, return_exceptions=True)
             raise
-        return await listing
+        return await listing, created_at
 
     async def _dispatch_once(
         self, key: str, room: str, agent_name: str, encoded: str, deadline: float
@@ -203,7 +205,7 @@ class Dispatcher:
     ) -> DispatchOutcome:
         create = _CreateState(claim)
         try:
-            dispatches = await self._list_in_room(room, deadline)
+            dispatches, create.room_created_at = await self._list_in_room(room, deadline)
             existing = keeper(dispatches, agent_name)
             if existing is not None and existing.live_job is not None:
                 await self._reconciler.remove_extras(dispatches, agent_name, deadline)
@@ -311,7 +313,7 @@ class Dispatcher:
 
         # Before it is sent, so it holds however this request ends (its caller giving up
         # mid-create, say): another create we cannot see may land into this call.
-        self._reconciler.watch(room, agent_name, degraded=state.claim.degraded)
+        self._reconciler.watch(room, agent_name, degraded=state.claim.degraded, room_created_at=state.room_created_at)
 
         async def attempt(timeout: float) -> DispatchRecord:
             landed_before = state.maybe_landed

@@ -15,9 +15,10 @@ dispatcher lists the room and deletes every dispatch of its agent but one:
 - a dispatch whose job failed (LiveKit never offers it again) is never kept.
 
 A create that lands after ours is invisible to the listing right after ours. Where one
-may still come — claims live in this process and it started less than a settle time
-ago (its predecessor may have died mid-create), or the claim was degraded (another
-replica may create without seeing our claim) — the room is listed again, after
+may still come — claims live in this process, it started less than a settle time ago
+and the room is older than this process (its predecessor may have died mid-create in
+it), or the claim was degraded (another replica may create without seeing our claim) —
+the room is listed again, after
 `reconcile_interval` and then at doubling intervals, until the settle time has passed
 (`watch`): the time the claim design already gives a create to land
 (docs/architecture.md, "Exactly one agent").
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # Time given to one background round (ListRooms, ListDispatch, DeleteDispatch of any extra).
 _ROUND_BUDGET_SECONDS = 5.0
+# How far LiveKit's clock may be ahead of ours, deciding whether a room is older than us.
+_CLOCK_SKEW_SECONDS = 1.0
 
 
 def keeper(dispatches: Iterable[DispatchRecord], agent_name: str) -> DispatchRecord | None:
@@ -68,6 +71,7 @@ class Reconciler:
         # Until then a create of a predecessor that crashed mid-create may still land,
         # unseen: its claim died with it. (A Redis claim outlives its holder instead.)
         self._young_until = time.monotonic() + (config.settle_seconds if claims_in_process else 0.0)
+        self._started_at = time.time()
         self._watches: dict[tuple[str, str], float] = {}  # (room, agent) -> watch until (monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -101,11 +105,16 @@ class Reconciler:
                 )
         return kept
 
-    def watch(self, room: str, agent_name: str, *, degraded: bool) -> None:
+    def watch(self, room: str, agent_name: str, *, degraded: bool, room_created_at: float) -> None:
         """Keep converging the room in the background while a create we cannot see may
-        still land into the call (see the module docstring); nothing otherwise."""
+        still land into the call (see the module docstring); nothing otherwise. A room
+        LiveKit created after this process started held no call of its predecessor."""
         now = time.monotonic()
-        until = max(self._young_until, now + self._config.settle_seconds if degraded else 0.0)
+        inherited = room_created_at < self._started_at + _CLOCK_SKEW_SECONDS
+        until = max(
+            self._young_until if inherited else 0.0,
+            now + self._config.settle_seconds if degraded else 0.0,
+        )
         if until <= now:
             return
         key = (room, agent_name)

@@ -127,6 +127,11 @@ class DispatchTransport(Protocol):
         missing room hangs until LiveKit's own deadline."""
         ...
 
+    async def room_created_at(self, room: str, *, timeout: float) -> float | None:
+        """As `room_exists`, with when LiveKit created the room (Unix seconds, its clock);
+        None when it holds no such room."""
+        ...
+
     async def trunk_numbers(self, trunk_id: str, *, timeout: float) -> builtins.list[str] | None:
         """The numbers of SIP inbound trunk `trunk_id`; None when LiveKit has no such trunk."""
         ...
