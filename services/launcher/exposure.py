@@ -3,9 +3,9 @@
 On loopback only this machine's users reach the mesh. Bound anywhere else, any
 host that can route to it could call DispatchAgent (an agent of its own choosing
 into a live call), ListDispatches (callers' numbers and personas) and
-CancelDispatch, or sign webhooks with livekit-server --dev's published secret. So
-`friday up` refuses a non-loopback host unless both gRPC services require a
-token and LiveKit's secret is not the dev default; it does not invent tokens,
+CancelDispatch, read call records (ListCalls), or sign webhooks with
+livekit-server --dev's published secret. So `friday up` refuses a non-loopback host
+unless every gRPC service requires a token and LiveKit's secret is not the dev default; it does not invent tokens,
 because the gateway, the CLI clients and whoever else calls the services must be
 given the same ones."""
 
@@ -25,7 +25,12 @@ def exposure_problem(settings: Mapping[str, str], environ: Mapping[str, str]) ->
         return None
     missing = [
         flag
-        for flag, env in (("--dispatcher-token", "DISPATCHER_TOKEN"), ("--persona-token", "PERSONA_TOKEN"))
+        for flag, env in (
+            ("--dispatcher-token", "DISPATCHER_TOKEN"),
+            ("--persona-token", "PERSONA_TOKEN"),
+            # Call records hold callers' numbers and what they were told.
+            ("--calls-token", "CALLS_TOKEN"),
+        )
         if not settings[env]
     ]
     # The gateway verifies webhooks with this secret (see the gateway's config).

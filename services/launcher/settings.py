@@ -58,6 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--agent-name", AGENT_NAME_ENV, DEFAULT_AGENT_NAME, "agent name to dispatch / register"),
     Setting("--dispatcher-token", "DISPATCHER_TOKEN", "", "bearer token the dispatcher requires; unset = open"),
     Setting("--persona-token", "PERSONA_TOKEN", "", "bearer token PersonaService requires; unset = open"),
+    Setting("--calls-token", "CALLS_TOKEN", "", "bearer token CallHistoryService requires; unset = open"),
     Setting(
         "--persona-admin-token",
         "PERSONA_ADMIN_TOKEN",

@@ -27,19 +27,28 @@ def test_any_other_host_without_tokens_names_every_missing_setting(host: str) ->
     problem = exposure_problem(_settings(FRIDAY_UP_HOST=host), {})
     assert problem is not None
     assert f"--host {host} makes the mesh reachable from other machines" in problem
-    for missing in ("--dispatcher-token", "--persona-token", "--livekit-api-secret"):
+    for missing in ("--dispatcher-token", "--persona-token", "--calls-token", "--livekit-api-secret"):
         assert missing in problem
 
 
 def test_tokens_and_an_own_secret_allow_any_host() -> None:
     settings = _settings(
-        FRIDAY_UP_HOST="0.0.0.0", DISPATCHER_TOKEN="d" * 32, PERSONA_TOKEN="p" * 32, LIVEKIT_API_SECRET=STRONG_SECRET
+        FRIDAY_UP_HOST="0.0.0.0",
+        DISPATCHER_TOKEN="d" * 32,
+        PERSONA_TOKEN="p" * 32,
+        CALLS_TOKEN="c" * 32,
+        LIVEKIT_API_SECRET=STRONG_SECRET,
     )
     assert exposure_problem(settings, {}) is None
 
 
 def test_the_webhook_secret_is_the_one_the_gateway_verifies_with() -> None:
-    tokens = {"FRIDAY_UP_HOST": "0.0.0.0", "DISPATCHER_TOKEN": "d" * 32, "PERSONA_TOKEN": "p" * 32}
+    tokens = {
+        "FRIDAY_UP_HOST": "0.0.0.0",
+        "DISPATCHER_TOKEN": "d" * 32,
+        "PERSONA_TOKEN": "p" * 32,
+        "CALLS_TOKEN": "c" * 32,
+    }
     problem = exposure_problem(_settings(**tokens), {"LIVEKIT_WEBHOOK_API_SECRET": STRONG_SECRET})
     assert problem is None
     problem = exposure_problem(

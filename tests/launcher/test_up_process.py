@@ -134,10 +134,13 @@ def test_a_non_loopback_host_without_tokens_is_refused_with_one_line() -> None:
     (line,) = done.stderr.splitlines()
     assert line.startswith("friday up: --host 0.0.0.0 makes the mesh reachable from other machines, which needs ")
     assert "--dispatcher-token" in line and "--persona-token" in line and "--livekit-api-secret" in line
+    assert "--calls-token" in line
 
 
 def test_all_interfaces_with_tokens_serves_only_callers_that_send_them() -> None:
-    env = up_env(DISPATCHER_TOKEN="d" * 40, PERSONA_TOKEN="p" * 40, LIVEKIT_API_SECRET=STRONG_SECRET)
+    env = up_env(
+        DISPATCHER_TOKEN="d" * 40, PERSONA_TOKEN="p" * 40, CALLS_TOKEN="c" * 40, LIVEKIT_API_SECRET=STRONG_SECRET
+    )
     with friday_up("--host", "0.0.0.0", env=env) as running:
         # grpc binds its IPv6 wildcard (which takes IPv4 too) for 0.0.0.0.
         wildcards = {ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::")}

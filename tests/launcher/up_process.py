@@ -21,6 +21,7 @@ READY = "friday up: the mesh is ready"
 # Settings a developer's shell may carry that would change what `friday up` does.
 _ISOLATED_ENV = (
     "REDIS_URL", "PERSONA_FILE", "PERSONA_API_BASE", "DISPATCHER_TOKEN", "PERSONA_TOKEN", "PERSONA_ADMIN_TOKEN",
+    "CALLS_TOKEN",
     "LIVEKIT_WEBHOOK_API_SECRET", "FRIDAY_UP_HOST", "FRIDAY_UP_WITH_AGENT", "FRIDAY_UP_REPLICAS",
 )  # fmt: skip
 
@@ -32,16 +33,23 @@ class Ports:
     gateway: int = field(default_factory=free_port)
     persona_metrics: int = field(default_factory=free_port)
     dispatcher_metrics: int = field(default_factory=free_port)
+    calls: int = field(default_factory=free_port)
+    calls_metrics: int = field(default_factory=free_port)
 
     def args(self) -> list[str]:
         return [
             "--persona-port", str(self.persona), "--dispatcher-port", str(self.dispatcher),
             "--gateway-port", str(self.gateway), "--persona-metrics-port", str(self.persona_metrics),
             "--dispatcher-metrics-port", str(self.dispatcher_metrics),
+            "--calls-port", str(self.calls), "--calls-metrics-port", str(self.calls_metrics),
+            "--calls-database-url", ":memory:",
         ]  # fmt: skip
 
     def all(self) -> list[int]:
-        return [self.persona, self.dispatcher, self.gateway, self.persona_metrics, self.dispatcher_metrics]
+        return [
+            self.persona, self.dispatcher, self.gateway, self.persona_metrics, self.dispatcher_metrics,
+            self.calls, self.calls_metrics,
+        ]  # fmt: skip
 
 
 def up_env(**extra: str) -> dict[str, str]:
