@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from services.common.env import ConfigError as ConfigError  # re-exported: the agent CLI's error
 from services.common.env import Environment
+from services.common.listen_address import LOOPBACK_HOST
 from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
 
 STACK_INFERENCE = "inference"
@@ -95,6 +96,11 @@ class AgentConfig:
     # How long the caller may keep hearing ringing while the spoken greeting's first
     # audio is synthesised; past it the call is answered and the greeting follows.
     greeting_audio_wait: float = 2.0
+    # Where livekit-agents serves the worker's health check (port 8081 in production).
+    # livekit-agents binds every interface by default; loopback unless told otherwise,
+    # like every Friday service (a cluster's kubelet probes the pod's address: the
+    # manifests set AGENT_HEALTH_HOST).
+    health_host: str = LOOPBACK_HOST
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AgentConfig:
@@ -130,6 +136,7 @@ class AgentConfig:
             vad=env.choice("FRIDAY_VAD", "silero", VAD_ON + VAD_OFF) in VAD_ON,
             sip_participant_timeout=env.number("FRIDAY_SIP_WAIT_SECONDS", cls.sip_participant_timeout),
             greeting_audio_wait=env.number("FRIDAY_GREETING_AUDIO_WAIT_SECONDS", cls.greeting_audio_wait),
+            health_host=env.text("AGENT_HEALTH_HOST", cls.health_host),
         )
 
 

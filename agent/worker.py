@@ -42,7 +42,7 @@ StackBuilder = Callable[[AgentConfig, VoiceChoice], SpeechStack]
 
 def build_server(config: AgentConfig | None = None) -> AgentServer:
     config = config or AgentConfig.from_env()
-    server = AgentServer()
+    server = AgentServer(host=config.health_host)
     server.rtc_session(entrypoint, agent_name=config.agent_name)
     return server
 

@@ -19,8 +19,11 @@ import httpx
 
 from services.launcher.children import ChildProcess
 from services.launcher.readiness import wait_until
+from services.launcher.restarts import RestartPolicy
+from services.launcher.service import Service
 from services.launcher.settings import SETTINGS
-from services.launcher.up import STOP_GRACE_SECONDS, Service, plan
+from services.launcher.supervisor import STOP_GRACE_SECONDS, Supervisor
+from services.launcher.up import plan
 from services.testing.crm import BASE_PATH as CRM_BASE_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -145,11 +148,13 @@ async def running_mesh(crm_personas: Path, *, log_level: str) -> AsyncIterator[M
             services = plan(settings, with_agent=False)  # the processes `friday up` would start
         finally:
             os.environ.update(saved_env)
-        for service in services:
-            await service.child.start()
-            started.append(service.child)
-        for service in services:
-            await _wait_ready(service)
+        started.extend(service.child for service in services)
+        # Started and waited for exactly as `friday up` does (launch report, then health).
+        supervisor = Supervisor(
+            services, RestartPolicy(), ready_timeout=READY_TIMEOUT_SECONDS, stop_requested=asyncio.Event()
+        )
+        if not await supervisor.start_all():
+            raise RuntimeError("the mesh did not start (the reason is printed above)")
         yield Mesh(
             crm=crm,
             livekit=livekit,
@@ -161,18 +166,6 @@ async def running_mesh(crm_personas: Path, *, log_level: str) -> AsyncIterator[M
         # Gateway first, stand-ins last: the launcher's order.
         for child in reversed(started):
             await child.stop(STOP_GRACE_SECONDS)
-
-
-async def _wait_ready(service: Service) -> None:
-    ready = asyncio.ensure_future(wait_until(service.ready_check))
-    died = asyncio.ensure_future(service.child.wait())
-    done, pending = await asyncio.wait({ready, died}, timeout=READY_TIMEOUT_SECONDS, return_when="FIRST_COMPLETED")
-    for task in pending:
-        task.cancel()
-    if died in done:
-        raise RuntimeError(f"{service.child.name} exited with {service.child.returncode}: {service.child.last_lines()}")
-    if ready not in done:
-        raise RuntimeError(f"{service.child.name} not ready after {READY_TIMEOUT_SECONDS:.0f}s")
 
 
 class LoadGenerator:

@@ -143,6 +143,49 @@ async def _redis_outage(mesh: Mesh) -> None:
     await mesh.redis.restart()
 
 
+# Creates LiveKit holds while the dispatcher process is killed.
+CRASH_HELD_CREATES = 5
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Polls `condition`; False when it did not come true within `timeout` (a bound for a
+    run gone wrong, which the fault's evidence then reports, not a timing assumption)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    while not condition():
+        if loop.time() > give_up:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def _dispatcher_crash_mid_create(mesh: Mesh) -> None:
+    # LiveKit is slow to answer the next creates; the dispatcher process is SIGKILLed
+    # while they are in flight and a new one started on the same port (empty in-process
+    # claims). The held creates land only once the new process has dispatched those calls
+    # again (their redeliveries found nothing): the late, second dispatch of each call.
+    # Late in the 3 s arrival window: the new process's start-up (seconds of CPU on a
+    # small machine) then overlaps few first deliveries and their persona lookups.
+    await asyncio.sleep(2.2)
+    mesh.livekit.hold_next(CRASH_HELD_CREATES, method="CreateDispatch")
+    await _until(lambda: mesh.livekit.held == CRASH_HELD_CREATES, timeout=10)
+    await mesh.kill_dispatcher()
+    await mesh.start_dispatcher()
+    rooms = list(mesh.livekit.held_rooms)
+    # LiveKit's redeliveries end 15 s after the first attempt.
+    await _until(lambda: all(mesh.livekit.dispatches(room) for room in rooms), timeout=20)
+    mesh.livekit.release_held()
+    await _until(lambda: mesh.livekit.held == 0, timeout=10)
+    # The new process re-reads those rooms while a predecessor's create may still land, at
+    # most 2 s apart: until the doubles are healed (what is left is counted either way).
+    await _until(lambda: all(len(mesh.livekit.dispatches(room)) <= 1 for room in rooms), timeout=20)
+
+
+async def _redis_gone(mesh: Mesh) -> None:
+    assert mesh.redis is not None
+    await mesh.redis.kill()
+
+
 FAULTS: tuple[Fault, ...] = (
     Fault("none", "no fault: the baseline"),
     Fault("crm_slow", "CRM answers every request after 2 s", NO_FRESH, begin=_crm_slow),
@@ -169,6 +212,23 @@ FAULTS: tuple[Fault, ...] = (
         "shared Redis (claims, persona cache, dedupe) SIGKILLed 0.5 s in, back empty 2.5 s later",
         mesh=replace(CHAOS_MESH, with_redis=True),
         during=_redis_outage,
+    ),
+    Fault(
+        "redis_down_for_good",
+        "shared Redis (claims, persona cache, dedupe) SIGKILLed before the first call, never back",
+        mesh=replace(CHAOS_MESH, with_redis=True),
+        begin=_redis_gone,
+    ),
+    Fault(
+        "dispatcher_crash_mid_create",
+        f"DispatcherService process SIGKILLed with {CRASH_HELD_CREATES} creates in flight at a slow LiveKit, "
+        "restarted; the creates land after the new process dispatched those calls again",
+        # Starting the new process takes seconds of CPU on a 2-core machine, alongside the
+        # mesh: a cold number's first CRM fetch may then miss the gateway's persona timeout
+        # and rightly get the default (as under crm_slow). Warm numbers keep their copy.
+        NO_FRESH,
+        mesh=replace(CHAOS_MESH, dispatcher_process=True),
+        during=_dispatcher_crash_mid_create,
     ),
     Fault(
         "no_worker",

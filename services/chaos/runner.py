@@ -30,6 +30,8 @@ class CallOutcome:
     deliveries: list[Delivery]  # the SIP join's (two when delivered twice)
     agent_join: Delivery | None = None
     dispatches: int = 0
+    # The most dispatches of our agent the room held at once: above `dispatches`, a double was healed.
+    peak_dispatches: int = 0
     persona: PersonaVerdict | None = None
 
     @property
@@ -55,6 +57,8 @@ class FaultResult:
     # Evidence that the fault really happened, read from the stand-ins after the run.
     livekit_5xx: int = 0
     crm_requests: int = 0
+    # DispatcherService's claims taken in process while Redis was unreachable (in-process dispatcher only).
+    degraded_claims: int = 0
 
     @property
     def calls(self) -> int:
@@ -67,6 +71,11 @@ class FaultResult:
     @property
     def multi_dispatch(self) -> int:
         return sum(o.dispatches > 1 for o in self.outcomes)
+
+    @property
+    def healed_doubles(self) -> int:
+        """Calls that held two dispatches of our agent at some point and were left with one."""
+        return sum(o.peak_dispatches > 1 and o.dispatches == 1 for o in self.outcomes)
 
     @property
     def wrong_persona(self) -> int:
@@ -133,6 +142,9 @@ async def run_fault(fault: Fault, calls: int = 100, *, arrival_seconds: float = 
         result = FaultResult(fault.name, list(outcomes))
         result.livekit_5xx = sum(call.status >= 500 for call in mesh.livekit.calls)
         result.crm_requests = mesh.crm.total_requests
+        if mesh.dispatcher is not None:
+            sample = mesh.dispatcher.registry.get_sample_value("friday_dispatcher_degraded_claims_total")
+            result.degraded_claims = int(sample or 0)
         _count_dispatches(mesh, fault, result)
         return result
 
@@ -174,6 +186,7 @@ def _count_dispatches(mesh: Mesh, fault: Fault, result: FaultResult) -> None:
         if len(ours) != len(dispatches):
             result.problems.append(f"{outcome.call.room}: {len(ours) - len(dispatches)} dispatches without an agent")
         outcome.dispatches = len(dispatches)
+        outcome.peak_dispatches = mesh.livekit.peak_dispatches(outcome.call.room)
         if dispatches:
             outcome.persona = judge_persona(outcome.call, dispatches[0].metadata, fault.default_allowed_for)
             if outcome.persona.wrong:

@@ -1,6 +1,8 @@
 """What every `friday <service> serve` does, once: read the settings (a bad one ends
 the command with exit 2 and the variable's name, not a traceback), set up logging,
-apply the command-line overrides, and serve until SIGTERM/SIGINT."""
+apply the command-line overrides, and serve until SIGTERM/SIGINT. Once listening it
+reports its bound addresses to the process that launched it (`friday up`), or why
+it could not listen (one line, exit 1)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ S = TypeVar("S")
 
 
 class Serving(Protocol):
-    async def serve(self) -> None: ...
+    async def serve(self, on_listening: Callable[[], None] | None = None) -> None: ...
+
+    def endpoints(self) -> dict[str, str]: ...
 
 
 def add_log_level_flag(parser: argparse.ArgumentParser) -> None:
@@ -41,9 +45,12 @@ def serve(
 ) -> int:
     """`server_overrides`: fields of the server config the flags set (see `given`)."""
     from services.common import event_loop
+    from services.common.launch_report import LaunchReport, LaunchReporter
+    from services.common.listen_address import ListenError
     from services.common.tracing import configure_logging, log_level_from_env
 
     try:
+        reporter = LaunchReporter.from_env()
         log_level = args.log_level or log_level_from_env()
         config, server_config = read_settings()
     except ConfigError as exc:
@@ -53,5 +60,11 @@ def serve(
     configure_logging(log_level)
     if server_overrides:
         server_config = dataclasses.replace(server_config, **server_overrides)  # type: ignore[type-var]
-    event_loop.run(build(config, server_config).serve())
+    server = build(config, server_config)
+    try:
+        event_loop.run(server.serve(on_listening=lambda: reporter.send(LaunchReport(server.endpoints()))))
+    except ListenError as exc:
+        reporter.send(LaunchReport(error=str(exc)))
+        print(f"friday {command}: {exc}", file=sys.stderr)
+        return 1
     return 0

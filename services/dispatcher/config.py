@@ -43,14 +43,21 @@ class ClaimConfig:
 
     redis_url: str | None = None
     key_prefix: str = DEFAULT_CLAIM_PREFIX
-    # After a create, the claim lives this long so a ListDispatch that lags behind the
-    # create cannot let a second replica create again.
+    # From before a create is sent, the claim lives at least this long, so a ListDispatch
+    # that lags behind the create, or a create that lands after its sender crashed,
+    # cannot let a second request create again: LiveKit's create latency must stay under it.
     settle_seconds: float = 10.0
     # How often a request that found the call claimed elsewhere polls ListDispatch.
     poll_interval: float = 0.1
     # Socket (connect and read) timeout of each Redis claim op: short, so a blackholed
     # Redis costs a fraction of the dispatch budget, not all of it.
     redis_timeout: float = 0.25
+    # Redis unreachable: claim in this process (degraded: answered, at worst briefly
+    # doubled and healed) rather than refuse the call (CLAIM_STORE_UNAVAILABLE).
+    degraded_fallback: bool = True
+    # While a create we cannot see may still land (degraded claims, a young process),
+    # the room is re-read this often and extra dispatches deleted (reconcile.py).
+    reconcile_interval: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ class DispatcherConfig:
                 settle_seconds=env.number("DISPATCHER_CLAIM_SETTLE_SECONDS", ClaimConfig.settle_seconds),
                 poll_interval=env.number("DISPATCHER_CLAIM_POLL_INTERVAL_SECONDS", ClaimConfig.poll_interval),
                 redis_timeout=env.number("DISPATCHER_REDIS_TIMEOUT_SECONDS", ClaimConfig.redis_timeout),
+                degraded_fallback=env.flag("DISPATCHER_DEGRADED_CLAIMS", ClaimConfig.degraded_fallback),
+                reconcile_interval=env.number("DISPATCHER_RECONCILE_INTERVAL_SECONDS", ClaimConfig.reconcile_interval),
             ),
             jobs=JobConfig(
                 wait_seconds=env.number("DISPATCHER_JOB_WAIT_SECONDS", JobConfig.wait_seconds),

@@ -1,11 +1,12 @@
 """The exactly-one algorithm: for one call and agent name, LiveKit ends up holding one
 dispatch, however many times, concurrently or at however many replicas the request
-arrives.
+arrives, and when a dispatcher crashes with its create in flight.
 
-    local lock (this process) → claim (in memory or Redis SET NX, TTL = our deadline + grace)
+    local lock (this process) → claim (in memory or Redis SET NX; in process, counted as
+    degraded, while Redis is unreachable; TTL ≥ the settle time before any create is sent)
       claimed by us   → ListRooms ∥ ListDispatch: the room is gone (the call ended) →
                         ROOM_NOT_FOUND, nothing created; agent there with a live job? →
-                        return it, already_existed
+                        return the oldest, delete any other (reconcile.py), already_existed
                         a dispatch without one (its job failed, or no worker ever took
                         it: LiveKit never offers it again) → withdraw it, then as new
                         CreateDispatch, retried only after failures proving it
@@ -16,6 +17,9 @@ arrives.
                         else answer UNAVAILABLE — a redelivery finds it.
                         → wait for a worker to take the job (jobs.py); none in time →
                           withdraw, NO_AGENT_WORKER; the job failed → replace once
+                        → list the room again: two creates landed → keep the oldest,
+                          delete the rest; keep re-reading in the background while a
+                          create we cannot see may still land (degraded claim, young process)
                         → whenever a create may have landed (success, ambiguous failure,
                           cancellation, crash) keep the claim `settle_seconds` so no other
                           request creates before LiveKit's answer settles; else release
@@ -34,20 +38,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
-from services.common.leases import LeaseStoreUnavailable, TokenLeases
 from services.common.retry import time_left
 from services.dispatcher import errors, validation
-from services.dispatcher.claims import LocalLocks, claim_key
+from services.dispatcher.claims import CallClaims, Claim, LocalLocks, claim_key
 from services.dispatcher.config import DispatcherConfig
 from services.dispatcher.jobs import JobConfirmation, JobFailed
 from services.dispatcher.livekit_calls import LiveKitCalls
 from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.reconcile import Reconciler, keeper
 from services.dispatcher.transport import DispatchRecord, DispatchTransport, LiveKitCallError
 
 logger = logging.getLogger(__name__)
 
-# A claim outlives its holder's deadline by this much, covering clock skew between
-# replicas and the holder's last in-flight request.
+# A claim outlives its holder's deadline by at least this much (and lives at least the
+# settle time), covering clock skew between replicas and the holder's last request.
 CLAIM_GRACE_SECONDS = 1.0
 # Trunks remembered at most (see trunk_numbers).
 _MAX_CACHED_TRUNKS = 1024
@@ -57,6 +61,8 @@ _MIN_POLL_ROUND_SECONDS = 0.1
 
 @dataclass
 class _CreateState:
+    claim: Claim
+    room_created_at: float = 0.0  # Unix seconds, LiveKit's clock
     # True once a CreateDispatch was sent whose failure does not prove it did nothing
     # (or whose answer we never saw: cancelled, crashed): it may still create an agent.
     maybe_landed: bool = False
@@ -72,7 +78,7 @@ class Dispatcher:
     def __init__(
         self,
         transport: DispatchTransport,
-        claims: TokenLeases,
+        claims: CallClaims,
         config: DispatcherConfig,
         metrics: DispatcherMetrics,
         *,
@@ -84,6 +90,9 @@ class Dispatcher:
         self._metrics = metrics
         self._calls = LiveKitCalls(config.retry, metrics, report_livekit_health)
         self._jobs = JobConfirmation(transport, self._calls, config.jobs, metrics)
+        self._reconciler = Reconciler(
+            transport, self._calls, self._jobs, config.claims, metrics, claims_in_process=claims.in_process
+        )
         self._trunks: dict[str, tuple[float, list[str]]] = {}
         self._locks = LocalLocks()
         self._settling: set[asyncio.Future[None]] = set()
@@ -91,6 +100,7 @@ class Dispatcher:
     async def aclose(self) -> None:
         # Claim keeps/releases of cancelled requests finish before the store closes.
         await asyncio.gather(*self._settling, return_exceptions=True)
+        await self._reconciler.aclose()
         await self._transport.aclose()
         await self._claims.aclose()
 
@@ -138,43 +148,43 @@ class Dispatcher:
         self._trunks[trunk_id] = (now + self._config.jobs.trunk_cache_seconds, numbers)
         return numbers
 
-    async def _require_room(self, room: str, deadline: float) -> None:
+    async def _require_room(self, room: str, deadline: float) -> float:
         """The room must still exist: ListDispatch on a missing room hangs until LiveKit's
         own deadline, and CreateDispatch would create the room anew and send an agent
-        into it with nobody there."""
-        exists = await self._calls.run(
-            "ListRooms", room, lambda t: self._transport.room_exists(room, timeout=t), deadline
+        into it with nobody there. When LiveKit created it (Unix seconds)."""
+        created_at = await self._calls.run(
+            "ListRooms", room, lambda t: self._transport.room_created_at(room, timeout=t), deadline
         )
-        if not exists:
+        if created_at is None:
             raise errors.RoomNotFound(
                 f"room {room!r} does not exist (any more): the call has ended", metadata={"room": room}
             )
+        return created_at
 
-    async def _find_in_room(self, room: str, agent_name: str, deadline: float) -> DispatchRecord | None:
+    async def _list_in_room(self, room: str, deadline: float) -> tuple[list[DispatchRecord], float]:
         """The room check and the claim's ListDispatch side by side: one LiveKit round
         trip instead of two on every call. A gone room cancels the listing, which would
         otherwise hang until LiveKit's own deadline."""
-        listing = asyncio.ensure_future(self._find(room, agent_name, deadline))
+        listing = asyncio.ensure_future(self._list(room, deadline))
         try:
-            await self._require_room(room, deadline)
+            created_at = await self._require_room(room, deadline)
         except BaseException:
             listing.cancel()
             await asyncio.gather(listing, return_exceptions=True)
             raise
-        return await listing
+        return await listing, created_at
 
     async def _dispatch_once(
         self, key: str, room: str, agent_name: str, encoded: str, deadline: float
     ) -> DispatchOutcome:
         waited = False
         while True:
-            try:
-                token = await self._claims.try_acquire(key, time_left(deadline) + CLAIM_GRACE_SECONDS)
-            except LeaseStoreUnavailable as exc:
-                # Refuse rather than create without a claim: that could put two agents in the room.
-                raise errors.ClaimStoreUnavailable(f"claim store (Redis) unreachable: {exc}") from exc
-            if token is not None:
-                return await self._dispatch_claimed(key, token, room, agent_name, encoded, deadline)
+            # At least the settle time, from before the create is sent: a holder that dies
+            # with its create in flight keeps everyone off the call until it has landed.
+            ttl = max(time_left(deadline) + CLAIM_GRACE_SECONDS, self._config.claims.settle_seconds)
+            claim = await self._claims.acquire(key, ttl)
+            if claim is not None:
+                return await self._dispatch_claimed(claim, room, agent_name, encoded, deadline)
             # Someone else holds the call: its dispatch shows up in ListDispatch when done.
             if not waited:
                 waited = True
@@ -191,46 +201,90 @@ class Dispatcher:
             await asyncio.sleep(poll)
 
     async def _dispatch_claimed(
-        self, key: str, token: str, room: str, agent_name: str, encoded: str, deadline: float
+        self, claim: Claim, room: str, agent_name: str, encoded: str, deadline: float
     ) -> DispatchOutcome:
-        create = _CreateState()
+        create = _CreateState(claim)
         try:
-            existing = await self._find_in_room(room, agent_name, deadline)
+            dispatches, create.room_created_at = await self._list_in_room(room, deadline)
+            existing = keeper(dispatches, agent_name)
             if existing is not None and existing.live_job is not None:
+                await self._reconciler.remove_extras(dispatches, agent_name, deadline)
                 outcome = DispatchOutcome(existing, already_existed=True)
             else:
-                if existing is not None:
+                for leftover in (d for d in dispatches if d.agent_name == agent_name):
                     # Nothing serves it, and LiveKit will not offer it again: replace it.
-                    if existing.failed:
+                    if leftover.failed:
                         self._metrics.failed_jobs.inc()
-                    why = "its job failed" if existing.failed else "no worker holds its job"
-                    logger.warning("replacing dispatch %s in %r: %s", existing.dispatch_id, room, why)
-                    await self._withdraw(existing, deadline, create)
-                record = await self._create_served(room, agent_name, encoded, deadline, create)
-                outcome = DispatchOutcome(record, already_existed=False)
+                    why = "its job failed" if leftover.failed else "no worker holds its job"
+                    logger.warning("replacing dispatch %s in %r: %s", leftover.dispatch_id, room, why)
+                    await self._withdraw(leftover, deadline, create)
+                record, listing = await self._create_served(claim, room, agent_name, encoded, deadline, create)
+                outcome = await self._one_left(record, listing, agent_name, deadline, create)
         except BaseException:
             # Also on cancellation (the caller's deadline fired first) and on bugs: a
-            # create that may still land keeps the claim for the settle time, else the
-            # claim would lapse at its short TTL, about when LiveKit redelivers the
-            # webhook, and the redelivery's ListDispatch could miss the landing create.
-            await self._settle_claim(key, token, keep=create.maybe_landed)
+            # create that may still land keeps the claim for the settle time from now,
+            # else the claim would lapse at the TTL it was taken with, which a slow
+            # request may have used up, and a redelivery's ListDispatch could miss the
+            # landing create.
+            await self._settle_claim(claim, keep=create.maybe_landed)
             raise
         # Our create: keep the claim so a lagging ListDispatch elsewhere cannot lead to
         # a second create. Someone else's dispatch: nothing of ours is in flight.
-        await self._settle_claim(key, token, keep=not outcome.already_existed)
+        await self._settle_claim(claim, keep=not outcome.already_existed or create.maybe_landed)
         if not outcome.already_existed:
             logger.info("created dispatch %s of %r to room %r", outcome.dispatch.dispatch_id, agent_name, room)
         return outcome
 
-    async def _create_served(
-        self, room: str, agent_name: str, encoded: str, deadline: float, state: _CreateState
-    ) -> DispatchRecord:
-        """CreateDispatch, then wait for a worker to take the job; a job that fails at
-        the worker is withdrawn and replaced once."""
-        for attempt in range(2):
-            record = await self._create(room, agent_name, encoded, deadline, state)
+    async def _one_left(
+        self,
+        record: DispatchRecord,
+        listing: list[DispatchRecord],
+        agent_name: str,
+        deadline: float,
+        create: _CreateState,
+    ) -> DispatchOutcome:
+        """After our create is served: from a listing of the room read after it (the job
+        confirmation's, else a new one) delete any other dispatch of the agent, keeping the
+        oldest (reconcile.py). Ours is the usual keeper; when an older one landed meanwhile
+        ours is the one removed, and the call is the older one's."""
+        try:
+            if any(d.dispatch_id == record.dispatch_id for d in listing):
+                kept = await self._reconciler.remove_extras(listing, agent_name, deadline)
+            else:
+                kept = await self._reconciler.converge(record.room, agent_name, deadline)
+        except errors.DispatchError as exc:
+            # Ours is served; a double, if any, is healed by the next listing.
+            logger.info("could not re-read room %r after creating %s: %s", record.room, record.dispatch_id, exc)
+            return DispatchOutcome(record, already_existed=False)
+        if kept is None or kept.dispatch_id == record.dispatch_id:
+            return DispatchOutcome(kept or record, already_existed=False)
+        if kept.live_job is None:
             try:
-                served = await self._jobs.await_job(record, deadline)
+                served = await self._jobs.await_job(kept, deadline)
+            except JobFailed as failed:
+                await self._withdraw(failed.record, deadline, create)
+                raise errors.NoAgentWorker(
+                    f"{failed}; the dispatch was withdrawn", metadata={"room": kept.room, "agent_name": agent_name}
+                ) from failed
+            if served is None:
+                await self._withdraw(kept, deadline, create)
+                raise self._jobs.no_worker(kept, withdrawn=True)
+            kept = served
+        return DispatchOutcome(kept, already_existed=True)
+
+    async def _create_served(
+        self, claim: Claim, room: str, agent_name: str, encoded: str, deadline: float, state: _CreateState
+    ) -> tuple[DispatchRecord, list[DispatchRecord]]:
+        """CreateDispatch, then wait for a worker to take the job; a job that fails at
+        the worker is withdrawn and replaced once. Also the room's last listing read."""
+        for attempt in range(2):
+            # Every create is covered by the settle time from before it is sent (the
+            # replacement too, which comes a job wait after the claim was taken).
+            await self._claims.keep(claim, self._config.claims.settle_seconds)
+            record = await self._create(room, agent_name, encoded, deadline, state)
+            listing: list[DispatchRecord] = []
+            try:
+                served = await self._jobs.await_job(record, deadline, room=listing)
             except JobFailed as failed:
                 self._metrics.failed_jobs.inc()
                 logger.warning("%s; withdrawing it%s", failed, "" if attempt else " and dispatching once more")
@@ -243,7 +297,7 @@ class Dispatcher:
             if served is None:
                 await self._withdraw(record, deadline, state)
                 raise self._jobs.no_worker(record, withdrawn=not state.maybe_landed)
-            return served
+            return served, listing
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _withdraw(self, record: DispatchRecord, deadline: float, state: _CreateState) -> None:
@@ -256,6 +310,10 @@ class Dispatcher:
         """CreateDispatch, sent again only after failures that prove nothing was created.
         After an ambiguous failure (see `LiveKitCallError.may_have_landed`) we never
         create again in this request: we watch ListDispatch for our create to land."""
+
+        # Before it is sent, so it holds however this request ends (its caller giving up
+        # mid-create, say): another create we cannot see may land into this call.
+        self._reconciler.watch(room, agent_name, degraded=state.claim.degraded, room_created_at=state.room_created_at)
 
         async def attempt(timeout: float) -> DispatchRecord:
             landed_before = state.maybe_landed
@@ -293,9 +351,11 @@ class Dispatcher:
         poll = self._config.claims.poll_interval
         while time_left(deadline) >= _MIN_POLL_ROUND_SECONDS:
             try:
-                found = await self._find(room, agent_name, deadline)
+                ours = [d for d in await self._list(room, deadline) if d.agent_name == agent_name]
             except (errors.LiveKitUnavailable, errors.LiveKitRateLimited):
-                found = None  # the next poll may get through
+                ours = []  # the next poll may get through
+            # Even one whose job already failed: that is for the job confirmation to say.
+            found = min(ours, key=lambda d: (d.created_at, d.dispatch_id), default=None)
             if found is not None:
                 return found
             if time_left(deadline) < poll + _MIN_POLL_ROUND_SECONDS:
@@ -303,24 +363,21 @@ class Dispatcher:
             await asyncio.sleep(poll)
         return None
 
-    async def _settle_claim(self, key: str, token: str, *, keep: bool) -> None:
+    async def _settle_claim(self, claim: Claim, *, keep: bool) -> None:
         """Keep (settle time) or release the claim, shielded: it must happen even when this
         request is being cancelled, or the claim silently falls back to its short TTL."""
         if keep:
-            op = self._claims.keep(key, token, self._config.claims.settle_seconds)
+            op = self._claims.keep(claim, self._config.claims.settle_seconds)
         else:
-            op = self._claims.release(key, token)
+            op = self._claims.release(claim)
         task = asyncio.ensure_future(op)
         self._settling.add(task)  # the loop holds tasks weakly
         task.add_done_callback(self._settling.discard)
         await asyncio.shield(task)
 
-    async def _find(self, room: str, agent_name: str, deadline: float) -> DispatchRecord | None:
-        dispatches = await self._calls.run(
-            "ListDispatch", room, lambda t: self._transport.list(room, timeout=t), deadline
-        )
-        return self._match(dispatches, agent_name)
+    async def _list(self, room: str, deadline: float) -> list[DispatchRecord]:
+        return await self._calls.run("ListDispatch", room, lambda t: self._transport.list(room, timeout=t), deadline)
 
-    @staticmethod
-    def _match(dispatches: list[DispatchRecord], agent_name: str) -> DispatchRecord | None:
-        return next((d for d in dispatches if d.agent_name == agent_name), None)
+    async def _find(self, room: str, agent_name: str, deadline: float) -> DispatchRecord | None:
+        """The call's dispatch as every replica picks it when there are several (the oldest)."""
+        return keeper(await self._list(room, deadline), agent_name)

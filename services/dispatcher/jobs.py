@@ -48,11 +48,15 @@ class JobConfirmation:
         self._config = config
         self._metrics = metrics
 
-    async def await_job(self, record: DispatchRecord, deadline: float) -> DispatchRecord | None:
+    async def await_job(
+        self, record: DispatchRecord, deadline: float, *, room: list[DispatchRecord] | None = None
+    ) -> DispatchRecord | None:
         """`record` as ListDispatch shows it once its job is live, or None when no
         worker took it within the job wait (or the dispatch vanished). Raises JobFailed;
         raises LiveKitUnavailable when the last reads failed, since then nobody knows
-        whether a worker took it (the dispatch must stay for a retry to find)."""
+        whether a worker took it (the dispatch must stay for a retry to find).
+        `room`, when given, is filled with the last ListDispatch answer read (all the
+        room's dispatches), so the caller can look for doubles without reading again."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         wait_until = min(started + self._config.wait_seconds, deadline - WITHDRAW_RESERVE_SECONDS)
@@ -68,7 +72,10 @@ class JobConfirmation:
                 break
             await asyncio.sleep(self._config.poll_interval)
             try:
-                current = await self._reread(record, deadline)
+                listing = await self._list(record, deadline)
+                current = next((d for d in listing if d.dispatch_id == record.dispatch_id), None)
+                if room is not None:
+                    room[:] = listing
                 unreadable = None
             except (errors.LiveKitUnavailable, errors.LiveKitRateLimited) as exc:
                 unreadable = exc  # the next poll may get through
@@ -114,9 +121,8 @@ class JobConfirmation:
             return False
         return True
 
-    async def _reread(self, record: DispatchRecord, deadline: float) -> DispatchRecord | None:
-        """The dispatch as ListDispatch shows it now (None: it is gone)."""
-        dispatches = await self._calls.run(
+    async def _list(self, record: DispatchRecord, deadline: float) -> list[DispatchRecord]:
+        """The room's dispatches as ListDispatch shows them now."""
+        return await self._calls.run(
             "ListDispatch", record.room, lambda t: self._transport.list(record.room, timeout=t), deadline
         )
-        return next((d for d in dispatches if d.dispatch_id == record.dispatch_id), None)

@@ -90,6 +90,7 @@ def _record(dispatch: AgentDispatch) -> DispatchRecord:
         agent_name=dispatch.agent_name,
         room=dispatch.room,
         metadata=dispatch.metadata,
+        created_at=dispatch.state.created_at,
         jobs=tuple(
             JobRecord(
                 job_id=job.id,
@@ -144,8 +145,14 @@ class LiveKitDispatchTransport:
         return _record(await self._call(self._api().delete_dispatch(dispatch_id, room), timeout))
 
     async def room_exists(self, room: str, *, timeout: float) -> bool:
+        return await self.room_created_at(room, timeout=timeout) is not None
+
+    async def room_created_at(self, room: str, *, timeout: float) -> float | None:
         found = await self._call(self._room_api().list_rooms(ListRoomsRequest(names=[room])), timeout)
-        return any(r.name == room for r in found.rooms)
+        match = next((r for r in found.rooms if r.name == room), None)
+        if match is None:
+            return None
+        return match.creation_time_ms / 1000 if match.creation_time_ms else float(match.creation_time)
 
     async def trunk_numbers(self, trunk_id: str, *, timeout: float) -> builtins.list[str] | None:
         request = ListSIPInboundTrunkRequest(trunk_ids=[trunk_id])

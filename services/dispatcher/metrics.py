@@ -4,7 +4,7 @@ never collide)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.grpc_runtime import LATENCY_BUCKETS
 
@@ -36,7 +36,21 @@ class DispatcherMetrics:
             "DispatchAgent calls that found their call claimed by another request and waited for its dispatch.",
             registry=self.registry,
         )
-
+        self.degraded_claims = Counter(
+            "friday_dispatcher_degraded_claims_total",
+            "Calls claimed in this process only because the shared claim store (Redis) was unreachable.",
+            registry=self.registry,
+        )
+        self.claims_degraded = Gauge(
+            "friday_dispatcher_claims_degraded",
+            "1 while the shared claim store (Redis) is unreachable and calls are claimed in process.",
+            registry=self.registry,
+        )
+        self.duplicates_removed = Counter(
+            "friday_dispatcher_duplicate_dispatches_removed_total",
+            "Extra dispatches of a call's agent deleted after two creates landed (the oldest was kept).",
+            registry=self.registry,
+        )
         self.no_worker = Counter(
             "friday_dispatcher_no_agent_worker_total",
             "Dispatches withdrawn because no agent worker took the job in time (the caller would ring out).",

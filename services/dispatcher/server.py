@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from friday.dispatcher.v1 import dispatcher_service_pb2, dispatcher_service_pb2_grpc
 from services.common import secrets_check
-from services.common.leases import RedisLeases, TokenLeases
-from services.dispatcher.claims import claim_store_for
+from services.common.leases import InMemoryLeases, RedisLeases, TokenLeases
+from services.dispatcher.claims import CallClaims, claim_store_for
 from services.dispatcher.config import DispatcherConfig
 from services.dispatcher.dispatcher import Dispatcher
 from services.dispatcher.livekit_transport import LiveKitDispatchTransport
@@ -48,9 +48,12 @@ def build_server(
         transport = LiveKitDispatchTransport(lk.url, lk.api_key, lk.api_secret)
     if claims is None:
         claims = claim_store_for(config.claims.redis_url, config.claims.key_prefix, timeout=config.claims.redis_timeout)
+    # While Redis is unreachable, calls are claimed in this process (degraded) unless
+    # the operator chose to refuse them instead (DISPATCHER_DEGRADED_CLAIMS=false).
+    fallback = InMemoryLeases() if config.claims.degraded_fallback else None
     dispatcher = Dispatcher(
         transport,
-        claims,
+        CallClaims(claims, metrics, fallback=fallback),
         config,
         metrics,
         report_livekit_health=server.health.reporter(SERVICE_FULL_NAME, "livekit"),

@@ -46,6 +46,9 @@ class DispatchRecord:
     room: str
     metadata: str
     jobs: tuple[JobRecord, ...] = ()
+    # `state.created_at` (ns, LiveKit's clock): which of two dispatches of one call is
+    # the older, the one every replica keeps when it finds a double (reconcile.py).
+    created_at: int = 0
 
     @property
     def live_job(self) -> JobRecord | None:
@@ -122,6 +125,11 @@ class DispatchTransport(Protocol):
     async def room_exists(self, room: str, *, timeout: float) -> bool:
         """RoomService.ListRooms for `room`: answers at once, where ListDispatch on a
         missing room hangs until LiveKit's own deadline."""
+        ...
+
+    async def room_created_at(self, room: str, *, timeout: float) -> float | None:
+        """As `room_exists`, with when LiveKit created the room (Unix seconds, its clock);
+        None when it holds no such room."""
         ...
 
     async def trunk_numbers(self, trunk_id: str, *, timeout: float) -> builtins.list[str] | None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.common.env import ConfigError, Environment
+from services.common.listen_address import LOOPBACK_HOST
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,11 @@ class ServerConfig:
     unset, those methods require `auth_token` like the rest.
     """
 
-    host: str = "[::]"
+    # Loopback unless told otherwise: other machines reach a service only when its
+    # host says so (see services.common.listen_address).
+    host: str = LOOPBACK_HOST
     port: int = 0
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = LOOPBACK_HOST
     metrics_port: int | None = None
     shutdown_grace_seconds: float = 5.0
     tls: ServerTLSConfig | None = None

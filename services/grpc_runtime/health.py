@@ -115,6 +115,11 @@ class HealthReporter:
         if self._running:
             await self.servicer.set(service, self._status_of(service))
 
+    @property
+    def serving(self) -> bool:
+        """The overall status "" as a bool: True from start() until shutdown begins."""
+        return self._running
+
     def is_healthy(self, service: str) -> bool:
         return all(self._deps.get(service, {}).values())
 

@@ -7,6 +7,7 @@ timeout bounds how long a connection may take to send them."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -64,17 +65,30 @@ class _ClientErrorsAtDebug(logging.LoggerAdapter[logging.Logger]):
 _server_log = _ClientErrorsAtDebug(logging.getLogger(__name__), {})
 
 
+# The overall gRPC health ("") over plain HTTP. Kubernetes' native gRPC probe speaks
+# plaintext only, so with TLS on the gRPC port the kubelet probes this instead.
+HEALTH_PATH = "/health"
+
+
 class MetricsHTTPServer:
-    """Serves `generate_latest(registry)` on GET/HEAD /metrics (and /); 404 elsewhere,
-    405 for other methods. `port` is the bound port (so port 0 works)."""
+    """Serves `generate_latest(registry)` on GET/HEAD /metrics (and /); with `serving`,
+    also HEALTH_PATH: 200 while `serving()` is true, 503 once it is not (draining); 404
+    elsewhere, 405 for other methods. `port` is the bound port (so port 0 works)."""
 
     def __init__(
-        self, registry: CollectorRegistry, host: str, port: int, *, idle_timeout: float = IDLE_TIMEOUT_SECONDS
+        self,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+        serving: Callable[[], bool] | None = None,
     ) -> None:
         self._registry = registry
         self._host = host
         self._port = port
         self._idle_timeout = idle_timeout
+        self._serving = serving
         self._runner: web.AppRunner | None = None
 
     @property
@@ -88,6 +102,8 @@ class MetricsHTTPServer:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)  # add_get also answers HEAD
         app.router.add_get("/", self._metrics)
+        if self._serving is not None:
+            app.router.add_get(HEALTH_PATH, self._health)
         runner = web.AppRunner(
             app,
             access_log=None,  # scrapes every few seconds would drown the service's own logs
@@ -116,3 +132,9 @@ class MetricsHTTPServer:
         # CONTENT_TYPE_LATEST carries a charset parameter, so set the header as-is
         # rather than through aiohttp's content_type= (which refuses parameters).
         return web.Response(body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        assert self._serving is not None
+        if self._serving():
+            return web.Response(text="SERVING\n")
+        return web.Response(status=503, text="NOT_SERVING\n")

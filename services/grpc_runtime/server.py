@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from services.common.listen_address import bind_failure, host_port, is_loopback
 from services.grpc_runtime.config import ServerConfig
 from services.grpc_runtime.decoding import add_decoding_servicer
 from services.grpc_runtime.health import HealthReporter
@@ -29,12 +30,16 @@ logger = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
 
-# Close each client connection after ~5 minutes (then a 30 s grace for in-flight calls).
-# Clients re-resolve their target on reconnect, so a gateway behind a headless Service
-# (dns:///...) starts using new replicas after a scale-up instead of never seeing them.
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    # Close each client connection after ~5 minutes (then a 30 s grace for in-flight calls).
+    # Clients re-resolve their target on reconnect, so a gateway behind a headless Service
+    # (dns:///...) starts using new replicas after a scale-up instead of never seeing them.
     ("grpc.max_connection_age_ms", 300_000),
     ("grpc.max_connection_age_grace_ms", 30_000),
+    # grpc sets SO_REUSEPORT by default, so a second process (another `friday up`, a second
+    # replica started by hand) could bind the same port and silently take half the calls
+    # with state of its own: two in-process dispatchers behind one port break exactly-once.
+    ("grpc.so_reuseport", 0),
 )
 
 
@@ -127,6 +132,13 @@ class GrpcServer:
     def metrics_port(self) -> int | None:
         return self._metrics_http.port if self._metrics_http is not None else None
 
+    def endpoints(self) -> dict[str, str]:
+        """What this server bound, by role: `grpc` and (when on) `metrics`, as host:port."""
+        bound = {"grpc": host_port(self.config.host, self.port)}
+        if self.metrics_port is not None:
+            bound["metrics"] = host_port(self.config.metrics_host, self.metrics_port)
+        return bound
+
     @property
     def address(self) -> str:
         """A dialable host:port for clients (tests)."""
@@ -174,19 +186,35 @@ class GrpcServer:
         names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
 
-        bind = f"{self.config.host}:{self.config.port}"
-        if self.config.tls is not None:
-            self._port = server.add_secure_port(bind, _server_credentials(self.config))
-        else:
-            self._port = server.add_insecure_port(bind)
+        bind = host_port(self.config.host, self.config.port)
+        try:
+            if self.config.tls is not None:
+                self._port = server.add_secure_port(bind, _server_credentials(self.config))
+            else:
+                self._port = server.add_insecure_port(bind)
+        except RuntimeError:  # grpc's "Failed to bind to address", with no reason
+            self._port = 0
         if not self._port:
-            raise OSError(f"could not bind gRPC port {bind}")
+            raise bind_failure(f"{self.name} gRPC", self.config.host, self.config.port)
         await server.start()
         self._server = server
         await self.health.start()
         if self.config.metrics_port is not None:
-            self._metrics_http = MetricsHTTPServer(self.registry, self.config.metrics_host, self.config.metrics_port)
-            await self._metrics_http.start()
+            metrics_http = MetricsHTTPServer(
+                self.registry,
+                self.config.metrics_host,
+                self.config.metrics_port,
+                serving=lambda: self.health.serving,
+            )
+            try:
+                await metrics_http.start()
+            except OSError:
+                await self.stop(grace=0)
+                raise bind_failure(f"{self.name} metrics", self.config.metrics_host, self.config.metrics_port) from None
+            self._metrics_http = metrics_http
+        mutual_tls = self.config.tls is not None and self.config.tls.mutual
+        if not self.config.auth_token and not mutual_tls and not is_loopback(self.config.host):
+            logger.warning("%s listens on %s with no token: anyone who can reach it can call it", self.name, bind)
         logger.info(
             "%s listening on %s:%d (tls=%s, mtls=%s, auth=%s, admin auth=%s, metrics=%s)",
             self.name,
@@ -218,9 +246,12 @@ class GrpcServer:
         self._stopped.set()
         logger.info("%s stopped", self.name)
 
-    async def serve(self) -> None:
-        """Start, then run until SIGTERM/SIGINT, then stop gracefully."""
+    async def serve(self, on_listening: Callable[[], None] | None = None) -> None:
+        """Start, then run until SIGTERM/SIGINT, then stop gracefully. `on_listening` runs
+        once every port is bound (the CLI reports `endpoints()` to its launcher there)."""
         await self.start()
+        if on_listening is not None:
+            on_listening()
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         installed: list[signal.Signals] = []

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.common.env import Environment
+from services.common.listen_address import LOOPBACK_HOST
 from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
 
 
@@ -25,6 +26,13 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "--host",
+        "FRIDAY_UP_HOST",
+        LOOPBACK_HOST,
+        "address every service binds (gRPC, gateway HTTP, metrics, agent health); anything but loopback "
+        "needs --dispatcher-token, --persona-token and a LiveKit secret of your own",
+    ),
     Setting("--persona-port", "PERSONA_PORT", "50051", "PersonaService gRPC port"),
     Setting("--persona-metrics-port", "PERSONA_METRICS_PORT", "9101", "PersonaService Prometheus port (0 = off)"),
     Setting("--dispatcher-port", "DISPATCHER_PORT", "50052", "DispatcherService gRPC port"),
@@ -49,10 +57,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--livekit-api-secret", "LIVEKIT_API_SECRET", "secret", "LiveKit API secret"),
     Setting("--agent-name", AGENT_NAME_ENV, DEFAULT_AGENT_NAME, "agent name to dispatch / register"),
     Setting("--dispatcher-token", "DISPATCHER_TOKEN", "", "bearer token the dispatcher requires; unset = open"),
+    Setting("--persona-token", "PERSONA_TOKEN", "", "bearer token PersonaService requires; unset = open"),
+    Setting("--calls-token", "CALLS_TOKEN", "", "bearer token CallHistoryService requires; unset = open"),
+    Setting(
+        "--persona-admin-token",
+        "PERSONA_ADMIN_TOKEN",
+        "",
+        "bearer token InvalidatePersona requires instead of --persona-token; unset = the persona token",
+    ),
     Setting("--budget-seconds", "GATEWAY_BUDGET_SECONDS", "3", "gateway's total time per webhook"),
     Setting("--log-level", "LOG_LEVEL", "INFO", "log level of every service"),
     Setting("--ready-timeout", "FRIDAY_UP_READY_TIMEOUT", "60", "seconds to wait for every service to be ready"),
     Setting("--replicas", "FRIDAY_UP_REPLICAS", "1", "replicas of each service (ports count up from the base ports)"),
+    Setting(
+        "--max-restarts",
+        "FRIDAY_UP_MAX_RESTARTS",
+        "5",
+        "restarts of one crashed service within --restart-window before the mesh gives up (0 = never restart)",
+    ),
+    Setting("--restart-window", "FRIDAY_UP_RESTART_WINDOW", "60", "seconds over which a service's crashes count"),
 )
 
 

@@ -1,46 +1,43 @@
 """Runs the mesh: PersonaService, DispatcherService and the gateway (and the
 agent with --with-agent) as separate processes, in dependency order, each
-waited for until it reports ready. Stops them all, gateway first, on SIGINT or
-SIGTERM and exits 0; if one dies on its own, says which and why and exits 1.
+waited for until it reports ready. Every service binds --host (loopback unless
+told otherwise; services.launcher.exposure says when another host is allowed).
+A service that exits on its own is restarted (services.launcher.restarts); one
+that keeps crashing stops the mesh with exit 1. SIGINT or SIGTERM stops them
+all, gateway first, and exits 0.
 
 With --replicas N (N > 1) every service runs N times on its own ports, the
 gateways balance over all persona and dispatcher replicas, and all of them share
 Redis (required: claims, dedupe and the persona cache must be shared for
-exactly-one dispatch to hold across replicas). A replica that dies is reported
-and the mesh keeps running on the others, so the topology can be tried by
-killing replicas; only when the last replica of a service is gone does `friday
-up` stop everything and exit 1."""
+exactly-one dispatch to hold across replicas). While a replica restarts, the
+gateways send its calls to the others."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import re
 import signal
 import sys
-from dataclasses import dataclass
 
 from services.calls.config import default_database_url
+from services.common.listen_address import host_port, is_loopback
 from services.grpc_runtime.config import ClientTLSConfig
 from services.launcher.children import ChildProcess
-from services.launcher.readiness import grpc_serving, http_ready, wait_until
+from services.launcher.exposure import exposure_problem
+from services.launcher.readiness import dial_address, gateway_ready_check, grpc_ready_check
+from services.launcher.restarts import RestartPolicy
+from services.launcher.service import Service
+from services.launcher.supervisor import Supervisor
 
 # Replica i of a gRPC service listens on base + REPLICA_PORT_STEP * i, so the
 # persona (50051) and dispatcher (50052) port ranges never meet.
 REPLICA_PORT_STEP = 10
-STOP_GRACE_SECONDS = 10.0
 # livekit-agents' worker serves its health check here in production mode (`agent start`).
 AGENT_HEALTH_PORT = "8081"
-
-
-@dataclass
-class Service:
-    child: ChildProcess
-    kind: str  # "persona", "dispatcher", "calls", "gateway", "agent"
-    address: str
-    metrics: str
-    ready_check: object | None
+# The gRPC services, in start order: the name is the `friday <name> serve` command and,
+# upper-cased, the prefix of their settings (PERSONA_PORT, PERSONA_HOST, ...).
+GRPC_SERVICES = ("persona", "dispatcher")
 
 
 def _cli(*args: str) -> list[str]:
@@ -81,73 +78,90 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
     replicas = replica_count(settings)
     base_env = {**os.environ, **{k: v for k, v in settings.items() if v != ""}}
     base_env["PYTHONUNBUFFERED"] = "1"
+    if problem := exposure_problem(settings, base_env):
+        raise PlanError(problem)
+    host = settings["FRIDAY_UP_HOST"].strip()
     services: list[Service] = []
-    persona_targets: list[str] = []
-    dispatcher_targets: list[str] = []
+    targets: dict[str, list[str]] = {}
     prefix_width = len("dispatcher") + (0 if replicas == 1 else len(f"-{replicas}")) + 1  # longest name + a space
-    for kind in ("persona", "dispatcher"):
+    for kind in GRPC_SERVICES:
         prefix = kind.upper()
         for replica in range(replicas):
             port = _port(settings[f"{prefix}_PORT"], replica)
             metrics_port = _port(settings[f"{prefix}_METRICS_PORT"], replica)
-            env = {**base_env, f"{prefix}_PORT": port, f"{prefix}_METRICS_PORT": metrics_port}
-            target = f"127.0.0.1:{port}"
-            client_tls = ClientTLSConfig.from_env(prefix, env)  # as the gateway will reach it
-            (persona_targets if kind == "persona" else dispatcher_targets).append(target)
+            env = {
+                **base_env,
+                f"{prefix}_HOST": host,
+                f"{prefix}_PORT": port,
+                f"{prefix}_METRICS_HOST": host,
+                f"{prefix}_METRICS_PORT": metrics_port,
+            }
+            endpoints = {"grpc": host_port(host, int(port))}
+            if metrics_port != "0":
+                endpoints["metrics"] = host_port(host, int(metrics_port))
+            targets.setdefault(kind, []).append(dial_address(endpoints["grpc"]))
             name = kind if replicas == 1 else f"{kind}-{replica + 1}"
             services.append(
                 Service(
-                    ChildProcess(name, _cli(kind, "serve"), env, prefix_width=prefix_width),
+                    ChildProcess(name, _cli(kind, "serve"), env, prefix_width=prefix_width, reports=True),
                     kind,
-                    f"grpc://{target}",
-                    f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port != "0" else "(off)",
-                    functools.partial(grpc_serving, target, 1.0, client_tls),
+                    "grpc://{grpc}",
+                    "http://{metrics}/metrics",
+                    endpoints,
+                    grpc_ready_check(ClientTLSConfig.from_env(prefix, env)),  # as the gateway will reach it
                 )
             )
     # One CallHistoryService whatever --replicas: its database is the state replicas would share
     # (several need one PostgreSQL, CALLS_DATABASE_URL). The gateways report calls to it.
-    calls_target = f"127.0.0.1:{settings['CALLS_PORT']}"
-    calls_metrics = settings["CALLS_METRICS_PORT"]
+    calls_port, calls_metrics = settings["CALLS_PORT"], settings["CALLS_METRICS_PORT"]
+    calls_env = {
+        **base_env,
+        "CALLS_HOST": host,
+        "CALLS_PORT": calls_port,
+        "CALLS_METRICS_HOST": host,
+        "CALLS_METRICS_PORT": calls_metrics,
+    }
+    calls_endpoints = {"grpc": host_port(host, int(calls_port))}
+    if calls_metrics != "0":
+        calls_endpoints["metrics"] = host_port(host, int(calls_metrics))
     services.append(
         Service(
-            ChildProcess("calls", _cli("calls", "serve"), base_env, prefix_width=prefix_width),
+            ChildProcess("calls", _cli("calls", "serve"), calls_env, prefix_width=prefix_width, reports=True),
             "calls",
-            f"grpc://{calls_target}",
-            f"http://127.0.0.1:{calls_metrics}/metrics" if calls_metrics != "0" else "(off)",
-            functools.partial(grpc_serving, calls_target, 1.0, ClientTLSConfig.from_env("CALLS", base_env)),
+            "grpc://{grpc}",
+            "http://{metrics}/metrics",
+            calls_endpoints,
+            grpc_ready_check(ClientTLSConfig.from_env("CALLS", calls_env)),
         )
     )
     # Several targets become one round_robin channel (see the gateway's channel setup).
-    persona_target = persona_targets[0] if replicas == 1 else "ipv4:" + ",".join(persona_targets)
-    dispatcher_target = dispatcher_targets[0] if replicas == 1 else "ipv4:" + ",".join(dispatcher_targets)
+    gateway_targets = {
+        f"{kind.upper()}_TARGET": addresses[0] if replicas == 1 else "ipv4:" + ",".join(addresses)
+        for kind, addresses in targets.items()
+    }
+    gateway_targets["CALLS_TARGET"] = dial_address(calls_endpoints["grpc"])
     for replica in range(replicas):
         port = str(int(settings["PORT"]) + replica)
-        env = {
-            **base_env,
-            "PORT": port,
-            "PERSONA_TARGET": persona_target,
-            "DISPATCHER_TARGET": dispatcher_target,
-            "CALLS_TARGET": calls_target,
-        }
-        url = f"http://127.0.0.1:{port}"
+        env = {**base_env, "GATEWAY_HOST": host, "PORT": port, **gateway_targets}
         name = "gateway" if replicas == 1 else f"gateway-{replica + 1}"
         services.append(
             Service(
-                ChildProcess(name, _cli("gateway", "serve"), env, prefix_width=prefix_width),
+                ChildProcess(name, _cli("gateway", "serve"), env, prefix_width=prefix_width, reports=True),
                 "gateway",
-                f"{url}/livekit-webhook",
-                f"{url}/metrics",
-                lambda url=url: http_ready(f"{url}/ready", 1.0),
+                "http://{http}/livekit-webhook",
+                "http://{http}/metrics",
+                {"http": host_port(host, int(port))},
+                gateway_ready_check(),
             )
         )
     if with_agent:
+        env = {**base_env, "AGENT_HEALTH_HOST": host}
         services.append(
             Service(
-                ChildProcess("agent", _cli("agent", "start"), base_env, prefix_width=prefix_width),
+                ChildProcess("agent", _cli("agent", "start"), env, prefix_width=prefix_width),
                 "agent",
-                settings["LIVEKIT_URL"],
+                settings["LIVEKIT_URL"].replace("{", "{{").replace("}", "}}"),
                 "-",
-                None,
             )
         )
     _check_ports(services, settings)
@@ -195,7 +209,13 @@ def describe(services: list[Service], settings: dict[str, str]) -> str:
             "gateways balance (round_robin, client-side health checking) over",
             f"  persona:    {gateway_env.get('PERSONA_TARGET', '?')}",
             f"  dispatcher: {gateway_env.get('DISPATCHER_TARGET', '?')}",
-            "a replica that dies is reported; the mesh runs on while one replica of each service lives",
+            "a replica that dies is restarted; meanwhile the gateways use the others",
+            "",
+        ]
+    if not is_loopback(settings["FRIDAY_UP_HOST"]):
+        lines += [
+            f"reachable from other machines on {settings['FRIDAY_UP_HOST']}: gRPC callers must send "
+            "`authorization: Bearer <token>` (DISPATCHER_TOKEN / PERSONA_TOKEN); metrics are open",
             "",
         ]
     lines += [
@@ -211,9 +231,20 @@ def _without_password(url: str) -> str:
     return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
+def restart_policy(settings: dict[str, str]) -> RestartPolicy:
+    try:
+        return RestartPolicy(
+            max_restarts=int(settings["FRIDAY_UP_MAX_RESTARTS"]),
+            window_seconds=float(settings["FRIDAY_UP_RESTART_WINDOW"]),
+        )
+    except ValueError as exc:
+        raise PlanError(f"--max-restarts / --restart-window: {exc}") from None
+
+
 async def run(settings: dict[str, str], *, with_agent: bool) -> int:
     try:
         services = plan(settings, with_agent=with_agent)
+        policy = restart_policy(settings)
     except PlanError as exc:
         print(f"friday up: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -221,77 +252,13 @@ async def run(settings: dict[str, str], *, with_agent: bool) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_requested.set)
-    exit_code = 0
-    try:
-        exit_code = await _start_all(services, settings, stop_requested)
-        if exit_code == 0:
-            exit_code = await _supervise(services, stop_requested)
-    finally:
-        await _stop_all(services)
-    return exit_code
-
-
-async def _start_all(services: list[Service], settings: dict[str, str], stop_requested: asyncio.Event) -> int:
-    timeout = float(settings["FRIDAY_UP_READY_TIMEOUT"])
-    for service in services:
-        await service.child.start()
-    for service in services:
-        if service.ready_check is None:
-            continue
-        ready = asyncio.ensure_future(wait_until(service.ready_check))
-        died = asyncio.ensure_future(service.child.wait())
-        stopped = asyncio.ensure_future(stop_requested.wait())
-        done, pending = await asyncio.wait({ready, died, stopped}, timeout=timeout, return_when="FIRST_COMPLETED")
-        for task in pending:
-            task.cancel()
-        if stopped in done:
-            return 0
-        if died in done:
-            _report_death(service)
-            return 1
-        if ready not in done:
-            print(f"friday up: {service.child.name} was not ready after {timeout:.0f}s", file=sys.stderr)
-            return 1
-    print("\nfriday up: the mesh is ready\n" + describe(services, settings) + "\n", flush=True)
-    return 0
-
-
-async def _supervise(services: list[Service], stop_requested: asyncio.Event) -> int:
-    waits = {asyncio.ensure_future(s.child.wait()): s for s in services}
-    stopped = asyncio.ensure_future(stop_requested.wait())
-    try:
-        while True:
-            done, _ = await asyncio.wait({stopped, *waits}, return_when="FIRST_COMPLETED")
-            if stopped in done:
-                print("friday up: stopping", flush=True)
-                return 0
-            for task in [t for t in waits if t in done]:
-                dead = waits.pop(task)
-                _report_death(dead)
-                left = [s.child.name for s in waits.values() if s.kind == dead.kind]
-                if not left:
-                    return 1
-                print(
-                    f"friday up: {dead.child.name} is gone; still running: {', '.join(left)}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    finally:
-        stopped.cancel()  # the child waits finish on their own once _stop_all stops the children
-
-
-def _report_death(service: Service) -> None:
-    why = "\n".join(f"    {line}" for line in service.child.last_lines()[-8:]) or "    (no output)"
-    print(
-        f"friday up: {service.child.name} exited with code {service.child.returncode}; its last output:\n{why}",
-        file=sys.stderr,
-        flush=True,
+    supervisor = Supervisor(
+        services, policy, ready_timeout=float(settings["FRIDAY_UP_READY_TIMEOUT"]), stop_requested=stop_requested
     )
-
-
-async def _stop_all(services: list[Service]) -> None:
-    # Gateway first so no webhook arrives at a half-stopped mesh, then the services it calls.
-    order = {"gateway": 0, "agent": 1, "dispatcher": 2, "calls": 2, "persona": 3}
-    for rank in sorted(set(order.values())):
-        group = [s for s in services if order[s.kind] == rank]
-        await asyncio.gather(*(s.child.stop(STOP_GRACE_SECONDS) for s in group))
+    try:
+        if not await supervisor.start_all():
+            return 0 if stop_requested.is_set() else 1
+        print("\nfriday up: the mesh is ready\n" + describe(services, settings) + "\n", flush=True)
+        return await supervisor.supervise()
+    finally:
+        await supervisor.stop_all()

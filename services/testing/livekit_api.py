@@ -131,6 +131,10 @@ class LiveKitStandIn(HttpStandIn):
         self._fail_with = TwirpError("unavailable", "injected failure", status=503)
         self._delay = _NextCalls()
         self._garble = _NextCalls()
+        self._hold = _NextCalls()
+        self._hold_gate = asyncio.Event()
+        self._held = 0
+        self.held_rooms: list[str] = []  # the rooms of the calls `hold_next` held, in order
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -150,6 +154,7 @@ class LiveKitStandIn(HttpStandIn):
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._hold_gate.set()
         await self.agent_protocol.close()
         await super().stop()
         self._rooms.cancel_background()
@@ -178,6 +183,22 @@ class LiveKitStandIn(HttpStandIn):
         they are handled. The work is still done after the delay even if the client gave
         up meanwhile, as livekit-server does: a create that timed out may land later."""
         self._delay = _NextCalls(n, method, max(0.0, seconds))
+
+    def hold_next(self, n: int, method: str | None = None) -> None:
+        """Hold the next `n` calls (of `method` only, when given) until `release_held()`:
+        LiveKit slow to answer for exactly as long as a test needs. As with `delay_next`,
+        the work is done once released even if the client is gone (crashed) meanwhile."""
+        self._hold = _NextCalls(n, method)
+        self._hold_gate = asyncio.Event()
+
+    def release_held(self) -> None:
+        """Let every held call go on (they are then handled in the order they came)."""
+        self._hold_gate.set()
+
+    @property
+    def held(self) -> int:
+        """Calls being held by `hold_next` right now."""
+        return self._held
 
     def garble_next(self, n: int, method: str | None = None) -> None:
         """Handle the next `n` successful calls (of `method` only, when given) normally but
@@ -220,6 +241,8 @@ class LiveKitStandIn(HttpStandIn):
         self._latency = 0.0
         self._delay = _NextCalls()
         self._garble = _NextCalls()
+        self._hold = _NextCalls()
+        self._hold_gate.set()
 
     def reset_calls(self) -> None:
         """Zero the call log and the create counter only."""
@@ -252,6 +275,12 @@ class LiveKitStandIn(HttpStandIn):
         """Until every job launch and termination under way has finished (each runs after
         the Twirp call that caused it has answered)."""
         await self._rooms.settle()
+
+    def peak_dispatches(self, room: str) -> int:
+        """The most dispatches with an agent name `room` held at once: above 1, the call
+        was doubled at some point, even if only one is left."""
+        record = self._rooms.get(room)
+        return 0 if record is None else record.peak_named_dispatches
 
     def create_count(self) -> int:
         return self._services.created
@@ -304,6 +333,14 @@ class LiveKitStandIn(HttpStandIn):
             await asyncio.sleep(self._latency)
         if self._delay.take(method):
             await asyncio.sleep(self._delay.seconds)
+        if self._hold.take(method):
+            gate = self._hold_gate
+            self.held_rooms.append(self._room_hint(request.path, body, content_type))
+            self._held += 1
+            try:
+                await gate.wait()
+            finally:
+                self._held -= 1
         try:
             if self._fail_remaining > 0:
                 self._fail_remaining -= 1

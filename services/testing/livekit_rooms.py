@@ -73,6 +73,8 @@ class RoomRecord:
     agent_jobs: dict[str, str] = field(default_factory=dict)  # identity -> job id
     implicit_dispatch_id: str = ""
     closed: bool = False
+    # The most dispatches with an agent name held at once (a double that was healed shows here).
+    peak_named_dispatches: int = 0
 
     def dispatch_list(self, *, include_implicit: bool = False) -> list[AgentDispatch]:
         """Copies, oldest first."""
@@ -155,6 +157,8 @@ class Rooms:
         dispatch.state.CopyFrom(AgentDispatchState(created_at=time.time_ns()))
         held = _Dispatch(dispatch)
         record.dispatches[dispatch.id] = held
+        named = sum(1 for d in record.dispatches.values() if d.message.agent_name)
+        record.peak_named_dispatches = max(record.peak_named_dispatches, named)
         task = asyncio.get_running_loop().create_task(self._launch(record, held))
         held.launching.add(task)
         task.add_done_callback(held.launching.discard)

@@ -43,6 +43,7 @@ from services.webhook_gateway.server import build_server as build_gateway
 
 from . import livekit_webhooks
 from .crm import CrmStandIn
+from .dispatcher_process import DispatcherProcess
 from .livekit_api import LiveKitStandIn
 from .mesh_options import MeshOptions
 from .redis_process import RedisProcess
@@ -72,7 +73,8 @@ class Mesh:
         )
         self.redis: RedisProcess | None = RedisProcess() if self.options.with_redis else None
         self.persona: GrpcServer | None = None
-        self.dispatcher: GrpcServer | None = None
+        self.dispatcher: GrpcServer | None = None  # in this process (None with `dispatcher_process`)
+        self.dispatcher_process: DispatcherProcess | None = None
         self.gateway_url = ""
         # Room for the chaos runs: a hundred calls, each possibly delivered twice at once.
         self.http = httpx.AsyncClient(
@@ -146,14 +148,30 @@ class Mesh:
             self.persona = None
 
     async def start_dispatcher(self) -> None:
+        if self.options.dispatcher_process:
+            # Niced: its start-up must not starve the gateway and PersonaService in this process.
+            self.dispatcher_process = DispatcherProcess(self.dispatcher_env, port=self._dispatcher_port, nice=10)
+            await self.dispatcher_process.start()
+            self._dispatcher_port = self.dispatcher_process.port
+            return
         self.dispatcher = build_dispatcher(self.dispatcher_config, ServerConfig(host=HOST, port=self._dispatcher_port))
         await self.dispatcher.start()
         self._dispatcher_port = self.dispatcher.port
 
     async def stop_dispatcher(self, grace: float = 0.0) -> None:
+        if self.dispatcher_process is not None:
+            await self.dispatcher_process.stop()
+            self.dispatcher_process = None
         if self.dispatcher is not None:
             await self.dispatcher.stop(grace=grace)
             self.dispatcher = None
+
+    async def kill_dispatcher(self) -> None:
+        """SIGKILL the dispatcher process (`MeshOptions.dispatcher_process`): its requests in
+        flight at LiveKit still land, its in-process claims are gone."""
+        assert self.dispatcher_process is not None, "kill_dispatcher needs MeshOptions(dispatcher_process=True)"
+        await self.dispatcher_process.kill()
+        self.dispatcher_process = None
 
     async def start_gateway(self) -> None:
         gateway = build_gateway(self.gateway_config, HttpServerConfig(host=HOST, port=self._gateway_port))
@@ -201,6 +219,25 @@ class Mesh:
             claims=ClaimConfig(redis_url=self.redis_url, key_prefix=self._prefix + "claim:"),
             **_given(retry=self.options.livekit_retry),
         )
+
+    @property
+    def dispatcher_env(self) -> dict[str, str]:
+        """`dispatcher_config` as the environment of a `friday dispatcher serve` process."""
+        config = self.dispatcher_config
+        env = {
+            "LIVEKIT_URL": config.livekit.url,
+            "LIVEKIT_API_KEY": config.livekit.api_key,
+            "LIVEKIT_API_SECRET": config.livekit.api_secret,
+            "DISPATCHER_HOST": HOST,
+            "DISPATCHER_CLAIM_PREFIX": config.claims.key_prefix,
+            "DISPATCHER_RETRY_MAX_ATTEMPTS": str(config.retry.max_attempts),
+            "DISPATCHER_RETRY_INITIAL_BACKOFF_SECONDS": str(config.retry.initial_backoff),
+            "DISPATCHER_RETRY_MAX_BACKOFF_SECONDS": str(config.retry.max_backoff),
+            "DISPATCHER_RETRY_ATTEMPT_TIMEOUT_SECONDS": str(config.retry.attempt_timeout),
+        }
+        if config.claims.redis_url:
+            env["REDIS_URL"] = config.claims.redis_url
+        return env
 
     @property
     def gateway_config(self) -> GatewayConfig:

@@ -36,6 +36,9 @@ class MeshOptions:
     crm_backoff_initial_seconds: float | None = None
     # DispatcherService: its retries of LiveKit requests.
     livekit_retry: RetryConfig | None = None
+    # DispatcherService as a process of its own (`friday dispatcher serve`), which
+    # `Mesh.kill_dispatcher` can SIGKILL mid-request; in this process otherwise.
+    dispatcher_process: bool = False
     # Gateway
     gateway_budget_seconds: float | None = None
     gateway_persona_timeout_seconds: float | None = None

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.common.env import Environment
+from services.common.listen_address import LOOPBACK_HOST
 from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
 from services.grpc_runtime.config import ClientTLSConfig
 from services.webhook_gateway.call_reporter import CallReportingConfig
@@ -16,7 +17,8 @@ from services.webhook_gateway.call_reporter import CallReportingConfig
 class HttpServerConfig:
     """How the gateway listens: the HTTP counterpart of grpc_runtime.ServerConfig."""
 
-    host: str = "0.0.0.0"
+    # Loopback unless told otherwise (GATEWAY_HOST): see services.common.listen_address.
+    host: str = LOOPBACK_HOST
     port: int = 8080  # 0 picks a free port (tests)
     # On SIGTERM uvicorn stops accepting and finishes in-flight webhooks for up to this long.
     shutdown_grace_seconds: float = 5.0  # whole seconds for uvicorn, rounded up

@@ -74,6 +74,7 @@ class RedisEventLedger:
         self._leases = leases
         self._ttl = ttl_seconds
         self._fallback = fallback
+        self._redis_down = False  # so an outage is logged once, not on every webhook
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_seconds: float, max_entries: int) -> RedisEventLedger:
@@ -83,17 +84,31 @@ class RedisEventLedger:
 
     async def seen(self, event_id: str) -> bool:
         try:
-            return await self._leases.is_held(event_id)
+            held = await self._leases.is_held(event_id)
         except LeaseStoreUnavailable as exc:
-            logger.warning("redis unavailable for webhook dedupe, using in-process ledger: %s", exc)
+            self._down(exc)
             return await self._fallback.seen(event_id)
+        self._up()
+        return held
 
     async def remember(self, event_id: str) -> None:
         await self._fallback.remember(event_id)
         try:
             await self._leases.try_acquire(event_id, self._ttl)
         except LeaseStoreUnavailable as exc:
-            logger.warning("redis unavailable for webhook dedupe, remembered in-process only: %s", exc)
+            self._down(exc)
+            return
+        self._up()
+
+    def _down(self, exc: LeaseStoreUnavailable) -> None:
+        if not self._redis_down:
+            self._redis_down = True
+            logger.warning("redis unavailable for webhook dedupe; in-process ledger until it is back: %s", exc)
+
+    def _up(self) -> None:
+        if self._redis_down:
+            self._redis_down = False
+            logger.info("redis reachable again for webhook dedupe")
 
     async def close(self) -> None:
         await self._leases.aclose()

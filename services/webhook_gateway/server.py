@@ -10,12 +10,13 @@ import contextlib
 import functools
 import math
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import uvicorn
 from starlette.applications import Starlette
 
 from services.common import secrets_check
+from services.common.listen_address import bind_failure, dialable_host, host_port
 from services.grpc_runtime.channel import is_serving
 from services.webhook_gateway.app import GatewayState, create_app
 from services.webhook_gateway.call_flow import CallFlow
@@ -127,31 +128,58 @@ class GatewayServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self._bind_host}:{self.port}"
+        return f"http://{host_port(dialable_host(self.server_config.host), self.port)}"
 
-    @property
-    def _bind_host(self) -> str:
-        host = self.server_config.host
-        return "127.0.0.1" if host in ("0.0.0.0", "") else host
+    def endpoints(self) -> dict[str, str]:
+        """What this server bound, by role (`http`), as host:port."""
+        return {"http": host_port(self.server_config.host, self.port)}
 
-    async def serve(self) -> None:
-        """Blocks until SIGINT/SIGTERM; uvicorn finishes in-flight webhooks before returning."""
-        await self._uvicorn.serve()
+    async def serve(self, on_listening: Callable[[], None] | None = None) -> None:
+        """Blocks until SIGINT/SIGTERM; uvicorn finishes in-flight webhooks before returning.
+        `on_listening` runs once the port is bound and the app has started."""
+        await self._launch(own_signals=True)
+        if on_listening is not None:
+            on_listening()
+        assert self._task is not None
+        try:
+            await self._task
+        finally:
+            self._task = None
+            self._close_socket()
 
     async def start(self) -> None:
         """Serve in the current loop without taking over signals (the host process owns them)."""
-        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto is TCP,
-        # and without it keep-alive responses stall on delayed ACKs.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._bind_host, self.server_config.port))
+        await self._launch(own_signals=False)
+
+    async def _launch(self, *, own_signals: bool) -> None:
+        sock = self._bind()
         self._socket = sock
-        self._uvicorn.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+        if not own_signals:
+            self._uvicorn.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         self._task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))
         while not self._uvicorn.started:
             if self._task.done():
                 self._task.result()
             await asyncio.sleep(0.01)
+
+    def _bind(self) -> socket.socket:
+        host, port = self.server_config.host, self.server_config.port
+        bare = host.strip("[]")
+        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto is TCP,
+        # and without it keep-alive responses stall on delayed ACKs.
+        family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((bare or "0.0.0.0", port))
+        except OSError:
+            sock.close()
+            raise bind_failure("gateway HTTP", host, port) from None
+        return sock
+
+    def _close_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
 
     async def stop(self) -> None:
         if self._task is None:
@@ -159,8 +187,7 @@ class GatewayServer:
         self._uvicorn.should_exit = True
         task, self._task = self._task, None
         await task
-        if self._socket is not None:
-            self._socket.close()
+        self._close_socket()
 
     async def __aenter__(self) -> GatewayServer:
         await self.start()

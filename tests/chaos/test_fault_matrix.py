@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from services.chaos.calls import NumberKind
-from services.chaos.faults import FAULTS, FAULTS_BY_NAME
+from services.chaos.faults import CRASH_HELD_CREATES, FAULTS, FAULTS_BY_NAME
 from services.chaos.runner import FaultResult, run_fault
 from services.testing.redis_process import RedisUnavailableError
 from tests.hostile.logs import error_records
@@ -85,9 +85,26 @@ def _persona_down(r: FaultResult) -> None:
 
 
 @evidence("dispatcher_restart")
-@evidence("redis_down")
 def _outage_redelivered(r: FaultResult) -> None:
     assert r.redelivered > 0
+
+
+@evidence("redis_down")
+@evidence("redis_down_for_good")
+def _redis_outage(r: FaultResult) -> None:
+    # Calls during the outage were claimed in DispatcherService's own process (degraded),
+    # not refused: with Redis gone for good every call was.
+    assert r.degraded_claims > 0
+    if r.fault == "redis_down_for_good":
+        assert r.degraded_claims >= CALLS
+
+
+@evidence("dispatcher_crash_mid_create")
+def _crash_mid_create(r: FaultResult) -> None:
+    # Each call whose create was in flight when the process died got a second dispatch from
+    # the new process; the late first one landed after it and was removed (counted here).
+    assert r.healed_doubles == CRASH_HELD_CREATES
+    assert r.redelivered >= CRASH_HELD_CREATES
 
 
 @evidence("no_worker")

@@ -78,6 +78,8 @@ DISPATCHER: list[Row] = [
     ("DISPATCHER_CLAIM_SETTLE_SECONDS", "12", "claims.settle_seconds", 12.0),
     ("DISPATCHER_CLAIM_POLL_INTERVAL_SECONDS", "0.3", "claims.poll_interval", 0.3),
     ("DISPATCHER_REDIS_TIMEOUT_SECONDS", "0.5", "claims.redis_timeout", 0.5),
+    ("DISPATCHER_DEGRADED_CLAIMS", "false", "claims.degraded_fallback", False),
+    ("DISPATCHER_RECONCILE_INTERVAL_SECONDS", "0.5", "claims.reconcile_interval", 0.5),
     ("DISPATCHER_JOB_WAIT_SECONDS", "1.25", "jobs.wait_seconds", 1.25),
     ("DISPATCHER_JOB_POLL_INTERVAL_SECONDS", "0.02", "jobs.poll_interval", 0.02),
     ("DISPATCHER_TRUNK_CACHE_SECONDS", "30", "jobs.trunk_cache_seconds", 30.0),
@@ -174,6 +176,7 @@ AGENT: list[Row] = [
     ("FRIDAY_VAD", "none", "vad", False),
     ("FRIDAY_SIP_WAIT_SECONDS", "5", "sip_participant_timeout", 5.0),
     ("FRIDAY_GREETING_AUDIO_WAIT_SECONDS", "0.5", "greeting_audio_wait", 0.5),
+    ("AGENT_HEALTH_HOST", "0.0.0.0", "health_host", "0.0.0.0"),
 ]
 SERVER: list[Row] = [
     ("PERSONA_HOST", "127.0.0.3", "host", "127.0.0.3"),

@@ -110,10 +110,11 @@ def dispatcher_reads() -> set[str]:
 
 
 def gateway_reads() -> set[str]:
-    from services.webhook_gateway.config import GatewayConfig
+    from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 
     env = RecordingEnv()
     GatewayConfig.from_env(env)
+    HttpServerConfig.from_env(env)
     return env.names | _log_level_env() | _scan("services/cli/gateway.py")
 
 

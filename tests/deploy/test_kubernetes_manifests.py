@@ -9,15 +9,19 @@ livekit-agents), never from a second copy of the numbers here."""
 from __future__ import annotations
 
 import inspect
+import re
 import shutil
 import subprocess
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
 
 from services.cli import build_parser
+from services.common.listen_address import is_loopback, is_wildcard
 from services.grpc_runtime.config import ServerConfig
+from services.grpc_runtime.metrics import HEALTH_PATH
 from services.launcher.settings import SETTINGS
 from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 from tests.deploy.env_readers import READERS
@@ -36,6 +40,7 @@ from tests.deploy.manifests import (
 )
 
 M = Manifests.load()
+REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = M.objects("Deployment")
 SERVICES = M.objects("Service")
 DEFAULTS = {setting.env: setting.default for setting in SETTINGS}
@@ -45,22 +50,31 @@ PERSONA, DISPATCHER, GATEWAY, AGENT = "friday-persona", "friday-dispatcher", "fr
 GRPC = {PERSONA: "PERSONA", DISPATCHER: "DISPATCHER"}
 OURS = (PERSONA, DISPATCHER, GATEWAY, AGENT)
 
-# The Secret holding the key pair that can create dispatches (only the
-# dispatcher, and the gateway for webhook verification, may read it).
+# The Secret holding the key pair that can create dispatches: only the dispatcher
+# reads it. The gateway verifies webhooks with a key pair of its own.
 LIVEKIT_SECRET = "friday-livekit"
+WEBHOOK_SECRET = "friday-livekit-webhook"
 AGENT_SECRET = "friday-agent-livekit"
 AGENT_SPEECH_SECRET = "friday-agent-openai"
+REDIS_SECRET = "friday-redis"
 ALLOWED_SECRETS = {
-    PERSONA: set(),
-    DISPATCHER: {LIVEKIT_SECRET, "friday-dispatcher-token"},
-    GATEWAY: {LIVEKIT_SECRET, "friday-dispatcher-token"},
+    PERSONA: {"friday-persona-token", "friday-persona-admin-token", REDIS_SECRET, "friday-persona-tls"},
+    DISPATCHER: {LIVEKIT_SECRET, "friday-dispatcher-token", REDIS_SECRET, "friday-dispatcher-tls"},
+    GATEWAY: {
+        WEBHOOK_SECRET,
+        "friday-dispatcher-token",
+        "friday-persona-token",
+        REDIS_SECRET,
+        "friday-gateway-tls",
+    },
     AGENT: {AGENT_SECRET, AGENT_SPEECH_SECRET},
 }
 # Without these the code silently falls back to local defaults (devkey/secret, localhost).
 REQUIRED_ENV = {
-    PERSONA: {"PERSONA_API_BASE", "REDIS_URL"},
+    PERSONA: {"PERSONA_API_BASE", "REDIS_URL", "PERSONA_TOKEN", "PERSONA_ADMIN_TOKEN"},
     DISPATCHER: {"LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "DISPATCHER_TOKEN", "REDIS_URL"},
     GATEWAY: {
+        "PERSONA_TOKEN",
         "PERSONA_TARGET",
         "DISPATCHER_TARGET",
         "LIVEKIT_WEBHOOK_API_KEY",
@@ -97,6 +111,16 @@ def test_every_document_is_a_named_kubernetes_object() -> None:
 def test_kustomization_lists_exactly_the_manifest_files() -> None:
     listed = {DEPLOY_DIR / name for name in M.kustomization["resources"]}
     assert listed == M.files, f"unlisted: {M.files - listed}, missing: {listed - M.files}"
+
+
+def test_every_workload_runs_the_image_the_readme_builds_and_kustomize_maps_to_the_registry() -> None:
+    (mapping,) = M.kustomization["images"]
+    for name in OURS:
+        assert only_container(DEPLOYMENTS[name])["image"] == mapping["name"], name
+    assert mapping["newName"].endswith("/" + mapping["name"]) and mapping["newTag"]
+    readme = (REPO / "README.md").read_text()
+    assert f"podman build -t {mapping['name']}:" in readme
+    assert f"kustomize edit set image {mapping['name']}=" in readme
 
 
 def test_one_namespace_everywhere() -> None:
@@ -137,12 +161,19 @@ def test_grpc_services_listen_and_are_probed_on_their_default_ports(name: str) -
     resolved = env(name)
     assert resolved.get(f"{prefix}_PORT", str(port)) == str(port)
     assert resolved.get(f"{prefix}_METRICS_PORT", str(metrics_port)) == str(metrics_port)
+    tls = f"{prefix}_TLS_CERT_FILE" in resolved
     for probe_kind in ("readinessProbe", "livenessProbe"):
         probe = container[probe_kind]
-        assert "grpc" in probe, f"{name} {probe_kind} must be a native grpc.health.v1 probe"
-        assert container_port(container, probe["grpc"]["port"]) == port
-        # "" = the runtime's overall status: SERVING while accepting calls, NOT_SERVING when draining.
-        assert probe["grpc"].get("service", "") == ""
+        if "grpc" in probe:
+            # The kubelet's gRPC probe speaks plaintext only.
+            assert not tls, f"{name} {probe_kind}: a native gRPC probe cannot reach a TLS port"
+            assert container_port(container, probe["grpc"]["port"]) == port
+            # "" = the runtime's overall status: SERVING while accepting calls, NOT_SERVING when draining.
+            assert probe["grpc"].get("service", "") == ""
+        else:
+            # The same overall status over HTTP on the metrics port (services/grpc_runtime/metrics.py).
+            assert probe["httpGet"]["path"] == HEALTH_PATH, f"{name} {probe_kind}"
+            assert container_port(container, probe["httpGet"]["port"]) == metrics_port
     assert annotations(DEPLOYMENTS[name]) == {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(metrics_port),
@@ -177,6 +208,27 @@ def test_agent_is_probed_on_the_livekit_worker_health_port() -> None:
         assert probe["path"] == "/" and container_port(container, probe["port"]) == port
 
 
+@pytest.mark.parametrize(
+    ("name", "host_settings"),
+    [
+        (PERSONA, ("PERSONA_HOST", "PERSONA_METRICS_HOST")),
+        (DISPATCHER, ("DISPATCHER_HOST", "DISPATCHER_METRICS_HOST")),
+        (GATEWAY, ("GATEWAY_HOST",)),
+        (AGENT, ("AGENT_HEALTH_HOST",)),
+    ],
+)
+def test_every_listener_binds_all_interfaces_in_the_pod(name: str, host_settings: tuple[str, ...]) -> None:
+    from agent.config import AgentConfig
+
+    # The code binds loopback by default, where no probe, scraper or other pod reaches it.
+    assert ServerConfig().host == ServerConfig().metrics_host == HttpServerConfig().host == AgentConfig().health_host
+    assert is_loopback(ServerConfig().host)
+    resolved = env(name)
+    for setting in host_settings:
+        assert setting in resolved, f"{name} must set {setting}: the default is loopback"
+        assert is_wildcard(str(resolved[setting])), f"{name}: {setting}={resolved[setting]!r}"
+
+
 # --- Services and the gateway's targets -------------------------------------
 
 
@@ -204,22 +256,65 @@ def test_gateway_targets_resolve_every_pod_of_the_headless_service(variable: str
     assert env(GATEWAY)[variable] == f"dns:///{name}.{M.namespace}.svc.cluster.local:{port}"
 
 
-def test_redis_url_names_the_redis_service() -> None:
+def test_the_readme_webhook_url_is_https_and_the_ingress_routes_it_to_the_gateway() -> None:
+    from services.webhook_gateway.app import WEBHOOK_PATH
+
+    readme = (REPO / "README.md").read_text()
+    urls = set(re.findall(r"\b(https?://[\w.-]+/livekit-webhook)\b", readme))
+    assert urls and all(url.startswith("https://") for url in urls), urls
+    (ingress,) = M.objects("Ingress").values()
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert {urlparse(url).hostname for url in urls} == {rule["host"]}
+    assert path["path"] == WEBHOOK_PATH and path["pathType"] == "Exact", "only the webhook leaves the cluster"
+    assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
+    backend = path["backend"]["service"]
+    assert backend["name"] == GATEWAY
+    assert backend["port"]["name"] in {port["name"] for port in SERVICES[GATEWAY]["spec"]["ports"]}
+
+
+def test_redis_url_names_the_redis_service_with_the_password_redis_requires() -> None:
     urls = {env(name)["REDIS_URL"] for name in (PERSONA, DISPATCHER, GATEWAY)}
     assert len(urls) == 1, "all replicas of all services must share one Redis"
-    url = urlparse(urls.pop())
+    url = urlparse(str(urls.pop()))
     assert url.scheme == "redis"
     service, namespace = url.hostname.split(".")[:2]
     assert namespace == M.namespace
     assert url.port in {p["port"] for p in SERVICES[service]["spec"]["ports"]}
+    # The password is Kubernetes' $(REDIS_PASSWORD), taken from the Secret Redis's
+    # --requirepass comes from.
+    assert url.password == "$(REDIS_PASSWORD)"
+    password = SecretRef(REDIS_SECRET, "password")
+    for name in (PERSONA, DISPATCHER, GATEWAY):
+        assert env(name)["REDIS_PASSWORD"] == password, name
+    redis = only_container(DEPLOYMENTS[service])
+    assert M.resolved_env(redis)["REDIS_PASSWORD"] == password
+    args = redis["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+
+
+def test_the_grpc_services_require_tokens_and_mutual_tls_from_the_gateway() -> None:
+    from tests.deploy.tls import check_mutual_tls
+
+    for name, prefix in GRPC.items():
+        assert isinstance(env(name)[f"{prefix}_TOKEN"], SecretRef), name
+        assert env(GATEWAY)[f"{prefix}_TOKEN"] == env(name)[f"{prefix}_TOKEN"], f"{name}: the gateway's token differs"
+        check_mutual_tls(M, server=DEPLOYMENTS[name], prefix=prefix, client=DEPLOYMENTS[GATEWAY])
+    # The admin token is the service's alone: no client in the cluster holds it.
+    admin = env(PERSONA)["PERSONA_ADMIN_TOKEN"]
+    assert isinstance(admin, SecretRef) and admin != env(PERSONA)["PERSONA_TOKEN"]
+    assert all(admin.secret not in secrets_read(DEPLOYMENTS[name]) for name in OURS if name != PERSONA)
 
 
 # --- secrets and environment ------------------------------------------------
 
 
-def test_livekit_secret_is_read_only_by_dispatcher_and_gateway() -> None:
+def test_livekit_secret_is_read_only_by_the_dispatcher_and_the_gateway_verifies_with_its_own() -> None:
     readers = {name for name, deployment in DEPLOYMENTS.items() if LIVEKIT_SECRET in secrets_read(deployment)}
-    assert readers == {DISPATCHER, GATEWAY}
+    assert readers == {DISPATCHER}
+    webhook_pair = [env(GATEWAY)[variable] for variable in ("LIVEKIT_WEBHOOK_API_KEY", "LIVEKIT_WEBHOOK_API_SECRET")]
+    assert {ref.secret for ref in webhook_pair if isinstance(ref, SecretRef)} == {WEBHOOK_SECRET}
+    assert {name for name, d in DEPLOYMENTS.items() if WEBHOOK_SECRET in secrets_read(d)} == {GATEWAY}
     for name in OURS:
         assert secrets_read(DEPLOYMENTS[name]) <= ALLOWED_SECRETS[name], name
     agent_key_pair = [env(AGENT)[variable] for variable in ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")]
@@ -258,7 +353,9 @@ def test_every_env_var_set_is_read_by_the_code_and_none_required_is_missing(name
     assert "envFrom" not in container, "envFrom hides which variables a pod gets"
     names = {entry["name"] for entry in container.get("env", [])}
     assert len(names) == len(container.get("env", [])), f"{name}: duplicate env entries"
-    unread = names - READERS[name]()
+    # A variable only other values expand ($(REDIS_PASSWORD) in REDIS_URL) is Kubernetes'.
+    expanded = {ref for entry in container.get("env", []) for ref in re.findall(r"\$\((\w+)\)", entry.get("value", ""))}
+    unread = names - READERS[name]() - expanded
     assert not unread, f"{name} sets variables its code never reads: {sorted(unread)}"
     assert REQUIRED_ENV[name] <= names, f"{name} misses {sorted(REQUIRED_ENV[name] - names)}"
 
@@ -286,6 +383,21 @@ def test_every_container_requests_resources_within_its_limit() -> None:
         resources = only_container(deployment)["resources"]
         assert {"cpu", "memory"} <= set(resources["requests"]), name
         assert memory_bytes(resources["requests"]["memory"]) <= memory_bytes(resources["limits"]["memory"]), name
+
+
+def test_memory_requests_and_limits_cover_the_benchmarks_peak_rss() -> None:
+    """The benchmark's peak RSS per service (README, Performance: VmHWM in MiB, under the
+    full load run): each request covers it, so a loaded pod has what the scheduler
+    reserved, and each limit leaves it twice over before the kernel kills the pod.
+    tests/image checks the image's processes at rest against the same requests."""
+    readme = (REPO / "README.md").read_text()
+    found = re.search(r"peak RSS gateway / persona / dispatcher (\d+) / (\d+) / (\d+) MB", readme)
+    assert found, "the README no longer states the benchmark's peak RSS figures"
+    for name, peak_mib in zip((GATEWAY, PERSONA, DISPATCHER), found.groups(), strict=True):
+        peak = int(peak_mib) * 2**20
+        resources = only_container(DEPLOYMENTS[name])["resources"]
+        assert memory_bytes(resources["requests"]["memory"]) >= peak, f"{name}: request below the peak RSS"
+        assert memory_bytes(resources["limits"]["memory"]) >= 2 * peak, f"{name}: limit under twice the peak RSS"
 
 
 def test_services_stop_within_their_termination_grace() -> None:

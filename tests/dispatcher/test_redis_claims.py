@@ -102,15 +102,19 @@ async def test_claim_held_without_a_dispatch_until_the_deadline_is_in_progress(
     assert any(c.method == "ListDispatch" for c in livekit.calls)  # it polled rather than gave up at once
 
 
-async def test_unreachable_redis_refuses_instead_of_risking_a_second_agent(
+async def test_unreachable_redis_refuses_when_degraded_claims_are_off(
     livekit: LiveKitStandIn, start_dispatcher
 ) -> None:
+    # DISPATCHER_DEGRADED_CLAIMS=false: safety over availability, never a claim in process.
     livekit.create_room("no-redis-room")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     config = config_for(livekit)
-    config = replace(config, claims=ClaimConfig(redis_url=f"redis://127.0.0.1:{closed_port}/0", key_prefix="x:"))
+    config = replace(
+        config,
+        claims=ClaimConfig(redis_url=f"redis://127.0.0.1:{closed_port}/0", key_prefix="x:", degraded_fallback=False),
+    )
     d = await start_dispatcher(config)
 
     with pytest.raises(DispatcherCallError) as caught:
@@ -151,6 +155,7 @@ async def test_claim_is_kept_when_a_create_may_have_landed(
 async def test_blackholed_redis_answers_claim_store_unavailable_within_the_callers_deadline(
     livekit: LiveKitStandIn, start_dispatcher
 ) -> None:
+    # With degraded claims off (with them on, see test_degraded_claims.py).
     # A listener that never accepts: the kernel completes the TCP handshake, then nothing
     # ever answers, like a Redis behind a blackholing firewall. A 2 s socket timeout let
     # the claim op outlast this 1 s caller, who then only saw its own DEADLINE_EXCEEDED.
@@ -160,7 +165,10 @@ async def test_blackholed_redis_answers_claim_store_unavailable_within_the_calle
         blackhole.listen(16)
         port = blackhole.getsockname()[1]
         config = config_for(livekit)
-        config = replace(config, claims=ClaimConfig(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix="x:"))
+        config = replace(
+            config,
+            claims=ClaimConfig(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix="x:", degraded_fallback=False),
+        )
         d = await start_dispatcher(config)
 
         with pytest.raises(DispatcherCallError) as caught:

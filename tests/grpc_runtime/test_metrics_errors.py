@@ -19,6 +19,7 @@ from services.grpc_runtime import (
     create_channel,
     error_info,
 )
+from services.grpc_runtime.metrics import HEALTH_PATH
 from tests.grpc_runtime.servicer import SERVICE_NAME, ProbeServicer, probe_spec
 
 METHOD = "/friday.persona.v1.PersonaService/GetPersona"
@@ -136,6 +137,39 @@ async def test_metrics_endpoint_closes_a_client_that_dribbles_headers() -> None:
         assert status == 200
     finally:
         await server.stop()
+
+
+async def test_http_health_follows_the_overall_grpc_status_and_turns_503_when_draining() -> None:
+    servicer = ProbeServicer()
+    config = ServerConfig(host="127.0.0.1", port=0, metrics_port=0, shutdown_grace_seconds=5)
+    server = GrpcServer(config, [probe_spec(servicer)])
+    await server.start()
+    assert server.metrics_port
+    metrics_port = server.metrics_port
+    channel = create_channel(server.address)
+    try:
+        assert await http_get(metrics_port, HEALTH_PATH) == (200, "SERVING\n")
+        # A dependency down leaves the overall status (what the kubelet asks) SERVING.
+        await server.health.report(SERVICE_NAME, "crm", False)
+        assert (await http_get(metrics_port, HEALTH_PATH))[0] == 200
+        held = asyncio.ensure_future(
+            persona_service_pb2_grpc.PersonaServiceStub(channel).GetPersona(
+                persona_service_pb2.GetPersonaRequest(dialed_number="hold"), timeout=10
+            )
+        )
+        await asyncio.wait_for(servicer.entered.wait(), 5)
+        stopping = asyncio.create_task(server.stop())
+        for _ in range(100):  # stop() turns health NOT_SERVING first, then drains the held call
+            if (await http_get(metrics_port, HEALTH_PATH))[0] == 503:
+                break
+            await asyncio.sleep(0.02)
+        assert await http_get(metrics_port, HEALTH_PATH) == (503, "NOT_SERVING\n")
+        servicer.release.set()
+        await held
+        await stopping
+    finally:
+        await channel.close()
+        await server.stop(grace=0)
 
 
 async def test_metrics_disabled_by_default() -> None:

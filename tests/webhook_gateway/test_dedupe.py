@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -67,3 +68,15 @@ async def test_redis_down_falls_back_to_the_in_process_ledger() -> None:
         assert await ledger.seen("EV_1")
     finally:
         await ledger.close()
+
+
+async def test_redis_down_for_good_is_logged_once_not_per_webhook(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="services.webhook_gateway.dedupe")
+    ledger = RedisEventLedger.from_url("redis://127.0.0.1:1/0", "test:", ttl_seconds=600, max_entries=10)
+    try:
+        for i in range(20):
+            assert not await ledger.seen(f"EV_{i}")
+            await ledger.remember(f"EV_{i}")
+    finally:
+        await ledger.close()
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1

@@ -1,0 +1,162 @@
+"""Converging to one dispatch: when two creates for one call landed anyway, every
+replica deletes the same one.
+
+The claim keeps two requests from both creating while the claim store holds it. It
+cannot when the claim is gone: an in-process claim dies with a process that crashed
+while its CreateDispatch was in flight (the create still lands, after the crash, and
+the next request's ListDispatch ran before it did), and while Redis is down each
+replica claims in its own process (claims.py, degraded). So after every create the
+dispatcher lists the room and deletes every dispatch of its agent but one:
+
+- the one kept is the **oldest** (LiveKit's `created_at`, then the id). Every observer
+  agrees on it, whatever subset of the room's dispatches it saw, so two reconcilers
+  never delete each other's dispatch and leave none; a dispatch that lands later is
+  newer than all it could be compared with, so it is the one removed;
+- a dispatch whose job failed (LiveKit never offers it again) is never kept.
+
+A create that lands after ours is invisible to the listing right after ours. Where one
+may still come — claims live in this process, it started less than a settle time ago
+and the room is older than this process (its predecessor may have died mid-create in
+it), or the claim was degraded (another replica may create without seeing our claim) —
+the room is listed again, after
+`reconcile_interval` and then at doubling intervals, until the settle time has passed
+(`watch`): the time the claim design already gives a create to land
+(docs/architecture.md, "Exactly one agent").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from services.dispatcher import errors
+from services.dispatcher.config import ClaimConfig
+from services.dispatcher.jobs import JobConfirmation
+from services.dispatcher.livekit_calls import LiveKitCalls
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.transport import DispatchRecord, DispatchTransport
+
+logger = logging.getLogger(__name__)
+
+# Time given to one background round (ListRooms, ListDispatch, DeleteDispatch of any extra).
+_ROUND_BUDGET_SECONDS = 5.0
+# How far LiveKit's clock may be ahead of ours, deciding whether a room is older than us.
+_CLOCK_SKEW_SECONDS = 1.0
+
+
+def keeper(dispatches: Iterable[DispatchRecord], agent_name: str) -> DispatchRecord | None:
+    """The dispatch of `agent_name` every replica keeps: the oldest whose job did not fail."""
+    candidates = [d for d in dispatches if d.agent_name == agent_name and not d.failed]
+    return min(candidates, key=lambda d: (d.created_at, d.dispatch_id), default=None)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        transport: DispatchTransport,
+        calls: LiveKitCalls,
+        jobs: JobConfirmation,
+        config: ClaimConfig,
+        metrics: DispatcherMetrics,
+        *,
+        claims_in_process: bool,
+    ) -> None:
+        self._transport = transport
+        self._calls = calls
+        self._jobs = jobs
+        self._config = config
+        self._metrics = metrics
+        # Until then a create of a predecessor that crashed mid-create may still land,
+        # unseen: its claim died with it. (A Redis claim outlives its holder instead.)
+        self._young_until = time.monotonic() + (config.settle_seconds if claims_in_process else 0.0)
+        self._started_at = time.time()
+        self._watches: dict[tuple[str, str], float] = {}  # (room, agent) -> watch until (monotonic)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def converge(self, room: str, agent_name: str, deadline: float) -> DispatchRecord | None:
+        """Lists `room` and deletes every dispatch of `agent_name` but the keeper; the keeper
+        as listed now (None: the room holds no live-able dispatch of the agent)."""
+        dispatches = await self._calls.run(
+            "ListDispatch", room, lambda t: self._transport.list(room, timeout=t), deadline
+        )
+        return await self.remove_extras(dispatches, agent_name, deadline)
+
+    async def remove_extras(
+        self, dispatches: list[DispatchRecord], agent_name: str, deadline: float
+    ) -> DispatchRecord | None:
+        """Deletes the dispatches of `agent_name` in a listing other than its keeper."""
+        kept = keeper(dispatches, agent_name)
+        if kept is None:
+            return None
+        extras = [d for d in dispatches if d.agent_name == agent_name and d.dispatch_id != kept.dispatch_id]
+        for extra in extras:
+            if await self._jobs.withdraw(extra, deadline):
+                if not extra.failed:
+                    self._metrics.duplicates_removed.inc()
+                logger.warning(
+                    "removed %s dispatch %s of %r in room %r; kept the oldest, %s",
+                    "failed" if extra.failed else "duplicate",
+                    extra.dispatch_id,
+                    agent_name,
+                    extra.room,
+                    kept.dispatch_id,
+                )
+        return kept
+
+    def watch(self, room: str, agent_name: str, *, degraded: bool, room_created_at: float) -> None:
+        """Keep converging the room in the background while a create we cannot see may
+        still land into the call (see the module docstring); nothing otherwise. A room
+        LiveKit created after this process started held no call of its predecessor."""
+        now = time.monotonic()
+        inherited = room_created_at < self._started_at + _CLOCK_SKEW_SECONDS
+        until = max(
+            self._young_until if inherited else 0.0,
+            now + self._config.settle_seconds if degraded else 0.0,
+        )
+        if until <= now:
+            return
+        key = (room, agent_name)
+        if key in self._watches:
+            self._watches[key] = max(self._watches[key], until)
+            return
+        self._watches[key] = until
+        task = asyncio.get_running_loop().create_task(self._watch(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, key: tuple[str, str]) -> None:
+        """Rounds after `reconcile_interval`, then twice as long each time, and one at the
+        end of the window: a create landing soon after ours (the likely case) is removed
+        within a second or two, a later one within a few, at a handful of reads per call."""
+        room, agent_name = key
+        loop = asyncio.get_running_loop()
+        wait = self._config.reconcile_interval
+        try:
+            while (left := self._watches[key] - time.monotonic()) > 0:
+                await asyncio.sleep(min(wait, left))
+                wait *= 2
+                deadline = loop.time() + _ROUND_BUDGET_SECONDS
+                try:
+                    # ListDispatch on a room that is gone hangs until LiveKit's own deadline.
+                    if not await self._calls.run(
+                        "ListRooms", room, lambda t: self._transport.room_exists(room, timeout=t), deadline
+                    ):
+                        return  # the call is over: nothing left to double
+                    await self.converge(room, agent_name, deadline)
+                except errors.RoomNotFound:
+                    return
+                except errors.DispatchError as exc:
+                    logger.info("could not re-read room %r for duplicate dispatches: %s", room, exc)
+        finally:
+            del self._watches[key]
+
+    def __len__(self) -> int:
+        """Rooms being watched."""
+        return len(self._watches)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

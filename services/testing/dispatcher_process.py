@@ -1,0 +1,101 @@
+"""DispatcherService as a real process (`friday dispatcher serve`), for faults that
+need what only a process can do: die by SIGKILL, in the middle of a request, taking
+its in-process claims and its in-flight LiveKit requests with it.
+
+    proc = DispatcherProcess(env={"LIVEKIT_URL": lk.url, ...})
+    await proc.start()      # on a free port; again after kill(), on the same port
+    proc.target             # "127.0.0.1:PORT"
+    await proc.kill()       # SIGKILL: no drain, no claim kept or released
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+
+from services.grpc_runtime.channel import is_serving
+
+# Where this `services` package is imported from: the child imports the same code.
+IMPORT_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+_OWN_SETTINGS = ("DISPATCHER_", "LIVEKIT_")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class DispatcherProcess:
+    def __init__(self, env: Mapping[str, str], *, port: int = 0, log_level: str = "WARNING", nice: int = 0) -> None:
+        """`env`: the dispatcher's settings (LIVEKIT_URL, REDIS_URL, DISPATCHER_...).
+        `nice`: a lower CPU priority, so that its start-up (seconds of imports on a small
+        machine) does not starve the callers' side running in the test's own process."""
+        self._env = dict(env)
+        self._log_level = log_level
+        self._nice = nice
+        self.port = port or _free_port()
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Spawn it and wait until its health answers SERVING (a loaded machine takes seconds)."""
+        # Only the settings given: none of the dispatcher's own leaks in from the caller's shell.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS) and k != "REDIS_URL"}
+        env = {**inherited, **self._env}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(IMPORT_ROOT), env.get("PYTHONPATH")]))
+        niced = ("nice", "-n", str(self._nice)) if self._nice else ()
+        self._process = await asyncio.create_subprocess_exec(
+            *niced,
+            *(sys.executable, "-m", "services.cli", "dispatcher", "serve"),
+            *("--port", str(self.port), "--metrics-port", "0", "--log-level", self._log_level),
+            cwd=IMPORT_ROOT,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        async with grpc.aio.insecure_channel(self.target) as channel:
+            while not await is_serving(channel, timeout=1.0):
+                if self._process.returncode is not None:
+                    raise RuntimeError(f"dispatcher process exited with {self._process.returncode} before serving")
+                if loop.time() > give_up:
+                    await self.kill()
+                    raise TimeoutError(f"dispatcher process on {self.target} not serving after {timeout}s")
+                await asyncio.sleep(0.1)
+
+    async def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a node loss does it."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.send_signal(signal.SIGKILL)
+            await self._process.wait()
+        self._process = None
+
+    async def stop(self) -> None:
+        """SIGTERM (graceful drain), SIGKILL if it does not exit."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self._process.wait(), 20)
+            except TimeoutError:
+                await self.kill()
+        self._process = None
