@@ -10,7 +10,7 @@ refuses to start instead.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from services.common.env import ConfigError as ConfigError  # re-exported: the agent CLI's error
@@ -101,6 +101,10 @@ class AgentConfig:
     # like every Friday service (a cluster's kubelet probes the pod's address: the
     # manifests set AGENT_HEALTH_HOST).
     health_host: str = LOOPBACK_HOST
+    # PersonaService to follow for persona changes during a call (WatchPersonas); None: the
+    # persona stays what the job brought.
+    persona_target: str | None = None
+    persona_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AgentConfig:
@@ -137,6 +141,8 @@ class AgentConfig:
             sip_participant_timeout=env.number("FRIDAY_SIP_WAIT_SECONDS", cls.sip_participant_timeout),
             greeting_audio_wait=env.number("FRIDAY_GREETING_AUDIO_WAIT_SECONDS", cls.greeting_audio_wait),
             health_host=env.text("AGENT_HEALTH_HOST", cls.health_host),
+            persona_target=env.optional("FRIDAY_PERSONA_WATCH_TARGET"),
+            persona_token=env.optional("PERSONA_TOKEN"),
         )
 
 

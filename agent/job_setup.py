@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from agent.metrics import count_dropped_fact
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
-from friday.persona.v1.campaign_pb2 import CallAction
+from friday.persona.v1.campaign_pb2 import CallAction, CampaignSelection
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.common import call_facts
 from services.common.call_actions import action_problem
@@ -50,6 +50,8 @@ class JobSetup:
     fallback_reason: str = ""
     # A campaign's action (closed-hours message, transfer) instead of a conversation.
     action: CallAction | None = None
+    # Which campaign variant the call got: a persona change mid-call keeps to it.
+    selection: CampaignSelection | None = None
 
     @property
     def source_name(self) -> str:
@@ -102,6 +104,7 @@ def _setup(metadata: AgentJobMetadata, room_name: str) -> JobSetup:
         call=call,
         trace_id=trace_id,
         action=_usable_action(metadata),
+        selection=metadata.selection if metadata.HasField("selection") else None,
     )
 
 

@@ -32,6 +32,7 @@ class PersonaPlan:
     voice: VoiceChoice
     fallback_reason: str  # non-empty when the default persona replaced unusable metadata
     unknown_placeholders: frozenset[str]
+    persona_version: str = ""
 
     def applied_event(self) -> dict[str, str]:
         """The `persona_applied` record: what a transcript reader needs to know who spoke."""
@@ -77,6 +78,7 @@ def plan_persona(setup: JobSetup, catalog: VoiceCatalog) -> PersonaPlan:
         voice=choose_voice(persona, catalog),
         fallback_reason=setup.fallback_reason,
         unknown_placeholders=frozenset(renderer.unknown),
+        persona_version=persona.version,
     )
 
 

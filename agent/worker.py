@@ -30,8 +30,9 @@ from agent.greeting_audio import prefetch_greeting
 from agent.job_setup import JobSetup, fill_call_facts, setup_from_metadata
 from agent.persona_agent import PersonaAgent
 from agent.persona_plan import plan_persona
+from agent.persona_updates import PersonaFollower, PersonaServiceChanges
 from agent.speech_stack import SpeechStack, build_speech_stack, voice_catalog
-from agent.voice_selection import VoiceChoice
+from agent.voice_selection import VoiceCatalog, VoiceChoice
 from friday.persona.v1.campaign_pb2 import CallAction, CallActionKind
 from services.common.log_safety import protect_handlers
 
@@ -62,6 +63,7 @@ class AnsweredCall:
     session: AgentSession
     agent: PersonaAgent | CallActionAgent
     caller: Caller | None
+    follower: PersonaFollower | None = None  # applies persona changes while the call lasts
 
 
 async def answer_call(
@@ -109,7 +111,29 @@ async def answer_call(
         plan, before_greeting=lambda: job.subscribe_caller_audio(caller), greeting_audio=greeting_audio
     )
     await job.start_session(session, agent, caller)
-    return AnsweredCall(session=session, agent=agent, caller=caller)
+    return AnsweredCall(
+        session=session, agent=agent, caller=caller, follower=_follow(session, setup, catalog, agent, config)
+    )
+
+
+def _follow(
+    session: AgentSession, setup: JobSetup, catalog: VoiceCatalog, agent: PersonaAgent, config: AgentConfig
+) -> PersonaFollower | None:
+    """Follows the call's number for persona changes until the session closes."""
+    if not config.persona_target or not setup.call.dialed_number:
+        return None
+    follower = PersonaFollower(
+        PersonaServiceChanges(config.persona_target, token=config.persona_token), setup, catalog, agent
+    )
+    task = asyncio.create_task(follower.run(), name="persona-updates")
+    _following.add(task)
+    task.add_done_callback(_following.discard)
+    session.on("close", lambda _event: task.cancel())
+    return follower
+
+
+# Held until done: the event loop keeps only weak references to tasks.
+_following: set[asyncio.Task[None]] = set()
 
 
 async def _answer_with_action(

@@ -1,4 +1,4 @@
-"""`friday persona serve | get NUMBER | invalidate NUMBER | check FILE`."""
+"""`friday persona serve | get NUMBER | invalidate NUMBER | notify NUMBER… | watch [NUMBER…] | check FILE`."""
 
 from __future__ import annotations
 
@@ -72,6 +72,31 @@ def register(subparsers: Any) -> None:
             )
         sub.set_defaults(handler=handler)
 
+    for name, help_text, handler in (
+        ("notify", "tell PersonaService that the CRM changed these numbers (refetch + publish)", _notify),
+        ("watch", "print persona changes as they happen (all numbers, or the ones named)", _watch),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("numbers", nargs="+" if name == "notify" else "*", metavar="NUMBER", help="dialed numbers")
+        sub.add_argument(
+            "--target", default=env.text("PERSONA_TARGET", "localhost:50051"), help="HOST:PORT of the service"
+        )
+        sub.add_argument("--tls-ca", help="CA file to verify the server (enables TLS)")
+        sub.add_argument("--tls-cert", help="client certificate file (mTLS)")
+        sub.add_argument("--tls-key", help="client key file (mTLS)")
+        sub.add_argument("--tls-server-name", help="expected server name when it differs from the target host")
+        sub.add_argument("--trace-id", help=argparse.SUPPRESS)
+        if name == "notify":
+            token = env.optional(("PERSONA_ADMIN_TOKEN", "PERSONA_TOKEN"))
+            sub.add_argument("--token", default=token, help="bearer token (PERSONA_ADMIN_TOKEN, else PERSONA_TOKEN)")
+            sub.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default 5)")
+        else:
+            sub.add_argument("--token", default=env.optional("PERSONA_TOKEN"), help="bearer token (PERSONA_TOKEN)")
+            sub.add_argument("--resume-token", default="", help="continue after this event (from an earlier watch)")
+            sub.add_argument("--json", action="store_true", help="one JSON object per event instead of a line")
+            sub.add_argument("--timeout", type=float, default=5.0, help=argparse.SUPPRESS)
+        sub.set_defaults(handler=handler)
+
     check = commands.add_parser(
         "check",
         help="validate a persona file or a CRM answer (persona or campaign) offline",
@@ -131,7 +156,7 @@ def _run(args: argparse.Namespace, action: str) -> int:
         return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
     print(stable_json(reply))
     if action == "invalidate" and not reply.removed:
-        print(_nothing_removed(reply.normalized_number, source_cacheable=reply.source_cacheable), file=sys.stderr)
+        print(_nothing_removed(reply), file=sys.stderr)
     return 0
 
 
@@ -159,17 +184,22 @@ def _sort_maps(message: Message, data: dict[str, Any]) -> None:
             _sort_maps(value, data[field.name])
 
 
-def _nothing_removed(number: str, *, source_cacheable: bool) -> str:
+def _nothing_removed(reply: Any) -> str:
     """Why `"removed": false`, in the terms of what the service said about its source."""
-    if not source_cacheable:
+    number = reply.normalized_number
+    if not reply.source_cacheable:
         return (
             f"nothing to drop for {number}: this PersonaService serves a persona file, read at start-up, and caches "
             "nothing; to change a persona, edit the file (PERSONA_FILE) and restart the service"
         )
-    return (
+    dropped = (
         f"no cached persona for {number} to drop (never looked up on this replica, or already expired or "
-        "invalidated); its next lookup asks the CRM either way"
+        "invalidated)"
     )
+    if not reply.refetched:
+        return f"{dropped}; its next lookup asks the CRM either way"
+    found = f"version {reply.version}" if reply.version else "the CRM has no persona for it"
+    return f"{dropped}; fetched it from the CRM now: {found}"
 
 
 def _get(args: argparse.Namespace) -> int:
@@ -205,3 +235,92 @@ def _check(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"friday persona check: {problem}", file=sys.stderr)
     return 1 if report.problems else 0
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from services.persona.client import PersonaClient
+
+    return PersonaClient(args.target, timeout=args.timeout, tls=_tls(args), bearer_token=args.token)
+
+
+def _notify(args: argparse.Namespace) -> int:
+    from services.cli.call_errors import describe_rpc_error
+
+    async def call() -> Any:
+        async with _client(args) as client:
+            return await client.notify_changes(list(args.numbers))
+
+    try:
+        reply = asyncio.run(call())
+    except grpc.RpcError as exc:
+        failure = describe_rpc_error(
+            exc, service="PersonaService", target=args.target, target_setting=TARGET_SETTING, timeout=args.timeout
+        )
+        print(failure.as_json(), file=sys.stderr)
+        return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
+    print(stable_json(reply))
+    return 0
+
+
+# A stream that broke (the service restarted, a replica went away) is resumed from the
+# last event after this long; a refusal (bad number, no token) ends the command.
+_WATCH_RECONNECT_SECONDS = 1.0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from services.cli.call_errors import describe_rpc_error
+
+    token = args.resume_token
+
+    async def follow() -> None:
+        nonlocal token
+        while True:
+            try:
+                async with _client(args) as client:
+                    async for event in client.watch_personas(list(args.numbers), resume_token=token):
+                        token = event.resume_token or token
+                        line = _watch_line(event, as_json=args.json)
+                        if line:
+                            print(line, flush=True)
+            except grpc.RpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                    raise
+                print(
+                    f"friday persona watch: stream ended ({exc.code().name}); resuming from {token or 'now'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            await asyncio.sleep(_WATCH_RECONNECT_SECONDS)
+
+    try:
+        asyncio.run(follow())
+    except grpc.RpcError as exc:
+        failure = describe_rpc_error(
+            exc, service="PersonaService", target=args.target, target_setting=TARGET_SETTING, timeout=args.timeout
+        )
+        print(failure.as_json(), file=sys.stderr)
+        return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _watch_line(event: Any, *, as_json: bool) -> str:
+    """One printed line per change or resync (keep-alives print nothing)."""
+    if event.HasField("keep_alive"):
+        return ""
+    if as_json:
+        return json.dumps(
+            json_format.MessageToDict(event, preserving_proto_field_name=True), ensure_ascii=False, sort_keys=True
+        )
+    if event.HasField("resync"):
+        return f"resync: changes may have been missed; re-read the numbers you follow (token {event.resume_token})"
+    change = event.change
+    when = change.changed_at.ToDatetime(datetime.UTC).isoformat(timespec="seconds")
+    if change.removed:
+        what = "removed"
+    elif change.HasField("campaign"):
+        what = f"{change.version} campaign {change.campaign.campaign_id}"
+    else:
+        what = f"{change.version} persona {change.persona.persona_id or '-'}"
+    return f"{when}  {change.normalized_number}  {change.previous_version or 'new'} -> {what}"

@@ -13,7 +13,7 @@ the stable ErrorInfo reason (PERSONA_NOT_FOUND, ...)."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -67,6 +67,27 @@ class PersonaClient:
     ) -> persona_service_pb2.InvalidatePersonaResponse:
         request = persona_service_pb2.InvalidatePersonaRequest(dialed_number=dialed_number)
         return await self._stub.InvalidatePersona(request, timeout=self.timeout if timeout is None else timeout)
+
+    async def notify_changes(
+        self, dialed_numbers: list[str], *, timeout: float | None = None
+    ) -> persona_service_pb2.NotifyPersonaChangesResponse:
+        request = persona_service_pb2.NotifyPersonaChangesRequest(dialed_numbers=dialed_numbers)
+        return await self._stub.NotifyPersonaChanges(request, timeout=self.timeout if timeout is None else timeout)
+
+    async def watch_personas(
+        self, dialed_numbers: list[str] | None = None, *, resume_token: str = ""
+    ) -> AsyncIterator[persona_service_pb2.WatchPersonasResponse]:
+        """The change stream (no deadline: it lasts as long as the caller reads it).
+        Reconnecting is the caller's choice: pass the last event's resume_token."""
+        request = persona_service_pb2.WatchPersonasRequest(
+            dialed_numbers=dialed_numbers or [], resume_token=resume_token
+        )
+        call = self._stub.WatchPersonas(request)
+        try:
+            async for event in call:
+                yield event
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         await self._channel.close()

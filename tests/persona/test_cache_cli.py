@@ -239,12 +239,17 @@ async def test_invalidate_needs_the_admin_token_and_the_cli_sends_it(crm: CrmSta
             "persona", "invalidate", "+918655701159", env=env | {"PERSONA_ADMIN_TOKEN": admin_token}
         )
         assert code == 0, err
-        assert json.loads(out) == {"normalized_number": "+918655701159", "removed": True, "source_cacheable": True}
+        dropped = json.loads(out)
+        assert dropped.pop("version").startswith("sha256:")  # fetched again at once
+        assert dropped == {
+            "normalized_number": "+918655701159", "removed": True, "source_cacheable": True, "refetched": True
+        }  # fmt: skip
         assert err == ""
-        code, out, err = await _friday("persona", "invalidate", "+918655701159", "--token", admin_token, env=env)
+        code, out, err = await _friday("persona", "invalidate", "+14155550100", "--token", admin_token, env=env)
         assert code == 0, err
-        assert json.loads(out)["removed"] is False
-        assert "no cached persona for +918655701159 to drop" in err  # says why nothing was removed
+        assert json.loads(out)["removed"] is False and json.loads(out)["refetched"] is True
+        # says why nothing was removed, and what the CRM says now
+        assert "no cached persona for +14155550100 to drop" in err and "the CRM has no persona for it" in err
         # and `get` keeps using the ordinary token while both are set
         code, _, err = await _friday("persona", "get", "+918655701159", env=env | {"PERSONA_ADMIN_TOKEN": admin_token})
         assert code == 0, err

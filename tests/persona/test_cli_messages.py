@@ -56,5 +56,8 @@ async def test_invalidate_against_the_persona_file_says_there_is_no_cache_to_dro
     running = await start_persona(PersonaConfig())
     code, out, err = await _friday("persona", "invalidate", "08655701159", "--target", running.server.address)
     assert code == 0, err
-    assert json.loads(out) == {"normalized_number": "+918655701159", "removed": False, "source_cacheable": False}
+    assert json.loads(out) == {
+        "normalized_number": "+918655701159", "removed": False, "source_cacheable": False, "refetched": False,
+        "version": "",
+    }  # fmt: skip
     assert "serves a persona file" in err and "restart the service" in err

@@ -165,10 +165,12 @@ async def test_two_instances_share_redis(crm: CrmStandIn, start_persona: StartPe
     assert reply.persona.display_name == "Maya from Acme"
     assert crm.requests_for(NATIONAL) == 1
 
-    # invalidation through one instance is seen by the other (both backends dropped)
+    # invalidation through one instance refetches into the shared cache: the other sees the new copy
+    crm.set_persona(NATIONAL, {**ACME, "persona_name": "Maya v2"})
     dropped = await second.client.invalidate_persona("08655701159")
-    assert dropped.removed and dropped.normalized_number == NUMBER
-    assert (await first.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CRM
+    assert dropped.removed and dropped.refetched and dropped.normalized_number == NUMBER
+    reply = await first.client.get_persona(NUMBER)
+    assert (reply.source, reply.persona.display_name) == (PersonaSource.PERSONA_SOURCE_CACHE, "Maya v2")
     assert crm.requests_for(NATIONAL) == 2
 
 
@@ -179,8 +181,8 @@ async def test_invalidate_drops_the_in_process_entry(crm: CrmStandIn, start_pers
     assert (await running.client.get_persona(NUMBER)).source == PersonaSource.PERSONA_SOURCE_CACHE
     crm.set_persona(NATIONAL, {**ACME, "persona_name": "Maya v2"})
     assert (await running.client.invalidate_persona(NUMBER)).removed
-    reply = await running.client.get_persona(NUMBER)
-    assert (reply.source, reply.persona.display_name) == (PersonaSource.PERSONA_SOURCE_CRM, "Maya v2")
+    reply = await running.client.get_persona(NUMBER)  # refetched by the invalidation itself
+    assert (reply.source, reply.persona.display_name) == (PersonaSource.PERSONA_SOURCE_CACHE, "Maya v2")
     assert not (await running.client.invalidate_persona("+14155550100")).removed
 
 

@@ -6,9 +6,12 @@ our own."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -273,3 +276,32 @@ async def test_a_hot_entry_is_refreshed_ahead_of_its_ttl() -> None:
     assert source.calls == 2
     assert (await lookup.get(NUMBER, allow_default=False, budget_seconds=2)).persona.version == "v2"
     await lookup.aclose()
+
+
+async def test_friday_persona_watch_prints_a_change_that_notify_triggers(
+    crm: CrmStandIn, start_persona: StartPersona
+) -> None:
+    friday = str(Path(sys.executable).with_name("friday"))
+    crm.set_persona(NATIONAL, acme("cli v1"))
+    running = await start_persona(fast_config(crm), metrics=True)
+    await running.client.get_persona(NUMBER)
+    watch = await asyncio.create_subprocess_exec(
+        friday, "persona", "watch", NUMBER, "--target", running.server.address,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await until_watching(running)
+        crm.set_persona(NATIONAL, acme("cli v2", version="cli-2"))
+        notify = await asyncio.create_subprocess_exec(
+            friday, "persona", "notify", "08655701159", "--target", running.server.address,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(notify.communicate(), GUARD_S)
+        assert notify.returncode == 0, err.decode()
+        assert '"changed": true' in out.decode() and '"version": "cli-2"' in out.decode()
+        assert watch.stdout is not None
+        line = (await asyncio.wait_for(watch.stdout.readline(), GUARD_S)).decode()
+        assert f"{NUMBER}  sha256:" in line and "-> cli-2 persona acme" in line
+    finally:
+        watch.terminate()
+        await watch.wait()

@@ -97,10 +97,12 @@ class PersonaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def InvalidatePersona(self, request, context):
-        """Drops the cached persona (fresh, stale and negative entries, and the last
-        known good copy) for a number from every cache backend, so the next
-        GetPersona asks the CRM. When the service has an admin token, only that
-        token may call it.
+        """Replaces what is cached for a number (fresh, stale and negative entries,
+        and the last known good copy, in every cache backend) with what the CRM
+        says now: the number is fetched again at once, and a new version is
+        published to WatchPersonas subscribers. When the CRM cannot answer within
+        the deadline, the entries are dropped instead, so the next GetPersona asks
+        it. When the service has an admin token, only that token may call it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

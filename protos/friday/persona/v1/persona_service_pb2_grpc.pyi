@@ -51,10 +51,12 @@ class PersonaServiceStub:
     GetPersona: _grpc.UnaryUnaryMultiCallable[_persona_service_pb2.GetPersonaRequest, _persona_service_pb2.GetPersonaResponse]
     """Returns the persona for a dialed number."""
     InvalidatePersona: _grpc.UnaryUnaryMultiCallable[_persona_service_pb2.InvalidatePersonaRequest, _persona_service_pb2.InvalidatePersonaResponse]
-    """Drops the cached persona (fresh, stale and negative entries, and the last
-    known good copy) for a number from every cache backend, so the next
-    GetPersona asks the CRM. When the service has an admin token, only that
-    token may call it.
+    """Replaces what is cached for a number (fresh, stale and negative entries,
+    and the last known good copy, in every cache backend) with what the CRM
+    says now: the number is fetched again at once, and a new version is
+    published to WatchPersonas subscribers. When the CRM cannot answer within
+    the deadline, the entries are dropped instead, so the next GetPersona asks
+    it. When the service has an admin token, only that token may call it.
     """
     NotifyPersonaChanges: _grpc.UnaryUnaryMultiCallable[_persona_service_pb2.NotifyPersonaChangesRequest, _persona_service_pb2.NotifyPersonaChangesResponse]
     """Tells the service that the source changed these numbers (a CRM's change
@@ -94,10 +96,12 @@ class PersonaServiceAsyncStub(PersonaServiceStub):
     GetPersona: _aio.UnaryUnaryMultiCallable[_persona_service_pb2.GetPersonaRequest, _persona_service_pb2.GetPersonaResponse]  # type: ignore[assignment]
     """Returns the persona for a dialed number."""
     InvalidatePersona: _aio.UnaryUnaryMultiCallable[_persona_service_pb2.InvalidatePersonaRequest, _persona_service_pb2.InvalidatePersonaResponse]  # type: ignore[assignment]
-    """Drops the cached persona (fresh, stale and negative entries, and the last
-    known good copy) for a number from every cache backend, so the next
-    GetPersona asks the CRM. When the service has an admin token, only that
-    token may call it.
+    """Replaces what is cached for a number (fresh, stale and negative entries,
+    and the last known good copy, in every cache backend) with what the CRM
+    says now: the number is fetched again at once, and a new version is
+    published to WatchPersonas subscribers. When the CRM cannot answer within
+    the deadline, the entries are dropped instead, so the next GetPersona asks
+    it. When the service has an admin token, only that token may call it.
     """
     NotifyPersonaChanges: _aio.UnaryUnaryMultiCallable[_persona_service_pb2.NotifyPersonaChangesRequest, _persona_service_pb2.NotifyPersonaChangesResponse]  # type: ignore[assignment]
     """Tells the service that the source changed these numbers (a CRM's change
@@ -146,10 +150,12 @@ class PersonaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _persona_service_pb2.InvalidatePersonaRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_persona_service_pb2.InvalidatePersonaResponse, _abc.Awaitable[_persona_service_pb2.InvalidatePersonaResponse]]:
-        """Drops the cached persona (fresh, stale and negative entries, and the last
-        known good copy) for a number from every cache backend, so the next
-        GetPersona asks the CRM. When the service has an admin token, only that
-        token may call it.
+        """Replaces what is cached for a number (fresh, stale and negative entries,
+        and the last known good copy, in every cache backend) with what the CRM
+        says now: the number is fetched again at once, and a new version is
+        published to WatchPersonas subscribers. When the CRM cannot answer within
+        the deadline, the entries are dropped instead, so the next GetPersona asks
+        it. When the service has an admin token, only that token may call it.
         """
 
     @_abc_1.abstractmethod
