@@ -54,6 +54,9 @@ PERSONA: list[Row] = [
     ("PERSONA_FILE", "/etc/friday/personas.json", "persona_file", "/etc/friday/personas.json"),
     ("PERSONA_DEFAULT_REGION", "us", "default_region", "US"),
     ("PERSONA_REQUEST_BUDGET", "2", "request_budget_seconds", 2.0),
+    ("PERSONA_WATCH_KEEPALIVE", "4.5", "watch.keepalive_seconds", 4.5),
+    ("PERSONA_WATCH_BUFFER", "64", "watch.buffer", 64),
+    ("PERSONA_WATCH_HISTORY", "500", "watch.history", 500),
     ("PERSONA_NEW_NUMBER_RATE", "12.5", "new_numbers.rate", 12.5),
     ("PERSONA_NEW_NUMBER_BURST", "40", "new_numbers.burst", 40),
     ("PERSONA_NEW_NUMBER_PEER_RATE", "3", "new_numbers.peer_rate", 3.0),
@@ -177,6 +180,8 @@ AGENT: list[Row] = [
     ("FRIDAY_SIP_WAIT_SECONDS", "5", "sip_participant_timeout", 5.0),
     ("FRIDAY_GREETING_AUDIO_WAIT_SECONDS", "0.5", "greeting_audio_wait", 0.5),
     ("AGENT_HEALTH_HOST", "0.0.0.0", "health_host", "0.0.0.0"),
+    ("FRIDAY_PERSONA_WATCH_TARGET", "persona:50051", "persona_target", "persona:50051"),
+    ("PERSONA_TOKEN", "p-token", "persona_token", "p-token"),
 ]
 SERVER: list[Row] = [
     ("PERSONA_HOST", "127.0.0.3", "host", "127.0.0.3"),

@@ -100,6 +100,9 @@ PARSED_ONLY = {
     "panel New-number refusals and Redis errors [A]",
     "panel New-number refusals and Redis errors [B]",
     "panel CRM breaker [A]",
+    # The gateway reports to CallHistoryService now and exports this counter from its start;
+    # the traffic here drops no call event, so it stays at zero.
+    "panel Call events dropped [A]",
 }
 # Expected empty until CallHistory is in the mesh (and in the scrape config): its
 # metrics exist nowhere yet. Once it is scraped these return data and this test
@@ -110,7 +113,6 @@ EXPECTED_EMPTY_UNTIL_CALL_HISTORY = {
     "panel Calls by outcome [A]",
     "panel Answer time [A]",
     "panel Answer time [B]",
-    "panel Call events dropped [A]",
     "alert FridayNoAgentCalls",
     "alert FridayAnswerTimeP95High",
 }

@@ -47,7 +47,7 @@ async def _calls(lookup: GrpcPersonaLookup, n: int) -> list[bool]:
     results = []
     for _ in range(n):
         try:
-            await lookup.get_persona(NUMBER, timeout=2, trace_id="t")
+            await lookup.get_persona(NUMBER, caller_number="", timeout=2, trace_id="t")
             results.append(True)
         except UpstreamError:
             results.append(False)
@@ -116,7 +116,7 @@ async def test_all_replicas_not_serving_fails_fast_with_unavailable(replicas: li
         before = served(a) + served(b)
         for _ in range(200):
             try:
-                await lookup.get_persona(NUMBER, timeout=0.5, trace_id="t")
+                await lookup.get_persona(NUMBER, caller_number="", timeout=0.5, trace_id="t")
             except UpstreamError as exc:
                 assert exc.code in (grpc.StatusCode.UNAVAILABLE.name, grpc.StatusCode.DEADLINE_EXCEEDED.name)
                 assert exc.retryable
