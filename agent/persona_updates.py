@@ -26,7 +26,7 @@ from agent.job_setup import JobSetup
 from agent.persona_agent import PersonaAgent
 from agent.persona_plan import plan_persona
 from agent.voice_selection import VoiceCatalog
-from friday.persona.v1.persona_pb2 import Persona
+from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ class PersonaChanges(Protocol):
         """WatchPersonasResponse events for `numbers`, from after `resume_token`."""
         ...
 
+    async def current(self, number: str) -> Persona | None:
+        """The number's persona now (None when it has none)."""
+        ...
+
 
 class PersonaFollower:
     def __init__(self, changes: PersonaChanges, setup: JobSetup, catalog: VoiceCatalog, agent: PersonaAgent) -> None:
@@ -48,6 +52,7 @@ class PersonaFollower:
         self._catalog = catalog
         self._agent = agent
         self.applied = 0  # changes applied so far (tests and logs)
+        self.subscribed = asyncio.Event()  # the stream is in place: no later change is missed
 
     async def run(self) -> None:
         """Follows until cancelled (the call ended); never raises anything else."""
@@ -55,7 +60,14 @@ class PersonaFollower:
         token, pause = "", _RETRY_FIRST_SECONDS
         while True:
             try:
+                first = True
                 async for event in self._changes.watch([number], resume_token=token):
+                    if first and event.HasField("keep_alive") and not token:
+                        # Subscribed from "now": a change between the dispatch and now would be
+                        # missed, so compare with what the service answers at this point, once.
+                        await self._catch_up(number)
+                    first = False
+                    self.subscribed.set()
                     token = event.resume_token or token
                     pause = _RETRY_FIRST_SECONDS
                     if event.HasField("change") and event.change.normalized_number == number:
@@ -67,10 +79,19 @@ class PersonaFollower:
             await asyncio.sleep(pause)
             pause = min(pause * 2, _RETRY_MAX_SECONDS)
 
+    async def _catch_up(self, number: str) -> None:
+        if self._setup.selection is not None:
+            return  # a campaign call keeps its variant; selection again could pick another
+        persona = await self._changes.current(number)
+        if persona is not None:
+            await self._use(persona)
+
     async def _apply(self, change: Any) -> None:
         persona = self._persona_in(change)
-        if persona is None:
-            return
+        if persona is not None:
+            await self._use(persona)
+
+    async def _use(self, persona: Persona) -> None:
         old = self._agent.plan
         if persona.version and persona.version == old.persona_version:
             return
@@ -127,3 +148,10 @@ class PersonaServiceChanges:
         async with PersonaClient(self._target, bearer_token=self._token) as client:
             async for event in client.watch_personas(numbers, resume_token=resume_token):
                 yield event
+
+    async def current(self, number: str) -> Persona | None:
+        from services.persona.client import PersonaClient
+
+        async with PersonaClient(self._target, bearer_token=self._token) as client:
+            reply = await client.get_persona(number, allow_default=True)
+        return reply.persona if reply.source != PersonaSource.PERSONA_SOURCE_DEFAULT else None

@@ -193,8 +193,7 @@ def _nothing_removed(reply: Any) -> str:
             "nothing; to change a persona, edit the file (PERSONA_FILE) and restart the service"
         )
     dropped = (
-        f"no cached persona for {number} to drop (never looked up on this replica, or already expired or "
-        "invalidated)"
+        f"no cached persona for {number} to drop (never looked up on this replica, or already expired or invalidated)"
     )
     if not reply.refetched:
         return f"{dropped}; its next lookup asks the CRM either way"

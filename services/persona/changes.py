@@ -168,6 +168,9 @@ class ChangeFeed:
                             yield change
             else:
                 last = self.log.latest_token()
+            # First a keep-alive: the subscriber knows it is registered, and that every change
+            # from here on reaches it (what happened before, it can read once, without a race).
+            yield KeepAlive(last)
             while True:
                 if subscription.overflowed:
                     raise SubscriberTooSlow(f"fell more than {self.buffer} changes behind")

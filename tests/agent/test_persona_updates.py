@@ -61,7 +61,7 @@ class Live:
 
 
 @asynccontextmanager
-async def live_call(crm: CrmStandIn) -> AsyncIterator[Live]:
+async def live_call(crm: CrmStandIn, *, change_before_answer: bool = False) -> AsyncIterator[Live]:
     crm.set_persona(NATIONAL, V1)
     async with AsyncExitStack() as stack:
         config = PersonaConfig(crm=CrmConfig(api_base=crm.base_url, probe_interval_seconds=0))
@@ -79,6 +79,9 @@ async def live_call(crm: CrmStandIn) -> AsyncIterator[Live]:
                 trace_id="EV_live",
             )
         )
+        if change_before_answer:  # the CRM changes between the dispatch and the job: no subscriber yet
+            crm.set_persona(NATIONAL, V2)
+            await client.notify_changes([NUMBER])
         llm = ScriptedLLM(["Sure, Monday works.", "Sure, Friday works."])
         voices: list[VoiceChoice] = []
 
@@ -112,14 +115,11 @@ async def test_a_change_mid_call_steers_the_next_reply_and_keeps_the_voice(crm: 
         await session.run(user_input="When are demos?")
         assert "Mondays" in live.llm.system_prompt(0)
 
+        assert live.answered.follower is not None
+        await asyncio.wait_for(live.answered.follower.subscribed.wait(), GUARD_S)
         live.crm.set_persona(NATIONAL, V2)
-        # The follower connects right after the answer; a notification before that is
-        # missed by a stream that starts "from now", so notify until it lands.
-        for _ in range(200):
-            await live.client.notify_changes([NUMBER])
-            if friday_events(session.history, PERSONA_UPDATED):
-                break
-            await asyncio.sleep(0.05)
+        (refreshed,) = (await live.client.notify_changes([NUMBER])).refreshed
+        assert refreshed.changed
         (event,) = await persona_updates(live, 1)
         plan = live.answered.agent.plan  # type: ignore[union-attr]
         assert event["old_version"] != event["new_version"] == plan.persona_version
@@ -140,6 +140,16 @@ async def test_a_persona_service_that_goes_away_leaves_the_call_alone(crm: CrmSt
         result = await live.answered.session.run(user_input="Hello?")
         assert any(e.type == "message" for e in result.events)
         assert "Mondays" in live.llm.system_prompt(0)
+
+
+async def test_a_change_before_the_follower_subscribed_is_caught_up(crm: CrmStandIn) -> None:
+    """Between the dispatch and the follower's stream, a change has no subscriber to reach:
+    once subscribed, the follower compares with what PersonaService answers now."""
+    async with live_call(crm, change_before_answer=True) as live:
+        (event,) = await persona_updates(live, 1)
+        assert event["new_version"] == persona_from_json(V2).version
+        await live.answered.session.run(user_input="When are demos?")
+        assert "Fridays" in live.llm.system_prompt(0)
 
 
 def test_persona_from_json_keeps_the_versions_distinct() -> None:

@@ -69,7 +69,8 @@ class PersonaServiceStub:
     (or campaign), or its removal. Every event carries a resume token; a
     subscriber that reconnects with the last token it saw gets what it missed,
     or a resync marker when that is no longer held. Keep-alive events arrive
-    while nothing changes. A subscriber that does not keep up is cut off with
+    while nothing changes, and one right after the subscription is in place
+    (after any missed changes): from then on no change is missed. A subscriber that does not keep up is cut off with
     RESOURCE_EXHAUSTED (reason WATCH_TOO_SLOW); it never slows the service.
     """
 
@@ -114,7 +115,8 @@ class PersonaServiceAsyncStub(PersonaServiceStub):
     (or campaign), or its removal. Every event carries a resume token; a
     subscriber that reconnects with the last token it saw gets what it missed,
     or a resync marker when that is no longer held. Keep-alive events arrive
-    while nothing changes. A subscriber that does not keep up is cut off with
+    while nothing changes, and one right after the subscription is in place
+    (after any missed changes): from then on no change is missed. A subscriber that does not keep up is cut off with
     RESOURCE_EXHAUSTED (reason WATCH_TOO_SLOW); it never slows the service.
     """
 
@@ -180,7 +182,8 @@ class PersonaServiceServicer(metaclass=_abc_1.ABCMeta):
         (or campaign), or its removal. Every event carries a resume token; a
         subscriber that reconnects with the last token it saw gets what it missed,
         or a resync marker when that is no longer held. Keep-alive events arrive
-        while nothing changes. A subscriber that does not keep up is cut off with
+        while nothing changes, and one right after the subscription is in place
+        (after any missed changes): from then on no change is missed. A subscriber that does not keep up is cut off with
         RESOURCE_EXHAUSTED (reason WATCH_TOO_SLOW); it never slows the service.
         """
 
