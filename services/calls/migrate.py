@@ -1,7 +1,11 @@
 """Brings the database to the newest schema with Alembic, in-process, at start-up: a
 fresh database gets the tables, an older one its missing migrations, a current one
 nothing. Alembic's version table has a name of its own so the call history can share a
-database (or schema) with other tools' Alembic histories."""
+database (or schema) with other tools' Alembic histories.
+
+Replicas sharing one PostgreSQL all migrate when they start, often at the same moment (a
+rollout): each takes one transaction-scoped advisory lock first, so they take turns and
+the later ones find the schema current, instead of racing `CREATE TABLE`s."""
 
 from __future__ import annotations
 
@@ -11,10 +15,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 VERSION_TABLE = "calls_alembic_version"
+# The advisory lock's key: any constant no other tool on the database takes; this one is
+# the first 8 bytes of sha256("friday calls migrations"), as a signed 64-bit integer.
+MIGRATION_LOCK_KEY = -4_675_040_637_449_547_800
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 
 
@@ -39,8 +47,15 @@ def head_revision() -> str:
     return head
 
 
-async def migrate(engine: AsyncEngine) -> None:
+async def migrate(engine: AsyncEngine, *, schema: str = "") -> None:
+    """Creates `schema` when one is named (PostgreSQL), then upgrades to the head revision,
+    all in one transaction that holds the migration lock on PostgreSQL."""
     async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+            if schema:
+                # A plain name, checked by the config; quoted for its case.
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         await connection.run_sync(_upgrade)
 
 

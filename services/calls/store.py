@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -167,10 +167,7 @@ class SqlCallStore:
     async def open(self) -> None:
         """Creates the PostgreSQL schema when one is named, then migrates to the newest revision."""
         try:
-            if self._postgres and self._config.database_schema:
-                async with self._engine.begin() as connection:
-                    await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self._config.database_schema}"'))
-            await migrate(self._engine)
+            await migrate(self._engine, schema=self._config.database_schema)
         except (OperationalError, DBAPIError, OSError) as exc:
             raise errors.StoreUnavailable(f"call history database unavailable: {exc}") from exc
 

@@ -35,3 +35,48 @@ async def test_migrations_create_the_schema_and_are_idempotent(store_config, clo
         assert found is not None and found[0].room == "call-mig"
     finally:
         await store.close()
+
+
+# One replica starting: open the store (which migrates), print the revision it reached.
+REPLICA = """
+import asyncio, sys
+from services.calls.config import StoreConfig
+from services.calls.migrate import current_revision
+from services.calls.store import SqlCallStore
+
+async def main() -> None:
+    store = SqlCallStore(StoreConfig(database_url=sys.argv[1], database_schema=sys.argv[2]), clock_ms=lambda: 0)
+    try:
+        await store.open()
+        print(await current_revision(store.engine))
+    finally:
+        await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_replicas_starting_together_take_turns_migrating(store_config) -> None:
+    """Several CallHistoryService replicas share one PostgreSQL and each migrates at
+    start-up; started at the same moment (a rollout, a node back) they must take turns.
+    Racing `CREATE TABLE`s either fail all but one replica (which then crash-loops) or
+    leave them waiting on each other's transactions. Separate processes, as replicas are:
+    Alembic keeps its migration context in module state, one per process."""
+    import subprocess
+    import sys
+
+    if not store_config.database_url.startswith("postgresql"):
+        pytest.skip("replicas share PostgreSQL; an SQLite file belongs to one process")
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "-c", REPLICA, store_config.database_url, store_config.database_schema],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [replica.communicate(timeout=120) for replica in replicas]
+    for replica, (out, err) in zip(replicas, outcomes, strict=True):
+        assert replica.returncode == 0, err[-2000:]
+        assert out.strip() == head_revision()
