@@ -109,6 +109,16 @@ def dispatcher_reads() -> set[str]:
     return server | env.names | _log_level_env() | _scan("services/cli/dispatcher.py")
 
 
+def calls_reads() -> set[str]:
+    from services.calls.config import CallsConfig
+
+    env = RecordingEnv()
+    CallsConfig.from_env(env)
+    # services.calls.server.server_config_from_env: prefix CALLS, token CALLS_TOKEN.
+    server = _server_env("CALLS", "CALLS_TOKEN")
+    return server | env.names | _log_level_env() | _scan("services/cli/calls.py")
+
+
 def gateway_reads() -> set[str]:
     from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 
@@ -132,6 +142,7 @@ def agent_reads() -> set[str]:
 READERS = {
     "friday-persona": persona_reads,
     "friday-dispatcher": dispatcher_reads,
+    "friday-calls": calls_reads,
     "friday-gateway": gateway_reads,
     "friday-agent": agent_reads,
 }

@@ -29,11 +29,11 @@ KUBERNETES_SCRAPE_CONFIG = PROMETHEUS_DIR / "prometheus-kubernetes.yml"
 DASHBOARD = DEPLOY / "grafana" / "friday-mesh.json"
 
 # The scrape jobs the rules and the dashboard select on.
-JOBS = ("friday-persona", "friday-dispatcher", "friday-gateway")
+JOBS = ("friday-persona", "friday-dispatcher", "friday-gateway", "friday-calls")
 
-# What the CallHistory service (services/calls/, not in the mesh yet) will
-# export: friday_calls_total{outcome}, friday_call_answer_seconds (histogram),
-# friday_calls_in_progress (gauge), friday_call_events_dropped_total{reason}.
+# What CallHistoryService (services/calls/) exports: friday_calls_total{outcome},
+# friday_call_answer_seconds (histogram), friday_calls_in_progress (gauge); and the
+# gateway's count of reports it dropped, friday_call_events_dropped_total{reason}.
 CALL_HISTORY_SERIES = frozenset(
     {
         "friday_calls_total",

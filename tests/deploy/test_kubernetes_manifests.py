@@ -45,10 +45,11 @@ DEPLOYMENTS = M.objects("Deployment")
 SERVICES = M.objects("Service")
 DEFAULTS = {setting.env: setting.default for setting in SETTINGS}
 
-PERSONA, DISPATCHER, GATEWAY, AGENT = "friday-persona", "friday-dispatcher", "friday-gateway", "friday-agent"
+PERSONA, DISPATCHER, CALLS = "friday-persona", "friday-dispatcher", "friday-calls"
+GATEWAY, AGENT = "friday-gateway", "friday-agent"
 # gRPC servers: Deployment -> env prefix of ServerConfig (PERSONA_PORT, PERSONA_METRICS_PORT, ...).
-GRPC = {PERSONA: "PERSONA", DISPATCHER: "DISPATCHER"}
-OURS = (PERSONA, DISPATCHER, GATEWAY, AGENT)
+GRPC = {PERSONA: "PERSONA", DISPATCHER: "DISPATCHER", CALLS: "CALLS"}
+OURS = (PERSONA, DISPATCHER, CALLS, GATEWAY, AGENT)
 
 # The Secret holding the key pair that can create dispatches: only the dispatcher
 # reads it. The gateway verifies webhooks with a key pair of its own.
@@ -60,10 +61,12 @@ REDIS_SECRET = "friday-redis"
 ALLOWED_SECRETS = {
     PERSONA: {"friday-persona-token", "friday-persona-admin-token", REDIS_SECRET, "friday-persona-tls"},
     DISPATCHER: {LIVEKIT_SECRET, "friday-dispatcher-token", REDIS_SECRET, "friday-dispatcher-tls"},
+    CALLS: {"friday-calls-database", "friday-calls-token", "friday-call-events", "friday-calls-tls"},
     GATEWAY: {
         WEBHOOK_SECRET,
         "friday-dispatcher-token",
         "friday-persona-token",
+        "friday-calls-token",
         REDIS_SECRET,
         "friday-gateway-tls",
     },
@@ -73,10 +76,14 @@ ALLOWED_SECRETS = {
 REQUIRED_ENV = {
     PERSONA: {"PERSONA_API_BASE", "REDIS_URL", "PERSONA_TOKEN", "PERSONA_ADMIN_TOKEN"},
     DISPATCHER: {"LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "DISPATCHER_TOKEN", "REDIS_URL"},
+    # Without a database URL a pod would keep its history in a file that dies with it.
+    CALLS: {"CALLS_DATABASE_URL", "CALLS_TOKEN"},
     GATEWAY: {
         "PERSONA_TOKEN",
         "PERSONA_TARGET",
         "DISPATCHER_TARGET",
+        "CALLS_TARGET",
+        "CALLS_TOKEN",
         "LIVEKIT_WEBHOOK_API_KEY",
         "LIVEKIT_WEBHOOK_API_SECRET",
         "DISPATCHER_TOKEN",
@@ -213,6 +220,7 @@ def test_agent_is_probed_on_the_livekit_worker_health_port() -> None:
     [
         (PERSONA, ("PERSONA_HOST", "PERSONA_METRICS_HOST")),
         (DISPATCHER, ("DISPATCHER_HOST", "DISPATCHER_METRICS_HOST")),
+        (CALLS, ("CALLS_HOST", "CALLS_METRICS_HOST")),
         (GATEWAY, ("GATEWAY_HOST",)),
         (AGENT, ("AGENT_HEALTH_HOST",)),
     ],
@@ -250,7 +258,9 @@ def test_gateway_service_is_a_normal_service_on_the_gateway_port() -> None:
     assert container_port(only_container(DEPLOYMENTS[GATEWAY]), port["targetPort"]) == HttpServerConfig().port
 
 
-@pytest.mark.parametrize(("variable", "name"), [("PERSONA_TARGET", PERSONA), ("DISPATCHER_TARGET", DISPATCHER)])
+@pytest.mark.parametrize(
+    ("variable", "name"), [("PERSONA_TARGET", PERSONA), ("DISPATCHER_TARGET", DISPATCHER), ("CALLS_TARGET", CALLS)]
+)
 def test_gateway_targets_resolve_every_pod_of_the_headless_service(variable: str, name: str) -> None:
     port = SERVICES[name]["spec"]["ports"][0]["port"]
     assert env(GATEWAY)[variable] == f"dns:///{name}.{M.namespace}.svc.cluster.local:{port}"
@@ -271,6 +281,18 @@ def test_the_readme_webhook_url_is_https_and_the_ingress_routes_it_to_the_gatewa
     backend = path["backend"]["service"]
     assert backend["name"] == GATEWAY
     assert backend["port"]["name"] in {port["name"] for port in SERVICES[GATEWAY]["spec"]["ports"]}
+
+
+def test_the_call_history_keeps_its_records_in_postgresql_from_a_secret() -> None:
+    from services.calls.config import CallsConfig
+
+    assert env(CALLS)["CALLS_DATABASE_URL"] == SecretRef("friday-calls-database", "url"), "it carries a password"
+    # What the ConfigMap sets is what the service accepts (it refuses bad values at start).
+    values = {k: v for k, v in env(CALLS).items() if isinstance(v, str)}
+    values["CALLS_DATABASE_URL"] = "postgresql://friday:from-a-secret@192.0.2.10:5432/friday"
+    config = CallsConfig.from_env(values)
+    assert config.caller_numbers.value == "masked", "callers' numbers are personal data: masked unless chosen"
+    assert config.events.url is None, "no call events leave the cluster until CALL_EVENTS_URL is set"
 
 
 def test_redis_url_names_the_redis_service_with_the_password_redis_requires() -> None:
@@ -300,6 +322,8 @@ def test_the_grpc_services_require_tokens_and_mutual_tls_from_the_gateway() -> N
         assert isinstance(env(name)[f"{prefix}_TOKEN"], SecretRef), name
         assert env(GATEWAY)[f"{prefix}_TOKEN"] == env(name)[f"{prefix}_TOKEN"], f"{name}: the gateway's token differs"
         check_mutual_tls(M, server=DEPLOYMENTS[name], prefix=prefix, client=DEPLOYMENTS[GATEWAY])
+    # The gateway's client certificate serves all three; the CallHistory server's is its own.
+    assert env(GATEWAY)["CALLS_TOKEN"] == env(CALLS)["CALLS_TOKEN"]
     # The admin token is the service's alone: no client in the cluster holds it.
     admin = env(PERSONA)["PERSONA_ADMIN_TOKEN"]
     assert isinstance(admin, SecretRef) and admin != env(PERSONA)["PERSONA_TOKEN"]

@@ -18,9 +18,10 @@ M = Manifests.load()
 P = Policies(M)
 DEPLOYMENTS = M.objects("Deployment")
 PODS = {name: pod_of(deployment, M.namespace) for name, deployment in DEPLOYMENTS.items()}
-PERSONA, DISPATCHER, GATEWAY, AGENT, REDIS = (
+PERSONA, DISPATCHER, CALLS, GATEWAY, AGENT, REDIS = (
     "friday-persona",
     "friday-dispatcher",
+    "friday-calls",
     "friday-gateway",
     "friday-agent",
     "friday-redis",
@@ -68,12 +69,12 @@ def test_only_the_gateway_takes_traffic_from_outside_the_namespace() -> None:
     monitoring = Endpoint(labels={"app": "prometheus"}, namespace="monitoring")
     gateway_port = PODS[GATEWAY].ports["http"]
     assert opened == {(GATEWAY, gateway_port)}
-    for name in (PERSONA, DISPATCHER):
+    for name in (PERSONA, DISPATCHER, CALLS):
         assert P.connects(monitoring, PODS[name], "metrics")
         assert not P.connects(monitoring, PODS[name], "grpc")
 
 
-@pytest.mark.parametrize("service", [PERSONA, DISPATCHER])
+@pytest.mark.parametrize("service", [PERSONA, DISPATCHER, CALLS])
 def test_only_the_gateway_and_the_cli_reach_the_grpc_services(service: str) -> None:
     target = urlparse(
         "//" + str(env(GATEWAY)[f"{service.removeprefix('friday-').upper()}_TARGET"]).removeprefix("dns:///")
@@ -94,8 +95,37 @@ def test_only_persona_reaches_the_crm() -> None:
     reaching = {name for name, pod in PODS.items() if P.connects(pod, crm, 443)}
     assert reaching == {PERSONA}
     assert not P.connects(CLI, crm, 443)
-    # The agent's internet egress (its speech provider) is real, and excludes the CRM.
+    # The agent's internet egress (its speech provider) is real, and excludes the CRM;
+    # so is the call history's (the call events' receiver).
     assert P.connects(PODS[AGENT], INTERNET, 443)
+    assert P.connects(PODS[CALLS], INTERNET, 443)
+
+
+def database_address() -> str:
+    """An address in the one ipBlock CallHistoryService may reach on 5432: its PostgreSQL."""
+    (policy,) = [
+        p
+        for p in M.objects("NetworkPolicy").values()
+        if p["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": CALLS}}
+    ]
+    blocks = [
+        peer["ipBlock"]["cidr"]
+        for rule in policy["spec"]["egress"]
+        if any(port["port"] == 5432 for port in rule["ports"])
+        for peer in rule["to"]
+    ]
+    (cidr,) = blocks
+    return str(next(ipaddress.ip_network(cidr).hosts()))
+
+
+def test_only_the_call_history_reaches_its_database_and_it_reaches_nothing_inside() -> None:
+    database = outside(database_address())
+    reaching = {name for name, pod in PODS.items() if P.connects(pod, database, 5432)}
+    assert reaching == {CALLS}
+    # Its internet egress is for the events' receiver: not the CRM, not another pod.
+    assert not P.connects(PODS[CALLS], outside(crm_address()), 443)
+    assert not any(P.connects(PODS[CALLS], PODS[name], "grpc") for name in (PERSONA, DISPATCHER))
+    assert not P.connects(PODS[CALLS], PODS[REDIS], "redis")
 
 
 def test_only_the_services_reach_redis_on_the_port_their_url_names() -> None:
@@ -129,7 +159,7 @@ def test_every_pod_resolves_names_and_nothing_reaches_the_agent() -> None:
 
 
 def test_the_gateway_can_reach_everything_it_dials() -> None:
-    for service in (PERSONA, DISPATCHER):
+    for service in (PERSONA, DISPATCHER, CALLS):
         assert P.connects(PODS[GATEWAY], PODS[service], "grpc")
     assert P.connects(PODS[GATEWAY], PODS[REDIS], "redis")
     assert not P.connects(PODS[GATEWAY], INTERNET, 443), "the gateway never calls out of the cluster"

@@ -32,6 +32,7 @@ DEFAULTS = {setting.env: setting.default for setting in SETTINGS}
 METRICS_PORT_SETTING = {
     "friday-persona": "PERSONA_METRICS_PORT",
     "friday-dispatcher": "DISPATCHER_METRICS_PORT",
+    "friday-calls": "CALLS_METRICS_PORT",
     "friday-gateway": "PORT",  # the gateway serves /metrics beside the webhook
 }
 
