@@ -5,10 +5,12 @@ bearer token; failures raise `CallsCallError` (gRPC code + ErrorInfo reason)."""
 
 from __future__ import annotations
 
+import functools
+
 from friday.calls.v1 import call_history_service_pb2 as pb
 from friday.calls.v1 import call_history_service_pb2_grpc as pb_grpc
 from friday.calls.v1.call_pb2 import CallEvent
-from services.grpc_runtime import ClientTLSConfig, ServiceCallError, ServiceClient, create_channel
+from services.grpc_runtime import ServiceCallError, ServiceClient
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 DEFAULT_TARGET = "localhost:50053"
@@ -25,19 +27,11 @@ class CallsClient(ServiceClient):
     env_prefix = "CALLS"
     default_target = DEFAULT_TARGET
     call_error = CallsCallError
+    default_timeout_seconds = DEFAULT_TIMEOUT_SECONDS
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        token: str | None = None,
-        tls: ClientTLSConfig | None = None,
-        default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    ) -> None:
-        super().__init__(
-            create_channel(target, tls=tls), owns_channel=True, token=token, default_timeout=default_timeout
-        )
-        self._stub = pb_grpc.CallHistoryServiceStub(self.channel)
+    @functools.cached_property
+    def _stub(self) -> pb_grpc.CallHistoryServiceAsyncStub:
+        return pb_grpc.CallHistoryServiceStub(self.channel)
 
     async def record(self, event: CallEvent, *, timeout: float | None = None) -> pb.RecordCallEventResponse:
         return await self._call(self._stub.RecordCallEvent, pb.RecordCallEventRequest(event=event), timeout)

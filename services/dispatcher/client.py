@@ -9,12 +9,12 @@ stacking retries would multiply attempts (docs/architecture.md, "Deadlines and r
 
 from __future__ import annotations
 
-import grpc
+import functools
 
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 from friday.dispatcher.v1 import dispatcher_service_pb2 as pb
 from friday.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
-from services.grpc_runtime import ClientTLSConfig, ServiceCallError, ServiceClient, create_channel
+from services.grpc_runtime import ServiceCallError, ServiceClient
 
 DEFAULT_TIMEOUT_SECONDS = 3.0
 DEFAULT_TARGET = "localhost:50052"
@@ -31,25 +31,11 @@ class DispatcherClient(ServiceClient):
     env_prefix = "DISPATCHER"
     default_target = DEFAULT_TARGET
     call_error = DispatcherCallError
+    default_timeout_seconds = DEFAULT_TIMEOUT_SECONDS
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        token: str | None = None,
-        tls: ClientTLSConfig | None = None,
-        default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
-        channel: grpc.aio.Channel | None = None,
-    ) -> None:
-        """`channel` overrides `target`/`tls` (e.g. a load-balanced channel the caller built);
-        the token is then added per call."""
-        super().__init__(
-            channel if channel is not None else create_channel(target, tls=tls),
-            owns_channel=channel is None,
-            token=token,
-            default_timeout=default_timeout,
-        )
-        self._stub = pb_grpc.DispatcherServiceStub(self.channel)
+    @functools.cached_property
+    def _stub(self) -> pb_grpc.DispatcherServiceAsyncStub:
+        return pb_grpc.DispatcherServiceStub(self.channel)
 
     async def dispatch_agent(
         self,

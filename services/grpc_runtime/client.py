@@ -3,8 +3,8 @@ bearer token and trace id on each call, its settings from `<PREFIX>_TARGET`,
 `<PREFIX>_TOKEN` and `<PREFIX>_TLS_*`, and one error for a failed call
 (`ServiceCallError`: gRPC code + ErrorInfo reason + whether a retry may help).
 
-A service's client subclasses `ServiceClient`, names its environment prefix and default
-target, builds its stub on `self.channel` and sends through `_call`. A client whose
+A service's client subclasses `ServiceClient`, names its environment prefix, default
+target and default deadline, builds its stub on `self.channel` and sends through `_call`. A client whose
 channel carries the token and trace id itself, and whose callers want grpc's own errors,
 subclasses `ChannelClient`: just the channel's lifetime."""
 
@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from services.common.env import Environment
 from services.grpc_runtime.call_metadata import RETRYABLE_CODES, call_metadata
+from services.grpc_runtime.channel import create_channel
 from services.grpc_runtime.config import ClientTLSConfig
 from services.grpc_runtime.errors import error_reason
 
@@ -67,18 +68,30 @@ class ChannelClient:
 
 class ServiceClient(ChannelClient):
     """Base of the typed clients. `env_prefix` and `default_target` say where `from_env`
-    reads its settings; `call_error` is the ServiceCallError subclass `_call` raises."""
+    reads its settings, `default_timeout_seconds` is the deadline of a call that names
+    none, and `call_error` is the ServiceCallError subclass `_call` raises."""
 
     env_prefix: ClassVar[str]
     default_target: ClassVar[str]
+    default_timeout_seconds: ClassVar[float]
     call_error: ClassVar[type[ServiceCallError]] = ServiceCallError
 
     def __init__(
-        self, channel: grpc.aio.Channel, *, owns_channel: bool, token: str | None, default_timeout: float
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: ClientTLSConfig | None = None,
+        default_timeout: float | None = None,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
-        super().__init__(channel, owns_channel=owns_channel)
+        """`channel` overrides `target`/`tls` (e.g. a load-balanced channel the caller built)
+        and stays open when the client closes; the token is then added per call."""
+        super().__init__(
+            channel if channel is not None else create_channel(target, tls=tls), owns_channel=channel is None
+        )
         self._token = token
-        self._default_timeout = default_timeout
+        self._default_timeout = self.default_timeout_seconds if default_timeout is None else default_timeout
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
