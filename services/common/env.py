@@ -11,6 +11,10 @@ names the variable and the value (`PERSONA_CACHE_TTL='abc' is not a number`).
     env.flag("FRIDAY_UP_WITH_AGENT", False)
     env.choice("FRIDAY_SPEECH_STACK", "inference", ("inference", "azure"))
     env.enum("PERSONA_CRM_NUMBER_FORMAT", CrmNumberFormat.NATIONAL)
+    env.fields(RetryConfig, {"max_attempts": "DISPATCHER_RETRY_MAX_ATTEMPTS", ...})
+
+`fields` reads a frozen settings dataclass: each field named there from its variable,
+with the reader its annotation calls for and its default when the variable is unset.
 
 A name may be a tuple: the first of those variables that is set is read (the gateway's
 webhook key pair falls back to the LiveKit API key pair this way). The methods are not
@@ -21,13 +25,19 @@ asks for (tests/deploy checks the Kubernetes manifests that way)."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import os
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+import typing
+from collections.abc import Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 E = TypeVar("E", bound=enum.Enum)
+D = TypeVar("D", bound="DataclassInstance")
 
 Name = str | tuple[str, ...]
 
@@ -114,3 +124,40 @@ class Environment:
         if value.lower() not in members:
             raise ConfigError(f"{variable}={value!r} is not one of {', '.join(str(m.value) for m in members.values())}")
         return members[value.lower()]
+
+    def fields(
+        self,
+        settings: type[D],
+        variables: Mapping[str, Name],
+        *,
+        not_negative: Collection[str] = (),
+        **values: Any,
+    ) -> D:
+        """An instance of the dataclass `settings`: each field in `variables` read from its
+        variable as its annotation says (str, str | None, int, float, bool or an Enum), its
+        default when unset; the fields in `not_negative` refused below 0; `values` given as they
+        are; every other field at its default."""
+        hints = typing.get_type_hints(settings)
+        defaults = {f.name: f.default for f in dataclasses.fields(settings)}
+        for field_name, name in variables.items():
+            value = self._read(name, hints[field_name], defaults[field_name])
+            if field_name in not_negative and value < 0:
+                found = self.lookup(name)
+                raise ConfigError(f"{found[0] if found else name}={value!r} must not be negative")
+            values[field_name] = value
+        return settings(**values)
+
+    def _read(self, name: Name, kind: Any, default: Any) -> Any:
+        if kind is bool:
+            return self.flag(name, default)
+        if kind is int:
+            return self.integer(name, default)
+        if kind is float:
+            return self.number(name, default)
+        if kind is str:
+            return self.text(name, default)
+        if kind == str | None and default is None:
+            return self.optional(name)
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            return self.enum(name, default)
+        raise TypeError(f"no reader for a setting of type {kind!r} ({name})")
