@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 E = TypeVar("E", bound=enum.Enum)
+V = TypeVar("V")
 D = TypeVar("D", bound="DataclassInstance")
 
 Name = str | tuple[str, ...]
@@ -105,25 +106,22 @@ class Environment:
 
     def choice(self, name: Name, default: str, choices: Iterable[str]) -> str:
         """One of `choices`, compared case-insensitively and returned as spelled there."""
-        allowed = {choice.lower(): choice for choice in choices}
-        found = self.lookup(name)
-        if found is None:
-            return default
-        variable, value = found
-        if value.lower() not in allowed:
-            raise ConfigError(f"{variable}={value!r} is not one of {', '.join(allowed.values())}")
-        return allowed[value.lower()]
+        return self._one_of(name, default, {choice: choice for choice in choices})
 
     def enum(self, name: Name, default: E) -> E:
         """The member of `default`'s enum whose value matches, case-insensitively."""
-        members = {str(member.value).lower(): member for member in type(default)}
+        return self._one_of(name, default, {str(member.value): member for member in type(default)})
+
+    def _one_of(self, name: Name, default: V, options: Mapping[str, V]) -> V:
+        """The option whose spelling matches the value, case-insensitively."""
         found = self.lookup(name)
         if found is None:
             return default
         variable, value = found
-        if value.lower() not in members:
-            raise ConfigError(f"{variable}={value!r} is not one of {', '.join(str(m.value) for m in members.values())}")
-        return members[value.lower()]
+        by_lower = {spelling.lower(): option for spelling, option in options.items()}
+        if value.lower() not in by_lower:
+            raise ConfigError(f"{variable}={value!r} is not one of {', '.join(options)}")
+        return by_lower[value.lower()]
 
     def fields(
         self,
