@@ -30,7 +30,7 @@ import enum
 import math
 import os
 import typing
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ Name = str | tuple[str, ...]
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+_YES_NO = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
+_YES_NO_LIST = ", ".join(_YES_NO)
 
 
 class ConfigError(ValueError):
@@ -71,38 +73,15 @@ class Environment:
         return found[1] if found else default
 
     def integer(self, name: Name, default: int) -> int:
-        found = self.lookup(name)
-        if found is None:
-            return default
-        variable, value = found
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{variable}={value!r} is not a whole number") from None
+        return self._parsed(name, default, _whole_number, "a whole number")
 
     def number(self, name: Name, default: float) -> float:
-        found = self.lookup(name)
-        if found is None:
-            return default
-        variable, value = found
-        try:
-            parsed = float(value)
-        except ValueError:
-            raise ConfigError(f"{variable}={value!r} is not a number") from None
-        if math.isnan(parsed):
-            raise ConfigError(f"{variable}={value!r} is not a number")
-        return parsed
+        return self._parsed(name, default, _number, "a number")
 
     def flag(self, name: Name, default: bool) -> bool:
-        found = self.lookup(name)
-        if found is None:
-            return default
-        variable, value = found
-        if value.lower() in _TRUE:
-            return True
-        if value.lower() in _FALSE:
-            return False
-        raise ConfigError(f"{variable}={value!r} is not a yes/no value (one of {', '.join(_TRUE + _FALSE)})")
+        return self._parsed(
+            name, default, lambda value: _YES_NO.get(value.lower()), f"a yes/no value (one of {_YES_NO_LIST})"
+        )
 
     def choice(self, name: Name, default: str, choices: Iterable[str]) -> str:
         """One of `choices`, compared case-insensitively and returned as spelled there."""
@@ -113,15 +92,20 @@ class Environment:
         return self._one_of(name, default, {str(member.value): member for member in type(default)})
 
     def _one_of(self, name: Name, default: V, options: Mapping[str, V]) -> V:
-        """The option whose spelling matches the value, case-insensitively."""
+        by_lower = {spelling.lower(): option for spelling, option in options.items()}
+        return self._parsed(name, default, lambda value: by_lower.get(value.lower()), f"one of {', '.join(options)}")
+
+    def _parsed(self, name: Name, default: V, parse: Callable[[str], V | None], expected: str) -> V:
+        """The value as `parse` reads it (None: not a valid one), `default` when unset; an
+        invalid value is a ConfigError that names the variable, the value and what was `expected`."""
         found = self.lookup(name)
         if found is None:
             return default
         variable, value = found
-        by_lower = {spelling.lower(): option for spelling, option in options.items()}
-        if value.lower() not in by_lower:
-            raise ConfigError(f"{variable}={value!r} is not one of {', '.join(options)}")
-        return by_lower[value.lower()]
+        parsed = parse(value)
+        if parsed is None:
+            raise ConfigError(f"{variable}={value!r} is not {expected}")
+        return parsed
 
     def fields(
         self,
@@ -159,3 +143,19 @@ class Environment:
         if isinstance(kind, type) and issubclass(kind, enum.Enum):
             return self.enum(name, default)
         raise TypeError(f"no reader for a setting of type {kind!r} ({name})")
+
+
+def _whole_number(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _number(value: str) -> float | None:
+    """A float that is a number (NaN is not: it compares unequal to every limit)."""
+    try:
+        parsed = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(parsed) else parsed
