@@ -78,16 +78,20 @@ class CallsConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CallsConfig:
         env = Environment(environ)
-        config = cls(
+        variables = {
+            "retention_days": "CALLS_RETENTION_DAYS",
+            "caller_numbers": "CALLS_STORE_CALLER_NUMBERS",
+            "no_agent_seconds": "CALLS_NO_AGENT_SECONDS",
+            "sweep_interval_seconds": "CALLS_SWEEP_INTERVAL_SECONDS",
+            "max_page_size": "CALLS_MAX_PAGE_SIZE",
+        }
+        config = env.fields(
+            cls,
+            variables,
             store=StoreConfig(
                 database_url=env.optional("CALLS_DATABASE_URL") or default_database_url(),
                 database_schema=env.text("CALLS_DATABASE_SCHEMA", ""),
             ),
-            retention_days=env.number("CALLS_RETENTION_DAYS", cls.retention_days),
-            caller_numbers=env.enum("CALLS_STORE_CALLER_NUMBERS", CallerNumbers.MASKED),
-            no_agent_seconds=env.number("CALLS_NO_AGENT_SECONDS", cls.no_agent_seconds),
-            sweep_interval_seconds=env.number("CALLS_SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
-            max_page_size=env.integer("CALLS_MAX_PAGE_SIZE", cls.max_page_size),
             events=CallEventsConfig.from_env(environ),
         )
         async_database_url(config.store.database_url)  # refuse a bad URL at start-up, naming the variable

@@ -3,13 +3,11 @@ reason callers branch on); the servicer maps the classes to gRPC codes in one pl
 
 from __future__ import annotations
 
+from services.common.errors import DomainError
 
-class CallsError(Exception):
-    reason: str = "CALLS_FAILED"
 
-    def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.metadata: dict[str, str] = dict(metadata or {})
+class CallsError(DomainError):
+    reason = "CALLS_FAILED"
 
 
 class InvalidEvent(CallsError):

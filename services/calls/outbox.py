@@ -54,17 +54,17 @@ class CallEventsConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CallEventsConfig:
-        env = Environment(environ)
-        config = cls(
-            url=env.optional("CALL_EVENTS_URL"),
-            secret=env.text("CALL_EVENTS_SECRET", ""),
-            timeout_seconds=env.number("CALL_EVENTS_TIMEOUT_SECONDS", cls.timeout_seconds),
-            initial_backoff_seconds=env.number("CALL_EVENTS_INITIAL_BACKOFF_SECONDS", cls.initial_backoff_seconds),
-            max_backoff_seconds=env.number("CALL_EVENTS_MAX_BACKOFF_SECONDS", cls.max_backoff_seconds),
-            poll_interval_seconds=env.number("CALL_EVENTS_POLL_INTERVAL_SECONDS", cls.poll_interval_seconds),
-            lease_seconds=env.number("CALL_EVENTS_LEASE_SECONDS", cls.lease_seconds),
-            batch_size=env.integer("CALL_EVENTS_BATCH_SIZE", cls.batch_size),
-        )
+        variables = {
+            "url": "CALL_EVENTS_URL",
+            "secret": "CALL_EVENTS_SECRET",
+            "timeout_seconds": "CALL_EVENTS_TIMEOUT_SECONDS",
+            "initial_backoff_seconds": "CALL_EVENTS_INITIAL_BACKOFF_SECONDS",
+            "max_backoff_seconds": "CALL_EVENTS_MAX_BACKOFF_SECONDS",
+            "poll_interval_seconds": "CALL_EVENTS_POLL_INTERVAL_SECONDS",
+            "lease_seconds": "CALL_EVENTS_LEASE_SECONDS",
+            "batch_size": "CALL_EVENTS_BATCH_SIZE",
+        }
+        config = Environment(environ).fields(cls, variables)
         if config.url and len(config.secret) < 32:
             raise ConfigError("CALL_EVENTS_SECRET must be set, at least 32 characters, when CALL_EVENTS_URL is")
         return config

@@ -23,9 +23,7 @@ DATABASE_PROBE_INTERVAL_SECONDS = 10.0
 
 def server_config_from_env() -> ServerConfig:
     """CALLS_PORT, CALLS_METRICS_PORT, CALLS_TLS_*, CALLS_TOKEN, ..."""
-    return ServerConfig.from_env(
-        "CALLS", default_port=DEFAULT_PORT, default_metrics_port=DEFAULT_METRICS_PORT, token_env="CALLS_TOKEN"
-    )
+    return ServerConfig.from_env("CALLS", default_port=DEFAULT_PORT, default_metrics_port=DEFAULT_METRICS_PORT)
 
 
 def build_server(

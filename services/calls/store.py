@@ -139,18 +139,6 @@ def _row_values(call: Call, now_ms: int) -> dict[str, Any]:
     }
 
 
-def _call(payload: bytes) -> Call:
-    call = Call()
-    call.ParseFromString(payload)
-    return call
-
-
-def _event(payload: bytes) -> CallEvent:
-    event = CallEvent()
-    event.ParseFromString(payload)
-    return event
-
-
 class SqlCallStore:
     def __init__(self, config: StoreConfig, *, clock_ms: Callable[[], int]) -> None:
         self._config = config
@@ -193,9 +181,9 @@ class SqlCallStore:
         self, connection: AsyncConnection, room: str, fold: Fold, recorded: bool, notices: Notices | None
     ) -> Recorded:
         payloads = (await connection.execute(select(call_events.c.payload).where(call_events.c.room == room))).scalars()
-        events = [_event(p) for p in payloads]
+        events = [CallEvent.FromString(p) for p in payloads]
         existing = (await connection.execute(select(calls.c.record).where(calls.c.room == room))).scalar_one_or_none()
-        before = _call(existing) if existing is not None else None
+        before = Call.FromString(existing) if existing is not None else None
         after = fold(events)
         values = _row_values(after, self._clock_ms())
         if before is None:
@@ -310,7 +298,7 @@ class SqlCallStore:
                     .order_by(call_events.c.occurred_at_ms, call_events.c.event_id)
                 )
             ).scalars()
-            return _call(row.record), [_event(p) for p in payloads]
+            return Call.FromString(row.record), [CallEvent.FromString(p) for p in payloads]
 
     async def list_calls(self, query: CallQuery) -> list[Call]:
         conditions: list[ColumnElement[bool]] = [calls.c.started_at_ms.is_not(None)]
@@ -336,12 +324,12 @@ class SqlCallStore:
             .limit(query.limit)
         )
         async with self._transaction() as connection:
-            return [_call(p) for p in (await connection.execute(statement)).scalars()]
+            return [Call.FromString(p) for p in (await connection.execute(statement)).scalars()]
 
     async def calls_started_between(self, start_ms: int, end_ms: int) -> list[Call]:
         statement = select(calls.c.record).where(calls.c.started_at_ms >= start_ms, calls.c.started_at_ms < end_ms)
         async with self._transaction() as connection:
-            return [_call(p) for p in (await connection.execute(statement)).scalars()]
+            return [Call.FromString(p) for p in (await connection.execute(statement)).scalars()]
 
     async def undecided_rooms(self, started_by_ms: int) -> list[str]:
         statement = select(calls.c.room).where(

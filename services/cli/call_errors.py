@@ -1,5 +1,5 @@
-"""How the `friday` client commands (`persona get|invalidate`, `dispatcher list|cancel|dispatch`)
-report a failed gRPC call, one way for all of them.
+"""How the `friday` client commands (`persona get|invalidate`, `dispatcher list|cancel|dispatch`,
+`calls list|show|stats`) report a failed gRPC call, one way for all of them.
 
 A service that answered puts a stable `reason` in google.rpc.ErrorInfo. A call that reached no
 service (nothing listening, wrong address) carries none: grpc's own "failed to connect to all

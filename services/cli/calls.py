@@ -4,13 +4,13 @@ ROOM_OR_CALL_ID`, `stats`)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from services.cli.serving import add_log_level_flag, given, serve
+from services.cli.client_commands import add_client_flags, connection_help, with_client
+from services.cli.serving import add_log_level_flag, add_server_port_flags, serve, server_port_overrides
 
 if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` stays fast
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` sta
     from friday.calls.v1.call_pb2 import Call, CallEvent
     from services.calls.client import CallsClient
 
+PREFIX, DEFAULT_TARGET = "CALLS", "localhost:50053"  # the client's, without importing it
 _SERVE_ENV = (
     "Settings come from the environment: CALLS_PORT (50053), CALLS_METRICS_PORT (9103, 0 = off), "
     "CALLS_DATABASE_URL (postgresql://… or sqlite:///…; default an SQLite file under the user's data directory; "
@@ -26,10 +27,7 @@ _SERVE_ENV = (
     "CALL_EVENTS_URL/CALL_EVENTS_SECRET (signed call events out), CALLS_TOKEN, "
     "CALLS_TLS_CERT_FILE/_KEY_FILE/_CLIENT_CA_FILE, LOG_LEVEL; flags override them."
 )
-_CLIENT_ENV = (
-    "Connection settings come from the environment: CALLS_TARGET (localhost:50053), CALLS_TOKEN, "
-    "CALLS_TLS_CA_FILE/_CLIENT_CERT_FILE/_CLIENT_KEY_FILE/_SERVER_NAME; flags override them."
-)
+_CLIENT_ENV = connection_help(PREFIX, DEFAULT_TARGET)
 _OUTCOMES = ("answered", "no_agent", "abandoned")
 
 
@@ -38,8 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="calls_command", metavar="COMMAND", required=True)
 
     serve_cmd = commands.add_parser("serve", help="serve CallHistoryService over gRPC", description=_SERVE_ENV)
-    serve_cmd.add_argument("--port", type=int, help="gRPC port (env CALLS_PORT, default 50053)")
-    serve_cmd.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (env CALLS_METRICS_PORT)")
+    add_server_port_flags(serve_cmd, PREFIX, 50053)
     serve_cmd.add_argument("--database-url", help="override CALLS_DATABASE_URL")
     serve_cmd.add_argument("--memory", action="store_true", help="keep the history in memory only (lost on exit)")
     add_log_level_flag(serve_cmd)
@@ -67,8 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _client_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", help="host:port (env CALLS_TARGET, default localhost:50053)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default 5)")
+    add_client_flags(parser, PREFIX, DEFAULT_TARGET)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -78,9 +74,6 @@ def _serve(args: argparse.Namespace) -> int:
     from services.calls.server import build_server, server_config_from_env
     from services.grpc_runtime import ServerConfig
 
-    overrides = given(port=args.port)
-    if args.metrics_port is not None:
-        overrides["metrics_port"] = args.metrics_port or None  # 0 switches the endpoint off
     database_url = MEMORY_DATABASE if args.memory else args.database_url
 
     def read() -> tuple[CallsConfig, ServerConfig]:
@@ -89,21 +82,13 @@ def _serve(args: argparse.Namespace) -> int:
             config = dataclasses.replace(config, store=dataclasses.replace(config.store, database_url=database_url))
         return config, server_config_from_env()
 
-    return serve("calls serve", args, read, build_server, overrides)
+    return serve("calls serve", args, read, build_server, server_port_overrides(args))
 
 
 def _with_client(args: argparse.Namespace, action: Callable[[CallsClient], Awaitable[int]]) -> int:
-    from services.calls.client import CallsCallError, CallsClient
+    from services.calls.client import CallsClient
 
-    async def run() -> int:
-        async with CallsClient.from_env(target=args.target, default_timeout=args.timeout) as client:
-            return await action(client)
-
-    try:
-        return asyncio.run(run())
-    except CallsCallError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return with_client(args, CallsClient, action, service="CallHistoryService")
 
 
 def _time(ts: Timestamp) -> str:

@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from services.cli.serving import add_log_level_flag, given, serve
+from services.cli.client_commands import add_client_flags, connection_help, with_client
+from services.cli.serving import add_log_level_flag, add_server_port_flags, serve, server_port_overrides
 from services.common.env import Environment
 
 if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` stays fast
     from friday.dispatcher.v1.dispatcher_service_pb2 import Dispatch
     from services.dispatcher.client import DispatcherClient
 
+PREFIX, DEFAULT_TARGET = "DISPATCHER", "localhost:50052"  # the client's, without importing it
 _SERVE_ENV = (
     "Settings come from the environment: DISPATCHER_PORT (50052), DISPATCHER_METRICS_PORT (9102, 0 = off), "
     "LIVEKIT_URL/LIVEKIT_API_KEY/LIVEKIT_API_SECRET (livekit-server --dev defaults), DISPATCHER_TOKEN, "
@@ -23,10 +24,7 @@ _SERVE_ENV = (
     "DISPATCHER_CLAIM_SETTLE_SECONDS, DISPATCHER_MAX_BUDGET_SECONDS, DISPATCHER_RETRY_*, LOG_LEVEL (see the README); "
     "flags override them."
 )
-_CLIENT_ENV = (
-    "Connection settings come from the environment: DISPATCHER_TARGET (localhost:50052), DISPATCHER_TOKEN, "
-    "DISPATCHER_TLS_CA_FILE/_CLIENT_CERT_FILE/_CLIENT_KEY_FILE/_SERVER_NAME; flags override them."
-)
+_CLIENT_ENV = connection_help(PREFIX, DEFAULT_TARGET)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="dispatcher_command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser("serve", help="serve DispatcherService over gRPC", description=_SERVE_ENV)
-    serve.add_argument("--port", type=int, help="gRPC port (env DISPATCHER_PORT, default 50052)")
-    serve.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (env DISPATCHER_METRICS_PORT)")
+    add_server_port_flags(serve, PREFIX, 50052)
     add_log_level_flag(serve)
     serve.set_defaults(handler=_serve)
 
@@ -63,46 +60,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _client_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", help="host:port (env DISPATCHER_TARGET, default localhost:50052)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default 5)")
+    add_client_flags(parser, PREFIX, DEFAULT_TARGET)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from services.dispatcher.config import DispatcherConfig
     from services.dispatcher.server import build_server, server_config_from_env
 
-    overrides = given(port=args.port)
-    if args.metrics_port is not None:
-        overrides["metrics_port"] = args.metrics_port or None  # 0 switches the endpoint off
     read = lambda: (DispatcherConfig.from_env(), server_config_from_env())  # noqa: E731
-    return serve("dispatcher serve", args, read, build_server, overrides)
+    return serve("dispatcher serve", args, read, build_server, server_port_overrides(args))
 
 
 def _with_client(args: argparse.Namespace, action: Callable[[DispatcherClient], Awaitable[int]]) -> int:
-    from services.cli.call_errors import describe
-    from services.dispatcher.client import DEFAULT_TARGET, DispatcherCallError, DispatcherClient
+    from services.dispatcher.client import DispatcherClient
 
-    target = args.target or Environment().text("DISPATCHER_TARGET", DEFAULT_TARGET)
-
-    async def run() -> int:
-        async with DispatcherClient.from_env(target=target, default_timeout=args.timeout) as client:
-            return await action(client)
-
-    try:
-        return asyncio.run(run())
-    except DispatcherCallError as exc:
-        failure = describe(
-            exc.code,
-            exc.message,
-            exc.reason,
-            None,
-            service="DispatcherService",
-            target=target,
-            target_setting="--target / DISPATCHER_TARGET",
-            timeout=args.timeout,
-        )
-        print(failure.as_text(), file=sys.stderr)
-        return 1
+    return with_client(args, DispatcherClient, action, service="DispatcherService")
 
 
 def _print_dispatch(d: Dispatch) -> None:

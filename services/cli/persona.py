@@ -144,20 +144,25 @@ async def _call(args: argparse.Namespace, action: str) -> Any:
 
 
 def _run(args: argparse.Namespace, action: str) -> int:
-    from services.cli.call_errors import describe_rpc_error
-
     try:
         reply = asyncio.run(_call(args, action))
     except grpc.RpcError as exc:
-        failure = describe_rpc_error(
-            exc, service="PersonaService", target=args.target, target_setting=TARGET_SETTING, timeout=args.timeout
-        )
-        print(failure.as_json(), file=sys.stderr)
-        return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
+        return _failed(args, exc)
     print(stable_json(reply))
     if action == "invalidate" and not reply.removed:
         print(_nothing_removed(reply), file=sys.stderr)
     return 0
+
+
+def _failed(args: argparse.Namespace, exc: grpc.RpcError) -> int:
+    """Prints the failed call as JSON; exit 2 when the request itself was refused, else 1."""
+    from services.cli.call_errors import describe_rpc_error
+
+    failure = describe_rpc_error(
+        exc, service="PersonaService", target=args.target, target_setting=TARGET_SETTING, timeout=args.timeout
+    )
+    print(failure.as_json(), file=sys.stderr)
+    return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
 
 
 def stable_json(message: Message) -> str:
@@ -243,8 +248,6 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _notify(args: argparse.Namespace) -> int:
-    from services.cli.call_errors import describe_rpc_error
-
     async def call() -> Any:
         async with _client(args) as client:
             return await client.notify_changes(list(args.numbers))
@@ -252,11 +255,7 @@ def _notify(args: argparse.Namespace) -> int:
     try:
         reply = asyncio.run(call())
     except grpc.RpcError as exc:
-        failure = describe_rpc_error(
-            exc, service="PersonaService", target=args.target, target_setting=TARGET_SETTING, timeout=args.timeout
-        )
-        print(failure.as_json(), file=sys.stderr)
-        return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
+        return _failed(args, exc)
     print(stable_json(reply))
     return 0
 
@@ -267,8 +266,6 @@ _WATCH_RECONNECT_SECONDS = 1.0
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from services.cli.call_errors import describe_rpc_error
-
     token = args.resume_token
 
     async def follow() -> None:
@@ -294,11 +291,7 @@ def _watch(args: argparse.Namespace) -> int:
     try:
         asyncio.run(follow())
     except grpc.RpcError as exc:
-        failure = describe_rpc_error(
-            exc, service="PersonaService", target=args.target, target_setting=TARGET_SETTING, timeout=args.timeout
-        )
-        print(failure.as_json(), file=sys.stderr)
-        return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
+        return _failed(args, exc)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -31,6 +31,20 @@ def add_log_level_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_server_port_flags(parser: argparse.ArgumentParser, prefix: str, default_port: int) -> None:
+    """`--port` and `--metrics-port` of a gRPC service's `serve` (read back by `server_port_overrides`)."""
+    parser.add_argument("--port", type=int, help=f"gRPC port (env {prefix}_PORT, default {default_port})")
+    parser.add_argument("--metrics-port", type=int, help=f"Prometheus port, 0 = off (env {prefix}_METRICS_PORT)")
+
+
+def server_port_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ServerConfig fields `--port` and `--metrics-port` set."""
+    overrides = given(port=args.port)
+    if args.metrics_port is not None:
+        overrides["metrics_port"] = args.metrics_port or None  # 0 switches the endpoint off
+    return overrides
+
+
 def given(**flags: Any) -> dict[str, Any]:
     """The flags that were given on the command line (argparse leaves the others None)."""
     return {name: value for name, value in flags.items() if value is not None}

@@ -11,6 +11,10 @@ names the variable and the value (`PERSONA_CACHE_TTL='abc' is not a number`).
     env.flag("FRIDAY_UP_WITH_AGENT", False)
     env.choice("FRIDAY_SPEECH_STACK", "inference", ("inference", "azure"))
     env.enum("PERSONA_CRM_NUMBER_FORMAT", CrmNumberFormat.NATIONAL)
+    env.fields(RetryConfig, {"max_attempts": "DISPATCHER_RETRY_MAX_ATTEMPTS", ...})
+
+`fields` reads a frozen settings dataclass: each field named there from its variable,
+with the reader its annotation calls for and its default when the variable is unset.
 
 A name may be a tuple: the first of those variables that is set is read (the gateway's
 webhook key pair falls back to the LiveKit API key pair this way). The methods are not
@@ -21,18 +25,27 @@ asks for (tests/deploy checks the Kubernetes manifests that way)."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import os
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+import typing
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 E = TypeVar("E", bound=enum.Enum)
+V = TypeVar("V")
+D = TypeVar("D", bound="DataclassInstance")
 
 Name = str | tuple[str, ...]
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+_YES_NO = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
+_YES_NO_LIST = ", ".join(_YES_NO)
 
 
 class ConfigError(ValueError):
@@ -60,57 +73,89 @@ class Environment:
         return found[1] if found else default
 
     def integer(self, name: Name, default: int) -> int:
-        found = self.lookup(name)
-        if found is None:
-            return default
-        variable, value = found
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{variable}={value!r} is not a whole number") from None
+        return self._parsed(name, default, _whole_number, "a whole number")
 
     def number(self, name: Name, default: float) -> float:
-        found = self.lookup(name)
-        if found is None:
-            return default
-        variable, value = found
-        try:
-            parsed = float(value)
-        except ValueError:
-            raise ConfigError(f"{variable}={value!r} is not a number") from None
-        if math.isnan(parsed):
-            raise ConfigError(f"{variable}={value!r} is not a number")
-        return parsed
+        return self._parsed(name, default, _number, "a number")
 
     def flag(self, name: Name, default: bool) -> bool:
-        found = self.lookup(name)
-        if found is None:
-            return default
-        variable, value = found
-        if value.lower() in _TRUE:
-            return True
-        if value.lower() in _FALSE:
-            return False
-        raise ConfigError(f"{variable}={value!r} is not a yes/no value (one of {', '.join(_TRUE + _FALSE)})")
+        return self._parsed(
+            name, default, lambda value: _YES_NO.get(value.lower()), f"a yes/no value (one of {_YES_NO_LIST})"
+        )
 
     def choice(self, name: Name, default: str, choices: Iterable[str]) -> str:
         """One of `choices`, compared case-insensitively and returned as spelled there."""
-        allowed = {choice.lower(): choice for choice in choices}
-        found = self.lookup(name)
-        if found is None:
-            return default
-        variable, value = found
-        if value.lower() not in allowed:
-            raise ConfigError(f"{variable}={value!r} is not one of {', '.join(allowed.values())}")
-        return allowed[value.lower()]
+        return self._one_of(name, default, {choice: choice for choice in choices})
 
     def enum(self, name: Name, default: E) -> E:
         """The member of `default`'s enum whose value matches, case-insensitively."""
-        members = {str(member.value).lower(): member for member in type(default)}
+        return self._one_of(name, default, {str(member.value): member for member in type(default)})
+
+    def _one_of(self, name: Name, default: V, options: Mapping[str, V]) -> V:
+        by_lower = {spelling.lower(): option for spelling, option in options.items()}
+        return self._parsed(name, default, lambda value: by_lower.get(value.lower()), f"one of {', '.join(options)}")
+
+    def _parsed(self, name: Name, default: V, parse: Callable[[str], V | None], expected: str) -> V:
+        """The value as `parse` reads it (None: not a valid one), `default` when unset; an
+        invalid value is a ConfigError that names the variable, the value and what was `expected`."""
         found = self.lookup(name)
         if found is None:
             return default
         variable, value = found
-        if value.lower() not in members:
-            raise ConfigError(f"{variable}={value!r} is not one of {', '.join(str(m.value) for m in members.values())}")
-        return members[value.lower()]
+        parsed = parse(value)
+        if parsed is None:
+            raise ConfigError(f"{variable}={value!r} is not {expected}")
+        return parsed
+
+    def fields(
+        self,
+        settings: type[D],
+        variables: Mapping[str, Name],
+        *,
+        not_negative: Collection[str] = (),
+        **values: Any,
+    ) -> D:
+        """An instance of the dataclass `settings`: each field in `variables` read from its
+        variable as its annotation says (str, str | None, int, float, bool or an Enum), its
+        default when unset; the fields in `not_negative` refused below 0; `values` given as they
+        are; every other field at its default."""
+        hints = typing.get_type_hints(settings)
+        defaults = {f.name: f.default for f in dataclasses.fields(settings)}
+        for field_name, name in variables.items():
+            value = self._read(name, hints[field_name], defaults[field_name])
+            if field_name in not_negative and value < 0:
+                found = self.lookup(name)
+                raise ConfigError(f"{found[0] if found else name}={value!r} must not be negative")
+            values[field_name] = value
+        return settings(**values)
+
+    def _read(self, name: Name, kind: Any, default: Any) -> Any:
+        if kind is bool:
+            return self.flag(name, default)
+        if kind is int:
+            return self.integer(name, default)
+        if kind is float:
+            return self.number(name, default)
+        if kind is str:
+            return self.text(name, default)
+        if kind == str | None and default is None:
+            return self.optional(name)
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            return self.enum(name, default)
+        raise TypeError(f"no reader for a setting of type {kind!r} ({name})")
+
+
+def _whole_number(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _number(value: str) -> float | None:
+    """A float that is a number (NaN is not: it compares unequal to every limit)."""
+    try:
+        parsed = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(parsed) else parsed

@@ -87,31 +87,32 @@ class DispatcherConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DispatcherConfig:
         env = Environment(environ)
-        return cls(
-            livekit=LiveKitConfig(
-                url=env.text("LIVEKIT_URL", LiveKitConfig.url),
-                api_key=env.text("LIVEKIT_API_KEY", LiveKitConfig.api_key),
-                api_secret=env.text("LIVEKIT_API_SECRET", LiveKitConfig.api_secret),
-            ),
-            retry=RetryConfig(
-                max_attempts=env.integer("DISPATCHER_RETRY_MAX_ATTEMPTS", RetryConfig.max_attempts),
-                initial_backoff=env.number("DISPATCHER_RETRY_INITIAL_BACKOFF_SECONDS", RetryConfig.initial_backoff),
-                max_backoff=env.number("DISPATCHER_RETRY_MAX_BACKOFF_SECONDS", RetryConfig.max_backoff),
-                attempt_timeout=env.number("DISPATCHER_RETRY_ATTEMPT_TIMEOUT_SECONDS", RetryConfig.attempt_timeout),
-            ),
-            claims=ClaimConfig(
-                redis_url=env.optional("REDIS_URL"),
-                key_prefix=env.text("DISPATCHER_CLAIM_PREFIX", ClaimConfig.key_prefix),
-                settle_seconds=env.number("DISPATCHER_CLAIM_SETTLE_SECONDS", ClaimConfig.settle_seconds),
-                poll_interval=env.number("DISPATCHER_CLAIM_POLL_INTERVAL_SECONDS", ClaimConfig.poll_interval),
-                redis_timeout=env.number("DISPATCHER_REDIS_TIMEOUT_SECONDS", ClaimConfig.redis_timeout),
-                degraded_fallback=env.flag("DISPATCHER_DEGRADED_CLAIMS", ClaimConfig.degraded_fallback),
-                reconcile_interval=env.number("DISPATCHER_RECONCILE_INTERVAL_SECONDS", ClaimConfig.reconcile_interval),
-            ),
-            jobs=JobConfig(
-                wait_seconds=env.number("DISPATCHER_JOB_WAIT_SECONDS", JobConfig.wait_seconds),
-                poll_interval=env.number("DISPATCHER_JOB_POLL_INTERVAL_SECONDS", JobConfig.poll_interval),
-                trunk_cache_seconds=env.number("DISPATCHER_TRUNK_CACHE_SECONDS", JobConfig.trunk_cache_seconds),
-            ),
-            max_budget_seconds=env.number("DISPATCHER_MAX_BUDGET_SECONDS", cls.max_budget_seconds),
+        livekit = {"url": "LIVEKIT_URL", "api_key": "LIVEKIT_API_KEY", "api_secret": "LIVEKIT_API_SECRET"}
+        retry = {
+            "max_attempts": "DISPATCHER_RETRY_MAX_ATTEMPTS",
+            "initial_backoff": "DISPATCHER_RETRY_INITIAL_BACKOFF_SECONDS",
+            "max_backoff": "DISPATCHER_RETRY_MAX_BACKOFF_SECONDS",
+            "attempt_timeout": "DISPATCHER_RETRY_ATTEMPT_TIMEOUT_SECONDS",
+        }
+        claims = {
+            "redis_url": "REDIS_URL",
+            "key_prefix": "DISPATCHER_CLAIM_PREFIX",
+            "settle_seconds": "DISPATCHER_CLAIM_SETTLE_SECONDS",
+            "poll_interval": "DISPATCHER_CLAIM_POLL_INTERVAL_SECONDS",
+            "redis_timeout": "DISPATCHER_REDIS_TIMEOUT_SECONDS",
+            "degraded_fallback": "DISPATCHER_DEGRADED_CLAIMS",
+            "reconcile_interval": "DISPATCHER_RECONCILE_INTERVAL_SECONDS",
+        }
+        jobs = {
+            "wait_seconds": "DISPATCHER_JOB_WAIT_SECONDS",
+            "poll_interval": "DISPATCHER_JOB_POLL_INTERVAL_SECONDS",
+            "trunk_cache_seconds": "DISPATCHER_TRUNK_CACHE_SECONDS",
+        }
+        return env.fields(
+            cls,
+            {"max_budget_seconds": "DISPATCHER_MAX_BUDGET_SECONDS"},
+            livekit=env.fields(LiveKitConfig, livekit),
+            retry=env.fields(RetryConfig, retry),
+            claims=env.fields(ClaimConfig, claims),
+            jobs=env.fields(JobConfig, jobs),
         )

@@ -4,17 +4,11 @@ so the logic never imports grpc."""
 
 from __future__ import annotations
 
+from services.common.errors import DomainError
 
-class DispatchError(Exception):
-    """Base class; `reason` is stable and machine-readable, the message is for people."""
 
-    reason: str = "DISPATCH_FAILED"
-
-    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-        self.metadata: dict[str, str] = dict(metadata or {})
+class DispatchError(DomainError):
+    reason = "DISPATCH_FAILED"
 
 
 class InvalidRequest(DispatchError):

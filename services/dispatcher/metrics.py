@@ -4,68 +4,55 @@ never collide)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
-from services.grpc_runtime import LATENCY_BUCKETS
+from services.grpc_runtime.metrics import MetricSet
 
 
-class DispatcherMetrics:
+class DispatcherMetrics(MetricSet):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        self.dispatches = Counter(
+        super().__init__(registry)
+        self.dispatches = self.counter(
             "friday_dispatcher_dispatches_total",
             "DispatchAgent outcomes: created, already_existed, or failed (with the gRPC code).",
             ["outcome", "code"],
-            registry=self.registry,
         )
-        self.livekit_latency = Histogram(
+        self.livekit_latency = self.histogram(
             "friday_dispatcher_livekit_request_seconds",
             "Latency of one LiveKit AgentDispatchService request (one attempt), by method and result.",
             ["method", "result"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
-        self.livekit_retries = Counter(
+        self.livekit_retries = self.counter(
             "friday_dispatcher_livekit_retries_total",
             "LiveKit requests retried after a 5xx, 429 or transport failure, by method.",
             ["method"],
-            registry=self.registry,
         )
-        self.claim_waits = Counter(
+        self.claim_waits = self.counter(
             "friday_dispatcher_claim_waits_total",
             "DispatchAgent calls that found their call claimed by another request and waited for its dispatch.",
-            registry=self.registry,
         )
-        self.degraded_claims = Counter(
+        self.degraded_claims = self.counter(
             "friday_dispatcher_degraded_claims_total",
             "Calls claimed in this process only because the shared claim store (Redis) was unreachable.",
-            registry=self.registry,
         )
-        self.claims_degraded = Gauge(
+        self.claims_degraded = self.gauge(
             "friday_dispatcher_claims_degraded",
             "1 while the shared claim store (Redis) is unreachable and calls are claimed in process.",
-            registry=self.registry,
         )
-        self.duplicates_removed = Counter(
+        self.duplicates_removed = self.counter(
             "friday_dispatcher_duplicate_dispatches_removed_total",
             "Extra dispatches of a call's agent deleted after two creates landed (the oldest was kept).",
-            registry=self.registry,
         )
-        self.no_worker = Counter(
+        self.no_worker = self.counter(
             "friday_dispatcher_no_agent_worker_total",
             "Dispatches withdrawn because no agent worker took the job in time (the caller would ring out).",
-            registry=self.registry,
         )
-        self.failed_jobs = Counter(
-            "friday_dispatcher_failed_jobs_total",
-            "Dispatches whose job failed at the worker and were replaced.",
-            registry=self.registry,
+        self.failed_jobs = self.counter(
+            "friday_dispatcher_failed_jobs_total", "Dispatches whose job failed at the worker and were replaced."
         )
-        self.job_wait = Histogram(
+        self.job_wait = self.histogram(
             "friday_dispatcher_job_wait_seconds",
             "Time from a dispatch existing to a worker holding its job.",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
 
     def record_dispatch(self, outcome: str, code: str = "OK") -> None:

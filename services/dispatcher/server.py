@@ -23,12 +23,7 @@ REDIS_PROBE_INTERVAL_SECONDS = 10.0
 
 def server_config_from_env() -> ServerConfig:
     """DISPATCHER_PORT, DISPATCHER_METRICS_PORT, DISPATCHER_TLS_*, DISPATCHER_TOKEN, ..."""
-    return ServerConfig.from_env(
-        "DISPATCHER",
-        default_port=DEFAULT_PORT,
-        default_metrics_port=DEFAULT_METRICS_PORT,
-        token_env="DISPATCHER_TOKEN",
-    )
+    return ServerConfig.from_env("DISPATCHER", default_port=DEFAULT_PORT, default_metrics_port=DEFAULT_METRICS_PORT)
 
 
 def build_server(

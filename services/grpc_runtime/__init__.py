@@ -42,14 +42,16 @@ Clients::
     channel = create_channel("localhost:50052", tls=ClientTLSConfig(ca_file=..., cert_file=..., key_file=...),
                              services=["friday.dispatcher.v1.DispatcherService"], retry=RetryPolicy(),
                              bearer_token=token, trace_id=current_trace_id)
-    error_info(rpc_error)   # -> google.rpc.ErrorInfo | None on a failed call
+    error_info(rpc_error)   # -> google.rpc.ErrorInfo | None on a failed call; error_reason(rpc_error) -> str
+    class MyClient(ServiceClient): ...      # typed client: channel, deadline, token, ServiceCallError
 """
 
 from services.grpc_runtime.call_metadata import RETRYABLE_CODES, call_metadata
 from services.grpc_runtime.channel import DEFAULT_CHANNEL_OPTIONS, channel_credentials, create_channel, service_config
+from services.grpc_runtime.client import ChannelClient, ServiceCallError, ServiceClient
 from services.grpc_runtime.config import ClientTLSConfig, RetryPolicy, ServerConfig, ServerTLSConfig
 from services.grpc_runtime.deadlines import answer_budget, less_answer_margin, remaining_budget
-from services.grpc_runtime.errors import StatusTable, abort_with_error, error_info, error_status
+from services.grpc_runtime.errors import StatusTable, abort_with_error, error_info, error_reason, error_status
 from services.grpc_runtime.health import NOT_SERVING, SERVING, DependencyReporter, HealthReporter
 from services.grpc_runtime.interceptors import (
     AUTH_ERROR_DOMAIN,
@@ -71,6 +73,7 @@ __all__ = [
     "RETRYABLE_CODES",
     "SERVING",
     "BearerTokenAuthInterceptor",
+    "ChannelClient",
     "ClientTLSConfig",
     "DependencyReporter",
     "GrpcServer",
@@ -81,6 +84,8 @@ __all__ = [
     "ServerConfig",
     "ServerMetrics",
     "ServerTLSConfig",
+    "ServiceCallError",
+    "ServiceClient",
     "ServiceSpec",
     "StatusTable",
     "abort_with_error",
@@ -90,6 +95,7 @@ __all__ = [
     "create_channel",
     "current_trace_id",
     "error_info",
+    "error_reason",
     "error_status",
     "less_answer_margin",
     "peer_host",

@@ -2,7 +2,8 @@
 stable machine-readable `reason`, a `domain` naming the service and free metadata.
 
 Server side: `await abort_with_error(context, code, message, reason=..., domain=...)`.
-Client side: `error_info(rpc_error)` returns the ErrorInfo (or None).
+Client side: `error_info(rpc_error)` returns the ErrorInfo (or None), `error_reason(rpc_error)`
+its reason ('' when there is none).
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def error_info(error: Any) -> error_details_pb2.ErrorInfo | None:
             detail.Unpack(info)
             return info
     return None
+
+
+def error_reason(error: Any) -> str:
+    """The ErrorInfo reason of a failed call ('' when there is none)."""
+    info = error_info(error)
+    return info.reason if info is not None else ""
 
 
 def _code_number(code: grpc.StatusCode) -> int:

@@ -7,34 +7,51 @@ timeout bounds how long a connection may take to send them."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Latencies of a phone-call path: most calls are milliseconds, the tail is the ring.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class ServerMetrics:
-    """The runtime's own request metrics. Services add theirs to `registry`."""
+class MetricSet:
+    """A service's metrics, declared on one registry: the server's own, or a fresh one
+    (so two services in one test process never collide). Subclasses declare theirs in
+    `__init__` with `counter`, `gauge` and `histogram`; latencies default to LATENCY_BUCKETS."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.requests = Counter(
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def histogram(
+        self, name: str, documentation: str, labels: Sequence[str] = (), *, buckets: Sequence[float] = LATENCY_BUCKETS
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
+
+
+class ServerMetrics(MetricSet):
+    """The runtime's own request metrics. Services add theirs to `registry`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        self.requests = self.counter(
             "grpc_server_handled_total",
             "gRPC calls completed on the server, by method and status code.",
             ["grpc_method", "grpc_code"],
-            registry=self.registry,
         )
-        self.latency = Histogram(
+        self.latency = self.histogram(
             "grpc_server_handling_seconds",
             "Time from receiving a gRPC call to its completion, by method.",
             ["grpc_method"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
 
 

@@ -7,18 +7,18 @@
 Every call has a deadline (`timeout`, default 2 s). UNAVAILABLE from a server that
 is down or restarting is retried by the channel's service config; an UNAVAILABLE
 that PersonaService returns after its own CRM retries carries a retry pushback and
-is not retried again. Errors raise `grpc.aio.AioRpcError`; `error_reason(exc)` gives
-the stable ErrorInfo reason (PERSONA_NOT_FOUND, ...)."""
+is not retried again. Errors raise `grpc.aio.AioRpcError` as they come (internal teams
+branch on its code, and the channel's retries need it unwrapped); `error_reason(exc)`
+gives the stable ErrorInfo reason (PERSONA_NOT_FOUND, ...). The bearer token and trace id
+travel on the channel, so the shared `ChannelClient` only owns the channel here."""
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import AsyncIterator, Callable
 
-import grpc
-
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
-from services.grpc_runtime import ClientTLSConfig, RetryPolicy, create_channel, error_info
+from services.grpc_runtime import ChannelClient, ClientTLSConfig, RetryPolicy, create_channel, error_reason
 
 SERVICE_NAME = persona_service_pb2.DESCRIPTOR.services_by_name["PersonaService"].full_name
 DEFAULT_TARGET = "localhost:50051"
@@ -26,7 +26,10 @@ DEFAULT_TIMEOUT_SECONDS = 2.0
 DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_backoff_seconds=0.1, max_backoff_seconds=0.5)
 
 
-class PersonaClient:
+__all__ = ["DEFAULT_TARGET", "DEFAULT_TIMEOUT_SECONDS", "PersonaClient", "error_reason"]
+
+
+class PersonaClient(ChannelClient):
     def __init__(
         self,
         target: str = DEFAULT_TARGET,
@@ -39,10 +42,11 @@ class PersonaClient:
     ) -> None:
         self.target = target
         self.timeout = timeout
-        self._channel = create_channel(
+        channel = create_channel(
             target, tls=tls, services=[SERVICE_NAME], retry=retry, bearer_token=bearer_token, trace_id=trace_id
         )
-        self._stub = persona_service_pb2_grpc.PersonaServiceStub(self._channel)
+        super().__init__(channel)
+        self._stub = persona_service_pb2_grpc.PersonaServiceStub(self.channel)
 
     async def get_persona(
         self,
@@ -90,16 +94,5 @@ class PersonaClient:
             call.cancel()
 
     async def close(self) -> None:
-        await self._channel.close()
-
-    async def __aenter__(self) -> PersonaClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-def error_reason(error: grpc.RpcError) -> str:
-    """The ErrorInfo reason of a failed call ('' when there is none)."""
-    info = error_info(error)
-    return info.reason if info is not None else ""
+        """The name this client has always had for `aclose`."""
+        await self.aclose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 from services.common.env import ConfigError, Environment
 from services.persona.admission import NewNumberLimits, parse_networks
@@ -76,72 +75,52 @@ class PersonaConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PersonaConfig:
         env = Environment(environ)
-        return cls(
-            crm=CrmConfig(
-                api_base=env.optional("PERSONA_API_BASE"),
-                number_format=env.enum("PERSONA_CRM_NUMBER_FORMAT", CrmConfig.number_format),
-                attempt_timeout_seconds=env.number("PERSONA_CRM_TIMEOUT", CrmConfig.attempt_timeout_seconds),
-                max_attempts=env.integer("PERSONA_CRM_MAX_ATTEMPTS", CrmConfig.max_attempts),
-                backoff_initial_seconds=env.number("PERSONA_CRM_BACKOFF_INITIAL", CrmConfig.backoff_initial_seconds),
-                backoff_max_seconds=env.number("PERSONA_CRM_BACKOFF_MAX", CrmConfig.backoff_max_seconds),
-                probe_interval_seconds=env.number("PERSONA_CRM_PROBE_INTERVAL", CrmConfig.probe_interval_seconds),
-                breaker_failures=_not_negative(
-                    "PERSONA_CRM_BREAKER_FAILURES",
-                    env.integer("PERSONA_CRM_BREAKER_FAILURES", CrmConfig.breaker_failures),
-                ),
-                breaker_cooldown_seconds=_not_negative(
-                    "PERSONA_CRM_BREAKER_COOLDOWN",
-                    env.number("PERSONA_CRM_BREAKER_COOLDOWN", CrmConfig.breaker_cooldown_seconds),
-                ),
-            ),
-            cache=CacheConfig(
-                ttl_seconds=env.number("PERSONA_CACHE_TTL", CacheConfig.ttl_seconds),
-                negative_ttl_seconds=env.number("PERSONA_NEGATIVE_TTL", CacheConfig.negative_ttl_seconds),
-                max_stale_seconds=env.number("PERSONA_MAX_STALE", CacheConfig.max_stale_seconds),
-                max_entries=env.integer("PERSONA_CACHE_MAX_ENTRIES", CacheConfig.max_entries),
-                last_known_good_max_entries=_not_negative(
-                    "PERSONA_LAST_KNOWN_GOOD_MAX_ENTRIES",
-                    env.integer("PERSONA_LAST_KNOWN_GOOD_MAX_ENTRIES", CacheConfig.last_known_good_max_entries),
-                ),
-                redis_url=env.optional("REDIS_URL"),
-                redis_key_prefix=env.text("PERSONA_REDIS_PREFIX", CacheConfig.redis_key_prefix),
-                redis_cooldown_seconds=env.number("PERSONA_REDIS_COOLDOWN", CacheConfig.redis_cooldown_seconds),
-            ),
-            new_numbers=NewNumberLimits(
-                rate=_not_negative(
-                    "PERSONA_NEW_NUMBER_RATE", env.number("PERSONA_NEW_NUMBER_RATE", NewNumberLimits.rate)
-                ),
-                burst=_not_negative(
-                    "PERSONA_NEW_NUMBER_BURST", env.integer("PERSONA_NEW_NUMBER_BURST", NewNumberLimits.burst)
-                ),
-                peer_rate=_not_negative(
-                    "PERSONA_NEW_NUMBER_PEER_RATE",
-                    env.number("PERSONA_NEW_NUMBER_PEER_RATE", NewNumberLimits.peer_rate),
-                ),
-                peer_burst=_not_negative(
-                    "PERSONA_NEW_NUMBER_PEER_BURST",
-                    env.integer("PERSONA_NEW_NUMBER_PEER_BURST", NewNumberLimits.peer_burst),
-                ),
+        crm = {
+            "api_base": "PERSONA_API_BASE",
+            "number_format": "PERSONA_CRM_NUMBER_FORMAT",
+            "attempt_timeout_seconds": "PERSONA_CRM_TIMEOUT",
+            "max_attempts": "PERSONA_CRM_MAX_ATTEMPTS",
+            "backoff_initial_seconds": "PERSONA_CRM_BACKOFF_INITIAL",
+            "backoff_max_seconds": "PERSONA_CRM_BACKOFF_MAX",
+            "probe_interval_seconds": "PERSONA_CRM_PROBE_INTERVAL",
+            "breaker_failures": "PERSONA_CRM_BREAKER_FAILURES",
+            "breaker_cooldown_seconds": "PERSONA_CRM_BREAKER_COOLDOWN",
+        }
+        cache = {
+            "ttl_seconds": "PERSONA_CACHE_TTL",
+            "negative_ttl_seconds": "PERSONA_NEGATIVE_TTL",
+            "max_stale_seconds": "PERSONA_MAX_STALE",
+            "max_entries": "PERSONA_CACHE_MAX_ENTRIES",
+            "last_known_good_max_entries": "PERSONA_LAST_KNOWN_GOOD_MAX_ENTRIES",
+            "redis_url": "REDIS_URL",
+            "redis_key_prefix": "PERSONA_REDIS_PREFIX",
+            "redis_cooldown_seconds": "PERSONA_REDIS_COOLDOWN",
+        }
+        new_numbers = {
+            "rate": "PERSONA_NEW_NUMBER_RATE",
+            "burst": "PERSONA_NEW_NUMBER_BURST",
+            "peer_rate": "PERSONA_NEW_NUMBER_PEER_RATE",
+            "peer_burst": "PERSONA_NEW_NUMBER_PEER_BURST",
+        }
+        watch = {
+            "keepalive_seconds": "PERSONA_WATCH_KEEPALIVE",
+            "buffer": "PERSONA_WATCH_BUFFER",
+            "history": "PERSONA_WATCH_HISTORY",
+        }
+        return env.fields(
+            cls,
+            {"persona_file": "PERSONA_FILE", "request_budget_seconds": "PERSONA_REQUEST_BUDGET"},
+            crm=env.fields(CrmConfig, crm, not_negative=("breaker_failures", "breaker_cooldown_seconds")),
+            cache=env.fields(CacheConfig, cache, not_negative=("last_known_good_max_entries",)),
+            new_numbers=env.fields(
+                NewNumberLimits,
+                new_numbers,
+                not_negative=new_numbers.keys(),
                 peer_exempt=_networks(env, "PERSONA_NEW_NUMBER_PEER_EXEMPT"),
             ),
-            watch=WatchConfig(
-                keepalive_seconds=env.number("PERSONA_WATCH_KEEPALIVE", WatchConfig.keepalive_seconds),
-                buffer=env.integer("PERSONA_WATCH_BUFFER", WatchConfig.buffer),
-                history=env.integer("PERSONA_WATCH_HISTORY", WatchConfig.history),
-            ),
-            persona_file=env.optional("PERSONA_FILE"),
+            watch=env.fields(WatchConfig, watch),
             default_region=env.text("PERSONA_DEFAULT_REGION", cls.default_region).upper(),
-            request_budget_seconds=env.number("PERSONA_REQUEST_BUDGET", cls.request_budget_seconds),
         )
-
-
-Number = TypeVar("Number", int, float)
-
-
-def _not_negative(name: str, value: Number) -> Number:
-    if value < 0:
-        raise ConfigError(f"{name}={value!r} must not be negative")
-    return value
 
 
 def _networks(env: Environment, name: str) -> tuple[str, ...]:

@@ -3,10 +3,15 @@ layer puts into google.rpc.ErrorInfo (see persona_service.proto)."""
 
 from __future__ import annotations
 
+from services.common.errors import DomainError
+
 ERROR_DOMAIN = "persona.friday"
 
 
-class PersonaLookupError(Exception):
+class PersonaLookupError(DomainError):
+    """`number` is the number as normalised, when it got that far (the servicer puts it in
+    the ErrorInfo metadata as `normalized_number`)."""
+
     reason = "INTERNAL"
 
     def __init__(self, message: str, number: str = "") -> None:

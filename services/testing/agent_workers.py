@@ -45,11 +45,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from livekit.protocol.agent import Job, JobState, JobStatus
 
 from .livekit_ids import WORKER_PREFIX, guid
+
+M = TypeVar("M", Job, JobState)
 
 logger = logging.getLogger("services.testing.livekit")
 
@@ -220,7 +222,7 @@ class AgentWorkers:
                 offered.state.ended_at = asked_at
                 offered.state.status = JobStatus.JS_SUCCESS
                 self._jobs[offered.id] = (offered, worker.id)
-                return _copy_state(offered.state)
+                return _copy(offered.state)
             if not answer.available:
                 continue  # ErrWorkerNotAvailable: the next worker is tried
             offered.state.participant_identity = answer.participant_identity
@@ -229,7 +231,7 @@ class AgentWorkers:
             self._jobs[offered.id] = (offered, worker.id)
             _log("assigned job to worker", jobID=offered.id, workerID=worker.id, **fields)
             worker.behaviour.assigned(_copy(offered), self)
-            return _copy_state(offered.state)
+            return _copy(offered.state)
 
     def terminate_job(self, job_id: str, reason: TerminateReason) -> JobState | None:
         """TerminateJob: the job's new state, or None when no worker runs it any more."""
@@ -257,7 +259,7 @@ class AgentWorkers:
             state.ended_at = now
             del worker.running[job_id]
             self._job_worker.pop(job_id, None)
-        return _copy_state(state)
+        return _copy(state)
 
     def job_failed(self, job_id: str, error: str) -> None:
         """The job's process failed: the worker reports JS_FAILED and the agent leaves the room."""
@@ -274,13 +276,8 @@ def _log(message: str, **fields: str) -> None:
     logger.info("%s %s", message, " ".join(f"{key}={value!r}" for key, value in fields.items()))
 
 
-def _copy(job: Job) -> Job:
-    out = Job()
-    out.CopyFrom(job)
-    return out
-
-
-def _copy_state(state: JobState) -> JobState:
-    out = JobState()
-    out.CopyFrom(state)
+def _copy(message: M) -> M:
+    """A copy the caller may change without changing what the stand-in holds."""
+    out = type(message)()
+    out.CopyFrom(message)
     return out

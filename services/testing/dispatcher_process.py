@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,41 +20,28 @@ from pathlib import Path
 import grpc
 
 from services.grpc_runtime.channel import is_serving
+from services.testing.child_process import HOST, ChildProcess
 
 # Where this `services` package is imported from: the child imports the same code.
 IMPORT_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 _OWN_SETTINGS = ("DISPATCHER_", "LIVEKIT_")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+class DispatcherProcess(ChildProcess):
+    name = "dispatcher process"
 
-
-class DispatcherProcess:
     def __init__(self, env: Mapping[str, str], *, port: int = 0, log_level: str = "WARNING", nice: int = 0) -> None:
         """`env`: the dispatcher's settings (LIVEKIT_URL, REDIS_URL, DISPATCHER_...).
         `nice`: a lower CPU priority, so that its start-up (seconds of imports on a small
         machine) does not starve the callers' side running in the test's own process."""
+        super().__init__(port)
         self._env = dict(env)
         self._log_level = log_level
         self._nice = nice
-        self.port = port or _free_port()
-        self._process: asyncio.subprocess.Process | None = None
 
     @property
     def target(self) -> str:
         return f"{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.returncode is None
 
     async def start(self, timeout: float = 60.0) -> None:
         """Spawn it and wait until its health answers SERVING (a loaded machine takes seconds)."""
@@ -72,23 +58,8 @@ class DispatcherProcess:
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
         )
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + timeout
         async with grpc.aio.insecure_channel(self.target) as channel:
-            while not await is_serving(channel, timeout=1.0):
-                if self._process.returncode is not None:
-                    raise RuntimeError(f"dispatcher process exited with {self._process.returncode} before serving")
-                if loop.time() > give_up:
-                    await self.kill()
-                    raise TimeoutError(f"dispatcher process on {self.target} not serving after {timeout}s")
-                await asyncio.sleep(0.1)
-
-    async def kill(self) -> None:
-        """SIGKILL, as the OOM killer or a node loss does it."""
-        if self._process is not None and self._process.returncode is None:
-            self._process.send_signal(signal.SIGKILL)
-            await self._process.wait()
-        self._process = None
+            await self._wait_until(lambda: is_serving(channel, timeout=1.0), timeout=timeout, interval=0.1)
 
     async def stop(self) -> None:
         """SIGTERM (graceful drain), SIGKILL if it does not exit."""

@@ -32,11 +32,11 @@ from typing import Any
 import jwt
 from google.protobuf import json_format
 from livekit.api import AccessToken
-from livekit.protocol.models import DisconnectReason, ParticipantInfo, ParticipantPermission, Room
+from livekit.protocol.models import DisconnectReason, ParticipantInfo, Room
 from livekit.protocol.webhook import WebhookEvent
 
 from . import sip_participants
-from .livekit_ids import JOB_PREFIX, PARTICIPANT_PREFIX, ROOM_PREFIX, guid
+from .livekit_ids import JOB_PREFIX, ROOM_PREFIX, guid
 
 WEBHOOK_CONTENT_TYPE = "application/webhook+json"
 DEFAULT_VALIDITY = timedelta(minutes=5)
@@ -105,20 +105,6 @@ def _event(kind: str, room: str, event_id: str | None, created_at: int | None) -
     return WebhookEvent(event=kind, room=_room(room, now), id=event_id or guid("EV_"), created_at=now)
 
 
-def _participant(identity: str, name: str, kind: int, joined_at: int) -> ParticipantInfo:
-    return ParticipantInfo(
-        sid=guid(PARTICIPANT_PREFIX),
-        identity=identity,
-        name=name,
-        state=ParticipantInfo.State.ACTIVE,
-        joined_at=joined_at,
-        joined_at_ms=joined_at * 1000,
-        version=1,
-        kind=kind,  # type: ignore[arg-type]
-        permission=ParticipantPermission(can_subscribe=True, can_publish=True, can_publish_data=True),
-    )
-
-
 def sip_participant_joined(
     *,
     room: str,
@@ -176,7 +162,9 @@ def agent_participant_joined(
     created_at = joined_at_ms // 1000 if joined_at_ms is not None else None
     event = _event("participant_joined", room, event_id, created_at)
     job_id = guid(JOB_PREFIX)
-    p = _participant(f"agent-{job_id}", agent_name, ParticipantInfo.Kind.AGENT, event.created_at)
+    p = sip_participants.participant_info(
+        f"agent-{job_id}", agent_name, event.created_at, kind=ParticipantInfo.Kind.AGENT
+    )
     if joined_at_ms is not None:
         p.joined_at_ms = joined_at_ms
     p.permission.agent = True
@@ -211,7 +199,9 @@ def standard_participant_joined(*, room: str, event_id: str | None = None) -> We
     """A browser/app user joining: kind STANDARD, i.e. no ``kind`` in the JSON at all."""
     event = _event("participant_joined", room, event_id, None)
     event.participant.CopyFrom(
-        _participant(random_id("user-", 6), "Web user", ParticipantInfo.Kind.STANDARD, event.created_at)
+        sip_participants.participant_info(
+            random_id("user-", 6), "Web user", event.created_at, kind=ParticipantInfo.Kind.STANDARD
+        )
     )
     return event
 

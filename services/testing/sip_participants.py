@@ -109,7 +109,7 @@ def inbound(
     attrs[SipAttribute.CALL_TAG] = call_tag or secrets.token_hex(5)
     attrs[SipAttribute.CALL_ID_FULL] = sip_call_id or f"{secrets.token_hex(16)}@{hostname}"
     attrs[SipAttribute.CALL_STATUS] = call_status
-    return _participant(identity or who, name, attrs, joined_at)
+    return participant_info(identity or who, name, joined_at, attrs=attrs)
 
 
 def outbound(
@@ -134,10 +134,19 @@ def outbound(
         attrs[SipAttribute.HOSTNAME] = trunk_address
         attrs[SipAttribute.TRUNK_PHONE_NUMBER] = trunk_number
     attrs[SipAttribute.CALL_STATUS] = "dialing"
-    return _participant(identity or "sip_" + called_number, name, attrs, joined_at)
+    return participant_info(identity or "sip_" + called_number, name, joined_at, attrs=attrs)
 
 
-def _participant(identity: str, name: str, attrs: Mapping[str, str], joined_at: int) -> ParticipantInfo:
+def participant_info(
+    identity: str,
+    name: str,
+    joined_at: int,
+    *,
+    kind: ParticipantInfo.Kind = ParticipantInfo.Kind.SIP,
+    attrs: Mapping[str, str] | None = None,
+) -> ParticipantInfo:
+    """A participant as LiveKit reports it once joined (active, may publish and subscribe);
+    the webhook signer makes its agent and web participants here too."""
     participant = ParticipantInfo(
         sid=guid(PARTICIPANT_PREFIX),
         identity=identity,
@@ -146,8 +155,8 @@ def _participant(identity: str, name: str, attrs: Mapping[str, str], joined_at: 
         joined_at=joined_at,
         joined_at_ms=joined_at * 1000,
         version=1,
-        kind=ParticipantInfo.Kind.SIP,
+        kind=kind,
         permission=ParticipantPermission(can_subscribe=True, can_publish=True, can_publish_data=True),
     )
-    participant.attributes.update(attrs)
+    participant.attributes.update(attrs or {})
     return participant

@@ -51,23 +51,18 @@ class CallReportingConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CallReportingConfig:
-        env = Environment(environ)
-        return cls(
-            target=env.optional("CALLS_TARGET"),
-            token=env.optional("CALLS_TOKEN"),
-            tls=ClientTLSConfig.from_env("CALLS", environ),
-            queue_size=env.integer("GATEWAY_CALL_EVENTS_QUEUE_SIZE", cls.queue_size),
-            max_attempts=env.integer("GATEWAY_CALL_EVENTS_MAX_ATTEMPTS", cls.max_attempts),
-            attempt_timeout_seconds=env.number(
-                "GATEWAY_CALL_EVENTS_ATTEMPT_TIMEOUT_SECONDS", cls.attempt_timeout_seconds
-            ),
-            initial_backoff_seconds=env.number(
-                "GATEWAY_CALL_EVENTS_INITIAL_BACKOFF_SECONDS", cls.initial_backoff_seconds
-            ),
-            max_backoff_seconds=env.number("GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS", cls.max_backoff_seconds),
-            senders=env.integer("GATEWAY_CALL_EVENTS_SENDERS", cls.senders),
-            drain_seconds=env.number("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", cls.drain_seconds),
-        )
+        variables = {
+            "target": "CALLS_TARGET",
+            "token": "CALLS_TOKEN",
+            "queue_size": "GATEWAY_CALL_EVENTS_QUEUE_SIZE",
+            "max_attempts": "GATEWAY_CALL_EVENTS_MAX_ATTEMPTS",
+            "attempt_timeout_seconds": "GATEWAY_CALL_EVENTS_ATTEMPT_TIMEOUT_SECONDS",
+            "initial_backoff_seconds": "GATEWAY_CALL_EVENTS_INITIAL_BACKOFF_SECONDS",
+            "max_backoff_seconds": "GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS",
+            "senders": "GATEWAY_CALL_EVENTS_SENDERS",
+            "drain_seconds": "GATEWAY_CALL_EVENTS_DRAIN_SECONDS",
+        }
+        return Environment(environ).fields(cls, variables, tls=ClientTLSConfig.from_env("CALLS", environ))
 
 
 class CallHistorySink(Protocol):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.common.env import Environment
+from services.common.env import Environment, Name
 from services.common.listen_address import LOOPBACK_HOST
 from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
 from services.grpc_runtime.config import ClientTLSConfig
@@ -42,17 +42,17 @@ class HttpServerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HttpServerConfig:
-        env = Environment(environ)
-        return cls(
-            host=env.text("GATEWAY_HOST", cls.host),
-            port=env.integer("PORT", cls.port),
-            shutdown_grace_seconds=env.number("GATEWAY_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
-            max_connections=env.integer("GATEWAY_MAX_CONNECTIONS", cls.max_connections),
-            max_header_bytes=env.integer("GATEWAY_MAX_HEADER_BYTES", cls.max_header_bytes),
-            header_timeout_seconds=env.number("GATEWAY_HEADER_TIMEOUT_SECONDS", cls.header_timeout_seconds),
-            body_timeout_seconds=env.number("GATEWAY_BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds),
-            keep_alive_seconds=env.number("GATEWAY_KEEP_ALIVE_SECONDS", cls.keep_alive_seconds),
-        )
+        variables = {
+            "host": "GATEWAY_HOST",
+            "port": "PORT",
+            "shutdown_grace_seconds": "GATEWAY_SHUTDOWN_GRACE_SECONDS",
+            "max_connections": "GATEWAY_MAX_CONNECTIONS",
+            "max_header_bytes": "GATEWAY_MAX_HEADER_BYTES",
+            "header_timeout_seconds": "GATEWAY_HEADER_TIMEOUT_SECONDS",
+            "body_timeout_seconds": "GATEWAY_BODY_TIMEOUT_SECONDS",
+            "keep_alive_seconds": "GATEWAY_KEEP_ALIVE_SECONDS",
+        }
+        return Environment(environ).fields(cls, variables)
 
 
 @dataclass(frozen=True)
@@ -81,24 +81,27 @@ class GatewayConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
-        env = Environment(environ)
-        return cls(
+        variables: dict[str, Name] = {
             # LiveKit signs webhooks with its API key pair unless livekit.yaml names another.
-            webhook_api_key=env.text(("LIVEKIT_WEBHOOK_API_KEY", "LIVEKIT_API_KEY"), cls.webhook_api_key),
-            webhook_api_secret=env.text(("LIVEKIT_WEBHOOK_API_SECRET", "LIVEKIT_API_SECRET"), cls.webhook_api_secret),
-            persona_target=env.text("PERSONA_TARGET", cls.persona_target),
-            dispatcher_target=env.text("DISPATCHER_TARGET", cls.dispatcher_target),
-            dispatcher_token=env.optional("DISPATCHER_TOKEN"),
-            persona_token=env.optional("PERSONA_TOKEN"),
-            agent_name=env.text(AGENT_NAME_ENV, cls.agent_name),
-            budget_seconds=env.number("GATEWAY_BUDGET_SECONDS", cls.budget_seconds),
-            persona_timeout_seconds=env.number("GATEWAY_PERSONA_TIMEOUT_SECONDS", cls.persona_timeout_seconds),
-            max_body_bytes=env.integer("GATEWAY_MAX_BODY_BYTES", cls.max_body_bytes),
-            dedupe_ttl_seconds=env.number("GATEWAY_DEDUPE_TTL_SECONDS", cls.dedupe_ttl_seconds),
-            dedupe_max_entries=env.integer("GATEWAY_DEDUPE_MAX_ENTRIES", cls.dedupe_max_entries),
-            redis_url=env.optional("REDIS_URL"),
-            redis_prefix=env.text("GATEWAY_REDIS_PREFIX", cls.redis_prefix),
-            ready_timeout_seconds=env.number("GATEWAY_READY_TIMEOUT_SECONDS", cls.ready_timeout_seconds),
+            "webhook_api_key": ("LIVEKIT_WEBHOOK_API_KEY", "LIVEKIT_API_KEY"),
+            "webhook_api_secret": ("LIVEKIT_WEBHOOK_API_SECRET", "LIVEKIT_API_SECRET"),
+            "persona_target": "PERSONA_TARGET",
+            "dispatcher_target": "DISPATCHER_TARGET",
+            "dispatcher_token": "DISPATCHER_TOKEN",
+            "persona_token": "PERSONA_TOKEN",
+            "agent_name": AGENT_NAME_ENV,
+            "budget_seconds": "GATEWAY_BUDGET_SECONDS",
+            "persona_timeout_seconds": "GATEWAY_PERSONA_TIMEOUT_SECONDS",
+            "max_body_bytes": "GATEWAY_MAX_BODY_BYTES",
+            "dedupe_ttl_seconds": "GATEWAY_DEDUPE_TTL_SECONDS",
+            "dedupe_max_entries": "GATEWAY_DEDUPE_MAX_ENTRIES",
+            "redis_url": "REDIS_URL",
+            "redis_prefix": "GATEWAY_REDIS_PREFIX",
+            "ready_timeout_seconds": "GATEWAY_READY_TIMEOUT_SECONDS",
+        }
+        return Environment(environ).fields(
+            cls,
+            variables,
             persona_tls=ClientTLSConfig.from_env("PERSONA", environ),
             dispatcher_tls=ClientTLSConfig.from_env("DISPATCHER", environ),
             call_reporting=CallReportingConfig.from_env(environ),

@@ -20,7 +20,7 @@ from friday.dispatcher.v1.dispatcher_service_pb2 import (
 )
 from friday.persona.v1 import persona_service_pb2_grpc
 from friday.persona.v1.persona_service_pb2 import GetPersonaRequest, GetPersonaResponse
-from services.grpc_runtime import RETRYABLE_CODES, call_metadata, error_info
+from services.grpc_runtime import RETRYABLE_CODES, call_metadata, error_reason
 from services.grpc_runtime.channel import create_channel
 from services.grpc_runtime.config import ClientTLSConfig
 from services.webhook_gateway.errors import UpstreamError
@@ -41,14 +41,13 @@ def upstream_channel(target: str, tls: ClientTLSConfig | None) -> grpc.aio.Chann
 
 def _upstream_error(service: str, error: grpc.aio.AioRpcError) -> UpstreamError:
     code = error.code()
-    info = error_info(error)
     return UpstreamError(
         service,
         code.name,
         error.details() or "",
         retryable=code in RETRYABLE_CODES,
         invalid_request=code == grpc.StatusCode.INVALID_ARGUMENT,
-        reason=info.reason if info is not None else "",
+        reason=error_reason(error),
     )
 
 

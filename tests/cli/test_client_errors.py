@@ -49,6 +49,23 @@ def test_dispatcher_list_says_the_same_through_the_shared_helper(refused_target:
     assert "Traceback" not in done.stderr
 
 
+def test_calls_list_reports_through_the_same_helper(refused_target: str) -> None:
+    done = _friday("calls", "list", "--target", refused_target)
+    assert done.returncode == 1 and done.stdout == ""
+    first, hint = done.stderr.splitlines()
+    assert first.startswith("error: UNAVAILABLE UNREACHABLE: ") and first.endswith(f"(target {refused_target})")
+    assert hint.startswith(f"hint: no CallHistoryService is listening at {refused_target}") and "CALLS_TARGET" in hint
+
+
+def test_the_commands_name_the_settings_their_clients_read() -> None:
+    from services.calls.client import CallsClient
+    from services.cli import calls, dispatcher
+    from services.dispatcher.client import DispatcherClient
+
+    for command, client in ((calls, CallsClient), (dispatcher, DispatcherClient)):
+        assert (command.PREFIX, command.DEFAULT_TARGET) == (client.env_prefix, client.default_target)
+
+
 def test_a_listener_that_never_answers_is_no_answer_within_the_timeout() -> None:
     with socket.socket() as sock:  # accepts connections (the kernel does), never speaks HTTP/2
         sock.bind(("127.0.0.1", 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterator, Mapping
 
@@ -13,6 +14,17 @@ from services.common.env import ConfigError, Environment
 class Color(enum.StrEnum):
     RED = "red"
     DARK_BLUE = "dark_blue"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    name: str = "n"
+    url: str | None = None
+    count: int = 3
+    ratio: float = 0.5
+    on: bool = False
+    color: Color = Color.RED
+    networks: tuple[str, ...] = ()
 
 
 def test_unset_empty_and_blank_values_all_give_the_default() -> None:
@@ -110,3 +122,25 @@ def test_reads_go_through_mapping_get_so_a_recording_mapping_sees_every_name() -
 def test_the_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FRIDAY_TEST_ENV_READER", "from-os")
     assert Environment().text("FRIDAY_TEST_ENV_READER", "") == "from-os"
+
+
+def test_fields_read_each_named_field_as_its_annotation_says_and_keep_the_other_defaults() -> None:
+    variables = {"name": "N", "url": "U", "count": "C", "ratio": "R", "on": "O", "color": "K"}
+    assert Environment({}).fields(Settings, variables) == Settings()
+    environ = {"N": "x", "U": "http://u", "C": "9", "R": "2.5", "O": "yes", "K": "DARK_BLUE"}
+    read = Environment(environ).fields(Settings, variables, networks=("10.0.0.0/8",))
+    assert read == Settings("x", "http://u", 9, 2.5, True, Color.DARK_BLUE, ("10.0.0.0/8",))
+    with pytest.raises(ConfigError, match="C='x' is not a whole number"):
+        Environment({"C": "x"}).fields(Settings, variables)
+
+
+def test_fields_refuse_negative_values_where_asked_naming_the_variable_read() -> None:
+    env = Environment({"NEW": "-1"})
+    assert env.fields(Settings, {"count": ("NEW", "OLD")}).count == -1
+    with pytest.raises(ConfigError, match=r"NEW=-1 must not be negative"):
+        env.fields(Settings, {"count": ("NEW", "OLD")}, not_negative=("count",))
+
+
+def test_fields_refuse_a_field_type_they_have_no_reader_for() -> None:
+    with pytest.raises(TypeError, match="no reader"):
+        Environment({}).fields(Settings, {"networks": "NETS"})
