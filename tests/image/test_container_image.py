@@ -36,6 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from friday.calls.v1 import call_history_service_pb2, call_history_service_pb2_grpc
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
 from tests.child_process import ProcessOutput, free_port
 from tests.grpc_runtime.certs import CertFiles, make_certs
@@ -53,6 +54,7 @@ START_S = 60  # a service's start-up from a cold page cache, on two loaded cores
 AGENT_START_S = 120  # the worker's imports and its two pre-warmed job processes
 TOKEN_PERSONA = "persona-token-" + "p" * 32
 TOKEN_DISPATCHER = "dispatcher-token-" + "d" * 32
+TOKEN_CALLS = "calls-token-" + "c" * 32
 LIVEKIT_KEY, LIVEKIT_SECRET = "APIimagetest", "image-test-secret-" + "s" * 32
 WEBHOOK_KEY, WEBHOOK_SECRET = "APIwebhooks", "webhook-test-secret-" + "w" * 32
 
@@ -136,6 +138,7 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
 
     persona_port, persona_metrics = free_port(), free_port()
     dispatcher_port, dispatcher_metrics = free_port(), free_port()
+    calls_port, calls_metrics = free_port(), free_port()
     gateway_port = free_port()
     commands = {
         "persona": (
@@ -164,6 +167,19 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
                 **tls_server("DISPATCHER"),
             },
         ),
+        "calls": (
+            ["calls", "serve"],
+            {
+                "CALLS_HOST": "127.0.0.1",
+                "CALLS_PORT": str(calls_port),
+                "CALLS_METRICS_HOST": "127.0.0.1",
+                "CALLS_METRICS_PORT": str(calls_metrics),
+                "CALLS_TOKEN": TOKEN_CALLS,
+                # /tmp is the pod's one writable directory (the root filesystem is read-only).
+                "CALLS_DATABASE_URL": "sqlite:////tmp/calls.sqlite3",
+                **tls_server("CALLS"),
+            },
+        ),
         "gateway": (
             ["gateway", "serve"],
             {
@@ -171,19 +187,22 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
                 "PORT": str(gateway_port),
                 "PERSONA_TARGET": f"127.0.0.1:{persona_port}",
                 "DISPATCHER_TARGET": f"127.0.0.1:{dispatcher_port}",
+                "CALLS_TARGET": f"127.0.0.1:{calls_port}",
                 "PERSONA_TOKEN": TOKEN_PERSONA,
                 "DISPATCHER_TOKEN": TOKEN_DISPATCHER,
+                "CALLS_TOKEN": TOKEN_CALLS,
                 "LIVEKIT_WEBHOOK_API_KEY": WEBHOOK_KEY,
                 "LIVEKIT_WEBHOOK_API_SECRET": WEBHOOK_SECRET,
                 **tls_client("PERSONA"),
                 **tls_client("DISPATCHER"),
+                **tls_client("CALLS"),
             },
         ),
     }
     processes = {name: image.spawn([*image.entrypoint, *argv], env, scratch) for name, (argv, env) in commands.items()}
     outputs = {name: ProcessOutput(process) for name, process in processes.items()}
     try:
-        for name, port in (("persona", persona_metrics), ("dispatcher", dispatcher_metrics)):
+        for name, port in (("persona", persona_metrics), ("dispatcher", dispatcher_metrics), ("calls", calls_metrics)):
             wait_until(lambda p=port: _http(f"http://127.0.0.1:{p}/health")[0] == 200, START_S, name, outputs[name])
 
         with _secure_channel(persona_port, certs) as channel:
@@ -200,6 +219,19 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
             _grpc_status(plaintext)
         with _secure_channel(dispatcher_port, certs) as channel:
             assert _grpc_status(channel) == health_pb2.HealthCheckResponse.SERVING
+        with _secure_channel(calls_port, certs) as channel:
+            # Its migrations ran against the SQLite file in /tmp before it served.
+            assert _grpc_status(channel) == health_pb2.HealthCheckResponse.SERVING
+            calls = call_history_service_pb2_grpc.CallHistoryServiceStub(channel)
+            listed = calls.ListCalls(
+                call_history_service_pb2.ListCallsRequest(),
+                timeout=5,
+                metadata=[("authorization", f"Bearer {TOKEN_CALLS}")],
+            )
+            assert list(listed.calls) == []
+            with pytest.raises(grpc.RpcError) as refused:
+                calls.ListCalls(call_history_service_pb2.ListCallsRequest(), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
         gateway = f"http://127.0.0.1:{gateway_port}"
         wait_until(lambda: _http(f"{gateway}/health")[0] == 200, START_S, "gateway /health", outputs["gateway"])
@@ -211,11 +243,11 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
     logs = {name: output.text() for name, output in outputs.items()}
     # uvicorn re-raises SIGTERM once it has shut down, so the gateway's status says "ended by
     # SIGTERM" (143 in the kubelet's terms) after its graceful shutdown.
-    assert codes == {"persona": 0, "dispatcher": 0, "gateway": -signal.SIGTERM}, logs
+    assert codes == {"persona": 0, "dispatcher": 0, "calls": 0, "gateway": -signal.SIGTERM}, logs
     assert "Application shutdown complete" in logs["gateway"], logs["gateway"]
-    for name in ("persona", "dispatcher"):
+    for name in ("persona", "dispatcher", "calls"):
         assert f"{name} stopped" in logs[name], logs[name]
-    for name in ("persona", "dispatcher"):
+    for name in ("persona", "dispatcher", "calls"):
         assert "tls=True, mtls=True, auth=True" in logs[name], logs[name]
     for name, text in logs.items():
         assert "Traceback" not in text, f"{name}:\n{text}"
