@@ -221,11 +221,17 @@ async def run_fault(
             asyncio.ensure_future(fault.during(mesh)) if fault.during is not None else None
         )
         spacing = arrival_seconds / max(1, calls)
+        # Calls last longer than the arrival window, as real ones do: every caller hangs up once
+        # the last call has arrived, so the hang-ups do not crowd the calls still arriving.
+        hang_up_at = asyncio.get_running_loop().time() + arrival_seconds
         # Two webhook URLs, for the faults that deliver everything twice; the others use the first.
         urls = [WebhookSender(mesh.http, mesh.webhook_url, WEBHOOK_KEY, WEBHOOK_SECRET) for _ in range(2)]
         try:
             outcomes = await asyncio.gather(
-                *(_place_call(mesh, urls, call, fault.delivery, delay=call.index * spacing) for call in planned)
+                *(
+                    _place_call(mesh, urls, call, fault.delivery, delay=call.index * spacing, hang_up_at=hang_up_at)
+                    for call in planned
+                )
             )
         finally:
             for url in urls:
@@ -275,7 +281,7 @@ async def _warm(mesh: Mesh, dialed: list[str]) -> None:
 
 
 async def _place_call(
-    mesh: Mesh, urls: list[WebhookSender], call: PlannedCall, mode: DeliveryMode, *, delay: float
+    mesh: Mesh, urls: list[WebhookSender], call: PlannedCall, mode: DeliveryMode, *, delay: float, hang_up_at: float
 ) -> CallOutcome:
     await asyncio.sleep(delay)
     mesh.livekit.create_room(call.room)  # the caller is in the room before LiveKit sends the join
@@ -308,6 +314,7 @@ async def _place_call(
             outcome.agent_join = agent_joins[0]
             outcome.lifecycle.extend(agent_joins)
     # The caller hangs up; LiveKit closes the room once it is empty.
+    await asyncio.sleep(max(0.0, hang_up_at - asyncio.get_running_loop().time()))
     left = sip_participant_left(event)
     outcome.ended_ms = left.created_at * 1000
     finished = room_finished(room=call.room)

@@ -34,9 +34,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class DispatcherProcess:
+class ServiceProcess:
+    """One of the mesh's gRPC services as a process: `friday <SUBCOMMAND> --port N`."""
+
+    SUBCOMMAND: tuple[str, ...] = ()
+    # Settings (name prefixes) of the service's own: never inherited from the caller's shell.
+    OWN_SETTINGS: tuple[str, ...] = ()
+    NAME = "service"
+
     def __init__(self, env: Mapping[str, str], *, port: int = 0, log_level: str = "WARNING", nice: int = 0) -> None:
-        """`env`: the dispatcher's settings (LIVEKIT_URL, REDIS_URL, DISPATCHER_...).
+        """`env`: the service's settings (for the dispatcher LIVEKIT_URL, REDIS_URL, DISPATCHER_...).
         `nice`: a lower CPU priority, so that its start-up (seconds of imports on a small
         machine) does not starve the callers' side running in the test's own process."""
         self._env = dict(env)
@@ -59,14 +66,14 @@ class DispatcherProcess:
 
     async def start(self, timeout: float = 60.0) -> None:
         """Spawn it and wait until its health answers SERVING (a loaded machine takes seconds)."""
-        # Only the settings given: none of the dispatcher's own leaks in from the caller's shell.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS) and k != "REDIS_URL"}
+        # Only the settings given: none of the service's own leaks in from the caller's shell.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(self.OWN_SETTINGS)}
         env = {**inherited, **self._env}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(IMPORT_ROOT), env.get("PYTHONPATH")]))
         niced = ("nice", "-n", str(self._nice)) if self._nice else ()
         self._process = await asyncio.create_subprocess_exec(
             *niced,
-            *(sys.executable, "-m", "services.cli", "dispatcher", "serve"),
+            *(sys.executable, "-m", "services.cli", *self.SUBCOMMAND),
             *("--port", str(self.port), "--metrics-port", "0", "--log-level", self._log_level),
             cwd=IMPORT_ROOT,
             env=env,
@@ -77,10 +84,10 @@ class DispatcherProcess:
         async with grpc.aio.insecure_channel(self.target) as channel:
             while not await is_serving(channel, timeout=1.0):
                 if self._process.returncode is not None:
-                    raise RuntimeError(f"dispatcher process exited with {self._process.returncode} before serving")
+                    raise RuntimeError(f"{self.NAME} process exited with {self._process.returncode} before serving")
                 if loop.time() > give_up:
                     await self.kill()
-                    raise TimeoutError(f"dispatcher process on {self.target} not serving after {timeout}s")
+                    raise TimeoutError(f"{self.NAME} process on {self.target} not serving after {timeout}s")
                 await asyncio.sleep(0.1)
 
     async def kill(self) -> None:
@@ -99,3 +106,9 @@ class DispatcherProcess:
             except TimeoutError:
                 await self.kill()
         self._process = None
+
+
+class DispatcherProcess(ServiceProcess):
+    SUBCOMMAND = ("dispatcher", "serve")
+    OWN_SETTINGS = (*_OWN_SETTINGS, "REDIS_URL")
+    NAME = "dispatcher"

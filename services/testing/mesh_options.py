@@ -44,6 +44,9 @@ class MeshOptions:
     call_history: bool = False
     # How long after the caller's join an agent must have joined (CALLS_NO_AGENT_SECONDS).
     calls_no_agent_seconds: float | None = None
+    # CallHistoryService as a process of its own (`friday calls serve`), as `friday up` runs it:
+    # recording then takes no time from the call path's event loop. In this process otherwise.
+    calls_process: bool = False
     # Gateway
     gateway_budget_seconds: float | None = None
     gateway_persona_timeout_seconds: float | None = None

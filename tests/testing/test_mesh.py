@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
+import pytest
 from livekit.protocol.agent import JobStatus
 
 from friday.calls.v1.call_pb2 import Call, CallOutcome
-from services.calls.client import CallsClient
+from services.calls.client import CallsCallError, CallsClient
 from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.dispatcher.config import RetryConfig
 from services.persona.config import PersonaConfig
@@ -116,13 +118,17 @@ async def test_the_worker_options_choose_its_answer_and_delay_or_no_worker_at_al
         assert mesh.livekit.dispatches("call-nobody") == []
 
 
-async def test_with_call_history_the_gateway_reports_each_call_to_a_real_call_history_service() -> None:
+@pytest.mark.parametrize("as_process", [False, True], ids=["in_process", "as_process"])
+async def test_with_call_history_the_gateway_reports_each_call_to_a_real_call_history_service(
+    as_process: bool,
+) -> None:
     async with Mesh() as plain:
         assert plain.calls is None and plain.calls_target is None
         assert plain.gateway_config.call_reporting.target is None
-    async with Mesh(MeshOptions(call_history=True)) as mesh:
+    async with Mesh(MeshOptions(call_history=True, calls_process=as_process)) as mesh:
         mesh.crm.set_persona(CRM_SEGMENT, PERSONA)
-        assert mesh.calls is not None and mesh.calls_target == f"127.0.0.1:{mesh.calls.port}"
+        server = mesh.calls_process if as_process else mesh.calls
+        assert server is not None and mesh.calls_target == f"127.0.0.1:{server.port}"
         assert mesh.gateway_config.call_reporting.target == mesh.calls_target
         joined = sip_participant_joined(room="call-recorded", dialed_number=DIALED)
         response = await mesh.deliver(joined)
@@ -139,9 +145,13 @@ async def test_with_call_history_the_gateway_reports_each_call_to_a_real_call_hi
         async def recorded() -> Call:
             async with CallsClient(mesh.calls_target) as client:
                 while True:  # the gateway reports off the call path: poll, bounded by the timeout
-                    call = (await client.get_call("call-recorded")).call
-                    if call.HasField("ended_at") and call.HasField("answered_at"):
-                        return call
+                    try:
+                        call = (await client.get_call("call-recorded")).call
+                    except CallsCallError as exc:
+                        assert exc.code == grpc.StatusCode.NOT_FOUND, exc
+                    else:
+                        if call.HasField("ended_at") and call.HasField("answered_at"):
+                            return call
                     await asyncio.sleep(0.05)
 
         call = await asyncio.wait_for(recorded(), timeout=30)
