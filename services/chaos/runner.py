@@ -5,10 +5,10 @@ CallHistoryService, check every call's record (records.py).
 
 Each call is the lifecycle LiveKit reports: the caller's SIP join; our agent's join once
 LiveKit holds a live job for the call (stamped when the runner sees it, with the job's
-participant identity); then the caller's participant_left and room_finished. All go
-through the room's one FIFO queue per URL, with LiveKit's retries, and to both URLs when
-the fault delivers twice. The stand-in keeps the room afterwards, so that what the call
-was left with can still be counted."""
+participant identity); then, once the last call has arrived, the caller's participant_left
+and room_finished. All go through the room's one FIFO queue per URL, with LiveKit's
+retries, and to both URLs when the fault delivers twice. The stand-in keeps the room
+afterwards, so that what the call was left with can still be counted."""
 
 from __future__ import annotations
 
