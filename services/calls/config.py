@@ -68,8 +68,13 @@ class CallsConfig:
     # A call whose agent has not joined this long after the caller did is a no_agent call:
     # the caller has heard ringing for this long, nobody is coming.
     no_agent_seconds: float = 20.0
-    # How often the sweep decides overdue calls as no_agent and applies retention.
+    # How often the sweep decides overdue calls as no_agent, counts settled calls and applies retention.
     sweep_interval_seconds: float = 5.0
+    # A decided call is counted in friday_calls_total once its record has not changed for this
+    # long, whether or not it has ended. A late event can still change its outcome until then:
+    # LiveKit drops a webhook that waited 30 s in its queue and retries for 15 s more, the
+    # gateway's reporter for ~20 s.
+    settle_seconds: float = 60.0
     # The biggest page ListCalls answers.
     max_page_size: int = 500
     # Signed call events out (CALL_EVENTS_URL), from the outbox.
@@ -83,6 +88,7 @@ class CallsConfig:
             "caller_numbers": "CALLS_STORE_CALLER_NUMBERS",
             "no_agent_seconds": "CALLS_NO_AGENT_SECONDS",
             "sweep_interval_seconds": "CALLS_SWEEP_INTERVAL_SECONDS",
+            "settle_seconds": "CALLS_SETTLE_SECONDS",
             "max_page_size": "CALLS_MAX_PAGE_SIZE",
         }
         config = env.fields(
@@ -102,6 +108,8 @@ class CallsConfig:
             raise ConfigError(f"CALLS_NO_AGENT_SECONDS={config.no_agent_seconds!r} must be above 0")
         if config.sweep_interval_seconds <= 0:
             raise ConfigError(f"CALLS_SWEEP_INTERVAL_SECONDS={config.sweep_interval_seconds!r} must be above 0")
+        if config.settle_seconds < 0:
+            raise ConfigError(f"CALLS_SETTLE_SECONDS={config.settle_seconds!r} must be 0 or more")
         if config.retention_days < 0:
             raise ConfigError(f"CALLS_RETENTION_DAYS={config.retention_days!r} must be 0 (keep) or more")
         return config

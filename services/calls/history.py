@@ -1,7 +1,17 @@
 """CallHistory: the domain logic between the servicer and the store. Checks and
 privatises incoming events, folds them into records (records.fold), keeps the
 metrics in step with the records, and runs the sweep that decides overdue calls as
-no_agent and applies retention. It never imports grpc or SQLAlchemy."""
+no_agent, counts settled calls and applies retention. It never imports grpc or SQLAlchemy.
+
+friday_calls_total counts each call once, under its final outcome. Events arrive in any
+order, so an outcome can change after it was first decided (a caller's leave recorded
+before the agent's join that preceded it reads as no_agent until the join lands), and a
+counter cannot take a count back. So a call is counted only once it is decided and its
+record has not changed for CALLS_SETTLE_SECONDS, by the sweep, marked in the database so
+that replicas and restarts count it once (`CallStore.finalise`). It need not have ended:
+an outcome comes from LiveKit's timestamps, and no later webhook can move it once the
+delivery window has passed, so the count (and the answer time) lags the decision by the
+settle time, not by the length of the call."""
 
 from __future__ import annotations
 
@@ -30,6 +40,8 @@ logger = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 MAX_EVENT_ID = 200
 MAX_ROOM = 256
+# Calls counted per store transaction by the sweep.
+FINALISE_BATCH = 500
 
 
 def wall_clock_ms() -> int:
@@ -83,12 +95,6 @@ class CallHistory:
 
     async def _observe(self, result: Recorded) -> None:
         before, after = result.before, result.after
-        if is_final(after) and (before is None or not is_final(before)):
-            self._metrics.calls.labels(OUTCOME_LABELS[after.outcome]).inc()
-        if after.outcome == CallOutcome.CALL_OUTCOME_ANSWERED and (
-            before is None or before.outcome != CallOutcome.CALL_OUTCOME_ANSWERED
-        ):
-            self._metrics.answer_seconds.observe(after.answer_seconds)
         if (
             before is None
             or before.HasField("ended_at") != after.HasField("ended_at")
@@ -130,15 +136,30 @@ class CallHistory:
         )
 
     async def sweep(self) -> None:
-        """Decides calls whose agent is overdue (no_agent) and deletes calls past retention."""
+        """Decides calls whose agent is overdue (no_agent), counts decided calls that settled,
+        and deletes calls past retention."""
         now = self._clock_ms()
         for room in await self._store.undecided_rooms(now - round(self._config.no_agent_seconds * 1000)):
             await self._observe(await self._store.refold(room, self._fold, self._notices))
+        await self._count_settled(now)
         if self._config.retention_days > 0:
             deleted = await self._store.delete_older_than(now - round(self._config.retention_days * DAY_MS))
             if deleted:
                 logger.info("retention: deleted %d calls older than %s days", deleted, self._config.retention_days)
                 await self._refresh_in_progress()
+
+    async def _count_settled(self, now: int) -> None:
+        settled_by = now - round(self._config.settle_seconds * 1000)
+        while True:
+            counted = await self._store.finalise(settled_by, now, FINALISE_BATCH)
+            for call in counted:
+                if not is_final(call):
+                    continue  # the store answers decided calls only; a guard against a bad row
+                self._metrics.calls.labels(OUTCOME_LABELS[call.outcome]).inc()
+                if call.outcome == CallOutcome.CALL_OUTCOME_ANSWERED:
+                    self._metrics.answer_seconds.observe(call.answer_seconds)
+            if len(counted) < FINALISE_BATCH:
+                return
 
     async def _sweep_forever(self) -> None:
         while True:

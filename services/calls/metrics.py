@@ -14,14 +14,16 @@ class CallsMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.calls = Counter(
             "friday_calls",
-            "Calls whose outcome became final, by outcome: answered (an agent joined in time), no_agent "
+            "Decided calls, each counted once under its final outcome once its record settled "
+            "(CALLS_SETTLE_SECONDS after its last change, ended or not): answered (an agent joined in time), no_agent "
             "(none joined within CALLS_NO_AGENT_SECONDS), abandoned (the caller left before the agent joined).",
             ["outcome"],
             registry=self.registry,
         )
         self.answer_seconds = Histogram(
             "friday_call_answer_seconds",
-            "Agent join minus the caller's SIP join, by LiveKit's timestamps, for answered calls.",
+            "Agent join minus the caller's SIP join, by LiveKit's timestamps, of the calls counted answered "
+            "in friday_calls_total (observed when they are).",
             buckets=ANSWER_BUCKETS,
             registry=self.registry,
         )

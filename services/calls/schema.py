@@ -46,9 +46,12 @@ calls = Table(
     Column("duration_seconds", Float, nullable=True),
     Column("updated_at_ms", BigInteger, nullable=False),
     Column("record", LargeBinary, nullable=False),
+    # When friday_calls_total counted the call (once, under its final outcome); NULL: not yet.
+    Column("counted_at_ms", BigInteger, nullable=True),
     Index("ix_calls_started", "started_at_ms"),
     Index("ix_calls_sip_call_id", "sip_call_id"),
     Index("ix_calls_outcome_started", "outcome", "started_at_ms"),
+    Index("ix_calls_uncounted", "counted_at_ms", "updated_at_ms"),
 )
 
 # Signed call events waiting for (or done with) delivery to CALL_EVENTS_URL. Rows are written in

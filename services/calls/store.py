@@ -76,6 +76,8 @@ class CallStore(Protocol):
 
     async def undecided_rooms(self, started_by_ms: int) -> list[str]: ...
 
+    async def finalise(self, settled_by_ms: int, now_ms: int, limit: int) -> list[Call]: ...
+
     async def delete_older_than(self, cutoff_ms: int) -> int: ...
 
     async def count_in_progress(self) -> int: ...
@@ -339,6 +341,30 @@ class SqlCallStore:
         )
         async with self._transaction() as connection:
             return list((await connection.execute(statement)).scalars())
+
+    async def finalise(self, settled_by_ms: int, now_ms: int, limit: int) -> list[Call]:
+        """Marks counted, and answers, up to `limit` calls that are decided, were not counted yet
+        and have not changed since `settled_by_ms` (ended or not). Each call is answered once, to
+        one caller: on PostgreSQL, replicas sweeping at once skip each other's rows."""
+        statement = (
+            select(calls.c.room, calls.c.record)
+            .where(
+                calls.c.counted_at_ms.is_(None),
+                calls.c.outcome != "",
+                calls.c.updated_at_ms <= settled_by_ms,
+            )
+            .order_by(calls.c.updated_at_ms)
+            .limit(limit)
+        )
+        if self._postgres:
+            statement = statement.with_for_update(skip_locked=True)
+        async with self._transaction() as connection:
+            rows = (await connection.execute(statement)).all()
+            if rows:
+                await connection.execute(
+                    update(calls).where(calls.c.room.in_([row.room for row in rows])).values(counted_at_ms=now_ms)
+                )
+        return [Call.FromString(row.record) for row in rows]
 
     async def delete_older_than(self, cutoff_ms: int) -> int:
         """Calls that started before the cutoff, and events received before it."""

@@ -10,4 +10,9 @@ CHAOS_MESH = MeshOptions(
     persona_cache_ttl_seconds=0.5,
     # Every LiveKit Twirp call takes this long, so restarts and timeouts hit requests in flight.
     livekit_latency_seconds=0.02,
+    # Every simulated call must leave exactly one record, with the right outcome and persona,
+    # in a CallHistoryService of its own process, as `friday up` runs it: recording a hundred
+    # calls in the mesh's event loop would slow the call path the matrix measures.
+    call_history=True,
+    calls_process=True,
 )

@@ -1,38 +1,77 @@
 """Runs one fault: warm the WARM numbers, break the mesh, send the calls (spread
 over an arrival window, each redelivered on LiveKit's schedule), let in-flight work
-land, then count what LiveKit ended up holding for every call."""
+land, then count what LiveKit ended up holding for every call and, with the mesh's
+CallHistoryService, check every call's record (records.py).
+
+Each call is the lifecycle LiveKit reports: the caller's SIP join; our agent's join once
+LiveKit holds a live job for the call (stamped when the runner sees it, with the job's
+participant identity); then, once the last call has arrived, the caller's participant_left
+and room_finished. All go through the room's one FIFO queue per URL, with LiveKit's
+retries, and to both URLs when the fault delivers twice. The stand-in keeps the room
+afterwards, so that what the call was left with can still be counted."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass, field
 
 import grpc
 from livekit.protocol.agent import JobStatus
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
-from services.common.livekit_names import DEFAULT_AGENT_NAME
-from services.testing.livekit_webhooks import agent_participant_joined, sip_participant_joined
+from services.common.livekit_names import DEFAULT_AGENT_NAME, SipAttribute
+from services.testing.livekit_webhooks import (
+    agent_participant_joined,
+    room_finished,
+    sip_participant_joined,
+    sip_participant_left,
+)
 from services.testing.mesh import WEBHOOK_KEY, WEBHOOK_SECRET, Mesh
 
 from .calls import NumberKind, PersonaVerdict, PlannedCall, judge_persona, numbers, plan_calls
-from .faults import DeliveryMode, Fault
+from .faults import DeliveryMode, Fault, Step
+from .records import DEFAULT_WAIT_SECONDS, RecordVerdict, SimulatedCall, check_records
 from .redelivery import Delivery, WebhookSender
 
 AGENT_NAME = DEFAULT_AGENT_NAME
 DEFAULT_ARRIVAL_SECONDS = 3.0
+# After its SIP join was answered 2xx, how long a call may wait for LiveKit to show the job
+# a worker took: the gateway answers 2xx only once a worker holds it, so this is a bound.
+AGENT_JOB_WAIT_SECONDS = 2.0
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass
 class CallOutcome:
     call: PlannedCall
     deliveries: list[Delivery]  # the SIP join's (two when delivered twice)
-    agent_join: Delivery | None = None
+    agent_join: Delivery | None = None  # our agent's join, at the first URL
+    # Every later lifecycle webhook (agent join, participant_left, room_finished) at every URL.
+    lifecycle: list[Delivery] = field(default_factory=list)
+    sip_call_id: str = ""
+    sip_joined_ms: int = 0  # LiveKit's joinedAtMs of the caller
+    agent_joined_ms: int | None = None  # of the agent join sent; None: none was
+    ended_ms: int | None = None  # createdAt of the caller's participant_left
     dispatches: int = 0
     # The most dispatches of our agent the room held at once: above `dispatches`, a double was healed.
     peak_dispatches: int = 0
     persona: PersonaVerdict | None = None
+    record: RecordVerdict | None = None  # None when the mesh ran no CallHistoryService
+
+    def simulated(self) -> SimulatedCall:
+        return SimulatedCall(
+            room=self.call.room,
+            sip_call_id=self.sip_call_id,
+            sip_joined_ms=self.sip_joined_ms,
+            agent_joined_ms=self.agent_joined_ms,
+            ended_ms=self.ended_ms,
+            persona_id=self.persona.persona_id if self.persona is not None and self.dispatches == 1 else None,
+        )
 
     @property
     def seconds_to_dispatch(self) -> float | None:
@@ -59,6 +98,51 @@ class FaultResult:
     crm_requests: int = 0
     # DispatcherService's claims taken in process while Redis was unreachable (in-process dispatcher only).
     degraded_claims: int = 0
+    # Call records nobody simulated, or a second one of a call; None: records were not checked.
+    extra_records: list[str] | None = None
+    seconds: float = 0.0  # the whole row, set-up to check
+
+    @property
+    def records_checked(self) -> bool:
+        return self.extra_records is not None
+
+    @property
+    def records(self) -> int:
+        """Calls with exactly one record."""
+        return sum(o.record is not None and o.record.found == 1 for o in self.outcomes)
+
+    @property
+    def records_missing(self) -> int:
+        return sum(o.record is not None and o.record.found == 0 for o in self.outcomes)
+
+    @property
+    def records_extra(self) -> int:
+        return len(self.extra_records or ())
+
+    @property
+    def records_wrong_outcome(self) -> int:
+        return sum(o.record is not None and o.record.wrong and not o.record.wrong_persona for o in self.outcomes)
+
+    @property
+    def records_wrong_persona(self) -> int:
+        return sum(o.record is not None and o.record.wrong_persona for o in self.outcomes)
+
+    @property
+    def records_wrong(self) -> int:
+        return sum(o.record is not None and o.record.wrong for o in self.outcomes)
+
+    def outcome_count(self, outcome: str) -> int:
+        return sum(o.record is not None and o.record.found == 1 and o.record.outcome == outcome for o in self.outcomes)
+
+    @property
+    def records_failed(self) -> bool:
+        """A call without its one right record, or a record too many."""
+        return self.records_missing > 0 or self.records_wrong > 0 or self.records_extra > 0
+
+    @property
+    def failed(self) -> bool:
+        """The row fails: a call lost, doubled, given the wrong persona, or recorded wrongly."""
+        return bool(self.zero_dispatch or self.multi_dispatch or self.wrong_persona or self.records_failed)
 
     @property
     def calls(self) -> int:
@@ -111,7 +195,17 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-async def run_fault(fault: Fault, calls: int = 100, *, arrival_seconds: float = DEFAULT_ARRIVAL_SECONDS) -> FaultResult:
+async def run_fault(
+    fault: Fault,
+    calls: int = 100,
+    *,
+    arrival_seconds: float = DEFAULT_ARRIVAL_SECONDS,
+    before_records: Step | None = None,
+    records_wait_seconds: float = DEFAULT_WAIT_SECONDS,
+) -> FaultResult:
+    """`before_records` runs once the calls are over, before their records are read (a test
+    that takes a record away, as a faulty recorder would)."""
+    started = time.monotonic()
     async with Mesh(fault.mesh) as mesh:
         pool = numbers()
         for number in pool:
@@ -127,11 +221,17 @@ async def run_fault(fault: Fault, calls: int = 100, *, arrival_seconds: float = 
             asyncio.ensure_future(fault.during(mesh)) if fault.during is not None else None
         )
         spacing = arrival_seconds / max(1, calls)
+        # Calls last longer than the arrival window, as real ones do: every caller hangs up once
+        # the last call has arrived, so the hang-ups do not crowd the calls still arriving.
+        hang_up_at = asyncio.get_running_loop().time() + arrival_seconds
         # Two webhook URLs, for the faults that deliver everything twice; the others use the first.
         urls = [WebhookSender(mesh.http, mesh.webhook_url, WEBHOOK_KEY, WEBHOOK_SECRET) for _ in range(2)]
         try:
             outcomes = await asyncio.gather(
-                *(_place_call(mesh, urls, call, fault.delivery, delay=call.index * spacing) for call in planned)
+                *(
+                    _place_call(mesh, urls, call, fault.delivery, delay=call.index * spacing, hang_up_at=hang_up_at)
+                    for call in planned
+                )
             )
         finally:
             for url in urls:
@@ -146,7 +246,28 @@ async def run_fault(fault: Fault, calls: int = 100, *, arrival_seconds: float = 
             sample = mesh.dispatcher.registry.get_sample_value("friday_dispatcher_degraded_claims_total")
             result.degraded_claims = int(sample or 0)
         _count_dispatches(mesh, fault, result)
-        return result
+        if mesh.calls_target is not None:
+            if before_records is not None:
+                await before_records(mesh)
+            await _check_records(mesh, result, records_wait_seconds)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+async def _check_records(mesh: Mesh, result: FaultResult, wait_seconds: float) -> None:
+    assert mesh.calls_target is not None
+    check = await check_records(
+        mesh.calls_target,
+        [o.simulated() for o in result.outcomes],
+        mesh.calls_config.no_agent_seconds,
+        wait_seconds=wait_seconds,
+    )
+    result.extra_records = check.extra
+    result.problems.extend(check.extra)
+    for outcome in result.outcomes:
+        outcome.record = check.verdicts[outcome.call.room]
+        if outcome.record.found != 1 or outcome.record.wrong:
+            result.problems.append(f"{outcome.call.room}: call record: {outcome.record.why}")
 
 
 async def _warm(mesh: Mesh, dialed: list[str]) -> None:
@@ -160,18 +281,62 @@ async def _warm(mesh: Mesh, dialed: list[str]) -> None:
 
 
 async def _place_call(
-    mesh: Mesh, urls: list[WebhookSender], call: PlannedCall, mode: DeliveryMode, *, delay: float
+    mesh: Mesh, urls: list[WebhookSender], call: PlannedCall, mode: DeliveryMode, *, delay: float, hang_up_at: float
 ) -> CallOutcome:
     await asyncio.sleep(delay)
     mesh.livekit.create_room(call.room)  # the caller is in the room before LiveKit sends the join
     event = sip_participant_joined(room=call.room, dialed_number=call.dialed, caller_number="+14155550100")
-    agent_join: asyncio.Future[Delivery] | None = None
+    sip_joined_ms = event.participant.joined_at_ms
+    senders = urls[: 2 if mode is DeliveryMode.TWICE else 1]
+    agent_first: asyncio.Future[Delivery] | None = None
+    agent_joined_ms: int | None = None
     if mode is DeliveryMode.AGENT_FIRST:
-        # One FIFO queue per room: the SIP join is sent once the agent's join is settled.
-        agent_join = urls[0].queue(agent_participant_joined(room=call.room))
-    copies = 2 if mode is DeliveryMode.TWICE else 1
-    deliveries = await asyncio.gather(*(url.queue(event) for url in urls[:copies]))
-    return CallOutcome(call, list(deliveries), await agent_join if agent_join is not None else None)
+        # One FIFO queue per room: the SIP join is sent once the agent's join is settled. The
+        # agent joined after the caller; only its webhook came first.
+        agent_joined_ms = sip_joined_ms + 1
+        agent_first = urls[0].queue(agent_participant_joined(room=call.room, joined_at_ms=agent_joined_ms))
+    deliveries = list(await asyncio.gather(*(url.queue(event) for url in senders)))
+    outcome = CallOutcome(
+        call,
+        deliveries,
+        await agent_first if agent_first is not None else None,
+        sip_call_id=event.participant.attributes[SipAttribute.CALL_ID],
+        sip_joined_ms=sip_joined_ms,
+        agent_joined_ms=agent_joined_ms,
+    )
+    if agent_first is None:
+        answered = any(d.delivered for d in deliveries)
+        identity = await _agent_identity(mesh, call.room, AGENT_JOB_WAIT_SECONDS if answered else 0.0)
+        if identity is not None:
+            outcome.agent_joined_ms = wall_clock_ms()
+            joined = agent_participant_joined(room=call.room, joined_at_ms=outcome.agent_joined_ms, identity=identity)
+            agent_joins = await asyncio.gather(*(url.queue(joined) for url in senders))
+            outcome.agent_join = agent_joins[0]
+            outcome.lifecycle.extend(agent_joins)
+    # The caller hangs up; LiveKit closes the room once it is empty.
+    await asyncio.sleep(max(0.0, hang_up_at - asyncio.get_running_loop().time()))
+    left = sip_participant_left(event)
+    outcome.ended_ms = left.created_at * 1000
+    finished = room_finished(room=call.room)
+    endings = [url.queue(e) for url in senders for e in (left, finished)]
+    outcome.lifecycle.extend(await asyncio.gather(*endings))
+    return outcome
+
+
+async def _agent_identity(mesh: Mesh, room: str, wait_seconds: float) -> str | None:
+    """The participant identity of a job a worker holds for our agent in `room`, once there is one."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait_seconds
+    while True:
+        for dispatch in mesh.livekit.dispatches(room):
+            if dispatch.agent_name != AGENT_NAME:
+                continue
+            for job in dispatch.state.jobs:
+                if job.state.status in _LIVE_JOB and job.state.participant_identity:
+                    return job.state.participant_identity
+        if loop.time() >= give_up:
+            return None
+        await asyncio.sleep(0.05)
 
 
 _LIVE_JOB = (JobStatus.JS_PENDING, JobStatus.JS_RUNNING)
@@ -203,3 +368,7 @@ def _count_dispatches(mesh: Mesh, fault: Fault, result: FaultResult) -> None:
             answer = outcome.agent_join.answers[-1] if outcome.agent_join.answers else {}
             if outcome.agent_join.final_status != 200 or answer.get("status") != "ignored":
                 result.problems.append(f"{outcome.call.room}: agent join answered {outcome.agent_join.statuses}")
+        for delivery in outcome.lifecycle:
+            # No dispatch comes of these: the gateway takes them once and answers 200 at once.
+            if delivery.final_status != 200:
+                result.problems.append(f"{outcome.call.room}: {delivery.event_id} answered {delivery.statuses}")

@@ -2,7 +2,8 @@
 PersonaService and DispatcherService (in this process, against the CRM and LiveKit
 stand-ins) while one fault at a time is injected, redelivers 5xx'd webhooks on
 LiveKit's schedule, and prints per fault how many calls ended with no agent, with
-two, or with the wrong persona, and the p99 time to dispatch."""
+two, or with the wrong persona, the p99 time to dispatch, and whether CallHistoryService
+holds exactly one right record of every call."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--arrival-seconds", type=float, default=3.0, help="calls arrive spread over this many seconds (default 3)"
     )
     chaos.add_argument("--verbose", action="store_true", help="print every problem found, not just the first few")
+    chaos.add_argument("--json", action="store_true", help="print the matrix as JSON (one object per fault)")
     chaos.set_defaults(handler=_run)
 
 
@@ -42,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     from services.chaos.faults import FAULTS, FAULTS_BY_NAME
-    from services.chaos.report import format_table
+    from services.chaos.report import format_json, format_table
     from services.chaos.runner import FaultResult, run_fault
     from services.testing.redis_process import RedisUnavailableError
 
@@ -61,10 +63,10 @@ def _run(args: argparse.Namespace) -> int:
         return results
 
     results = asyncio.run(run_all())
-    print(format_table(results))
+    print(format_json(results) if args.json else format_table(results))
     failed = False
     for result in results:
-        if result.zero_dispatch or result.multi_dispatch or result.wrong_persona:
+        if result.failed:
             failed = True
             shown = result.problems if args.verbose else result.problems[:5]
             print(f"\n{result.fault}: {len(result.problems)} problem(s)", file=sys.stderr)

@@ -156,14 +156,15 @@ def agent_participant_joined(
     agent_name: str = "friday-ai-agent",
     event_id: str | None = None,
     joined_at_ms: int | None = None,
+    identity: str | None = None,
 ) -> WebhookEvent:
     """Our own agent joining the room: kind AGENT. It starts no dispatch; it answers the call.
-    `joined_at_ms`: LiveKit's joinedAtMs (default: now, whole seconds as joinedAt)."""
+    `joined_at_ms`: LiveKit's joinedAtMs (default: now, whole seconds as joinedAt).
+    `identity`: the job's participant identity (default: `agent-` + a made-up job id)."""
     created_at = joined_at_ms // 1000 if joined_at_ms is not None else None
     event = _event("participant_joined", room, event_id, created_at)
-    job_id = guid(JOB_PREFIX)
     p = sip_participants.participant_info(
-        f"agent-{job_id}", agent_name, event.created_at, kind=ParticipantInfo.Kind.AGENT
+        identity or f"agent-{guid(JOB_PREFIX)}", agent_name, event.created_at, kind=ParticipantInfo.Kind.AGENT
     )
     if joined_at_ms is not None:
         p.joined_at_ms = joined_at_ms

@@ -1,6 +1,7 @@
 """The whole call path in one event loop, on real sockets: CRM stand-in →
-PersonaService, LiveKit stand-in → DispatcherService, the gateway in front, and
-(with `MeshOptions.with_redis`) a Redis of its own shared by all three services.
+PersonaService, LiveKit stand-in → DispatcherService, the gateway in front,
+(with `MeshOptions.with_redis`) a Redis of its own shared by all three services, and
+(with `MeshOptions.call_history`) CallHistoryService, which the gateway reports calls to.
 
     async with Mesh(MeshOptions(gateway_budget_seconds=2.0)) as mesh:
         mesh.crm.set_persona("8655701159", {...})
@@ -22,7 +23,10 @@ defaults except the knobs in `MeshOptions` and what wiring the parts together ta
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import tempfile
 import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -31,17 +35,21 @@ from typing import Any, Self
 import httpx
 from livekit.protocol.webhook import WebhookEvent
 
+from services.calls.config import CallsConfig, StoreConfig
+from services.calls.server import build_server as build_calls
 from services.common import event_loop
 from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig
 from services.dispatcher.server import build_server as build_dispatcher
 from services.grpc_runtime import GrpcServer, ServerConfig
 from services.persona.config import CacheConfig, CrmConfig, PersonaConfig
 from services.persona.server import build_server as build_persona
+from services.webhook_gateway.call_reporter import CallReportingConfig
 from services.webhook_gateway.config import GatewayConfig, HttpServerConfig
 from services.webhook_gateway.server import GatewayServer
 from services.webhook_gateway.server import build_server as build_gateway
 
 from . import livekit_webhooks
+from .calls_process import CallsProcess
 from .crm import CrmStandIn
 from .dispatcher_process import DispatcherProcess
 from .livekit_api import LiveKitStandIn
@@ -55,6 +63,14 @@ WEBHOOK_SECRET = "webhook-secret-that-is-at-least-32-bytes-long"
 WEBHOOK_PATH = "/livekit-webhook"
 # Events LiveKit sends only about a room it holds.
 ROOM_EVENTS = frozenset({"room_started", "participant_joined"})
+
+
+async def _cancelled(task: asyncio.Future[None]) -> None:
+    """Leaving the mesh while a part is still starting: stop the start-up."""
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 def _given(**settings: object) -> dict[str, Any]:
@@ -75,6 +91,8 @@ class Mesh:
         self.persona: GrpcServer | None = None
         self.dispatcher: GrpcServer | None = None  # in this process (None with `dispatcher_process`)
         self.dispatcher_process: DispatcherProcess | None = None
+        self.calls: GrpcServer | None = None  # CallHistoryService in this process (`MeshOptions.call_history`)
+        self.calls_process: CallsProcess | None = None  # or as a process (`MeshOptions.calls_process`)
         self.gateway_url = ""
         # Room for the chaos runs: a hundred calls, each possibly delivered twice at once.
         self.http = httpx.AsyncClient(
@@ -85,6 +103,8 @@ class Mesh:
         self._persona_port = 0
         self._dispatcher_port = 0
         self._gateway_port = 0
+        self._calls_port = 0
+        self._calls_dir: tempfile.TemporaryDirectory[str] | None = None
         self._gateway: GatewayServer | None = None
         self._stack = AsyncExitStack()
 
@@ -109,6 +129,16 @@ class Mesh:
         # (services/common/event_loop.py); do the same while the mesh runs.
         event_loop.freeze_startup_heap()
         stack.callback(gc.unfreeze)
+        calls_started: asyncio.Task[None] | None = None
+        if self.options.call_history:
+            # A file, not :memory:, so that a test can reach the database behind the service
+            # (calls_database_path) as an operator's tools would. Started first: as a process it
+            # takes a while to import and migrate, while the rest of the mesh starts.
+            self._calls_dir = tempfile.TemporaryDirectory(prefix="mesh-calls-")
+            stack.callback(self._calls_dir.cleanup)
+            stack.push_async_callback(self.stop_calls)
+            calls_started = asyncio.ensure_future(self.start_calls())
+            stack.push_async_callback(_cancelled, calls_started)
         if self.redis is not None:
             await self.redis.start()
             stack.push_async_callback(self.redis.kill)
@@ -127,8 +157,13 @@ class Mesh:
         stack.push_async_callback(self.stop_persona)
         await self.start_dispatcher()
         stack.push_async_callback(self.stop_dispatcher)
+        if calls_started is not None and not self.options.calls_process:
+            await calls_started  # in this process its port is known once it serves
+        # The gateway needs only the service's address: a process's is known before it serves.
         await self.start_gateway()
         stack.push_async_callback(self.stop_gateway)
+        if calls_started is not None:
+            await calls_started
         await stack.enter_async_context(self.http)
 
     async def start_crm(self) -> None:
@@ -172,6 +207,26 @@ class Mesh:
         assert self.dispatcher_process is not None, "kill_dispatcher needs MeshOptions(dispatcher_process=True)"
         await self.dispatcher_process.kill()
         self.dispatcher_process = None
+
+    async def start_calls(self) -> None:
+        if self.options.calls_process:
+            # Niced: recording is off the call path and may lag (the gateway queues its reports);
+            # the lookups and dispatches in this process may not.
+            self.calls_process = CallsProcess(self.calls_env, port=self._calls_port, nice=10)
+            self._calls_port = self.calls_process.port  # known before it serves: the gateway's target
+            await self.calls_process.start()
+            return
+        self.calls = build_calls(self.calls_config, ServerConfig(host=HOST, port=self._calls_port))
+        await self.calls.start()
+        self._calls_port = self.calls.port
+
+    async def stop_calls(self, grace: float = 0.0) -> None:
+        if self.calls_process is not None:
+            await self.calls_process.stop()
+            self.calls_process = None
+        if self.calls is not None:
+            await self.calls.stop(grace=grace)
+            self.calls = None
 
     async def start_gateway(self) -> None:
         gateway = build_gateway(self.gateway_config, HttpServerConfig(host=HOST, port=self._gateway_port))
@@ -240,6 +295,37 @@ class Mesh:
         return env
 
     @property
+    def calls_database_path(self) -> str | None:
+        """The SQLite file CallHistoryService keeps the mesh's calls in (None without it)."""
+        if self._calls_dir is None:
+            return None
+        return f"{self._calls_dir.name}/calls.sqlite3"
+
+    @property
+    def calls_target(self) -> str | None:
+        return f"{HOST}:{self._calls_port}" if self.options.call_history else None
+
+    @property
+    def calls_config(self) -> CallsConfig:
+        path = self.calls_database_path
+        assert path is not None, "calls_config needs MeshOptions(call_history=True) and a started mesh"
+        return CallsConfig(
+            store=StoreConfig(database_url=f"sqlite:///{path}"),
+            **_given(no_agent_seconds=self.options.calls_no_agent_seconds),
+        )
+
+    @property
+    def calls_env(self) -> dict[str, str]:
+        """`calls_config` as the environment of a `friday calls serve` process."""
+        config = self.calls_config
+        return {
+            "CALLS_HOST": HOST,
+            "CALLS_METRICS_PORT": "0",
+            "CALLS_DATABASE_URL": config.store.database_url,
+            "CALLS_NO_AGENT_SECONDS": str(config.no_agent_seconds),
+        }
+
+    @property
     def gateway_config(self) -> GatewayConfig:
         options = self.options
         return GatewayConfig(
@@ -249,6 +335,7 @@ class Mesh:
             dispatcher_target=f"{HOST}:{self._dispatcher_port}",
             redis_url=self.redis_url,
             redis_prefix=self._prefix + "gateway:",
+            call_reporting=CallReportingConfig(target=self.calls_target),
             **_given(
                 budget_seconds=options.gateway_budget_seconds,
                 persona_timeout_seconds=options.gateway_persona_timeout_seconds,

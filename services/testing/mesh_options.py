@@ -39,6 +39,14 @@ class MeshOptions:
     # DispatcherService as a process of its own (`friday dispatcher serve`), which
     # `Mesh.kill_dispatcher` can SIGKILL mid-request; in this process otherwise.
     dispatcher_process: bool = False
+    # CallHistoryService on a socket of its own, over an SQLite file of the mesh's, with the
+    # gateway reporting every call to it as `friday up` wires them (CALLS_TARGET).
+    call_history: bool = False
+    # How long after the caller's join an agent must have joined (CALLS_NO_AGENT_SECONDS).
+    calls_no_agent_seconds: float | None = None
+    # CallHistoryService as a process of its own (`friday calls serve`), as `friday up` runs it:
+    # recording then takes no time from the call path's event loop. In this process otherwise.
+    calls_process: bool = False
     # Gateway
     gateway_budget_seconds: float | None = None
     gateway_persona_timeout_seconds: float | None = None

@@ -30,10 +30,11 @@ def _metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 class Harness:
-    def __init__(self, history: CallHistory, registry: CollectorRegistry, clock: Clock) -> None:
+    def __init__(self, history: CallHistory, registry: CollectorRegistry, clock: Clock, config: CallsConfig) -> None:
         self.history = history
         self.registry = registry
         self.clock = clock
+        self.settle_seconds = config.settle_seconds
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ async def harness(store_config: StoreConfig, clock: Clock) -> AsyncIterator[Harn
     history = CallHistory(SqlCallStore(store_config, clock_ms=clock), config, CallsMetrics(registry), clock_ms=clock)
     await history.start()
     try:
-        yield Harness(history, registry, clock)
+        yield Harness(history, registry, clock, config)
     finally:
         await history.stop()
 
@@ -85,15 +86,20 @@ async def test_every_order_with_duplicates_gives_one_identical_record(harness: H
     assert call.dispatch.job_id == "AJ_call-perm0"
     assert call.caller_number == "+*******0123"  # masked by default
     assert millis(call.started_at) == ev.T0
-    # Each call is counted once, under the outcome it first had (an end that arrives before the
-    # agent's join first looks like no_agent: the counter cannot take it back), and its answer
-    # time is observed once.
+    # An end that arrives before the agent's join first reads as no_agent; a counter cannot take
+    # a count back, so nothing is counted until the call is decided and settled, and then each
+    # call once, under its final outcome, with its answer time.
     outcomes = ("answered", "no_agent", "abandoned")
-    counted = [_metric(harness.registry, "friday_calls_total", outcome=o) for o in outcomes]
-    assert sum(counted) == len(records)
-    assert counted[0] >= len(records) / 2
-    assert _metric(harness.registry, "friday_call_answer_seconds_count") == len(records)
     assert _metric(harness.registry, "friday_calls_in_progress") == 0
+    await harness.history.sweep()
+    assert [_metric(harness.registry, "friday_calls_total", outcome=o) for o in outcomes] == [0, 0, 0]
+    harness.clock.now_ms += round(harness.settle_seconds * 1000)
+    await harness.history.sweep()
+    await harness.history.sweep()  # counted once, however often the sweep runs
+    counted = [_metric(harness.registry, "friday_calls_total", outcome=o) for o in outcomes]
+    assert counted == [len(records), 0, 0]
+    assert _metric(harness.registry, "friday_call_answer_seconds_count") == len(records)
+    assert _metric(harness.registry, "friday_call_answer_seconds_sum") == pytest.approx(1.5 * len(records))
 
 
 async def test_concurrent_events_of_one_call_miss_nothing(harness: Harness) -> None:
@@ -127,9 +133,42 @@ async def test_abandoned_no_agent_and_in_progress(harness: Harness) -> None:
     call = (await h.get_call("call-na"))[0]
     assert call.outcome == CallOutcome.CALL_OUTCOME_NO_AGENT
     assert call.answer_seconds == pytest.approx(25.0)
+    assert _metric(harness.registry, "friday_calls_in_progress") == 1  # call-na has not hung up
+    # Not counted while the late agent join is within the settle time: it might still change.
+    await h.sweep()
+    assert _metric(harness.registry, "friday_calls_total", outcome="no_agent") == 0
+    # Counted once each is decided and settled, hung up (call-ab) or still ringing (call-na):
+    # the count lags the decision by the settle time, never by the length of the call.
+    harness.clock.now_ms += round(harness.settle_seconds * 1000)
+    await h.sweep()
+    assert _metric(harness.registry, "friday_calls_total", outcome="abandoned") == 1
+    assert _metric(harness.registry, "friday_calls_total", outcome="no_agent") == 1
+    # Its hang-up changes the record, not the count.
+    await h.record(ev.sip_left("call-na", ev.T0 + 40_000))
+    harness.clock.now_ms += round(harness.settle_seconds * 1000)
+    await h.sweep()
     assert _metric(harness.registry, "friday_calls_total", outcome="no_agent") == 1
     assert _metric(harness.registry, "friday_calls_total", outcome="abandoned") == 1
-    assert _metric(harness.registry, "friday_calls_in_progress") == 1  # call-na has not hung up
+    assert _metric(harness.registry, "friday_call_answer_seconds_count") == 0  # no call counted answered
+
+
+async def test_a_call_is_counted_once_even_when_an_event_later_than_the_settle_time_changes_it(
+    harness: Harness,
+) -> None:
+    h = harness.history
+    for event in (ev.sip_joined("call-settled"), ev.sip_left("call-settled")):
+        await h.record(event)
+    harness.clock.now_ms += round(harness.settle_seconds * 1000)
+    await h.sweep()
+    assert _metric(harness.registry, "friday_calls_total", outcome="no_agent") == 1
+    # The agent's join, later than anything LiveKit or the gateway retries: the record is put
+    # right, the counter (which cannot take a count back) is not changed.
+    await h.record(ev.agent_joined("call-settled"))
+    assert (await h.get_call("call-settled"))[0].outcome == CallOutcome.CALL_OUTCOME_ANSWERED
+    harness.clock.now_ms += round(harness.settle_seconds * 1000)
+    await h.sweep()
+    assert _metric(harness.registry, "friday_calls_total", outcome="no_agent") == 1
+    assert _metric(harness.registry, "friday_calls_total", outcome="answered") == 0
 
 
 async def test_events_without_a_sip_join_are_kept_but_no_call_is_listed(harness: Harness) -> None:

@@ -4,9 +4,10 @@ the tables the code queries, and migrating again is a no-op that keeps the data.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect
+from alembic import command
+from sqlalchemy import inspect, text
 
-from services.calls.migrate import VERSION_TABLE, current_revision, head_revision, migrate
+from services.calls.migrate import VERSION_TABLE, _alembic_config, current_revision, head_revision, migrate
 from services.calls.store import SqlCallStore
 from tests.calls import events as ev
 from tests.calls.conftest import Clock
@@ -80,3 +81,30 @@ def test_replicas_starting_together_take_turns_migrating(store_config) -> None:
     for replica, (out, err) in zip(replicas, outcomes, strict=True):
         assert replica.returncode == 0, err[-2000:]
         assert out.strip() == head_revision()
+
+
+async def test_calls_that_had_ended_before_the_counting_column_are_marked_counted(store_config, clock: Clock) -> None:
+    """An old service counted a call when it was decided; the sweep must not count it again."""
+    store = SqlCallStore(store_config, clock_ms=clock)
+    try:
+        if store_config.database_schema:
+            async with store.engine.begin() as connection:
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{store_config.database_schema}"'))
+        async with store.engine.begin() as connection:
+            await connection.run_sync(lambda c: command.upgrade(_alembic_config(c), "0002"))
+            for room, ended, outcome in (("call-old-ended", 5, "answered"), ("call-old-ringing", None, "")):
+                await connection.execute(
+                    text(
+                        "INSERT INTO calls (room, sip_call_id, started_at_ms, ended_at_ms, outcome, dialed_number,"
+                        " caller_number, persona_id, persona_version, persona_source, default_reason, dispatch_id,"
+                        " updated_at_ms, record) VALUES (:room, '', 1, :ended, :outcome, '', '', '', '', '', '', '',"
+                        " 7, :record)"
+                    ),
+                    {"room": room, "ended": ended, "outcome": outcome, "record": b""},
+                )
+        await store.open()  # migrates to the head
+        async with store.engine.connect() as connection:
+            rows = dict((await connection.execute(text("SELECT room, counted_at_ms FROM calls"))).all())
+        assert rows == {"call-old-ended": 7, "call-old-ringing": None}
+    finally:
+        await store.close()

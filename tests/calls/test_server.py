@@ -104,9 +104,10 @@ async def test_health_and_metrics(server: GrpcServer) -> None:
         await client.record(ev.sip_joined("call-metrics", now_ms))
         await client.record(ev.agent_joined("call-metrics", now_ms + 1500))
     registry = server.registry
-    assert registry.get_sample_value("friday_calls_total", {"outcome": "answered"}) == 1
+    # Answered, not ended: in progress, and not counted until its record settled.
+    assert registry.get_sample_value("friday_calls_total", {"outcome": "answered"}) == 0
     assert registry.get_sample_value("friday_calls_total", {"outcome": "no_agent"}) == 0
-    assert registry.get_sample_value("friday_call_answer_seconds_count") == 1
+    assert registry.get_sample_value("friday_call_answer_seconds_count") == 0
     assert registry.get_sample_value("friday_calls_in_progress") == 1
 
 
@@ -127,7 +128,11 @@ async def test_grpcurl_through_reflection(server: GrpcServer) -> None:
     assert dispatch.get("personaId", dispatch.get("persona_id")) == "xeny-reception"
     listed_calls = json.loads(
         await _grpcurl(
-            "-plaintext", *auth, "-d", '{"outcome": "CALL_OUTCOME_ANSWERED"}', server.address,
+            "-plaintext",
+            *auth,
+            "-d",
+            '{"outcome": "CALL_OUTCOME_ANSWERED"}',
+            server.address,
             f"{SERVICE_FULL_NAME}/ListCalls",
         )
     )
@@ -152,7 +157,36 @@ async def test_the_running_sweep_decides_a_call_nobody_answered(store_config: St
             while (await client.get_call("call-nobody")).call.outcome != CallOutcome.CALL_OUTCOME_NO_AGENT:
                 assert time.monotonic() < deadline, "the sweep never decided the call"
                 await asyncio.sleep(0.05)
-        assert server.registry.get_sample_value("friday_calls_total", {"outcome": "no_agent"}) == 1
         assert server.registry.get_sample_value("friday_calls_in_progress") == 1  # still ringing
+        assert server.registry.get_sample_value("friday_calls_total", {"outcome": "no_agent"}) == 0  # not ended
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_the_running_sweep_counts_an_ended_call_once_under_its_final_outcome(store_config: StoreConfig) -> None:
+    # Settle time well above the gap between two RPCs on a loaded machine: the sweep must not
+    # count the call between its leave and its join.
+    config = CallsConfig(store=store_config, settle_seconds=3.0, sweep_interval_seconds=0.05)
+    server = build_server(config, ServerConfig(host="127.0.0.1", port=0))
+    await server.start()
+    registry = server.registry
+    try:
+        async with CallsClient(server.address) as client:
+            now_ms = time.time_ns() // 1_000_000
+            # The caller's leave recorded before the agent's join that came first: the record
+            # reads no_agent until the join lands, and is answered in the end.
+            await client.record(ev.sip_joined("call-final", now_ms))
+            await client.record(ev.sip_left("call-final", now_ms + 30_000))
+            assert (await client.get_call("call-final")).call.outcome == CallOutcome.CALL_OUTCOME_NO_AGENT
+            await client.record(ev.agent_joined("call-final", now_ms + 1500))
+            deadline = time.monotonic() + 60  # a cap for a stuck test; the loop ends once the sweep counted it
+            while registry.get_sample_value("friday_calls_total", {"outcome": "answered"}) == 0:
+                assert time.monotonic() < deadline, "the sweep never counted the call"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # several more sweeps: still counted once
+        assert registry.get_sample_value("friday_calls_total", {"outcome": "answered"}) == 1
+        assert registry.get_sample_value("friday_calls_total", {"outcome": "no_agent"}) == 0
+        assert registry.get_sample_value("friday_call_answer_seconds_count") == 1
+        assert registry.get_sample_value("friday_calls_in_progress") == 0
     finally:
         await server.stop(grace=0)

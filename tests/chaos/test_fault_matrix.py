@@ -4,8 +4,10 @@ PersonaService and DispatcherService, redelivered on LiveKit's 1/2/4/8 s schedul
 Everywhere: no call left without an agent (every fault leaves the mesh a healthy path
 within LiveKit's retries), none with two, none with the wrong persona (see
 services/chaos/calls.py for what "right" means per kind of number and fault), no
-webhook refused with a 4xx, and no ERROR logged. Each fault also checks that it
-really happened, so a fault that silently does nothing cannot pass.
+webhook refused with a 4xx, no ERROR logged, and in the mesh's CallHistoryService
+exactly one record per call, with the outcome its lifecycle implies and its agent's
+persona (services/chaos/records.py). Each fault also checks that it really happened,
+so a fault that silently does nothing cannot pass.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 
 from services.chaos.calls import NumberKind
 from services.chaos.faults import CRASH_HELD_CREATES, FAULTS, FAULTS_BY_NAME
+from services.chaos.records import ABANDONED, ANSWERED, NO_AGENT
 from services.chaos.runner import FaultResult, run_fault
 from services.testing.redis_process import RedisUnavailableError
 from tests.hostile.logs import error_records
@@ -77,6 +80,11 @@ def _livekit_slow(r: FaultResult) -> None:
     # A dispatch cannot finish inside one 3 s webhook budget at 2 s per LiveKit call:
     # every call needs LiveKit's redelivery to find the dispatch its first attempt created.
     assert r.redelivered > CALLS / 2
+    # A call whose agent came more than CALLS_NO_AGENT_SECONDS after the caller is recorded
+    # no_agent (the caller rang that long), however it was saved in the end.
+    late = [o for o in r.outcomes if o.record is not None and o.record.expected_outcome == NO_AGENT]
+    assert r.outcome_count(NO_AGENT) == len(late)
+    assert r.outcome_count(ANSWERED) + len(late) == CALLS
 
 
 @evidence("persona_down")
@@ -141,6 +149,13 @@ async def test_fault(name: str, caplog: pytest.LogCaptureFixture) -> None:
     assert result.multi_dispatch == 0, result.problems[:10]
     assert result.wrong_persona == 0, result.problems[:10]
     assert result.refused == 0
+    assert result.records_checked
+    assert result.records == CALLS, result.problems[:10]
+    assert (result.records_missing, result.records_extra, result.records_wrong) == (0, 0, 0), result.problems[:10]
+    assert result.outcome_count(ABANDONED) == 0  # every caller waited for the agent
+    if name != "livekit_slow":
+        assert result.outcome_count(ANSWERED) == CALLS
+    assert not result.failed
     assert result.problems == []
     expected = FAULTS_BY_NAME[name].expected_error
     assert [r for r in error_records(caplog) if expected is None or expected not in r] == []

@@ -149,6 +149,7 @@ CALLS: list[Row] = [
     ("CALLS_STORE_CALLER_NUMBERS", "FULL", "caller_numbers", CallerNumbers.FULL),
     ("CALLS_NO_AGENT_SECONDS", "15", "no_agent_seconds", 15.0),
     ("CALLS_SWEEP_INTERVAL_SECONDS", "2", "sweep_interval_seconds", 2.0),
+    ("CALLS_SETTLE_SECONDS", "30", "settle_seconds", 30.0),
     ("CALLS_MAX_PAGE_SIZE", "100", "max_page_size", 100),
     ("CALL_EVENTS_URL", "https://hooks.test/friday", "events.url", "https://hooks.test/friday"),
     ("CALL_EVENTS_SECRET", "s" * 32, "events.secret", "s" * 32),

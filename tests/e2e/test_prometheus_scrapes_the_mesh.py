@@ -119,6 +119,9 @@ PARSED_ONLY = {
 # A SIP join with no agent is a no_agent call this long after it rang: above
 # simulate-call's 1.5 s answer, so its calls count as answered.
 NO_AGENT_SECONDS = 4.0
+# A decided call is counted (friday_calls_total, the answer-time histogram) once its
+# record has not changed this long: a minute in production, a second here.
+SETTLE_SECONDS = 1.0
 
 
 def scrape_config_for(ports: dict[str, int]) -> dict[str, Any]:
@@ -192,20 +195,20 @@ class Traffic:
         assert "dispatched AD_" in result.stdout and "agent join: HTTP 200" in result.stdout, result.stdout
 
 
-def wait_for_no_agent_calls(metrics_url: str) -> None:
-    """Until CallHistoryService counts a no_agent call: its sweep decides the unanswered SIP
-    joins NO_AGENT_SECONDS after they rang, on its own schedule; a deadline, not a sleep."""
+def wait_for_counted_calls(metrics_url: str) -> None:
+    """Until CallHistoryService has counted a no_agent call and an answered one: its sweep
+    decides the unanswered SIP joins NO_AGENT_SECONDS after they rang and counts calls
+    SETTLE_SECONDS after their last change, on its own schedule; a deadline, not a sleep."""
+    wanted = ('friday_calls_total{outcome="no_agent"}', "friday_call_answer_seconds_count")
     deadline = time.monotonic() + DEADLINE_SECONDS
     while True:
         text = httpx.get(metrics_url, timeout=10).text
-        counted = [
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith('friday_calls_total{outcome="no_agent"')
-        ]
-        if any(value > 0 for value in counted):
+        values = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"
+        }
+        if all(values.get(name, 0) > 0 for name in wanted):
             return
-        assert time.monotonic() < deadline, "CallHistoryService never decided a no_agent call"
+        assert time.monotonic() < deadline, f"CallHistoryService counted no {wanted}: {values}"
         time.sleep(0.5)
 
 
@@ -240,6 +243,7 @@ def test_every_dashboard_and_alert_expression_runs_on_a_real_prometheus_scraping
                 "PERSONA_API_BASE": crm.origin + CRM_BASE_PATH,
                 "CALLS_NO_AGENT_SECONDS": str(NO_AGENT_SECONDS),
                 "CALLS_SWEEP_INTERVAL_SECONDS": "0.5",
+                "CALLS_SETTLE_SECONDS": str(SETTLE_SECONDS),
             }
             for name in ("REDIS_URL", "PERSONA_FILE", "DISPATCHER_TOKEN", "LIVEKIT_WEBHOOK_API_KEY"):
                 env.pop(name, None)
@@ -270,7 +274,7 @@ def test_every_dashboard_and_alert_expression_runs_on_a_real_prometheus_scraping
                     traffic.phase(known, ("+918655701201", "+918655701202"), (numbers[1], numbers[2]), known)
                     prometheus.scraped_everything_after(time.time())
                     traffic.phase(numbers[3], ("+918655701203", "+918655701204"), (numbers[4], numbers[5]), known)
-                    wait_for_no_agent_calls(f"http://127.0.0.1:{ports['friday-calls']}/metrics")
+                    wait_for_counted_calls(f"http://127.0.0.1:{ports['friday-calls']}/metrics")
                     at = prometheus.scraped_everything_after(time.time())
                     check_rules_loaded(prometheus)
                     results = {query.key: evaluate(prometheus, query, at) for query in queries}

@@ -3,13 +3,24 @@ option says otherwise, and every part comes back on its port after a stop."""
 
 from __future__ import annotations
 
+import asyncio
+
+import grpc
+import pytest
 from livekit.protocol.agent import JobStatus
 
+from friday.calls.v1.call_pb2 import Call, CallOutcome
+from services.calls.client import CallsCallError, CallsClient
 from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.dispatcher.config import RetryConfig
 from services.persona.config import PersonaConfig
 from services.testing.agent_workers import JobOutcome, ScriptedBehaviour
-from services.testing.livekit_webhooks import sip_participant_joined
+from services.testing.livekit_webhooks import (
+    agent_participant_joined,
+    room_finished,
+    sip_participant_joined,
+    sip_participant_left,
+)
 from services.testing.mesh import Mesh
 from services.testing.mesh_options import MeshOptions
 from services.webhook_gateway.config import GatewayConfig
@@ -105,3 +116,49 @@ async def test_the_worker_options_choose_its_answer_and_delay_or_no_worker_at_al
         assert response.status_code == 503, response.text
         await mesh.livekit.settle()
         assert mesh.livekit.dispatches("call-nobody") == []
+
+
+@pytest.mark.parametrize("as_process", [False, True], ids=["in_process", "as_process"])
+async def test_with_call_history_the_gateway_reports_each_call_to_a_real_call_history_service(
+    as_process: bool,
+) -> None:
+    async with Mesh() as plain:
+        assert plain.calls is None and plain.calls_target is None
+        assert plain.gateway_config.call_reporting.target is None
+    async with Mesh(MeshOptions(call_history=True, calls_process=as_process)) as mesh:
+        mesh.crm.set_persona(CRM_SEGMENT, PERSONA)
+        server = mesh.calls_process if as_process else mesh.calls
+        assert server is not None and mesh.calls_target == f"127.0.0.1:{server.port}"
+        assert mesh.gateway_config.call_reporting.target == mesh.calls_target
+        joined = sip_participant_joined(room="call-recorded", dialed_number=DIALED)
+        response = await mesh.deliver(joined)
+        assert response.status_code == 200, response.text
+        (identity,) = mesh.livekit.agents("call-recorded")
+        agent_ms = joined.participant.joined_at_ms + 1500
+        for event in (
+            agent_participant_joined(room="call-recorded", joined_at_ms=agent_ms, identity=identity),
+            sip_participant_left(joined, created_at=joined.created_at + 30),
+            room_finished(room="call-recorded", created_at=joined.created_at + 31),
+        ):
+            assert (await mesh.deliver(event)).status_code == 200
+
+        async def recorded() -> Call:
+            async with CallsClient(mesh.calls_target) as client:
+                while True:  # the gateway reports off the call path: poll, bounded by the timeout
+                    try:
+                        call = (await client.get_call("call-recorded")).call
+                    except CallsCallError as exc:
+                        assert exc.code == grpc.StatusCode.NOT_FOUND, exc
+                    else:
+                        if call.HasField("ended_at") and call.HasField("answered_at"):
+                            return call
+                    await asyncio.sleep(0.05)
+
+        call = await asyncio.wait_for(recorded(), timeout=30)
+        assert call.outcome == CallOutcome.CALL_OUTCOME_ANSWERED
+        assert call.answer_seconds == 1.5
+        assert call.agent_identity == identity
+        assert call.dispatch.persona_id == "crm-mesh"
+        assert call.dialed_number == DIALED
+        assert call.duration_seconds == 30
+        assert mesh.calls_database_path is not None
