@@ -87,7 +87,7 @@ def method_handlers(servicer: Any, service: ServiceDescriptor) -> dict[str, grpc
 
 
 def add_decoding_servicer(servicer: Any, service: ServiceDescriptor, server: grpc.aio.Server) -> None:
-    """What the generated `add_XServicer_to_server` does, with decoding moved inside."""
+    """What the generated `add_XServicer_to_server` does, with decoding moved inside, and
+    as a generic handler only (see `server.GenericHandlersOnly` for why not registered)."""
     handlers = method_handlers(servicer, service)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
