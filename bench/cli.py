@@ -25,7 +25,7 @@ async def run(cfg: BenchConfig, scenario_names: list[str] | None, command: str) 
     numbers = BenchNumbers.make(cfg.cold_count)
     with tempfile.TemporaryDirectory(prefix="friday-bench-") as tmp:
         crm_file, floor_file = numbers.write(Path(tmp))
-        async with running_mesh(crm_file, log_level=cfg.log_level) as mesh:
+        async with running_mesh(crm_file, log_level=cfg.log_level, calls_database=Path(tmp) / "calls.sqlite3") as mesh:
             floor_child, floor_url = await start_announcing(
                 "floor", "bench.floor", "--personas", str(floor_file), "--livekit-url", mesh.livekit.origin,
                 "--api-key", API_KEY, "--api-secret", API_SECRET,

@@ -7,7 +7,7 @@ mesh's own overhead (the two gRPC hops, the process boundaries and what the serv
 do around them) and nothing else: the same calls per webhook as DispatcherService
 (ListRooms, ListDispatch, then CreateDispatch only when our agent is not there yet with
 a live job: the exactly-one guard, without the claim; then ListDispatch until a worker
-holds the job, at DispatcherService's default poll interval), made through DispatcherService's own LiveKit
+holds the job, on DispatcherService's read schedule), made through DispatcherService's own LiveKit
 adapter (LiveKitDispatchTransport: the same aiohttp pool, room token reuse and
 protobuf bodies), so the LiveKit stand-in answers both alike — rooms the load generator
 created for each call, a worker taking every dispatch's job. Scenario 7p records the
@@ -39,6 +39,7 @@ from friday.persona.v1.persona_pb2 import Persona, PersonaSource
 from services.common import event_loop, job_metadata
 from services.common.default_persona import default_persona
 from services.dispatcher.config import JobConfig
+from services.dispatcher.jobs import poll_delays
 from services.dispatcher.livekit_transport import LiveKitDispatchTransport
 from services.dispatcher.transport import DispatchRecord, LiveKitCallError
 from services.persona.mapping import persona_from_json
@@ -51,13 +52,14 @@ LIVEKIT_TIMEOUT_SECONDS = 2.5
 
 
 async def _with_job(livekit: LiveKitDispatchTransport, created: DispatchRecord) -> DispatchRecord | None:
-    """ListDispatch until a worker holds the job, as DispatcherService confirms it."""
+    """ListDispatch until a worker holds the job, on DispatcherService's own read schedule."""
     config = JobConfig()
     loop = asyncio.get_running_loop()
     give_up = loop.time() + config.wait_seconds
+    delays = poll_delays(config)
     current: DispatchRecord | None = created
     while current is not None and current.live_job is None and loop.time() < give_up:
-        await asyncio.sleep(config.poll_interval)
+        await asyncio.sleep(min(next(delays), give_up - loop.time()))
         listed = await livekit.list(created.room, timeout=LIVEKIT_TIMEOUT_SECONDS)
         current = next((d for d in listed if d.dispatch_id == created.dispatch_id), None)
     return current if current is not None and current.live_job is not None else None

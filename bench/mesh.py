@@ -100,17 +100,24 @@ class Mesh:
         return pids
 
 
-def mesh_settings(crm: StandIn, livekit: StandIn, log_level: str) -> dict[str, str]:
+def mesh_settings(crm: StandIn, livekit: StandIn, log_level: str, calls_database: Path) -> dict[str, str]:
     """`friday up` settings for the benchmark: stand-ins, free ports, no metrics HTTP servers
-    (the metrics themselves are still recorded on every request), in-process cache."""
+    (the metrics themselves are still recorded on every request), in-process cache, and a
+    call history of this run's own in `calls_database`: `friday up`'s default is one SQLite
+    file per user, which every checkout on the machine would share (another checkout's
+    newer schema stops this one's CallHistoryService from starting) and which grows run
+    after run."""
     settings = {s.env: s.default for s in SETTINGS}
     settings.update(
         {
             "PERSONA_PORT": str(free_port()),
             "DISPATCHER_PORT": str(free_port()),
+            "CALLS_PORT": str(free_port()),
             "PORT": str(free_port()),
             "PERSONA_METRICS_PORT": "0",
             "DISPATCHER_METRICS_PORT": "0",
+            "CALLS_METRICS_PORT": "0",
+            "CALLS_DATABASE_URL": f"sqlite:///{calls_database}",
             "PERSONA_API_BASE": crm.origin + CRM_BASE_PATH,
             "PERSONA_FILE": "",
             "REDIS_URL": "",
@@ -126,7 +133,7 @@ def mesh_settings(crm: StandIn, livekit: StandIn, log_level: str) -> dict[str, s
 
 
 @contextlib.asynccontextmanager
-async def running_mesh(crm_personas: Path, *, log_level: str) -> AsyncIterator[Mesh]:
+async def running_mesh(crm_personas: Path, *, log_level: str, calls_database: Path) -> AsyncIterator[Mesh]:
     started: list[ChildProcess] = []
     try:
         crm_child, crm_origin = await start_announcing(
@@ -139,7 +146,7 @@ async def running_mesh(crm_personas: Path, *, log_level: str) -> AsyncIterator[M
         )  # fmt: skip
         started.append(lk_child)
         crm, livekit = StandIn(crm_child, crm_origin), StandIn(lk_child, lk_origin)
-        settings = mesh_settings(crm, livekit, log_level)
+        settings = mesh_settings(crm, livekit, log_level, calls_database)
         # LiveKit as deployed: a worker for the agent name the gateway dispatches, so every
         # dispatch gets its job (the floor dispatches the same name: the same LiveKit work).
         await livekit.control("workers", {"agent_name": settings["AGENT_TO_DISPATCH"]})

@@ -22,6 +22,9 @@ PROCESS_COLUMNS = (
     "gateway",
     "persona",
     "dispatcher",
+    # CallHistoryService: the gateway reports each call to it off the webhook's path, so it is
+    # not in 'mesh', but it runs on the same cores during every webhook step.
+    "calls",
     "crm-standin",
     "livekit-standin",
     "floor",
@@ -189,7 +192,9 @@ def markdown(result: dict[str, Any]) -> str:
         "## CPU per call (ms of CPU per webhook or RPC answered)",
         "",
         "Steadier than rates on a shared machine: other work changes how long a call waits, not how much CPU "
-        "it costs. 'mesh' = gateway + persona + dispatcher. The paired steps (6p, 7p) over all blocks of each leg.",
+        "it costs. 'mesh' = gateway + persona + dispatcher; 'calls' (CallHistoryService, which the gateway "
+        "reports each call to off the webhook's path) is not in it. The paired steps (6p, 7p) over all blocks "
+        "of each leg.",
         "",
         "| # | mesh | " + " | ".join(PROCESS_COLUMNS) + " |",
         "| --- | --- | " + " | ".join("---" for _ in PROCESS_COLUMNS) + " |",

@@ -68,7 +68,13 @@ class JobConfig:
     # A worker that is registered accepts in milliseconds; past this, none is coming
     # for now and the caller (LiveKit's redelivery) should try again.
     wait_seconds: float = 1.5
-    # How often ListDispatch is read while waiting.
+    # LiveKit assigns the job after CreateDispatch has answered: one availability round
+    # trip to a registered worker (a few milliseconds when it is near), so the first
+    # ListDispatch comes this soon after the create; each later gap doubles up to
+    # `poll_interval`, so a slow or absent worker costs LiveKit no more reads than a
+    # fixed poll at that interval would.
+    first_poll: float = 0.005
+    # The longest gap between two ListDispatch reads while waiting.
     poll_interval: float = 0.05
     # How long a SIP trunk's numbers are remembered (hidden-number calls resolve through them).
     trunk_cache_seconds: float = 60.0
@@ -105,6 +111,7 @@ class DispatcherConfig:
         }
         jobs = {
             "wait_seconds": "DISPATCHER_JOB_WAIT_SECONDS",
+            "first_poll": "DISPATCHER_JOB_FIRST_POLL_SECONDS",
             "poll_interval": "DISPATCHER_JOB_POLL_INTERVAL_SECONDS",
             "trunk_cache_seconds": "DISPATCHER_TRUNK_CACHE_SECONDS",
         }

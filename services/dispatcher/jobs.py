@@ -7,6 +7,11 @@ never offered again when a worker registers later — while the caller rings unt
 SIP's ringing timeout. So after a dispatch exists, DispatchAgent reads ListDispatch
 until a job shows up live (a worker accepted it) or the job wait runs out.
 
+The reads follow `poll_delays`: the first a few milliseconds after the create (a
+registered worker near LiveKit has usually taken the job by then), then each gap
+twice the last, up to the longest gap (`JobConfig.poll_interval`), until the job
+wait ends; the last read is made at its end.
+
 No live job in time: the dispatcher withdraws the dispatch (DeleteDispatch) and
 answers NO_AGENT_WORKER, so LiveKit's redelivery dispatches afresh once a worker is
 back. A job that failed at the worker is withdrawn the same way and replaced once.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 
 from services.common.retry import time_left
 from services.dispatcher import errors
@@ -28,6 +34,25 @@ logger = logging.getLogger(__name__)
 
 # Time kept back from the caller's deadline to withdraw a dispatch nobody took.
 WITHDRAW_RESERVE_SECONDS = 0.25
+# Each gap between two reads is this many times the last, up to the longest gap.
+POLL_BACKOFF_FACTOR = 2.0
+# A first gap configured as zero or less would read LiveKit in a tight loop.
+MIN_POLL_SECONDS = 0.001
+
+
+def poll_delays(config: JobConfig) -> Iterator[float]:
+    """The gaps before each ListDispatch read of one job wait, endless (the caller stops
+    at the wait's end): `first_poll`, then doubling, capped at `poll_interval`.
+
+    A small generator rather than tenacity's waits: this is a poll with three outcomes
+    (live, failed, not yet) on every dispatch's path, not a retry of a failure, and it
+    needs no per-attempt bookkeeping. Calls arrive at independent moments, so their
+    reads are already spread out and need no jitter."""
+    longest = max(config.poll_interval, MIN_POLL_SECONDS)
+    delay = min(max(config.first_poll, MIN_POLL_SECONDS), longest)
+    while True:
+        yield delay
+        delay = min(delay * POLL_BACKOFF_FACTOR, longest)
 
 
 class JobFailed(Exception):
@@ -62,15 +87,18 @@ class JobConfirmation:
         wait_until = min(started + self._config.wait_seconds, deadline - WITHDRAW_RESERVE_SECONDS)
         current: DispatchRecord | None = record
         unreadable: errors.DispatchError | None = None
+        delays = poll_delays(self._config)
         while current is not None:
             if current.live_job is not None:
                 self._metrics.job_wait.observe(loop.time() - started)
                 return current
             if current.failed:
                 raise JobFailed(current)
-            if time_left(wait_until) < self._config.poll_interval:
+            remaining = time_left(wait_until)
+            if remaining <= 0:
                 break
-            await asyncio.sleep(self._config.poll_interval)
+            # The last gap is cut to the wait's end, so the last read is made there.
+            await asyncio.sleep(min(next(delays), remaining))
             try:
                 listing = await self._list(record, deadline)
                 current = next((d for d in listing if d.dispatch_id == record.dispatch_id), None)

@@ -11,7 +11,7 @@ ErrorInfo, through the normal access log and metrics.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -28,22 +28,29 @@ Behaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
 StreamBehaviour = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Message] | Awaitable[None]]
 
 
-async def _decode(raw: bytes, request_class: type[Message], context: grpc.aio.ServicerContext) -> Message:
-    try:
-        return request_class.FromString(raw)
-    except DecodeError as exc:
-        await abort_with_error(
-            context,
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"request is not a valid {request_class.DESCRIPTOR.full_name}: {exc}",
-            reason="MALFORMED_REQUEST",
-            domain=MALFORMED_REQUEST_DOMAIN,
-        )
+async def _refuse(request_class: type[Message], exc: DecodeError, context: grpc.aio.ServicerContext) -> NoReturn:
+    await abort_with_error(
+        context,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"request is not a valid {request_class.DESCRIPTOR.full_name}: {exc}",
+        reason="MALFORMED_REQUEST",
+        domain=MALFORMED_REQUEST_DOMAIN,
+    )
+
+
+# Parsing is inline in each handler (no coroutine of its own): it runs on every call,
+# and only a refusal needs to await anything.
 
 
 def _decode_then(behaviour: Behaviour, request_class: type[Message]) -> Behaviour:
+    parse = request_class.FromString
+
     async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
-        return await behaviour(await _decode(raw, request_class, context), context)
+        try:
+            request = parse(raw)
+        except DecodeError as exc:
+            await _refuse(request_class, exc, context)
+        return await behaviour(request, context)
 
     return handle
 
@@ -51,8 +58,14 @@ def _decode_then(behaviour: Behaviour, request_class: type[Message]) -> Behaviou
 def _decode_then_stream(
     behaviour: StreamBehaviour, request_class: type[Message]
 ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[None]]:
+    parse = request_class.FromString
+
     async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> None:
-        result = behaviour(await _decode(raw, request_class, context), context)
+        try:
+            request = parse(raw)
+        except DecodeError as exc:
+            await _refuse(request_class, exc, context)
+        result = behaviour(request, context)
         if isinstance(result, AsyncIterator):
             async for response in result:
                 await context.write(response)
@@ -87,7 +100,7 @@ def method_handlers(servicer: Any, service: ServiceDescriptor) -> dict[str, grpc
 
 
 def add_decoding_servicer(servicer: Any, service: ServiceDescriptor, server: grpc.aio.Server) -> None:
-    """What the generated `add_XServicer_to_server` does, with decoding moved inside."""
+    """What the generated `add_XServicer_to_server` does, with decoding moved inside, and
+    as a generic handler only (see `server.GenericHandlersOnly` for why not registered)."""
     handlers = method_handlers(servicer, service)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)

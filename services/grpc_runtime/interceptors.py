@@ -9,13 +9,12 @@ logged and counted too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any, TypeAlias
 
 import grpc
@@ -52,8 +51,8 @@ def current_trace_id() -> str:
     return "" if trace_id == _NO_TRACE else trace_id
 
 
-def _metadata_value(details: grpc.HandlerCallDetails, key: str) -> str:
-    for item_key, value in details.invocation_metadata or ():
+def _metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, key: str) -> str:
+    for item_key, value in metadata or ():
         if item_key == key:
             return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return ""
@@ -95,13 +94,82 @@ def _replace_behavior(handler: Any, wrap: Callable[[Behavior, bool], Behavior]) 
     )
 
 
+class _HandlerCache:
+    """Wrapped handlers, built once per handler. grpc asks the interceptors for every call,
+    but the handler a method resolves to is the same object each time (the servicer's,
+    or the auth interceptor's cached refusal), so its wrapped form is too: building it
+    per call (a new handler, new closures) was a large part of the runtime's cost per call.
+    Bounded by the handlers that exist: an unknown method resolves to None, never cached."""
+
+    def __init__(self, build: Callable[[Any, str], Any]) -> None:
+        self._build = build
+        self._built: dict[int, tuple[Any, Any]] = {}
+
+    def get(self, handler: Any, method: str) -> Any:
+        found = self._built.get(id(handler))
+        if found is not None and found[0] is handler:
+            return found[1]
+        wrapped = self._build(handler, method)
+        # The handler is held beside its wrapped form, so its id cannot be reused while cached.
+        self._built[id(handler)] = (handler, wrapped)
+        return wrapped
+
+
+class _MethodObserver:
+    """What one method's calls are counted and logged under, resolved once per method:
+    its Prometheus children (a `labels()` lookup takes a lock and builds a key per
+    call) and its access-log level."""
+
+    __slots__ = ("_counted", "_requests", "latency", "level", "method")
+
+    def __init__(self, method: str, metrics: ServerMetrics | None) -> None:
+        self.method = method
+        # Health checks arrive every few seconds from probes: keep them out of INFO logs.
+        self.level = logging.DEBUG if method.startswith("/grpc.health.v1.Health/") else logging.INFO
+        self.latency = metrics.latency.labels(method) if metrics is not None else None
+        self._requests = metrics.requests if metrics is not None else None
+        self._counted: dict[grpc.StatusCode, Any] = {}
+
+    def finish(
+        self, context: grpc.aio.ServicerContext, started: float, error: BaseException | None, trace_id: str
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        code = _final_code(context, error)
+        if self._requests is not None and self.latency is not None:
+            counter = self._counted.get(code)
+            if counter is None:  # at most one per status code
+                counter = self._counted[code] = self._requests.labels(self.method, code.name)
+            counter.inc()
+            self.latency.observe(elapsed)
+        if access_log.isEnabledFor(self.level):  # the peer and the line are built only when written
+            access_log.log(
+                self.level,
+                "grpc method=%s code=%s latency_ms=%.1f trace_id=%s peer=%s",
+                self.method,
+                code.name,
+                elapsed * 1000,
+                trace_id,
+                context.peer(),
+            )
+
+
+def _caller_trace_id(context: grpc.aio.ServicerContext) -> str:
+    """The caller's trace id made safe (any caller can send any header), or "-" for none."""
+    trace_id = _metadata_value(context.invocation_metadata(), TRACE_ID_METADATA_KEY)
+    return safe_trace_id(trace_id) if trace_id else _NO_TRACE
+
+
 class ObservingInterceptor(grpc.aio.ServerInterceptor):
     """Access log line + Prometheus counter/histogram for every call, and the caller's
     trace id in services.common.tracing.current_trace_id for the whole call (so every
-    log line of the handler carries it through TraceIdLogFilter), reset afterwards."""
+    log line of the handler carries it through TraceIdLogFilter), reset afterwards.
+    The trace id is set even when the caller sent none, so nothing from the serving
+    task's context leaks in."""
 
     def __init__(self, metrics: ServerMetrics | None) -> None:
         self._metrics = metrics
+        self._observers: dict[str, _MethodObserver] = {}
+        self._handlers = _HandlerCache(self._observed)
 
     async def intercept_service(
         self,
@@ -111,54 +179,44 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
-        trace_id = _metadata_value(handler_call_details, TRACE_ID_METADATA_KEY)
-        # Set even when the caller sent none, so nothing from the serving task's context leaks in.
-        # Any caller can send any header: what the logs show and the next service gets is safe.
-        traced_as = safe_trace_id(trace_id) if trace_id else _NO_TRACE
-        # Health checks arrive every few seconds from probes: keep them out of INFO logs.
-        level = logging.DEBUG if method.startswith("/grpc.health.v1.Health/") else logging.INFO
+        return self._handlers.get(handler, handler_call_details.method)
 
-        @contextlib.contextmanager
-        def observing(context: grpc.aio.ServicerContext) -> Iterator[None]:
-            """The call runs with its trace id set; its code and latency are logged and counted."""
-            token = tracing.current_trace_id.set(traced_as)
-            start, error = time.perf_counter(), None
-            try:
-                yield
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                elapsed = time.perf_counter() - start
-                code = _final_code(context, error)
-                if self._metrics is not None:
-                    self._metrics.requests.labels(method, code.name).inc()
-                    self._metrics.latency.labels(method).observe(elapsed)
-                access_log.log(
-                    level,
-                    "grpc method=%s code=%s latency_ms=%.1f trace_id=%s peer=%s",
-                    method,
-                    code.name,
-                    elapsed * 1000,
-                    traced_as,
-                    context.peer(),
-                )
-                tracing.current_trace_id.reset(token)
+    def _observed(self, handler: Any, method: str) -> Any:
+        observer = self._observers.get(method)
+        if observer is None:
+            observer = self._observers[method] = _MethodObserver(method, self._metrics)
 
         def wrap(behavior: Behavior, streams_response: bool) -> Behavior:
             if streams_response and inspect.isasyncgenfunction(behavior):
 
                 async def observed_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                    with observing(context):
+                    traced_as = _caller_trace_id(context)
+                    token = tracing.current_trace_id.set(traced_as)
+                    started, error = time.perf_counter(), None
+                    try:
                         async for item in behavior(request, context):
                             yield item
+                    except BaseException as exc:
+                        error = exc
+                        raise
+                    finally:
+                        observer.finish(context, started, error, traced_as)
+                        tracing.current_trace_id.reset(token)
 
                 return observed_stream
 
             async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                with observing(context):
+                traced_as = _caller_trace_id(context)
+                token = tracing.current_trace_id.set(traced_as)
+                started, error = time.perf_counter(), None
+                try:
                     return await behavior(request, context)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    observer.finish(context, started, error, traced_as)
+                    tracing.current_trace_id.reset(token)
 
             return observed
 
@@ -185,6 +243,7 @@ class BearerTokenAuthInterceptor(grpc.aio.ServerInterceptor):
         self._ordinary = _Expected(token) if token is not None else None
         self._admin = _Expected(admin_token) if admin_token is not None else self._ordinary
         self._admin_methods = frozenset(admin_methods)
+        self._refusals: dict[tuple[str, str], Any] = {}
 
     def _expected_for(self, method: str) -> _Expected | None:
         return self._admin if method in self._admin_methods else self._ordinary
@@ -201,14 +260,22 @@ class BearerTokenAuthInterceptor(grpc.aio.ServerInterceptor):
         expected = self._expected_for(method)
         if expected is None:
             return handler
-        presented = _metadata_value(handler_call_details, "authorization")
+        presented = _metadata_value(handler_call_details.invocation_metadata, "authorization")
         if presented and expected.matches(presented):
             return handler
         reason = "MISSING_TOKEN" if not presented else "INVALID_TOKEN"
+        refusal = self._refusals.get((method, reason))
+        if refusal is None:
+            # One per method and reason (bounded by the methods served): the observing
+            # interceptor then meets the same refusal handler each time and wraps it once.
+            refusal = self._refusals[(method, reason)] = self._refusal(handler, method, reason, expected)
+        return refusal
+
+    def _refusal(self, handler: Any, method: str, reason: str, expected: _Expected) -> Any:
         needs = "the admin bearer token" if expected is not self._ordinary else "a bearer token"
         status = error_status(
             grpc.StatusCode.UNAUTHENTICATED,
-            f"{method} needs {needs}" if not presented else f"invalid bearer token for {method}",
+            f"{method} needs {needs}" if reason == "MISSING_TOKEN" else f"invalid bearer token for {method}",
             reason=reason,
             domain=AUTH_ERROR_DOMAIN,
         )

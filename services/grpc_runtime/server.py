@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from services.common.listen_address import bind_failure, host_port, is_loopback
@@ -89,6 +89,27 @@ class ServiceSpec:
             descriptor=pb2.DESCRIPTOR.services_by_name[service],
             admin_methods=frozenset(admin_methods),
         )
+
+
+class GenericHandlersOnly:
+    """Passes the generated `add_XServicer_to_server` functions' generic handlers to
+    `server` and drops their registered ones.
+
+    grpc.aio's serving loop keeps one pending request per registered method (plus one
+    for all generic ones) and, for every call that arrives, waits on all of them with
+    `asyncio.wait`, which adds and removes a callback on each: every registered method
+    costs every call of every method. The generic handlers resolve the same methods
+    (the generated code registers each handler both ways), so without registered
+    methods the loop waits on one request per call."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        del service, handlers  # served by the generic handler added beside them
 
 
 class GrpcServer:
@@ -181,10 +202,14 @@ class GrpcServer:
         server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
         for spec in self._services:
             spec.add_to_server(server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+        # Typed as a server for the generated functions, which call only the two methods it has.
+        generic_only = cast(grpc.aio.Server, GenericHandlersOnly(server))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, generic_only)
         names = [spec.full_name for spec in self._services]
         names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
-        reflection.enable_server_reflection(names, server)
+        # What reflection.enable_server_reflection does for an aio server, through the same filter.
+        reflecting = reflection.aio.ReflectionServicer(names)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflecting, generic_only)
 
         bind = host_port(self.config.host, self.config.port)
         try:

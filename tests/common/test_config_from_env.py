@@ -84,6 +84,7 @@ DISPATCHER: list[Row] = [
     ("DISPATCHER_DEGRADED_CLAIMS", "false", "claims.degraded_fallback", False),
     ("DISPATCHER_RECONCILE_INTERVAL_SECONDS", "0.5", "claims.reconcile_interval", 0.5),
     ("DISPATCHER_JOB_WAIT_SECONDS", "1.25", "jobs.wait_seconds", 1.25),
+    ("DISPATCHER_JOB_FIRST_POLL_SECONDS", "0.002", "jobs.first_poll", 0.002),
     ("DISPATCHER_JOB_POLL_INTERVAL_SECONDS", "0.02", "jobs.poll_interval", 0.02),
     ("DISPATCHER_TRUNK_CACHE_SECONDS", "30", "jobs.trunk_cache_seconds", 30.0),
     ("DISPATCHER_MAX_BUDGET_SECONDS", "8", "max_budget_seconds", 8.0),

@@ -9,6 +9,8 @@ import time
 import pytest
 
 from services.dispatcher.client import DispatcherCallError
+from services.dispatcher.config import JobConfig
+from services.dispatcher.jobs import poll_delays
 from services.testing.agent_workers import JobOutcome
 from services.testing.livekit_api import LiveKitStandIn
 from tests.dispatcher.conftest import AGENT, RunningDispatcher, config_for, job_metadata
@@ -57,6 +59,58 @@ async def test_once_a_worker_is_back_the_same_request_gets_exactly_one_agent(
     assert first.job.status == "JS_RUNNING" and first.job.worker_id.startswith("AW_")
     assert first.job.job_id and first.job.participant_identity == "agent-" + first.job.job_id
     assert len(held.state.jobs) == 1
+
+
+def _first(n: int, config: JobConfig) -> list[float]:
+    delays = poll_delays(config)
+    return [next(delays) for _ in range(n)]
+
+
+def test_reads_start_soon_after_the_create_and_back_off_to_the_longest_gap() -> None:
+    assert _first(7, JobConfig(first_poll=0.005, poll_interval=0.05)) == [0.005, 0.01, 0.02, 0.04, 0.05, 0.05, 0.05]
+    # A first gap longer than the longest is the longest; one of zero would read in a tight loop.
+    assert _first(2, JobConfig(first_poll=0.2, poll_interval=0.05)) == [0.05, 0.05]
+    assert min(_first(3, JobConfig(first_poll=0.0, poll_interval=0.05))) > 0
+
+
+def _reads(livekit: LiveKitStandIn, room: str, method: str = "ListDispatch") -> int:
+    return sum(1 for call in livekit.calls if call.method == method and call.room == room)
+
+
+async def test_a_worker_that_takes_the_job_at_once_is_confirmed_by_an_early_read(
+    livekit: LiveKitStandIn, start_dispatcher
+) -> None:
+    # The longest gap is longer than the whole job wait: only the early reads can see the job,
+    # so a dispatcher that waited one longest gap first would answer NO_AGENT_WORKER.
+    livekit.create_room("at-once")
+    jobs = JobConfig(wait_seconds=1.0, first_poll=0.005, poll_interval=5.0)
+    d = await start_dispatcher(config_for(livekit, jobs=jobs))
+    before = _reads(livekit, "at-once")
+
+    response = await d.client.dispatch_agent("at-once", AGENT, job_metadata("at-once"), timeout=5.0)
+
+    assert response.job.status == "JS_RUNNING" and response.already_existed is False
+    assert _reads(livekit, "at-once", "CreateDispatch") == 1
+    assert 1 <= _reads(livekit, "at-once") - before
+
+
+async def test_a_worker_that_never_comes_costs_livekit_a_bounded_number_of_reads(
+    livekit: LiveKitStandIn, start_dispatcher
+) -> None:
+    # Gaps of 1, 2, 4, ... 64 ms, then 100 ms, over a 0.6 s wait: 12 reads, the last at the wait's
+    # end. A loaded machine makes fewer (each read takes longer), never more; a poll that did not
+    # back off from 1 ms would make hundreds.
+    livekit.workers.set_absent(AGENT)
+    livekit.create_room("never-comes")
+    jobs = JobConfig(wait_seconds=0.6, first_poll=0.001, poll_interval=0.1)
+    d = await start_dispatcher(config_for(livekit, jobs=jobs))
+
+    error = await _refused(d, "never-comes")
+
+    assert error.reason == "NO_AGENT_WORKER"
+    assert livekit.dispatches("never-comes") == []
+    assert _reads(livekit, "never-comes", "CreateDispatch") == 1
+    assert 1 <= _reads(livekit, "never-comes") <= 12 + 4  # + the reads before the create and after the withdrawal
 
 
 async def test_a_slow_worker_inside_the_job_wait_is_waited_for(livekit: LiveKitStandIn, start_dispatcher) -> None:

@@ -47,6 +47,11 @@ async def test_token_required_when_configured() -> None:
                 await _get(anonymous, metadata=(("authorization", "Bearer nope"),))
             with pytest.raises(grpc.aio.AioRpcError) as no_scheme:
                 await _get(anonymous, metadata=(("authorization", TOKEN),))
+            # Refusals are built once per method and reason: each later one says the same.
+            with pytest.raises(grpc.aio.AioRpcError) as missing_again:
+                await _get(anonymous)
+            with pytest.raises(grpc.aio.AioRpcError) as wrong_again:
+                await _get(anonymous, metadata=(("authorization", "Bearer nope-again"),))
             # health stays open without a token
             health = await health_pb2_grpc.HealthStub(anonymous).Check(health_pb2.HealthCheckRequest(), timeout=3)
         async with create_channel(server.address, bearer_token=TOKEN) as authorised:
@@ -54,12 +59,14 @@ async def test_token_required_when_configured() -> None:
         # reflection stays open too
         listed = await _grpcurl("-plaintext", server.address, "list")
 
-    for failure in (missing, wrong, no_scheme):
+    for failure in (missing, wrong, no_scheme, missing_again, wrong_again):
         assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    info = error_info(missing.value)
-    assert info is not None and info.reason == "MISSING_TOKEN"
-    info = error_info(wrong.value)
-    assert info is not None and info.reason == "INVALID_TOKEN"
+    for failure in (missing, missing_again):
+        info = error_info(failure.value)
+        assert info is not None and info.reason == "MISSING_TOKEN"
+    for failure in (wrong, no_scheme, wrong_again):
+        info = error_info(failure.value)
+        assert info is not None and info.reason == "INVALID_TOKEN"
     assert servicer.calls == 1  # only the authorised call reached the servicer
     assert reply.normalized_number == "ok"
     assert health.status == health_pb2.HealthCheckResponse.SERVING

@@ -211,3 +211,53 @@ async def _grpcurl(*args: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+async def test_each_call_of_a_method_has_its_own_trace_id_log_line_and_count(caplog: pytest.LogCaptureFixture) -> None:
+    # The runtime wraps each method's handler once and reuses it: nothing of one call
+    # (its trace id, its status code) may stay behind for the next.
+    caplog.set_level(logging.INFO, logger="friday.grpc.access")
+    async with GrpcServer(_config(), [probe_spec(ProbeServicer())]) as server:
+        async with create_channel(server.address) as channel:
+            stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
+            seen = []
+            for trace in ("t-first", "t-second", ""):
+                metadata = ((TRACE_ID_METADATA_KEY, trace),) if trace else ()
+                request = persona_service_pb2.GetPersonaRequest(dialed_number="trace")
+                seen.append((await stub.GetPersona(request, metadata=metadata, timeout=2)).normalized_number)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.GetPersona(persona_service_pb2.GetPersonaRequest(dialed_number="crash"), timeout=2)
+        method = "/friday.persona.v1.PersonaService/GetPersona"
+        handled = {
+            code: server.registry.get_sample_value(
+                "grpc_server_handled_total", {"grpc_method": method, "grpc_code": code}
+            )
+            for code in ("OK", "UNKNOWN")
+        }
+    assert seen == ["t-first", "t-second", ""]
+    lines = [r.getMessage() for r in caplog.records if r.name == "friday.grpc.access"]
+    assert [line.split("trace_id=")[1].split()[0] for line in lines] == ["t-first", "t-second", "-", "-"]
+    assert ["code=OK" in line for line in lines] == [True, True, True, False]
+    assert handled == {"OK": 3, "UNKNOWN": 1}
+
+
+def test_generated_registration_reaches_the_server_as_generic_handlers_only() -> None:
+    # Every registered method costs every call a wait on its pending request in grpc.aio's
+    # serving loop; the generic handler added beside it serves the same method.
+    from services.grpc_runtime.server import GenericHandlersOnly
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.generic: list[object] = []
+            self.registered: list[str] = []
+
+        def add_generic_rpc_handlers(self, handlers: object) -> None:
+            self.generic.append(handlers)
+
+        def add_registered_method_handlers(self, service: str, handlers: object) -> None:
+            self.registered.append(service)
+
+    recorder = Recorder()
+    servicer = health_pb2_grpc.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, GenericHandlersOnly(recorder))  # type: ignore[arg-type]
+    assert len(recorder.generic) == 1 and recorder.registered == []
