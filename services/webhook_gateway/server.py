@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from services.common import secrets_check
 from services.common.listen_address import bind_failure, dialable_host, host_port
+from services.common.metrics_auth import MetricsToken
 from services.grpc_runtime.channel import is_serving
 from services.webhook_gateway.app import GatewayState, create_app
 from services.webhook_gateway.call_flow import CallFlow
@@ -72,6 +73,7 @@ async def wired(config: GatewayConfig) -> AsyncIterator[GatewayState]:
             },
             calls=reporter,
             agent_name=config.agent_name,
+            metrics_token=MetricsToken(config.metrics_token) if config.metrics_token else None,
         )
     finally:
         if reporter is not None:
