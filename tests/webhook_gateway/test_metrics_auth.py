@@ -42,3 +42,13 @@ async def test_without_a_token_metrics_stay_open() -> None:
     async with build_server(GatewayConfig(), HttpServerConfig(port=0)) as gateway:
         async with httpx.AsyncClient(timeout=10) as client:
             assert (await client.get(f"{gateway.url}/metrics")).status_code == 200
+
+
+async def test_metrics_beyond_loopback_without_a_token_log_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    async with build_server(GatewayConfig(), HttpServerConfig(host="0.0.0.0", port=0)):
+        pass
+    assert any("METRICS_TOKEN" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    caplog.clear()
+    async with build_server(GatewayConfig(metrics_token=TOKEN), HttpServerConfig(host="0.0.0.0", port=0)):
+        pass
+    assert not any("METRICS_TOKEN" in r.getMessage() for r in caplog.records)
