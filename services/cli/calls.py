@@ -24,8 +24,8 @@ _SERVE_ENV = (
     "CALLS_DATABASE_URL (postgresql://… or sqlite:///…; default an SQLite file under the user's data directory; "
     ":memory: keeps nothing), CALLS_DATABASE_SCHEMA, CALLS_RETENTION_DAYS (90, 0 = keep), "
     "CALLS_STORE_CALLER_NUMBERS (masked | full), CALLS_NO_AGENT_SECONDS (20), CALLS_SWEEP_INTERVAL_SECONDS (5), "
-    "CALLS_SETTLE_SECONDS (60: an ended call is counted in friday_calls_total once unchanged this long), "
-    "CALL_EVENTS_URL/CALL_EVENTS_SECRET (signed call events out), CALLS_TOKEN, "
+    "CALLS_SETTLE_SECONDS (60: a decided call is counted in friday_calls_total once unchanged this long), "
+    "CALL_EVENTS_URL/CALL_EVENTS_SECRET (signed call events out), CALLS_TOKEN, METRICS_TOKEN, "
     "CALLS_TLS_CERT_FILE/_KEY_FILE/_CLIENT_CA_FILE, LOG_LEVEL; flags override them."
 )
 _CLIENT_ENV = connection_help(PREFIX, DEFAULT_TARGET)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` sta
 PREFIX, DEFAULT_TARGET = "DISPATCHER", "localhost:50052"  # the client's, without importing it
 _SERVE_ENV = (
     "Settings come from the environment: DISPATCHER_PORT (50052), DISPATCHER_METRICS_PORT (9102, 0 = off), "
-    "LIVEKIT_URL/LIVEKIT_API_KEY/LIVEKIT_API_SECRET (livekit-server --dev defaults), DISPATCHER_TOKEN, "
+    "LIVEKIT_URL/LIVEKIT_API_KEY/LIVEKIT_API_SECRET (livekit-server --dev defaults), DISPATCHER_TOKEN, METRICS_TOKEN, "
     "DISPATCHER_TLS_CERT_FILE/_KEY_FILE/_CLIENT_CA_FILE, REDIS_URL, DISPATCHER_CLAIM_PREFIX, "
     "DISPATCHER_CLAIM_SETTLE_SECONDS, DISPATCHER_MAX_BUDGET_SECONDS, DISPATCHER_RETRY_*, LOG_LEVEL (see the README); "
     "flags override them."

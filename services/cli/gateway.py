@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="serve POST /livekit-webhook, /health, /ready, /metrics",
         description="Settings come from the environment (PORT, PERSONA_TARGET, DISPATCHER_TARGET, "
-        "LIVEKIT_WEBHOOK_API_KEY/SECRET or LIVEKIT_API_KEY/SECRET, DISPATCHER_TOKEN, AGENT_TO_DISPATCH, "
+        "LIVEKIT_WEBHOOK_API_KEY/SECRET or LIVEKIT_API_KEY/SECRET, DISPATCHER_TOKEN, METRICS_TOKEN, AGENT_TO_DISPATCH, "
         "GATEWAY_BUDGET_SECONDS, REDIS_URL, LOG_LEVEL, ...: see the README); flags override them.",
     )
     serve.add_argument("--port", type=int, help="HTTP port (env PORT, default 8080)")

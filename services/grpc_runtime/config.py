@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from services.common.env import ConfigError, Environment
 from services.common.listen_address import LOOPBACK_HOST
+from services.common.metrics_auth import METRICS_TOKEN_ENV
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ class ServerConfig:
     `auth_token`, when set, must arrive as `authorization: Bearer <token>` on every
     call except health and reflection. `admin_token`, when set, is what the methods a
     service declares as admin methods (`ServiceSpec.admin_methods`) require instead;
-    unset, those methods require `auth_token` like the rest.
+    unset, those methods require `auth_token` like the rest. `metrics_token`, when
+    set, must arrive as `Authorization: Bearer <token>` on every scrape of /metrics
+    (the metrics port's /health stays open).
     """
 
     # Loopback unless told otherwise: other machines reach a service only when its
@@ -52,6 +55,7 @@ class ServerConfig:
     tls: ServerTLSConfig | None = None
     auth_token: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.admin_token and self.admin_token == self.auth_token:
@@ -72,7 +76,8 @@ class ServerConfig:
         """Read `<PREFIX>_HOST`, `_PORT`, `_METRICS_HOST`, `_METRICS_PORT` (0 = disabled),
         `_SHUTDOWN_GRACE`, `_TLS_CERT_FILE`, `_TLS_KEY_FILE`, `_TLS_CLIENT_CA_FILE`, the
         token from `token_env` (default `<PREFIX>_TOKEN`) and, for a service with admin
-        methods, the admin token from `admin_token_env`."""
+        methods, the admin token from `admin_token_env`, and the metrics token from
+        `METRICS_TOKEN`, which every service of the mesh shares (services.common.metrics_auth)."""
         env = Environment(environ)
         p = prefix.upper().rstrip("_") + "_"
         cert, key = env.optional(p + "TLS_CERT_FILE"), env.optional(p + "TLS_KEY_FILE")
@@ -96,6 +101,7 @@ class ServerConfig:
             tls=ServerTLSConfig(cert, key, ca) if cert and key else None,
             auth_token=token,
             admin_token=admin_token,
+            metrics_token=env.optional(METRICS_TOKEN_ENV),
         )
 
 

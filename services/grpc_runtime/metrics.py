@@ -2,7 +2,9 @@
 servers in one test process never collide), served over HTTP (GET /metrics) by
 aiohttp.web on the server's event loop — no extra thread. aiohttp's HTTP parser
 bounds what a scraper may send (line and header sizes, header count) and the idle
-timeout bounds how long a connection may take to send them."""
+timeout bounds how long a connection may take to send them. With a metrics token
+(services.common.metrics_auth), /metrics answers only a scrape that carries it;
+/health stays open for the kubelet."""
 
 from __future__ import annotations
 
@@ -13,6 +15,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from services.common.listen_address import is_loopback
+from services.common.metrics_auth import CHALLENGE, METRICS_TOKEN_ENV, MetricsToken
+
+_log = logging.getLogger(__name__)
 
 # Latencies of a phone-call path: most calls are milliseconds, the tail is the ring.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -90,7 +97,9 @@ HEALTH_PATH = "/health"
 class MetricsHTTPServer:
     """Serves `generate_latest(registry)` on GET/HEAD /metrics (and /); with `serving`,
     also HEALTH_PATH: 200 while `serving()` is true, 503 once it is not (draining); 404
-    elsewhere, 405 for other methods. `port` is the bound port (so port 0 works)."""
+    elsewhere, 405 for other methods. `port` is the bound port (so port 0 works).
+    With `token`, /metrics (and /) answer 401 with a Bearer challenge unless the request
+    carries `Authorization: Bearer <token>`; the health path never asks for it."""
 
     def __init__(
         self,
@@ -100,8 +109,11 @@ class MetricsHTTPServer:
         *,
         idle_timeout: float = IDLE_TIMEOUT_SECONDS,
         serving: Callable[[], bool] | None = None,
+        token: str | None = None,
     ) -> None:
         self._registry = registry
+        # Only the digest is kept: nothing of the token is in this object to leak.
+        self._token = MetricsToken(token) if token is not None else None
         self._host = host
         self._port = port
         self._idle_timeout = idle_timeout
@@ -139,6 +151,8 @@ class MetricsHTTPServer:
             await runner.cleanup()
             raise
         self._runner = runner
+        if self._token is None and not is_loopback(self._host):
+            _log.warning("metrics on %s:%d need no token: set %s", self._host, self.port, METRICS_TOKEN_ENV)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -146,6 +160,8 @@ class MetricsHTTPServer:
             await runner.cleanup()
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self._token is not None and not self._token.admits(request.headers.get("Authorization")):
+            return web.Response(status=401, text="metrics need a bearer token\n", headers=CHALLENGE)
         # CONTENT_TYPE_LATEST carries a charset parameter, so set the header as-is
         # rather than through aiohttp's content_type= (which refuses parameters).
         return web.Response(body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -230,6 +230,7 @@ class GrpcServer:
                 self.config.metrics_host,
                 self.config.metrics_port,
                 serving=lambda: self.health.serving,
+                token=self.config.metrics_token,
             )
             try:
                 await metrics_http.start()

@@ -3,17 +3,19 @@
 On loopback only this machine's users reach the mesh. Bound anywhere else, any
 host that can route to it could call DispatchAgent (an agent of its own choosing
 into a live call), ListDispatches (callers' numbers and personas) and
-CancelDispatch, read call records (ListCalls), or sign webhooks with
-livekit-server --dev's published secret. So `friday up` refuses a non-loopback host
-unless every gRPC service requires a token and LiveKit's secret is not the dev default; it does not invent tokens,
-because the gateway, the CLI clients and whoever else calls the services must be
-given the same ones."""
+CancelDispatch, read call records (ListCalls), read the metrics, or sign webhooks
+with livekit-server --dev's published secret. So `friday up` refuses a non-loopback
+host unless every gRPC service requires a token, every /metrics endpoint requires
+the metrics token and LiveKit's secret is not the dev default. It does not invent
+tokens, because the gateway, the CLI clients, Prometheus and whoever else calls the
+services must be given the same ones."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from services.common.listen_address import is_loopback
+from services.common.metrics_auth import METRICS_TOKEN_ENV
 from services.common.secrets_check import DEV_SECRET
 
 
@@ -30,6 +32,9 @@ def exposure_problem(settings: Mapping[str, str], environ: Mapping[str, str]) ->
             ("--persona-token", "PERSONA_TOKEN"),
             # Call records hold callers' numbers and what they were told.
             ("--calls-token", "CALLS_TOKEN"),
+            # Metrics name no caller, but they show the traffic, its failures and the
+            # mesh's shape; the standard is that nothing reachable from a network is open.
+            ("--metrics-token", METRICS_TOKEN_ENV),
         )
         if not settings[env]
     ]

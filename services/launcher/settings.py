@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from services.common.env import Environment
 from services.common.listen_address import LOOPBACK_HOST
 from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
+from services.common.metrics_auth import METRICS_TOKEN_ENV
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ SETTINGS: tuple[Setting, ...] = (
         "FRIDAY_UP_HOST",
         LOOPBACK_HOST,
         "address every service binds (gRPC, gateway HTTP, metrics, agent health); anything but loopback "
-        "needs --dispatcher-token, --persona-token and a LiveKit secret of your own",
+        "needs --dispatcher-token, --persona-token, --calls-token, --metrics-token and a LiveKit secret of your own",
     ),
     Setting("--persona-port", "PERSONA_PORT", "50051", "PersonaService gRPC port"),
     Setting("--persona-metrics-port", "PERSONA_METRICS_PORT", "9101", "PersonaService Prometheus port (0 = off)"),
@@ -59,6 +60,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--dispatcher-token", "DISPATCHER_TOKEN", "", "bearer token the dispatcher requires; unset = open"),
     Setting("--persona-token", "PERSONA_TOKEN", "", "bearer token PersonaService requires; unset = open"),
     Setting("--calls-token", "CALLS_TOKEN", "", "bearer token CallHistoryService requires; unset = open"),
+    Setting(
+        "--metrics-token",
+        METRICS_TOKEN_ENV,
+        "",
+        "bearer token every /metrics endpoint requires (gRPC services' and the gateway's); unset = open",
+    ),
     Setting(
         "--persona-admin-token",
         "PERSONA_ADMIN_TOKEN",

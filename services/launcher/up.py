@@ -215,7 +215,8 @@ def describe(services: list[Service], settings: dict[str, str]) -> str:
     if not is_loopback(settings["FRIDAY_UP_HOST"]):
         lines += [
             f"reachable from other machines on {settings['FRIDAY_UP_HOST']}: gRPC callers must send "
-            "`authorization: Bearer <token>` (DISPATCHER_TOKEN / PERSONA_TOKEN); metrics are open",
+            "`authorization: Bearer <token>` (DISPATCHER_TOKEN / PERSONA_TOKEN / CALLS_TOKEN), "
+            "scrapes of /metrics the METRICS_TOKEN",
             "",
         ]
     lines += [

@@ -1,9 +1,10 @@
 """HTTP surface of the gateway (Starlette): `POST /livekit-webhook`, `/health`,
-`/ready`, `/metrics` — the only module that knows HTTP status codes. They follow
-LiveKit's delivery rules (docs/architecture.md, "LiveKit webhook delivery"): 2xx once
-the dispatch exists or the event is deliberately ignored, 4xx for what can never
-succeed (LiveKit does not retry it), 5xx only when a redelivery may succeed (LiveKit
-retries 5xx except 501). What the routes work with is wired in server.py.
+`/ready`, `/metrics` (behind METRICS_TOKEN when set) — the only module that knows
+HTTP status codes. They follow LiveKit's delivery rules (docs/architecture.md,
+"LiveKit webhook delivery"): 2xx once the dispatch exists or the event is
+deliberately ignored, 4xx for what can never succeed (LiveKit does not retry
+it), 5xx only when a redelivery may succeed (LiveKit retries 5xx except 501).
+What the routes work with is wired in server.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.common.livekit_names import DEFAULT_AGENT_NAME
+from services.common.metrics_auth import CHALLENGE, MetricsToken
 from services.common.tracing import current_trace_id
 from services.webhook_gateway import call_events
 from services.webhook_gateway.call_flow import CallFlow, Dispatched, Duplicate, RoomGone
@@ -49,6 +51,8 @@ class GatewayState:
     # Call lifecycle facts for CallHistoryService; None when no CALLS_TARGET is set.
     calls: CallReporter | None = None
     agent_name: str = DEFAULT_AGENT_NAME
+    # Required on /metrics when set; /health and /ready stay open for the kubelet's probes.
+    metrics_token: MetricsToken | None = None
 
 
 def create_app(wiring: Callable[[], AbstractAsyncContextManager[GatewayState]]) -> Starlette:
@@ -210,4 +214,6 @@ async def ready(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     state: GatewayState = request.app.state.gateway
+    if state.metrics_token is not None and not state.metrics_token.admits(request.headers.get("authorization")):
+        return Response("metrics need a bearer token\n", status_code=401, headers=CHALLENGE, media_type="text/plain")
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from services.common.env import Environment, Name
 from services.common.listen_address import LOOPBACK_HOST
 from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
+from services.common.metrics_auth import METRICS_TOKEN_ENV
 from services.grpc_runtime.config import ClientTLSConfig
 from services.webhook_gateway.call_reporter import CallReportingConfig
 
@@ -78,6 +79,9 @@ class GatewayConfig:
     persona_tls: ClientTLSConfig | None = None
     dispatcher_tls: ClientTLSConfig | None = None
     call_reporting: CallReportingConfig = CallReportingConfig()
+    # What a scrape of /metrics must carry as `Authorization: Bearer …`; None = open.
+    # The mesh's one METRICS_TOKEN (services.common.metrics_auth).
+    metrics_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -98,6 +102,7 @@ class GatewayConfig:
             "redis_url": "REDIS_URL",
             "redis_prefix": "GATEWAY_REDIS_PREFIX",
             "ready_timeout_seconds": "GATEWAY_READY_TIMEOUT_SECONDS",
+            "metrics_token": METRICS_TOKEN_ENV,
         }
         return Environment(environ).fields(
             cls,

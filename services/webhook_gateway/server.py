@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import math
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +17,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from services.common import secrets_check
-from services.common.listen_address import bind_failure, dialable_host, host_port
+from services.common.listen_address import bind_failure, dialable_host, host_port, is_loopback
+from services.common.metrics_auth import METRICS_TOKEN_ENV, MetricsToken
 from services.grpc_runtime.channel import is_serving
 from services.webhook_gateway.app import GatewayState, create_app
 from services.webhook_gateway.call_flow import CallFlow
@@ -27,6 +29,8 @@ from services.webhook_gateway.metrics import GatewayMetrics
 from services.webhook_gateway.read_deadlines import ReadDeadlineProtocol
 from services.webhook_gateway.upstreams import GrpcAgentDispatcher, GrpcPersonaLookup, upstream_channel
 from services.webhook_gateway.verification import WebhookVerifier
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
@@ -72,6 +76,7 @@ async def wired(config: GatewayConfig) -> AsyncIterator[GatewayState]:
             },
             calls=reporter,
             agent_name=config.agent_name,
+            metrics_token=MetricsToken(config.metrics_token) if config.metrics_token else None,
         )
     finally:
         if reporter is not None:
@@ -161,6 +166,9 @@ class GatewayServer:
             if self._task.done():
                 self._task.result()
             await asyncio.sleep(0.01)
+        if not self.config.metrics_token and not is_loopback(self.server_config.host):
+            # The webhook has its signatures; /metrics beside it has nothing without the token.
+            logger.warning("gateway /metrics on %s needs no token: set %s", self.endpoints()["http"], METRICS_TOKEN_ENV)
 
     def _bind(self) -> socket.socket:
         host, port = self.server_config.host, self.server_config.port

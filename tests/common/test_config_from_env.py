@@ -106,6 +106,7 @@ GATEWAY: list[Row] = [
     ("DISPATCHER_TARGET", "dns:///dispatcher:50052", "dispatcher_target", "dns:///dispatcher:50052"),
     ("DISPATCHER_TOKEN", "d-token", "dispatcher_token", "d-token"),
     ("PERSONA_TOKEN", "p-token", "persona_token", "p-token"),
+    ("METRICS_TOKEN", "m-token", "metrics_token", "m-token"),
     ("AGENT_TO_DISPATCH", "acme-agent", "agent_name", "acme-agent"),
     ("GATEWAY_BUDGET_SECONDS", "2.5", "budget_seconds", 2.5),
     ("GATEWAY_PERSONA_TIMEOUT_SECONDS", "0.75", "persona_timeout_seconds", 0.75),
@@ -196,6 +197,7 @@ SERVER: list[Row] = [
     ("PERSONA_TLS_CLIENT_CA_FILE", "/tls/ca", "tls.client_ca_file", "/tls/ca"),
     ("PERSONA_TOKEN", "s-token", "auth_token", "s-token"),
     ("PERSONA_ADMIN_TOKEN", "a-token", "admin_token", "a-token"),
+    ("METRICS_TOKEN", "m-token", "metrics_token", "m-token"),
 ]
 
 

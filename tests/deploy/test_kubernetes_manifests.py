@@ -58,11 +58,14 @@ WEBHOOK_SECRET = "friday-livekit-webhook"
 AGENT_SECRET = "friday-agent-livekit"
 AGENT_SPEECH_SECRET = "friday-agent-openai"
 REDIS_SECRET = "friday-redis"
+# The one token Prometheus sends to every /metrics (services/common/metrics_auth.py).
+METRICS_SECRET = "friday-metrics-token"
 ALLOWED_SECRETS = {
-    PERSONA: {"friday-persona-token", "friday-persona-admin-token", REDIS_SECRET, "friday-persona-tls"},
-    DISPATCHER: {LIVEKIT_SECRET, "friday-dispatcher-token", REDIS_SECRET, "friday-dispatcher-tls"},
-    CALLS: {"friday-calls-database", "friday-calls-token", "friday-call-events", "friday-calls-tls"},
+    PERSONA: {"friday-persona-token", "friday-persona-admin-token", REDIS_SECRET, "friday-persona-tls", METRICS_SECRET},
+    DISPATCHER: {LIVEKIT_SECRET, "friday-dispatcher-token", REDIS_SECRET, "friday-dispatcher-tls", METRICS_SECRET},
+    CALLS: {"friday-calls-database", "friday-calls-token", "friday-call-events", "friday-calls-tls", METRICS_SECRET},
     GATEWAY: {
+        METRICS_SECRET,
         WEBHOOK_SECRET,
         "friday-dispatcher-token",
         "friday-persona-token",
@@ -73,12 +76,21 @@ ALLOWED_SECRETS = {
     AGENT: {AGENT_SECRET, AGENT_SPEECH_SECRET},
 }
 # Without these the code silently falls back to local defaults (devkey/secret, localhost).
+# Without METRICS_TOKEN a pod's /metrics is open to whatever reaches its metrics port.
 REQUIRED_ENV = {
-    PERSONA: {"PERSONA_API_BASE", "REDIS_URL", "PERSONA_TOKEN", "PERSONA_ADMIN_TOKEN"},
-    DISPATCHER: {"LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "DISPATCHER_TOKEN", "REDIS_URL"},
+    PERSONA: {"PERSONA_API_BASE", "REDIS_URL", "PERSONA_TOKEN", "PERSONA_ADMIN_TOKEN", "METRICS_TOKEN"},
+    DISPATCHER: {
+        "LIVEKIT_URL",
+        "LIVEKIT_API_KEY",
+        "LIVEKIT_API_SECRET",
+        "DISPATCHER_TOKEN",
+        "REDIS_URL",
+        "METRICS_TOKEN",
+    },
     # Without a database URL a pod would keep its history in a file that dies with it.
-    CALLS: {"CALLS_DATABASE_URL", "CALLS_TOKEN"},
+    CALLS: {"CALLS_DATABASE_URL", "CALLS_TOKEN", "METRICS_TOKEN"},
     GATEWAY: {
+        "METRICS_TOKEN",
         "PERSONA_TOKEN",
         "PERSONA_TARGET",
         "DISPATCHER_TARGET",
@@ -353,6 +365,17 @@ def test_credentials_come_only_from_secrets() -> None:
     for config_map in M.objects("ConfigMap").values():
         for key in config_map.get("data", {}):
             assert not any(marker in key for marker in CREDENTIAL_MARKERS), f"credential {key} in a ConfigMap"
+
+
+def test_every_scraped_pod_requires_the_one_metrics_token_and_no_other_pod_holds_it() -> None:
+    scraped = {name for name in OURS if annotations(DEPLOYMENTS[name]).get("prometheus.io/scrape") == "true"}
+    assert scraped == {PERSONA, DISPATCHER, CALLS, GATEWAY}
+    for name in scraped:
+        token = env(name)["METRICS_TOKEN"]
+        assert isinstance(token, SecretRef) and token.secret == METRICS_SECRET, name
+        assert token == env(GATEWAY)["METRICS_TOKEN"], f"{name}: a metrics token of its own"
+    # The agent serves no /metrics: it has no use for the token.
+    assert not [name for name in OURS if name not in scraped and METRICS_SECRET in secrets_read(DEPLOYMENTS[name])]
 
 
 def test_dispatcher_and_gateway_share_one_token() -> None:

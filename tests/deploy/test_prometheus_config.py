@@ -28,6 +28,10 @@ from tests.deploy.observability import (
 from tests.deploy.prometheus_server import DEADLINE_SECONDS, PROMETHEUS, prometheus_server
 
 DEFAULTS = {setting.env: setting.default for setting in SETTINGS}
+REPO = Path(__file__).resolve().parents[2]
+# Where each config reads the metrics token (README, "Dashboards and alerts").
+FRIDAY_UP_TOKEN_FILE = "metrics-token"
+KUBERNETES_TOKEN_FILE = "/etc/prometheus/secrets/friday-metrics-token/token"
 # Job -> the `friday up` setting holding the port its metrics are served on.
 METRICS_PORT_SETTING = {
     "friday-persona": "PERSONA_METRICS_PORT",
@@ -69,6 +73,16 @@ def test_friday_up_config_scrapes_the_default_ports_on_the_metrics_path() -> Non
         assert path == "/metrics"
         if name == "friday-gateway":
             assert path in gateway_routes
+
+
+def test_both_configs_send_the_metrics_token_from_a_file_kept_out_of_git() -> None:
+    # Bearer is Prometheus's default type; inline `credentials` would put the token in the config.
+    for job in load(SCRAPE_CONFIG)["scrape_configs"]:
+        assert job["authorization"] == {"credentials_file": FRIDAY_UP_TOKEN_FILE}, job["job_name"]
+    assert f"deploy/prometheus/{FRIDAY_UP_TOKEN_FILE}" in (REPO / ".gitignore").read_text().splitlines()
+    (job,) = load(KUBERNETES_SCRAPE_CONFIG)["scrape_configs"]
+    assert job["authorization"] == {"credentials_file": KUBERNETES_TOKEN_FILE}
+    assert "friday-metrics-token" in KUBERNETES_TOKEN_FILE  # the Secret the pods read METRICS_TOKEN from
 
 
 def _relabel(job: dict[str, Any], target: str) -> dict[str, Any]:

@@ -83,9 +83,19 @@ def test_every_alert_says_how_bad_and_what_happened(rule: dict[str, Any]) -> Non
 
 
 @needs_promtool
-def test_promtool_accepts_the_scrape_config_for_friday_up() -> None:
-    result = promtool("check", "config", SCRAPE_CONFIG.name)
+def test_promtool_accepts_the_scrape_config_for_friday_up(tmp_path: Path) -> None:
+    # promtool refuses a credentials_file that does not exist, and the metrics token
+    # beside the config is the user's (never committed): check a copy with one beside it.
+    checked = tmp_path / SCRAPE_CONFIG.name
+    checked.write_text(SCRAPE_CONFIG.read_text())
+    (tmp_path / "metrics-token").write_text("a-token\n")
+    for name in yaml.safe_load(SCRAPE_CONFIG.read_text())["rule_files"]:
+        (tmp_path / name).write_text((PROMETHEUS_DIR / name).read_text())
+    result = promtool("check", "config", checked.name, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / "metrics-token").unlink()
+    missing = promtool("check", "config", checked.name, cwd=tmp_path)
+    assert missing.returncode != 0 and "metrics-token" in missing.stdout + missing.stderr
 
 
 @needs_promtool
@@ -94,9 +104,12 @@ def test_promtool_accepts_the_kubernetes_scrape_config_but_its_discovery(tmp_pat
     # promtool refuses kubernetes_sd_configs. Everything else (relabelling, rule
     # files) is checked with static targets in its place.
     config = yaml.safe_load(KUBERNETES_SCRAPE_CONFIG.read_text())
+    (tmp_path / "token").write_text("a-token\n")
     for job in config["scrape_configs"]:
         assert job.pop("kubernetes_sd_configs")
         job["static_configs"] = [{"targets": ["10.0.0.1:9101"]}]
+        # The mounted Secret's file exists only in the Prometheus pod.
+        job["authorization"]["credentials_file"] = str(tmp_path / "token")
     config["rule_files"] = [str(PROMETHEUS_DIR / name) for name in config["rule_files"]]
     checked = tmp_path / "prometheus.yml"
     checked.write_text(yaml.safe_dump(config))

@@ -2,7 +2,8 @@
 and LiveKit stand-ins (processes too), a Prometheus server loading
 deploy/prometheus/prometheus.yml (pointed at this run's ports, scraping every
 second) and friday-alerts.yml, and signed webhooks through the gateway, some of
-them from `friday simulate-call`. Then every dashboard panel's and every alert's
+them from `friday simulate-call`. The mesh runs with a metrics token, which
+Prometheus sends from the credentials file the config names. Then every dashboard panel's and every alert's
 expression goes to Prometheus's /api/v1/query: each must parse, and each lands in
 exactly one of the sets below, which say what the traffic must show.
 
@@ -51,6 +52,8 @@ SECRET = "prometheus-e2e-secret-of-at-least-thirty-two-bytes"
 # Long enough to hold both phases on a slow machine; rates over it see phase 2.
 WINDOW = "5m"
 UNAUTHORIZED_PER_PHASE = 20
+# The mesh's METRICS_TOKEN, written where prometheus.yml's credentials_file points.
+METRICS_TOKEN = "prometheus-e2e-metrics-token-0123456789abcdef"
 
 # What the traffic below must light up: a finite value above zero.
 LIT = {
@@ -124,14 +127,21 @@ NO_AGENT_SECONDS = 4.0
 SETTLE_SECONDS = 1.0
 
 
-def scrape_config_for(ports: dict[str, int]) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml with this run's ports, scraping every second."""
+def scrape_config_for(ports: dict[str, int], tmp: Path) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml with this run's ports, scraping every second, and
+    its credentials file (relative to the config, which prometheus_server writes to `tmp`)
+    holding the mesh's metrics token."""
     config = yaml.safe_load(SCRAPE_CONFIG.read_text())
     config["global"] = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str(SCRAPE_CONFIG.parent / name) for name in config["rule_files"]]
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
+        (tmp / job["authorization"]["credentials_file"]).write_text(METRICS_TOKEN + "\n")
     return config
+
+
+def scrape(url: str) -> httpx.Response:
+    return httpx.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10)
 
 
 class Traffic:
@@ -202,7 +212,7 @@ def wait_for_counted_calls(metrics_url: str) -> None:
     wanted = ('friday_calls_total{outcome="no_agent"}', "friday_call_answer_seconds_count")
     deadline = time.monotonic() + DEADLINE_SECONDS
     while True:
-        text = httpx.get(metrics_url, timeout=10).text
+        text = scrape(metrics_url).text
         values = {
             line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"
         }
@@ -244,6 +254,7 @@ def test_every_dashboard_and_alert_expression_runs_on_a_real_prometheus_scraping
                 "CALLS_NO_AGENT_SECONDS": str(NO_AGENT_SECONDS),
                 "CALLS_SWEEP_INTERVAL_SECONDS": "0.5",
                 "CALLS_SETTLE_SECONDS": str(SETTLE_SECONDS),
+                "METRICS_TOKEN": METRICS_TOKEN,
             }
             for name in ("REDIS_URL", "PERSONA_FILE", "DISPATCHER_TOKEN", "LIVEKIT_WEBHOOK_API_KEY"):
                 env.pop(name, None)
@@ -265,7 +276,10 @@ def test_every_dashboard_and_alert_expression_runs_on_a_real_prometheus_scraping
             output = ProcessOutput(up)
             try:
                 output.wait_for("the mesh is ready", timeout=DEADLINE_SECONDS)
-                with prometheus_server(scrape_config_for(ports), tmp) as prometheus:
+                for port in ports.values():  # every /metrics wants the token: Prometheus's `up` needs it
+                    assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 401, port
+                    assert scrape(f"http://127.0.0.1:{port}/metrics").status_code == 200, port
+                with prometheus_server(scrape_config_for(ports, tmp), tmp) as prometheus:
                     gateway = f"http://127.0.0.1:{ports['friday-gateway']}"
                     traffic = Traffic(gateway, crm, livekit, env)
                     numbers = [f"+91{number}" for number in crm_personas]

@@ -55,6 +55,7 @@ AGENT_START_S = 120  # the worker's imports and its two pre-warmed job processes
 TOKEN_PERSONA = "persona-token-" + "p" * 32
 TOKEN_DISPATCHER = "dispatcher-token-" + "d" * 32
 TOKEN_CALLS = "calls-token-" + "c" * 32
+TOKEN_METRICS = "metrics-token-" + "m" * 32
 LIVEKIT_KEY, LIVEKIT_SECRET = "APIimagetest", "image-test-secret-" + "s" * 32
 WEBHOOK_KEY, WEBHOOK_SECRET = "APIwebhooks", "webhook-test-secret-" + "w" * 32
 
@@ -94,9 +95,10 @@ def _in_container(path: str, scratch: Path) -> str:
     return "/tmp/" + str(Path(path).relative_to(scratch))
 
 
-def _http(url: str) -> tuple[int, str]:
+def _http(url: str, token: str | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=3) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=3) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -149,6 +151,7 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
                 "PERSONA_METRICS_HOST": "127.0.0.1",
                 "PERSONA_METRICS_PORT": str(persona_metrics),
                 "PERSONA_TOKEN": TOKEN_PERSONA,
+                "METRICS_TOKEN": TOKEN_METRICS,
                 **tls_server("PERSONA"),
             },
         ),
@@ -160,6 +163,7 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
                 "DISPATCHER_METRICS_HOST": "127.0.0.1",
                 "DISPATCHER_METRICS_PORT": str(dispatcher_metrics),
                 "DISPATCHER_TOKEN": TOKEN_DISPATCHER,
+                "METRICS_TOKEN": TOKEN_METRICS,
                 # Nothing listens here: health "" does not depend on LiveKit.
                 "LIVEKIT_URL": f"http://127.0.0.1:{free_port()}",
                 "LIVEKIT_API_KEY": LIVEKIT_KEY,
@@ -175,6 +179,7 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
                 "CALLS_METRICS_HOST": "127.0.0.1",
                 "CALLS_METRICS_PORT": str(calls_metrics),
                 "CALLS_TOKEN": TOKEN_CALLS,
+                "METRICS_TOKEN": TOKEN_METRICS,
                 # /tmp is the pod's one writable directory (the root filesystem is read-only).
                 "CALLS_DATABASE_URL": "sqlite:////tmp/calls.sqlite3",
                 **tls_server("CALLS"),
@@ -191,6 +196,7 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
                 "PERSONA_TOKEN": TOKEN_PERSONA,
                 "DISPATCHER_TOKEN": TOKEN_DISPATCHER,
                 "CALLS_TOKEN": TOKEN_CALLS,
+                "METRICS_TOKEN": TOKEN_METRICS,
                 "LIVEKIT_WEBHOOK_API_KEY": WEBHOOK_KEY,
                 "LIVEKIT_WEBHOOK_API_SECRET": WEBHOOK_SECRET,
                 **tls_client("PERSONA"),
@@ -237,6 +243,13 @@ def test_the_mesh_serves_from_the_image_with_mutual_tls_and_tokens(image: ImageR
         wait_until(lambda: _http(f"{gateway}/health")[0] == 200, START_S, "gateway /health", outputs["gateway"])
         # /ready asks both upstreams' health over their mutual-TLS channels.
         wait_until(lambda: _http(f"{gateway}/ready")[0] == 200, START_S, "gateway /ready", outputs["gateway"])
+        # Every /metrics wants the metrics token (as the manifests set it); /health did not.
+        for url in [f"http://127.0.0.1:{p}/metrics" for p in (persona_metrics, dispatcher_metrics, calls_metrics)] + [
+            f"{gateway}/metrics"
+        ]:
+            assert _http(url)[0] == 401, url
+            status, text = _http(url, TOKEN_METRICS)
+            assert status == 200 and "# TYPE" in text, url
         rss = {name: group_memory_bytes(process) for name, process in processes.items()}
     finally:
         codes = {name: stop(process) for name, process in processes.items()}

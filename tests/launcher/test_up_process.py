@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from friday.dispatcher.v1 import dispatcher_service_pb2, dispatcher_service_pb2_grpc
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from services.common.listen_address import host_port
 from tests.child_process import REPO_ROOT, is_alive
 from tests.launcher.up_process import (
     RunningUp,
@@ -134,12 +136,16 @@ def test_a_non_loopback_host_without_tokens_is_refused_with_one_line() -> None:
     (line,) = done.stderr.splitlines()
     assert line.startswith("friday up: --host 0.0.0.0 makes the mesh reachable from other machines, which needs ")
     assert "--dispatcher-token" in line and "--persona-token" in line and "--livekit-api-secret" in line
-    assert "--calls-token" in line
+    assert "--calls-token" in line and "--metrics-token" in line
 
 
 def test_all_interfaces_with_tokens_serves_only_callers_that_send_them() -> None:
     env = up_env(
-        DISPATCHER_TOKEN="d" * 40, PERSONA_TOKEN="p" * 40, CALLS_TOKEN="c" * 40, LIVEKIT_API_SECRET=STRONG_SECRET
+        DISPATCHER_TOKEN="d" * 40,
+        PERSONA_TOKEN="p" * 40,
+        CALLS_TOKEN="c" * 40,
+        METRICS_TOKEN="m" * 40,
+        LIVEKIT_API_SECRET=STRONG_SECRET,
     )
     with friday_up("--host", "0.0.0.0", env=env) as running:
         # grpc binds its IPv6 wildcard (which takes IPv4 too) for 0.0.0.0.
@@ -162,5 +168,17 @@ def test_all_interfaces_with_tokens_serves_only_callers_that_send_them() -> None
             _get_persona(running.ports.persona, host=host)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert _get_persona(running.ports.persona, token="p" * 40, host=host).persona.persona_id == "xeny-reception"
-        assert ("d" * 40) not in running.text() and ("p" * 40) not in running.text()
+        # Every /metrics endpoint got the metrics token; the health paths stay open.
+        metrics_ports = (running.ports.persona_metrics, running.ports.dispatcher_metrics, running.ports.calls_metrics)
+        with httpx.Client(timeout=10) as http:
+            for port in (*metrics_ports, running.ports.gateway):
+                url = f"http://{host_port(host, port)}/metrics"
+                assert http.get(url).status_code == 401, url
+                assert http.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401, url
+                assert http.get(url, headers={"Authorization": "Bearer " + "m" * 40}).status_code == 200, url
+            for port in metrics_ports:
+                assert http.get(f"http://{host_port(host, port)}/health").status_code == 200, port
+            assert http.get(f"http://{host_port(host, running.ports.gateway)}/health").status_code == 200
+        for token in ("d" * 40, "p" * 40, "m" * 40):
+            assert token not in running.text()
     assert running.process.returncode == 0, running.text()[-3000:]

@@ -21,7 +21,7 @@ READY = "friday up: the mesh is ready"
 # Settings a developer's shell may carry that would change what `friday up` does.
 _ISOLATED_ENV = (
     "REDIS_URL", "PERSONA_FILE", "PERSONA_API_BASE", "DISPATCHER_TOKEN", "PERSONA_TOKEN", "PERSONA_ADMIN_TOKEN",
-    "CALLS_TOKEN",
+    "CALLS_TOKEN", "METRICS_TOKEN",
     "LIVEKIT_WEBHOOK_API_SECRET", "FRIDAY_UP_HOST", "FRIDAY_UP_WITH_AGENT", "FRIDAY_UP_REPLICAS",
 )  # fmt: skip
 
