@@ -52,6 +52,8 @@ calls = Table(
     Index("ix_calls_sip_call_id", "sip_call_id"),
     Index("ix_calls_outcome_started", "outcome", "started_at_ms"),
     Index("ix_calls_uncounted", "counted_at_ms", "updated_at_ms"),
+    # The open calls (ended_at_ms IS NULL), which the in-progress gauge counts.
+    Index("ix_calls_open", "ended_at_ms", "started_at_ms"),
 )
 
 # Signed call events waiting for (or done with) delivery to CALL_EVENTS_URL. Rows are written in

@@ -108,3 +108,29 @@ async def test_calls_that_had_ended_before_the_counting_column_are_marked_counte
         assert rows == {"call-old-ended": 7, "call-old-ringing": None}
     finally:
         await store.close()
+
+
+async def test_counting_the_open_calls_reads_an_index_not_the_whole_history(store_config, clock: Clock) -> None:
+    """The in-progress gauge counts the open calls whenever a call starts or ends; over a
+    table scan that count grows with the whole history (90 days of calls by default)."""
+    from sqlalchemy import func, select
+
+    from services.calls.schema import calls
+
+    store = SqlCallStore(store_config, clock_ms=clock)
+    try:
+        await store.open()
+        async with store.engine.connect() as connection:
+            indexes = await connection.run_sync(
+                lambda c: {i["name"]: i["column_names"] for i in inspect(c).get_indexes("calls")}
+            )
+            assert indexes["ix_calls_open"][0] == "ended_at_ms"
+            if store.engine.dialect.name == "sqlite":  # PostgreSQL's planner may scan a tiny table anyway
+                query = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
+                compiled = str(query.compile(store.engine.sync_engine, compile_kwargs={"literal_binds": True}))
+                plan = " ".join(
+                    str(row[-1]) for row in (await connection.execute(text("EXPLAIN QUERY PLAN " + compiled))).all()
+                )
+                assert "USING COVERING INDEX ix_calls_open" in plan, plan
+    finally:
+        await store.close()
