@@ -153,6 +153,27 @@ class _MethodObserver:
             )
 
 
+class _ObservedCall:
+    """One call, unary or streaming alike: the caller's trace id in current_trace_id while
+    it runs, then counted and logged under its final code (whatever ended it, cancellation
+    and a closed stream included)."""
+
+    __slots__ = ("_context", "_observer", "_started", "_token", "_traced_as")
+
+    def __init__(self, observer: _MethodObserver, context: grpc.aio.ServicerContext) -> None:
+        self._observer = observer
+        self._context = context
+
+    def __enter__(self) -> None:
+        self._traced_as = _caller_trace_id(self._context)
+        self._token = tracing.current_trace_id.set(self._traced_as)
+        self._started = time.perf_counter()
+
+    def __exit__(self, _type: object, error: BaseException | None, _traceback: object) -> None:
+        self._observer.finish(self._context, self._started, error, self._traced_as)
+        tracing.current_trace_id.reset(self._token)
+
+
 def _caller_trace_id(context: grpc.aio.ServicerContext) -> str:
     """The caller's trace id made safe (any caller can send any header), or "-" for none."""
     trace_id = _metadata_value(context.invocation_metadata(), TRACE_ID_METADATA_KEY)
@@ -190,33 +211,15 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
             if streams_response and inspect.isasyncgenfunction(behavior):
 
                 async def observed_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                    traced_as = _caller_trace_id(context)
-                    token = tracing.current_trace_id.set(traced_as)
-                    started, error = time.perf_counter(), None
-                    try:
+                    with _ObservedCall(observer, context):
                         async for item in behavior(request, context):
                             yield item
-                    except BaseException as exc:
-                        error = exc
-                        raise
-                    finally:
-                        observer.finish(context, started, error, traced_as)
-                        tracing.current_trace_id.reset(token)
 
                 return observed_stream
 
             async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                traced_as = _caller_trace_id(context)
-                token = tracing.current_trace_id.set(traced_as)
-                started, error = time.perf_counter(), None
-                try:
+                with _ObservedCall(observer, context):
                     return await behavior(request, context)
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    observer.finish(context, started, error, traced_as)
-                    tracing.current_trace_id.reset(token)
 
             return observed
 
