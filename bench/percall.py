@@ -14,7 +14,15 @@ apart, against a bare server; see README Performance).
 with a worker (claim, ListRooms ∥ ListDispatch, CreateDispatch, the job confirmation);
 `floor`: the floor's LiveKit calls for the same webhook through the same adapter
 (bench/floor.py), nothing else: what DispatcherService's own work is measured against.
-The stand-in runs in a process of its own, so its CPU is not counted."""
+The stand-in runs in a process of its own, so its CPU is not counted.
+
+`get-over-grpc` / `check-over-grpc` drive a running server instead (`--target`), for
+callgrind on the server process: 200 calls of warm-up, then `--calls` from 8 concurrent
+callers on one channel (bench/grpc_load.py's loop).
+
+    valgrind --tool=callgrind python -m services.cli persona serve --port 50151 &
+    python -m bench.percall get-over-grpc --target 127.0.0.1:50151 --number +918655701159 --calls 0|2000
+        # then stop the server (SIGTERM); a run with 0 calls is the baseline"""
 
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from bench.floor import LIVEKIT_TIMEOUT_SECONDS, _with_job
+from bench.grpc_load import GrpcJob
 from bench.personas import CAMPAIGN_CALLER, CAMPAIGN_NUMBER, WARM_NUMBER, _campaign_body, _persona_body
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
 from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest
@@ -222,13 +231,36 @@ async def _run_livekit(kind: str, calls: int, profile: str | None) -> dict[str, 
     return {"kind": kind, "calls": calls, "cpu_us_per_call": round(spent / calls * 1e6, 2) if calls else None}
 
 
+async def _drive(kind: str, target: str, number: str, calls: int) -> dict[str, Any]:
+    job = GrpcJob(
+        {
+            "target": target,
+            "method": "get_persona" if kind == "get-over-grpc" else "health",
+            "number": number,
+            "warmup": 200,
+            "concurrency": 8,
+            "count": calls,
+        }
+    )
+    await job.prepare()
+    result = await job.run()  # with 0 calls: none sent, the channel closed
+    return {"kind": kind, "calls": calls, "ok": result["ok"], "errors": result["errors"]}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.percall", description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["persona", "campaign", "dispatch", "floor"])
+    parser.add_argument(
+        "kind", choices=["persona", "campaign", "dispatch", "floor", "get-over-grpc", "check-over-grpc"]
+    )
+    parser.add_argument("--target", default="127.0.0.1:50051", help="the server the *-over-grpc kinds call")
+    parser.add_argument("--number", default=WARM_NUMBER, help="the dialed number get-over-grpc asks for")
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-filter", default=".", help='what --profile lists: a regex on "file:line(function)"')
     args = parser.parse_args(argv)
+    if args.kind.endswith("-over-grpc"):
+        print(json.dumps(event_loop.run(_drive(args.kind, args.target, args.number, args.calls))))
+        return
     run = _run if args.kind in ("persona", "campaign") else _run_livekit
     # The services' loop (uvloop), as DispatcherService and the floor run on.
     profile = args.profile_filter if args.profile else None
