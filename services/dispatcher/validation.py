@@ -15,7 +15,9 @@ MAX_DISPATCH_ID_CHARS = 128
 
 
 def _has_control(text: str) -> bool:
-    return any(unicodedata.category(ch).startswith("C") for ch in text)
+    # isprintable() is False for every category C character (and for Z ones other than
+    # the space), so a printable text, the usual case, needs no per-character look-up.
+    return not text.isprintable() and any(unicodedata.category(ch).startswith("C") for ch in text)
 
 
 def _invalid(field: str, message: str) -> InvalidRequest:

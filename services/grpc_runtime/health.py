@@ -103,15 +103,18 @@ class HealthReporter:
     async def report(self, service: str, dependency: str, healthy: bool) -> None:
         deps = self._deps.setdefault(service, {})
         before = deps.get(dependency)
+        if before == healthy:
+            # Nothing changed, so neither did the status start() or the last change set.
+            # (The dispatcher reports LiveKit's health after every LiveKit request.)
+            return
         deps[dependency] = healthy
-        if before != healthy:
-            logger.log(
-                logging.INFO if healthy else logging.WARNING,
-                "health: %s dependency %s is %s",
-                service,
-                dependency,
-                "healthy" if healthy else "UNHEALTHY",
-            )
+        logger.log(
+            logging.INFO if healthy else logging.WARNING,
+            "health: %s dependency %s is %s",
+            service,
+            dependency,
+            "healthy" if healthy else "UNHEALTHY",
+        )
         if self._running:
             await self.servicer.set(service, self._status_of(service))
 

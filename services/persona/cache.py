@@ -66,7 +66,7 @@ class PersonaCache:
                 return entry
             except CacheUnavailable as exc:
                 self.shared_failed("get", exc)
-        return await self.memory.get(key)
+        return self.memory.get_now(key)
 
     async def set(self, key: str, entry: CacheEntry, keep_seconds: float) -> None:
         await self.memory.set(key, entry, keep_seconds)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from friday.persona.v1.campaign_pb2 import CallAction, Campaign, CampaignSelection
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
@@ -53,10 +54,11 @@ class BreakerPolicy:
     cooldown_seconds: float = 5.0
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):
     """What one call gets: a persona (a campaign answer already reduced to the
-    variant this call chose), and with a campaign the selection and any action."""
+    variant this call chose), and with a campaign the selection and any action.
+    A tuple, like _Found: two are made on every call, and a frozen dataclass's
+    field-by-field __init__ cost more than the rest of a cache hit's bookkeeping."""
 
     persona: Persona
     source: PersonaSource.ValueType
@@ -83,8 +85,7 @@ class Refreshed:
     changed: bool  # differs from what was cached before
 
 
-@dataclass(frozen=True)
-class _Found:
+class _Found(NamedTuple):
     """What the source (or a cache of it) answered for the number, before selection."""
 
     answer: SourceAnswer
@@ -93,6 +94,10 @@ class _Found:
     age_seconds: float = 0.0
     default_reason: DefaultReason.ValueType = DefaultReason.DEFAULT_REASON_UNSPECIFIED
 
+
+# The warm paths' sources, read once: an enum wrapper's attribute is a Python-level lookup.
+_FROM_CACHE = PersonaSource.PERSONA_SOURCE_CACHE
+_FROM_FILE = PersonaSource.PERSONA_SOURCE_STATIC_FILE
 
 # The `why` label of persona_default_served_total for each reason.
 _DEFAULT_LABELS: dict[DefaultReason.ValueType, str] = {
@@ -128,6 +133,9 @@ class PersonaLookup:
         self.metrics = metrics
         self.default_region = default_region
         self.policy = policy = policy or CachePolicy()
+        # Read on every cache hit; the policy is frozen, so they are worked out once.
+        self._fresh_seconds = policy.ttl_seconds
+        self._refresh_ahead_after = policy.refresh_ahead_after()
         self._report_breaker = report_breaker_health
         self._clock = clock
         self.fetcher = SourceFetcher(
@@ -165,13 +173,14 @@ class PersonaLookup:
         *,
         allow_default: bool,
         budget_seconds: float,
-        peer: str = "",
+        peer: str | Callable[[], str] = "",
         caller_number: str = "",
         at: datetime.datetime | None = None,
     ) -> Resolution:
         """The persona for a call to dialed number `text`, within `budget_seconds`
         (the caller's budget already less the time it needs to send the answer).
-        `peer` names who asks (the peer's host), for the new-number limit. When the
+        `peer` names who asks (the peer's host), for the new-number limit: a string, or
+        a function giving it, called only when a new number needs it. When the
         number's answer is a campaign, `caller_number` and `at` (default: now) choose
         the variant; selection runs after the cache, per call."""
         number = self.parse(text)
@@ -222,37 +231,43 @@ class PersonaLookup:
             )
         return Resolution(variant.persona, found.source, key, found.age_seconds, selection=selection)
 
-    async def _find(self, number: DialedNumber, *, allow_default: bool, budget_seconds: float, peer: str) -> _Found:
+    async def _find(
+        self, number: DialedNumber, *, allow_default: bool, budget_seconds: float, peer: str | Callable[[], str]
+    ) -> _Found:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget_seconds
 
         if not self.source.cacheable:  # the persona file is already in memory
             answer = await self.source.fetch(number, deadline)
             if answer is not None:
-                return _Found(answer, PersonaSource.PERSONA_SOURCE_STATIC_FILE, number.e164)
+                return _Found(answer, _FROM_FILE, number.e164)
             return self._not_found(number, allow_default)
 
         key = number.e164
         entry = await self.cache.get(key)
         now = self._clock()
-        if entry is not None and entry.age(now) < self.policy.fresh_for(entry):
-            self.metrics.cache_hits.inc()
-            if entry.answer is None:
+        if entry is not None:
+            age = entry.age(now)
+            if entry.answer is not None and age < self._fresh_seconds:
+                # The warm path, every call of a known number: kept to what it must do.
+                self.metrics.cache_hits.inc()
+                self.last_known_good.remember(key, entry)
+                if age >= self._refresh_ahead_after:
+                    # Refresh-ahead: a number still being called near the end of its TTL is
+                    # fetched again in the background, so its callers never see it expire.
+                    self._revalidate(number)
+                return _Found(entry.answer, _FROM_CACHE, key, age)
+            if entry.answer is None and age < self.policy.negative_ttl_seconds:
+                self.metrics.cache_hits.inc()
                 return self._not_found(number, allow_default, cached=True)
-            self.last_known_good.remember(key, entry)
-            if entry.age(now) >= self.policy.refresh_ahead_after():
-                # Refresh-ahead: a number still being called near the end of its TTL is
-                # fetched again in the background, so its callers never see it expire.
-                self._revalidate(number)
-            return _Found(entry.answer, PersonaSource.PERSONA_SOURCE_CACHE, key, entry.age(now))
         self.metrics.cache_misses.inc()
 
-        if entry is not None and entry.answer is not None and entry.age(now) <= self.policy.max_stale_seconds:
+        if entry is not None and entry.answer is not None and age <= self.policy.max_stale_seconds:
             # Stale-while-revalidate: this caller gets the stale copy at once, the next
             # ones the refreshed copy; nobody waits for the CRM (or for a CRM that is down).
             self._revalidate(number)
             self.metrics.stale_serves.inc()
-            return _Found(entry.answer, PersonaSource.PERSONA_SOURCE_STALE_CACHE, key, entry.age(now))
+            return _Found(entry.answer, PersonaSource.PERSONA_SOURCE_STALE_CACHE, key, age)
 
         task = self._inflight.get(key)
         if task is None:
@@ -263,10 +278,11 @@ class PersonaLookup:
                     number, allow_default, SourceUnavailable("breaker_open", "the CRM breaker is open"), deadline
                 )
             if entry is None and self.last_known_good.get(key, now) is None:
-                refused = self.admission.admit(peer) if self.admission is not None else None
+                caller = peer if isinstance(peer, str) else peer()
+                refused = self.admission.admit(caller) if self.admission is not None else None
                 if refused is not None:
                     permit.release()
-                    return self._rate_limited(number, allow_default, refused, peer)
+                    return self._rate_limited(number, allow_default, refused, caller)
             task = self._start_fetch(number, permit)
         else:
             self.metrics.coalesced.inc()

@@ -21,6 +21,10 @@ class MemoryCache:
         return len(self._entries)
 
     async def get(self, key: str) -> CacheEntry | None:
+        return self.get_now(key)
+
+    def get_now(self, key: str) -> CacheEntry | None:
+        """`get` without a coroutine: PersonaCache's in-process read on every lookup."""
         item = self._entries.get(key)
         if item is None:
             return None

@@ -63,8 +63,10 @@ class PersonaFileSource:
         return _copy(self._default) if self._default is not None else None
 
     async def fetch(self, number: DialedNumber, deadline: float) -> SourceAnswer | None:
-        answer = self._answers.get(number.e164)
-        return _copy(answer) if answer is not None else None
+        # The file's own message, as a cache hands out its entry: answers are read, never
+        # written, so a copy per call bought nothing, and the same object lets GetPersona
+        # reuse its response template.
+        return self._answers.get(number.e164)
 
     async def probe(self) -> bool:
         return True

@@ -1,0 +1,271 @@
+"""One service method's own work per call, in process and without gRPC: the servicer
+called N times in a row on a warm path, for profiles and instruction counts that do
+not depend on what else the machine runs (the runtime's per-call cost is measured
+apart, against a bare server; see README Performance).
+
+    python -m bench.percall persona --calls 5000              # CPU µs per call
+    python -m bench.percall persona --calls 5000 --profile    # cProfile, top 25
+    valgrind --tool=callgrind python -m bench.percall persona --calls 0|2000
+        # (instructions at 2000 − at 0) / 2000 = instructions per call
+
+`persona`: a warm cache-hit GetPersona (a cacheable source, as the bench's CRM);
+`campaign`: the same with a campaign answer (the per-call selection on top);
+`dispatch`: DispatchAgent for a new room each call, against a LiveKit stand-in process
+with a worker (claim, ListRooms ∥ ListDispatch, CreateDispatch, the job confirmation);
+`floor`: the floor's LiveKit calls for the same webhook through the same adapter
+(bench/floor.py), nothing else: what DispatcherService's own work is measured against.
+The stand-in runs in a process of its own, so its CPU is not counted.
+
+`get-over-grpc` / `check-over-grpc` drive a running server instead (`--target`), for
+callgrind on the server process: 200 calls of warm-up, then `--calls` from 8 concurrent
+callers on one channel (bench/grpc_load.py's loop).
+
+    valgrind --tool=callgrind python -m services.cli persona serve --port 50151 &
+    python -m bench.percall get-over-grpc --target 127.0.0.1:50151 --number +918655701159 --calls 0|2000
+        # then stop the server (SIGTERM); a run with 0 calls is the baseline"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import functools
+import json
+import pstats
+import sys
+import time
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from bench.floor import LIVEKIT_TIMEOUT_SECONDS, _with_job
+from bench.grpc_load import GrpcJob
+from bench.personas import CAMPAIGN_CALLER, CAMPAIGN_NUMBER, WARM_NUMBER, _campaign_body, _persona_body
+from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
+from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest
+from friday.persona.v1 import persona_service_pb2
+from friday.persona.v1.persona_pb2 import Persona, PersonaSource
+from services.common import event_loop, job_metadata
+from services.common.leases import InMemoryLeases
+from services.dispatcher.claims import CallClaims
+from services.dispatcher.config import DispatcherConfig, LiveKitConfig
+from services.dispatcher.dispatcher import Dispatcher
+from services.dispatcher.livekit_transport import LiveKitDispatchTransport
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.servicer import DispatcherServicer
+from services.persona.answers import answer_from_json
+from services.persona.cache import PersonaCache
+from services.persona.lookup import PersonaLookup
+from services.persona.mapping import persona_from_json
+from services.persona.memory_cache import MemoryCache
+from services.persona.metrics import PersonaMetrics
+from services.persona.numbers import DialedNumber
+from services.persona.servicer import PersonaServicer
+from services.persona.sources import SourceAnswer
+
+
+class _MemorySource:
+    """A cacheable source answering from memory: after the first call every lookup is a cache hit."""
+
+    cacheable = True
+
+    def __init__(self, answers: dict[str, SourceAnswer]) -> None:
+        self._answers = answers
+
+    async def fetch(self, number: DialedNumber, deadline: float) -> SourceAnswer | None:
+        return self._answers.get(number.e164)
+
+    def default_persona(self) -> Persona | None:
+        return None
+
+    async def probe(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Context:
+    """What GetPersona reads of a grpc.aio ServicerContext on its success path."""
+
+    def time_remaining(self) -> float:
+        return 5.0
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:50000"
+
+
+def _persona_servicer() -> PersonaServicer:
+    answers = {
+        WARM_NUMBER: answer_from_json(_persona_body(0), persona_id=WARM_NUMBER),
+        CAMPAIGN_NUMBER: answer_from_json(_campaign_body(), persona_id=CAMPAIGN_NUMBER),
+    }
+    metrics = PersonaMetrics(CollectorRegistry())
+    lookup = PersonaLookup(_MemorySource(answers), PersonaCache(MemoryCache(1000)), metrics, default_region="US")
+    return PersonaServicer(lookup, metrics, budget_seconds=3.0)
+
+
+async def _run(kind: str, calls: int, profile: str | None) -> dict[str, Any]:
+    servicer = _persona_servicer()
+    if kind == "campaign":
+        request = persona_service_pb2.GetPersonaRequest(
+            dialed_number=CAMPAIGN_NUMBER, allow_default=True, caller_number=CAMPAIGN_CALLER
+        )
+    else:
+        request = persona_service_pb2.GetPersonaRequest(dialed_number=WARM_NUMBER, allow_default=True)
+    context: Any = _Context()
+    for _ in range(200):  # fills the cache and every lazy path
+        await servicer.GetPersona(request, context)
+    profiler = cProfile.Profile() if profile else None
+    began = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    for _ in range(calls):
+        # The response is serialized as grpc.aio would, so a cut that only moves work there shows.
+        (await servicer.GetPersona(request, context)).SerializeToString()
+    if profiler is not None:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(profile or ".", 25)
+    spent = time.process_time() - began
+    return {"kind": kind, "calls": calls, "cpu_us_per_call": round(spent / calls * 1e6, 2) if calls else None}
+
+
+_AGENT = "friday-ai-agent"
+_KEY, _SECRET = "percall-key", "percall-secret-that-is-at-least-32-bytes"
+
+
+async def _livekit_standin() -> tuple[asyncio.subprocess.Process, str]:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.testing.livekit_api", "--port", "0", "--api-key", _KEY,
+        "--api-secret", _SECRET, "--log-level", "WARNING",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert child.stdout is not None
+    while not (line := (await child.stdout.readline()).decode()).startswith("READY "):
+        if not line:
+            raise RuntimeError("the LiveKit stand-in exited before it was ready")
+    origin = line.split()[1]
+    async with httpx.AsyncClient(timeout=30) as client:
+        (await client.post(f"{origin}/_standin/workers", json={"agent_name": _AGENT})).raise_for_status()
+    return child, origin
+
+
+async def _create_rooms(origin: str, rooms: list[str]) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        (await client.post(f"{origin}/_standin/rooms", json={"names": rooms})).raise_for_status()
+
+
+@functools.cache
+def _persona() -> Persona:
+    return persona_from_json(_persona_body(0), persona_id=WARM_NUMBER)
+
+
+def _job_metadata(room: str) -> AgentJobMetadata:
+    return AgentJobMetadata(
+        call=CallFacts(
+            dialed_number=WARM_NUMBER, caller_number="+14155550100", sip_call_id=f"SCL_{room}", room=room,
+            participant_identity="sip_+14155550100",
+        ),
+        persona=_persona(),
+        persona_source=PersonaSource.PERSONA_SOURCE_CACHE,
+        trace_id=f"trace-{room}",
+    )  # fmt: skip
+
+
+async def _run_livekit(kind: str, calls: int, profile: str | None) -> dict[str, Any]:
+    warmup = 50
+    rooms = [f"percall-{i}" for i in range(warmup + calls)]
+    child, origin = await _livekit_standin()
+    try:
+        if kind == "dispatch":
+            config = DispatcherConfig(livekit=LiveKitConfig(origin, _KEY, _SECRET))
+            metrics = DispatcherMetrics(CollectorRegistry())
+            transport = LiveKitDispatchTransport(origin, _KEY, _SECRET)
+            claims = CallClaims(InMemoryLeases(), metrics, fallback=InMemoryLeases())
+            dispatcher = Dispatcher(transport, claims, config, metrics)
+            servicer = DispatcherServicer(dispatcher, metrics, config.max_budget_seconds)
+            context: Any = _Context()
+
+            async def one(room: str) -> None:
+                request = DispatchAgentRequest(room=room, agent_name=_AGENT, metadata=_job_metadata(room))
+                (await servicer.DispatchAgent(request, context)).SerializeToString()
+
+            close = dispatcher.aclose
+        else:
+            transport = LiveKitDispatchTransport(origin, _KEY, _SECRET)
+
+            async def one(room: str) -> None:
+                encoded = job_metadata.encode(_job_metadata(room))
+                if not await transport.room_exists(room, timeout=LIVEKIT_TIMEOUT_SECONDS):
+                    raise RuntimeError(f"room {room} missing")
+                listed = await transport.list(room, timeout=LIVEKIT_TIMEOUT_SECONDS)
+                if not [d for d in listed if d.agent_name == _AGENT and d.live_job is not None]:
+                    created = await transport.create(room, _AGENT, encoded, timeout=LIVEKIT_TIMEOUT_SECONDS)
+                    if await _with_job(transport, created) is None:
+                        raise RuntimeError(f"no job in {room}")
+
+            close = transport.aclose
+        # Rooms younger than the dispatcher (by more than the clock skew it allows), as in a
+        # dispatcher that has run a while: otherwise each call's room would be re-read in the
+        # background for a predecessor's create that may still land (reconcile.py).
+        await asyncio.sleep(2.5)
+        await _create_rooms(origin, rooms)
+        for room in rooms[:warmup]:
+            await one(room)
+        profiler = cProfile.Profile() if profile else None
+        began = time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        for room in rooms[warmup:]:
+            await one(room)
+        if profiler is not None:
+            profiler.disable()
+        spent = time.process_time() - began
+        await close()
+        if profiler is not None:
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(profile or ".", 40)
+    finally:
+        child.terminate()
+        await child.wait()
+    return {"kind": kind, "calls": calls, "cpu_us_per_call": round(spent / calls * 1e6, 2) if calls else None}
+
+
+async def _drive(kind: str, target: str, number: str, calls: int) -> dict[str, Any]:
+    job = GrpcJob(
+        {
+            "target": target,
+            "method": "get_persona" if kind == "get-over-grpc" else "health",
+            "number": number,
+            "warmup": 200,
+            "concurrency": 8,
+            "count": calls,
+        }
+    )
+    await job.prepare()
+    result = await job.run()  # with 0 calls: none sent, the channel closed
+    return {"kind": kind, "calls": calls, "ok": result["ok"], "errors": result["errors"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.percall", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "kind", choices=["persona", "campaign", "dispatch", "floor", "get-over-grpc", "check-over-grpc"]
+    )
+    parser.add_argument("--target", default="127.0.0.1:50051", help="the server the *-over-grpc kinds call")
+    parser.add_argument("--number", default=WARM_NUMBER, help="the dialed number get-over-grpc asks for")
+    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-filter", default=".", help='what --profile lists: a regex on "file:line(function)"')
+    args = parser.parse_args(argv)
+    if args.kind.endswith("-over-grpc"):
+        print(json.dumps(event_loop.run(_drive(args.kind, args.target, args.number, args.calls))))
+        return
+    run = _run if args.kind in ("persona", "campaign") else _run_livekit
+    # The services' loop (uvloop), as DispatcherService and the floor run on.
+    profile = args.profile_filter if args.profile else None
+    print(json.dumps(event_loop.run(run(args.kind, args.calls, profile))))
+
+
+if __name__ == "__main__":
+    main()
