@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from prometheus_client import Histogram
 from tenacity import RetryCallState
 
 from services.common.retry import MIN_ATTEMPT_SECONDS, retrying_before, time_left
@@ -17,6 +16,7 @@ from services.dispatcher import errors
 from services.dispatcher.config import RetryConfig
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.transport import LiveKitCallError
+from services.grpc_runtime.metrics import LabelledChildren
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -85,9 +85,7 @@ class LiveKitCalls:
         # Passive health: LiveKit answering at all (even a 4xx about one request) is
         # healthy; unreachable or refusing our key is not.
         self._report_health = report_health
-        # friday_dispatcher_livekit_request_seconds per (method, result), resolved once
-        # rather than by labels() on every request.
-        self._latency: dict[tuple[str, str], Histogram] = {}
+        self._latency = LabelledChildren(metrics.livekit_latency)
 
     async def run(
         self,
@@ -162,12 +160,7 @@ class LiveKitCalls:
             result = exc.code if exc.status is None else str(exc.status)
             raise
         finally:
-            histogram = self._latency.get((method, result))
-            if histogram is None:
-                histogram = self._latency[method, result] = self._metrics.livekit_latency.labels(
-                    method=method, result=result
-                )
-            histogram.observe(time.perf_counter() - started)
+            self._latency(method, result).observe(time.perf_counter() - started)
 
     async def _health(self, healthy: bool) -> None:
         if self._report_health is not None:

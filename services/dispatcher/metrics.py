@@ -4,9 +4,9 @@ never collide)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
-from services.grpc_runtime.metrics import MetricSet
+from services.grpc_runtime.metrics import LabelledChildren, MetricSet
 
 
 class DispatcherMetrics(MetricSet):
@@ -50,15 +50,11 @@ class DispatcherMetrics(MetricSet):
         self.failed_jobs = self.counter(
             "friday_dispatcher_failed_jobs_total", "Dispatches whose job failed at the worker and were replaced."
         )
-        self._dispatch_children: dict[tuple[str, str], Counter] = {}
+        self._dispatch_children = LabelledChildren(self.dispatches)
         self.job_wait = self.histogram(
             "friday_dispatcher_job_wait_seconds",
             "Time from a dispatch existing to a worker holding its job.",
         )
 
     def record_dispatch(self, outcome: str, code: str = "OK") -> None:
-        # Once per DispatchAgent: the child is resolved once per (outcome, code), not by labels() each time.
-        child = self._dispatch_children.get((outcome, code))
-        if child is None:
-            child = self._dispatch_children[outcome, code] = self.dispatches.labels(outcome=outcome, code=code)
-        child.inc()
+        self._dispatch_children(outcome, code).inc()

@@ -23,7 +23,7 @@ from services.common import tracing
 from services.common.log_safety import safe_trace_id
 from services.common.tracing import TRACE_ID_METADATA_KEY
 from services.grpc_runtime.errors import error_status
-from services.grpc_runtime.metrics import ServerMetrics
+from services.grpc_runtime.metrics import LabelledChildren, ServerMetrics
 
 access_log = logging.getLogger("friday.grpc.access")
 
@@ -120,26 +120,22 @@ class _MethodObserver:
     its Prometheus children (a `labels()` lookup takes a lock and builds a key per
     call) and its access-log level."""
 
-    __slots__ = ("_counted", "_requests", "latency", "level", "method")
+    __slots__ = ("_counted", "latency", "level", "method")
 
     def __init__(self, method: str, metrics: ServerMetrics | None) -> None:
         self.method = method
         # Health checks arrive every few seconds from probes: keep them out of INFO logs.
         self.level = logging.DEBUG if method.startswith("/grpc.health.v1.Health/") else logging.INFO
         self.latency = metrics.latency.labels(method) if metrics is not None else None
-        self._requests = metrics.requests if metrics is not None else None
-        self._counted: dict[grpc.StatusCode, Any] = {}
+        self._counted = LabelledChildren(metrics.requests) if metrics is not None else None
 
     def finish(
         self, context: grpc.aio.ServicerContext, started: float, error: BaseException | None, trace_id: str
     ) -> None:
         elapsed = time.perf_counter() - started
         code = _final_code(context, error)
-        if self._requests is not None and self.latency is not None:
-            counter = self._counted.get(code)
-            if counter is None:  # at most one per status code
-                counter = self._counted[code] = self._requests.labels(self.method, code.name)
-            counter.inc()
+        if self._counted is not None and self.latency is not None:
+            self._counted(self.method, code.name).inc()
             self.latency.observe(elapsed)
         if access_log.isEnabledFor(self.level):  # the peer and the line are built only when written
             access_log.log(

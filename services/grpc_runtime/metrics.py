@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -23,6 +23,29 @@ _log = logging.getLogger(__name__)
 
 # Latencies of a phone-call path: most calls are milliseconds, the tail is the ring.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class LabelledChildren(Generic[M]):
+    """A labelled metric's children, each resolved once per tuple of label values: on a
+    per-call path, `labels()` takes a lock and builds its key every time. Bounded by the
+    label values a metric has, as the metric itself is."""
+
+    __slots__ = ("_children", "_metric")
+    _metric: M
+    _children: dict[tuple[str, ...], M]
+
+    def __init__(self, metric: M) -> None:
+        self._metric = metric
+        self._children = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 class MetricSet:
