@@ -11,7 +11,7 @@ ErrorInfo, through the normal access log and metrics.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -22,7 +22,9 @@ from services.grpc_runtime.errors import abort_with_error
 
 MALFORMED_REQUEST_DOMAIN = "grpc.friday"
 
-Behaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
+# What a handler answers once the request is decoded: a unary method's response, or
+# None for a streaming one, whose responses were written to the context.
+Answer = TypeVar("Answer")
 # A server-streaming method either yields its responses or writes them itself with
 # `context.write` (and returns None): the second lets it be interrupted mid-write.
 StreamBehaviour = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Message] | Awaitable[None]]
@@ -38,14 +40,16 @@ async def _refuse(request_class: type[Message], exc: DecodeError, context: grpc.
     )
 
 
-# Parsing is inline in each handler (no coroutine of its own): it runs on every call,
+# Parsing is inline in the handler (no coroutine of its own): it runs on every call,
 # and only a refusal needs to await anything.
 
 
-def _decode_then(behaviour: Behaviour, request_class: type[Message]) -> Behaviour:
+def _decode_then(
+    behaviour: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Answer]], request_class: type[Message]
+) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Answer]]:
     parse = request_class.FromString
 
-    async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
+    async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Answer:
         try:
             request = parse(raw)
         except DecodeError as exc:
@@ -58,13 +62,9 @@ def _decode_then(behaviour: Behaviour, request_class: type[Message]) -> Behaviou
 def _decode_then_stream(
     behaviour: StreamBehaviour, request_class: type[Message]
 ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[None]]:
-    parse = request_class.FromString
+    """The same decoding as a unary method's, then the responses written one by one."""
 
-    async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> None:
-        try:
-            request = parse(raw)
-        except DecodeError as exc:
-            await _refuse(request_class, exc, context)
+    async def write_responses(request: Any, context: grpc.aio.ServicerContext) -> None:
         result = behaviour(request, context)
         if isinstance(result, AsyncIterator):
             async for response in result:
@@ -72,7 +72,7 @@ def _decode_then_stream(
         else:
             await result
 
-    return handle
+    return _decode_then(write_responses, request_class)
 
 
 def method_handlers(servicer: Any, service: ServiceDescriptor) -> dict[str, grpc.RpcMethodHandler]:
