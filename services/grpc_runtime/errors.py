@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, NotRequired, TypedDict, Unpack
 
 import grpc
 from google.protobuf import any_pb2
@@ -22,42 +22,38 @@ class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_me
     pass
 
 
-def error_status(
-    code: grpc.StatusCode,
-    message: str,
-    *,
-    reason: str,
-    domain: str,
-    metadata: Mapping[str, str] | None = None,
-    trailing_metadata: Sequence[tuple[str, str]] = (),
-) -> grpc.Status:
-    """A grpc.Status whose trailing metadata carries google.rpc.Status + ErrorInfo
-    (plus `trailing_metadata`, e.g. `grpc-retry-pushback-ms: -1` to stop client retries)."""
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=dict(metadata or {}))
+class ErrorDetails(TypedDict):
+    """What a failed call carries besides its code and message: the ErrorInfo's stable
+    `reason`, the `domain` naming the service and free `metadata`, and any further
+    `trailing_metadata` (e.g. `grpc-retry-pushback-ms: -1` to stop client retries)."""
+
+    reason: str
+    domain: str
+    metadata: NotRequired[Mapping[str, str] | None]
+    trailing_metadata: NotRequired[Sequence[tuple[str, str]]]
+
+
+def error_status(code: grpc.StatusCode, message: str, **details: Unpack[ErrorDetails]) -> grpc.Status:
+    """A grpc.Status whose trailing metadata carries google.rpc.Status + ErrorInfo, then
+    `trailing_metadata`."""
+    info = error_details_pb2.ErrorInfo(
+        reason=details["reason"], domain=details["domain"], metadata=dict(details.get("metadata") or {})
+    )
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(code=_code_number(code), message=message, details=[detail])
     base = rpc_status.to_status(status)
+    trailing_metadata = details.get("trailing_metadata", ())
     if not trailing_metadata:
         return base
     return _Status(base.code, base.details, tuple(base.trailing_metadata) + tuple(trailing_metadata))
 
 
 async def abort_with_error(
-    context: grpc.aio.ServicerContext,
-    code: grpc.StatusCode,
-    message: str,
-    *,
-    reason: str,
-    domain: str,
-    metadata: Mapping[str, str] | None = None,
-    trailing_metadata: Sequence[tuple[str, str]] = (),
+    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, **details: Unpack[ErrorDetails]
 ) -> NoReturn:
     """End the RPC with `code`, `message` and an ErrorInfo detail. Always raises."""
-    status = error_status(
-        code, message, reason=reason, domain=domain, metadata=metadata, trailing_metadata=trailing_metadata
-    )
-    await context.abort_with_status(status)
+    await context.abort_with_status(error_status(code, message, **details))
     raise AssertionError("abort_with_status returned")  # pragma: no cover - it always raises
 
 
