@@ -46,7 +46,6 @@ async def wired(config: GatewayConfig) -> AsyncIterator[GatewayState]:
     else:
         ledger = InProcessEventLedger(config.dedupe_ttl_seconds, config.dedupe_max_entries)
     ready_timeout = config.ready_timeout_seconds
-    metrics = GatewayMetrics()
     secrets_check.check_secret("LIVEKIT_WEBHOOK_API_SECRET", config.webhook_api_secret)
     metrics = GatewayMetrics()
     reporting = config.call_reporting
