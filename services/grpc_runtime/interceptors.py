@@ -94,6 +94,25 @@ def _replace_behavior(handler: Any, wrap: Callable[[Behavior, bool], Behavior]) 
     )
 
 
+class _HandlerInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor that works on the handler a call's method resolves to. A method
+    the server does not know resolves to None and passes through untouched (grpc answers
+    UNIMPLEMENTED), so `_intercept` always has a handler."""
+
+    async def intercept_service(
+        self,
+        continuation: Continuation,
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        return self._intercept(handler, handler_call_details)
+
+    def _intercept(self, handler: Any, handler_call_details: grpc.HandlerCallDetails) -> Handler:
+        raise NotImplementedError
+
+
 class _HandlerCache:
     """Wrapped handlers, built once per handler. grpc asks the interceptors for every call,
     but the handler a method resolves to is the same object each time (the servicer's,
@@ -176,7 +195,7 @@ def _caller_trace_id(context: grpc.aio.ServicerContext) -> str:
     return safe_trace_id(trace_id) if trace_id else _NO_TRACE
 
 
-class ObservingInterceptor(grpc.aio.ServerInterceptor):
+class ObservingInterceptor(_HandlerInterceptor):
     """Access log line + Prometheus counter/histogram for every call, and the caller's
     trace id in services.common.tracing.current_trace_id for the whole call (so every
     log line of the handler carries it through TraceIdLogFilter), reset afterwards.
@@ -188,14 +207,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         self._observers: dict[str, _MethodObserver] = {}
         self._handlers = _HandlerCache(self._observed)
 
-    async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
+    def _intercept(self, handler: Any, handler_call_details: grpc.HandlerCallDetails) -> Handler:
         return self._handlers.get(handler, handler_call_details.method)
 
     def _observed(self, handler: Any, method: str) -> Any:
@@ -222,7 +234,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         return _replace_behavior(handler, wrap)
 
 
-class BearerTokenAuthInterceptor(grpc.aio.ServerInterceptor):
+class BearerTokenAuthInterceptor(_HandlerInterceptor):
     """Require `authorization: Bearer <token>`; UNAUTHENTICATED (with ErrorInfo reason
     MISSING_TOKEN / INVALID_TOKEN) otherwise. Health and reflection stay open.
 
@@ -247,14 +259,9 @@ class BearerTokenAuthInterceptor(grpc.aio.ServerInterceptor):
     def _expected_for(self, method: str) -> _Expected | None:
         return self._admin if method in self._admin_methods else self._ordinary
 
-    async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
+    def _intercept(self, handler: Any, handler_call_details: grpc.HandlerCallDetails) -> Handler:
         method = handler_call_details.method
-        if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
+        if method.startswith(OPEN_METHOD_PREFIXES):
             return handler
         expected = self._expected_for(method)
         if expected is None:
