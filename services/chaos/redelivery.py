@@ -129,24 +129,17 @@ class _Queued:
     done: asyncio.Future[Delivery]
 
 
+@dataclass(slots=True, eq=False)
 class WebhookSender:
     """What livekit-server runs for one webhook URL: `queue(event)` and await the Delivery."""
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        url: str,
-        api_key: str,
-        api_secret: str,
-        policy: DeliveryPolicy | None = None,
-    ) -> None:
-        self._http = http
-        self.url = url
-        self._key = api_key
-        self._secret = api_secret
-        self.policy = policy or DeliveryPolicy()
-        self._queues: dict[str, deque[_Queued]] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
+    http: httpx.AsyncClient
+    url: str
+    api_key: str
+    api_secret: str = field(repr=False)
+    policy: DeliveryPolicy = DeliveryPolicy()
+    _queues: dict[str, deque[_Queued]] = field(default_factory=dict, init=False)
+    _workers: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
 
     def queue(self, event: WebhookEvent) -> asyncio.Future[Delivery]:
         """Queue `event` behind its room's earlier events. A full queue resolves at once, dropped."""
@@ -195,13 +188,13 @@ class WebhookSender:
         if time.monotonic() - delivery.queued > policy.max_age_seconds * policy.time_scale:
             delivery.dropped = TOO_OLD
             return
-        body, headers = livekit_webhooks.signed_request(item.event, self._key, self._secret)
+        body, headers = livekit_webhooks.signed_request(item.event, self.api_key, self.api_secret)
         for attempt in range(policy.max_attempts):
             if delivery.started is None:
                 delivery.started = time.monotonic()
             response: httpx.Response | None = None
             try:
-                response = await self._http.post(self.url, content=body, headers=headers, timeout=policy.client_timeout)
+                response = await self.http.post(self.url, content=body, headers=headers, timeout=policy.client_timeout)
             except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
                 delivery.statuses.append(None)
                 delivery.answers.append({"transport_error": f"{type(exc).__name__}: {exc}"})

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 
 from services.dispatcher import errors
 from services.dispatcher.config import ClaimConfig
@@ -52,34 +53,31 @@ def keeper(dispatches: Iterable[DispatchRecord], agent_name: str) -> DispatchRec
     return min(candidates, key=lambda d: (d.created_at, d.dispatch_id), default=None)
 
 
+@dataclass(slots=True, eq=False)
 class Reconciler:
-    def __init__(
-        self,
-        transport: DispatchTransport,
-        calls: LiveKitCalls,
-        jobs: JobConfirmation,
-        config: ClaimConfig,
-        metrics: DispatcherMetrics,
-        *,
-        claims_in_process: bool,
-    ) -> None:
-        self._transport = transport
-        self._calls = calls
-        self._jobs = jobs
-        self._config = config
-        self._metrics = metrics
-        # Until then a create of a predecessor that crashed mid-create may still land,
-        # unseen: its claim died with it. (A Redis claim outlives its holder instead.)
-        self._young_until = time.monotonic() + (config.settle_seconds if claims_in_process else 0.0)
-        self._started_at = time.time()
-        self._watches: dict[tuple[str, str], float] = {}  # (room, agent) -> watch until (monotonic)
-        self._tasks: set[asyncio.Task[None]] = set()
+    transport: DispatchTransport
+    calls: LiveKitCalls
+    jobs: JobConfirmation
+    config: ClaimConfig
+    metrics: DispatcherMetrics
+    _: KW_ONLY
+    claims_in_process: InitVar[bool]
+    # Until then a create of a predecessor that crashed mid-create may still land,
+    # unseen: its claim died with it. (A Redis claim outlives its holder instead.)
+    _young_until: float = field(init=False)
+    _started_at: float = field(init=False, default_factory=time.time)
+    # (room, agent) -> watch until (monotonic)
+    _watches: dict[tuple[str, str], float] = field(init=False, default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+
+    def __post_init__(self, claims_in_process: bool) -> None:
+        self._young_until = time.monotonic() + (self.config.settle_seconds if claims_in_process else 0.0)
 
     async def converge(self, room: str, agent_name: str, deadline: float) -> DispatchRecord | None:
         """Lists `room` and deletes every dispatch of `agent_name` but the keeper; the keeper
         as listed now (None: the room holds no live-able dispatch of the agent)."""
-        dispatches = await self._calls.run(
-            "ListDispatch", room, lambda t: self._transport.list(room, timeout=t), deadline
+        dispatches = await self.calls.run(
+            "ListDispatch", room, lambda t: self.transport.list(room, timeout=t), deadline
         )
         return await self.remove_extras(dispatches, agent_name, deadline)
 
@@ -92,9 +90,9 @@ class Reconciler:
             return None
         extras = [d for d in dispatches if d.agent_name == agent_name and d.dispatch_id != kept.dispatch_id]
         for extra in extras:
-            if await self._jobs.withdraw(extra, deadline):
+            if await self.jobs.withdraw(extra, deadline):
                 if not extra.failed:
-                    self._metrics.duplicates_removed.inc()
+                    self.metrics.duplicates_removed.inc()
                 logger.warning(
                     "removed %s dispatch %s of %r in room %r; kept the oldest, %s",
                     "failed" if extra.failed else "duplicate",
@@ -113,7 +111,7 @@ class Reconciler:
         inherited = room_created_at < self._started_at + _CLOCK_SKEW_SECONDS
         until = max(
             self._young_until if inherited else 0.0,
-            now + self._config.settle_seconds if degraded else 0.0,
+            now + self.config.settle_seconds if degraded else 0.0,
         )
         if until <= now:
             return
@@ -132,7 +130,7 @@ class Reconciler:
         within a second or two, a later one within a few, at a handful of reads per call."""
         room, agent_name = key
         loop = asyncio.get_running_loop()
-        wait = self._config.reconcile_interval
+        wait = self.config.reconcile_interval
         try:
             while (left := self._watches[key] - time.monotonic()) > 0:
                 await asyncio.sleep(min(wait, left))
@@ -140,8 +138,8 @@ class Reconciler:
                 deadline = loop.time() + _ROUND_BUDGET_SECONDS
                 try:
                     # ListDispatch on a room that is gone hangs until LiveKit's own deadline.
-                    if not await self._calls.run(
-                        "ListRooms", room, lambda t: self._transport.room_exists(room, timeout=t), deadline
+                    if not await self.calls.run(
+                        "ListRooms", room, lambda t: self.transport.room_exists(room, timeout=t), deadline
                     ):
                         return  # the call is over: nothing left to double
                     await self.converge(room, agent_name, deadline)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 from services.common.circuit_breaker import BreakerPermit
 from services.common.leases import LeaseStoreUnavailable, TokenLeases
@@ -29,35 +30,24 @@ _CRM_ANSWERED = frozenset({"malformed", "http_4xx"})
 _NOT_THE_CRMS_FAULT = frozenset({"deadline"})
 
 
+@dataclass(slots=True, eq=False)
 class SourceFetcher:
-    def __init__(
-        self,
-        source: PersonaSourceBackend,
-        cache: PersonaCache,
-        metrics: PersonaMetrics,
-        policy: CachePolicy,
-        *,
-        report_source_health: Callable[[bool], Awaitable[None]] | None = None,
-        clock: Callable[[], float] = time.time,
-        lease: TokenLeases | None = None,
-        lease_poll_seconds: float = 0.02,
-        on_change: Callable[[Change], Awaitable[None]] | None = None,
-    ) -> None:
-        self.source = source
-        self.cache = cache
-        self.metrics = metrics
-        self.policy = policy
-        self._report = report_source_health
-        self._clock = clock
-        # Single-flight across replicas: the replica holding a number's lease (in the
-        # Redis they share) fetches it and stores it in the shared cache; the others
-        # poll that cache until it appears or the lease is gone (holder failed or died).
-        self.lease = lease
-        self._lease_poll_seconds = lease_poll_seconds
-        self._lease_down = False
-        # Told when a fetch from the source brings a version other than the one cached:
-        # only the replica that asked the source publishes, so a change is published once.
-        self._on_change = on_change
+    source: PersonaSourceBackend
+    cache: PersonaCache
+    metrics: PersonaMetrics
+    policy: CachePolicy
+    _: KW_ONLY
+    report_source_health: Callable[[bool], Awaitable[None]] | None = None
+    clock: Callable[[], float] = time.time
+    # Single-flight across replicas: the replica holding a number's lease (in the
+    # Redis they share) fetches it and stores it in the shared cache; the others
+    # poll that cache until it appears or the lease is gone (holder failed or died).
+    lease: TokenLeases | None = None
+    lease_poll_seconds: float = 0.02
+    # Told when a fetch from the source brings a version other than the one cached:
+    # only the replica that asked the source publishes, so a change is published once.
+    on_change: Callable[[Change], Awaitable[None]] | None = None
+    _lease_down: bool = field(default=False, init=False, repr=False)
 
     async def fetch(
         self, number: DialedNumber, deadline: float, permit: BreakerPermit, *, newer_than: float | None = None
@@ -117,20 +107,20 @@ class SourceFetcher:
             if not await lease.is_held(key):
                 # The holder stores before it releases: look once more, then give up waiting.
                 return await self._fresh_entry(key, newer_than)
-            await asyncio.sleep(min(self._lease_poll_seconds, max(0.0, deadline - loop.time())))
+            await asyncio.sleep(min(self.lease_poll_seconds, max(0.0, deadline - loop.time())))
         return None
 
     async def _fresh_entry(self, key: str, newer_than: float | None = None) -> CacheEntry | None:
         entry = await self.cache.get(key)
         if entry is None or (newer_than is not None and entry.fetched_at < newer_than):
             return None
-        if entry.age(self._clock()) < self.policy.fresh_for(entry):
+        if entry.age(self.clock()) < self.policy.fresh_for(entry):
             return entry
         return None
 
     async def _fetch_from_source(self, number: DialedNumber, deadline: float, permit: BreakerPermit) -> CacheEntry:
         # What was cached before (shared across replicas when Redis is), to tell a change.
-        previous = await self.cache.get(number.e164) if self._on_change is not None else None
+        previous = await self.cache.get(number.e164) if self.on_change is not None else None
         try:
             async with asyncio.timeout_at(deadline):  # hard stop, whatever the source does
                 answer = await self.source.fetch(number, deadline)
@@ -156,14 +146,14 @@ class SourceFetcher:
             raise SourceUnavailable("error", f"source failed for {number.e164}: {type(exc).__name__}: {exc}") from exc
         permit.succeeded()
         await self._report_health(True)
-        entry = CacheEntry(answer=answer, fetched_at=self._clock())
+        entry = CacheEntry(answer=answer, fetched_at=self.clock())
         await self.cache.set(number.e164, entry, self.policy.keep_for(entry))
-        if self._on_change is not None and previous is not None:
+        if self.on_change is not None and previous is not None:
             old, new = answer_version(previous.answer), answer_version(answer)
             if old != new:
-                await self._on_change(Change(number.e164, new, old, answer, entry.fetched_at))
+                await self.on_change(Change(number.e164, new, old, answer, entry.fetched_at))
         return entry
 
     async def _report_health(self, healthy: bool) -> None:
-        if self._report is not None:
-            await self._report(healthy)
+        if self.report_source_health is not None:
+            await self.report_source_health(healthy)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import redis.asyncio as redis
@@ -29,39 +30,30 @@ READER_TIMEOUT_SECONDS = _BLOCK_MILLISECONDS / 1000 + 2.0
 _RETRY_SECONDS = 1.0
 
 
+@dataclass(slots=True, eq=False)
 class RedisChangeLog:
-    def __init__(
-        self,
-        client: redis.Redis,
-        reader: redis.Redis,
-        *,
-        key: str,
-        deliver: Callable[[Change], None],
-        history: int = DEFAULT_HISTORY,
-        count_error: Callable[[str], None] | None = None,
-    ) -> None:
-        self._redis = client
-        # XREAD BLOCK holds its connection for up to a second: a client of its own, with a
-        # read timeout longer than the block (the shared client's is a fraction of a call).
-        self._reader_client = reader
-        self._key = key
-        self._deliver = deliver
-        self._history = history
-        self._count_error = count_error or (lambda op: None)
-        self._last = ""
-        self._reader: asyncio.Task[None] | None = None
-        self._started = asyncio.Event()
+    client: redis.Redis
+    # XREAD BLOCK holds its connection for up to a second: a client of its own, with a
+    # read timeout longer than the block (the shared client's is a fraction of a call).
+    reader: redis.Redis
+    _: KW_ONLY
+    key: str
+    deliver: Callable[[Change], None]
+    history: int = DEFAULT_HISTORY
+    count_error: Callable[[str], None] = lambda op: None
+    _last: str = field(default="", init=False)
+    _reader_task: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Begins reading after the newest entry (changes before now are for resuming only)."""
         try:
-            newest: Any = await self._redis.xrevrange(self._key, count=1)
+            newest: Any = await self.client.xrevrange(self.key, count=1)
             self._last = _id(newest[0][0]) if newest else "0-0"
         except (RedisError, OSError) as exc:
-            self._count_error("read")
+            self.count_error("read")
             logger.warning("persona change stream unreadable at start; reading from now on: %s", exc)
             self._last = "$"
-        self._reader = asyncio.create_task(self._read(), name="persona-change-reader")
+        self._reader_task = asyncio.create_task(self._read(), name="persona-change-reader")
 
     async def append(self, change: Change) -> None:
         fields: dict[str, bytes | str] = {
@@ -75,10 +67,10 @@ class RedisChangeLog:
         elif change.answer is not None:
             fields["persona"] = change.answer.SerializeToString()
         try:
-            await self._redis.xadd(self._key, fields, maxlen=self._history, approximate=True)  # type: ignore[arg-type]
+            await self.client.xadd(self.key, fields, maxlen=self.history, approximate=True)  # type: ignore[arg-type]
         except (RedisError, OSError) as exc:
             # The change itself is in the cache; only live subscribers miss the news.
-            self._count_error("publish")
+            self.count_error("publish")
             logger.warning("could not publish the change of %s to the change stream: %s", change.number, exc)
 
     async def since(self, token: str) -> list[Change] | None:
@@ -86,13 +78,13 @@ class RedisChangeLog:
         if wanted is None:
             return None
         try:
-            oldest: Any = await self._redis.xrange(self._key, count=1)
+            oldest: Any = await self.client.xrange(self.key, count=1)
             if not oldest or (_order(_id(oldest[0][0])) or (0, 0)) > wanted:
                 # Trimmed past the token (or emptied): what happened in between is unknown.
                 return None if token != self._last else []
-            entries: Any = await self._redis.xrange(self._key, min=f"({token}", count=self._history)
+            entries: Any = await self.client.xrange(self.key, min=f"({token}", count=self.history)
         except (RedisError, OSError) as exc:
-            self._count_error("read")
+            self.count_error("read")
             logger.warning("change stream unreadable for a resuming subscriber; it must resync: %s", exc)
             return None
         return [_change(entry_id, fields) for entry_id, fields in entries]
@@ -107,13 +99,11 @@ class RedisChangeLog:
     async def _read(self) -> None:
         while True:
             try:
-                answer: Any = await self._reader_client.xread(
-                    {self._key: self._last}, block=_BLOCK_MILLISECONDS, count=100
-                )
+                answer: Any = await self.reader.xread({self.key: self._last}, block=_BLOCK_MILLISECONDS, count=100)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                self._count_error("read")
+                self.count_error("read")
                 logger.warning("persona change stream unreadable; retrying in %.0fs: %s", _RETRY_SECONDS, exc)
                 await asyncio.sleep(_RETRY_SECONDS)
                 continue
@@ -125,14 +115,14 @@ class RedisChangeLog:
                     except (ValueError, KeyError) as exc:
                         logger.warning("unreadable change stream entry %s; skipped: %s", self._last, exc)
                         continue
-                    self._deliver(change)
+                    self.deliver(change)
 
     async def aclose(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        await self._reader_client.aclose()
+                await self._reader_task
+        await self.reader.aclose()
 
 
 def _id(raw: bytes | str) -> str:

@@ -125,19 +125,10 @@ class SocketWorker:
 class AgentProtocol:
     """Serves ``/agent`` for the stand-in whose registry is `workers`."""
 
-    def __init__(
-        self,
-        workers: AgentWorkers,
-        tokens: TokenVerifier,
-        *,
-        api_key: str,
-        api_secret: str,
-        url: Callable[[], str],
-    ) -> None:
+    def __init__(self, workers: AgentWorkers, tokens: TokenVerifier, *, url: Callable[[], str]) -> None:
         self.workers = workers
+        # Checks the workers' tokens, and its key pair signs the join tokens sent to them.
         self._tokens = tokens
-        self._api_key = api_key
-        self._api_secret = api_secret
         self._url = url
         self.connections: dict[str, SocketWorker] = {}  # worker id -> its socket, while connected
         self._sockets: set[web.WebSocketResponse] = set()
@@ -252,7 +243,8 @@ class AgentProtocol:
             can_update_own_metadata=True,
             agent=True,
         )
-        token = api.AccessToken(self._api_key, self._api_secret).with_identity(identity).with_kind("agent")
+        signer = api.AccessToken(self._tokens.api_key, self._tokens.api_secret)
+        token = signer.with_identity(identity).with_kind("agent")
         return token.with_grants(grants).with_attributes({"lk.agent.name": job.agent_name}).to_jwt()
 
     def _ws_url(self) -> str:

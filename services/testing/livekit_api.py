@@ -123,9 +123,7 @@ class LiveKitStandIn(HttpStandIn):
             self._rooms, self._trunks, auto_create=auto_create, missing_room_delay_seconds=missing_room_delay_seconds
         )
         self._tokens = TokenVerifier(api_key, api_secret)
-        self.agent_protocol = AgentProtocol(
-            self.workers, self._tokens, api_key=api_key, api_secret=api_secret, url=lambda: self.url
-        )
+        self.agent_protocol = AgentProtocol(self.workers, self._tokens, url=lambda: self.url)
         self._latency = 0.0
         self._fail_remaining = 0
         self._fail_with = TwirpError("unavailable", "injected failure", status=503)

@@ -5,7 +5,11 @@ outcome to the HTTP status LiveKit acts on."""
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 
+
+# Compared by identity and shown by its message, as any exception (no dataclass __eq__/__repr__).
+@dataclass(eq=False, repr=False)
 class UpstreamError(Exception):
     """PersonaService or DispatcherService failed the call.
 
@@ -14,23 +18,16 @@ class UpstreamError(Exception):
     can succeed. `reason` is the upstream's stable ErrorInfo reason ("" if none).
     `code` names the upstream's status, for messages and logs only."""
 
-    def __init__(
-        self,
-        service: str,
-        code: str,
-        message: str,
-        *,
-        retryable: bool,
-        invalid_request: bool,
-        reason: str = "",
-    ) -> None:
-        super().__init__(f"{code}: {service}: {message}")
-        self.service = service
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.invalid_request = invalid_request
-        self.reason = reason
+    service: str
+    code: str
+    message: str
+    _: KW_ONLY
+    retryable: bool
+    invalid_request: bool
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.code}: {self.service}: {self.message}")
 
 
 class BodyTooLarge(Exception):
