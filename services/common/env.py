@@ -132,7 +132,8 @@ class Environment:
         """An instance of the dataclass `settings`: each field declared with `setting`, and each
         in `variables`, read from its variable as its annotation says (str, str | None, int,
         float, bool or an Enum), its default when unset; the fields in `not_negative` (or
-        declared so) refused below 0; `values` given as they are; every other field at its default."""
+        declared so) refused below 0; `values` given as they are (a declared field given there
+        is not read); every other field at its default."""
         hints = typing.get_type_hints(settings)
         declared = dataclasses.fields(settings)
         defaults = {f.name: f.default for f in declared}
