@@ -195,17 +195,16 @@ async def paired_get_bare(bench: Bench) -> dict[str, Any]:
         },
         cfg.grpc_paired_blocks,
     )
-    legs = {name: summarize_leg(b) for name, b in blocks.items()}
     row = _paired_row(
         "6p",
         f"GetPersona vs bare health Check, {cfg.grpc_paired_blocks} alternating blocks of "
         f"{cfg.grpc_block_duration:g} s, {cfg.grpc_concurrency} concurrent",
-        legs,
-        block_ratios(legs["get"]["rate_per_s"], legs["bare"]["rate_per_s"]),
+        blocks,
+        ratio=("get", "bare"),
         of="rate_per_s",
     )
-    row["campaign_ratios"] = block_ratios(legs["campaign"]["rate_per_s"], legs["get"]["rate_per_s"])
     p = row["paired"]
+    row["campaign_ratios"] = block_ratios(p["legs"]["campaign"]["rate_per_s"], p["legs"]["get"]["rate_per_s"])
     print(f"bench: [6p] GetPersona/bare rate per block pair {p['ratios']}, median {p['ratio_median']}", flush=True)
     print(f"bench: [6p] campaign/persona GetPersona rate per block pair {row['campaign_ratios']}", flush=True)
     return row
@@ -254,13 +253,12 @@ async def paired_mesh_floor(bench: Bench) -> dict[str, Any]:
         cfg.paired_blocks,
         livekit_latency=cfg.warm_livekit_latency,
     )
-    legs = {name: summarize_leg(b) for name, b in blocks.items()}
     row = _paired_row(
         "7p",
         f"mesh vs floor vs a bare gRPC hop, {cfg.paired_blocks} alternating blocks of "
         f"{cfg.paired_block_calls} sequential calls",
-        legs,
-        block_ratios(legs["mesh"]["p50_ms"], legs["floor"]["p50_ms"]),
+        blocks,
+        ratio=("mesh", "floor"),
         of="p50_ms",
     )
     p = row["paired"]
@@ -276,8 +274,13 @@ def _block_warmup(warmup: int) -> int:
 
 
 def _paired_row(
-    sid: str, name: str, legs: dict[str, dict[str, Any]], ratios: list[float], *, of: str
+    sid: str, name: str, blocks: dict[str, list[dict[str, Any]]], *, ratio: tuple[str, str], of: str
 ) -> dict[str, Any]:
+    """The row of a paired step: every leg's blocks summarised, and the `of` value of the
+    first leg named in `ratio` as a share of the second's, block pair by block pair."""
+    legs = {leg: summarize_leg(leg_blocks) for leg, leg_blocks in blocks.items()}
+    numerator, denominator = ratio
+    ratios = block_ratios(legs[numerator][of], legs[denominator][of])
     return {
         "id": sid,
         "name": name,

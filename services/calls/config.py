@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.calls.outbox import CallEventsConfig
-from services.common.env import ConfigError, Environment
+from services.common.env import ConfigError, Environment, setting
 
 MEMORY_DATABASE = ":memory:"
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -63,37 +63,28 @@ class StoreConfig:
 class CallsConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     # Calls (and their events) older than this are deleted by the periodic sweep; 0 keeps them.
-    retention_days: float = 90.0
-    caller_numbers: CallerNumbers = CallerNumbers.MASKED
+    retention_days: float = setting("CALLS_RETENTION_DAYS", 90.0)
+    caller_numbers: CallerNumbers = setting("CALLS_STORE_CALLER_NUMBERS", CallerNumbers.MASKED)
     # A call whose agent has not joined this long after the caller did is a no_agent call:
     # the caller has heard ringing for this long, nobody is coming.
-    no_agent_seconds: float = 20.0
+    no_agent_seconds: float = setting("CALLS_NO_AGENT_SECONDS", 20.0)
     # How often the sweep decides overdue calls as no_agent, counts settled calls and applies retention.
-    sweep_interval_seconds: float = 5.0
+    sweep_interval_seconds: float = setting("CALLS_SWEEP_INTERVAL_SECONDS", 5.0)
     # A decided call is counted in friday_calls_total once its record has not changed for this
     # long, whether or not it has ended. A late event can still change its outcome until then:
     # LiveKit drops a webhook that waited 30 s in its queue and retries for 15 s more, the
     # gateway's reporter for ~20 s.
-    settle_seconds: float = 60.0
+    settle_seconds: float = setting("CALLS_SETTLE_SECONDS", 60.0)
     # The biggest page ListCalls answers.
-    max_page_size: int = 500
+    max_page_size: int = setting("CALLS_MAX_PAGE_SIZE", 500)
     # Signed call events out (CALL_EVENTS_URL), from the outbox.
     events: CallEventsConfig = field(default_factory=CallEventsConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CallsConfig:
         env = Environment(environ)
-        variables = {
-            "retention_days": "CALLS_RETENTION_DAYS",
-            "caller_numbers": "CALLS_STORE_CALLER_NUMBERS",
-            "no_agent_seconds": "CALLS_NO_AGENT_SECONDS",
-            "sweep_interval_seconds": "CALLS_SWEEP_INTERVAL_SECONDS",
-            "settle_seconds": "CALLS_SETTLE_SECONDS",
-            "max_page_size": "CALLS_MAX_PAGE_SIZE",
-        }
         config = env.fields(
             cls,
-            variables,
             store=StoreConfig(
                 database_url=env.optional("CALLS_DATABASE_URL") or default_database_url(),
                 database_schema=env.text("CALLS_DATABASE_SCHEMA", ""),

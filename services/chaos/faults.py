@@ -19,7 +19,7 @@ from services.common.livekit_names import DEFAULT_AGENT_NAME
 from services.testing.mesh_options import MeshOptions
 
 from .calls import NumberKind, numbers
-from .options import CHAOS_MESH
+from .options import CHAOS_MESH, CHAOS_MESH_WITH_REDIS
 
 if TYPE_CHECKING:  # the mesh imports all three services; fault names (friday --help) load without them
     from services.testing.mesh import Mesh
@@ -210,13 +210,13 @@ FAULTS: tuple[Fault, ...] = (
     Fault(
         "redis_down",
         "shared Redis (claims, persona cache, dedupe) SIGKILLed 0.5 s in, back empty 2.5 s later",
-        mesh=replace(CHAOS_MESH, with_redis=True),
+        mesh=CHAOS_MESH_WITH_REDIS,
         during=_redis_outage,
     ),
     Fault(
         "redis_down_for_good",
         "shared Redis (claims, persona cache, dedupe) SIGKILLed before the first call, never back",
-        mesh=replace(CHAOS_MESH, with_redis=True),
+        mesh=CHAOS_MESH_WITH_REDIS,
         begin=_redis_gone,
     ),
     Fault(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from services.testing.mesh_options import MeshOptions
 
 CHAOS_MESH = MeshOptions(
@@ -16,3 +18,7 @@ CHAOS_MESH = MeshOptions(
     call_history=True,
     calls_process=True,
 )
+
+# For the faults that take the shared Redis away (claims, persona cache, dedupe): the
+# same mesh with one.
+CHAOS_MESH_WITH_REDIS = replace(CHAOS_MESH, with_redis=True)

@@ -242,8 +242,8 @@ async def run_fault(
         result = FaultResult(fault.name, list(outcomes))
         result.livekit_5xx = sum(call.status >= 500 for call in mesh.livekit.calls)
         result.crm_requests = mesh.crm.total_requests
-        if mesh.dispatcher is not None:
-            sample = mesh.dispatcher.registry.get_sample_value("friday_dispatcher_degraded_claims_total")
+        if mesh.dispatcher.server is not None:
+            sample = mesh.dispatcher.server.registry.get_sample_value("friday_dispatcher_degraded_claims_total")
             result.degraded_claims = int(sample or 0)
         _count_dispatches(mesh, fault, result)
         if mesh.calls_target is not None:
@@ -271,7 +271,6 @@ async def _check_records(mesh: Mesh, result: FaultResult, wait_seconds: float) -
 
 
 async def _warm(mesh: Mesh, dialed: list[str]) -> None:
-    assert mesh.persona is not None
     async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.persona.port}") as channel:
         stub = persona_service_pb2_grpc.PersonaServiceStub(channel)
         for number in dialed:

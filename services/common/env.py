@@ -11,10 +11,12 @@ names the variable and the value (`PERSONA_CACHE_TTL='abc' is not a number`).
     env.flag("FRIDAY_UP_WITH_AGENT", False)
     env.choice("FRIDAY_SPEECH_STACK", "inference", ("inference", "azure"))
     env.enum("PERSONA_CRM_NUMBER_FORMAT", CrmNumberFormat.NATIONAL)
-    env.fields(RetryConfig, {"max_attempts": "DISPATCHER_RETRY_MAX_ATTEMPTS", ...})
+    env.fields(RetryConfig)             # each field from the variable its `setting` names
 
-`fields` reads a frozen settings dataclass: each field named there from its variable,
-with the reader its annotation calls for and its default when the variable is unset.
+`fields` reads a frozen settings dataclass: each field from its variable (declared on the
+field, `max_attempts: int = setting("DISPATCHER_RETRY_MAX_ATTEMPTS", 6)`, or named in a
+table passed along), with the reader its annotation calls for and its default when the
+variable is unset.
 
 A name may be a tuple: the first of those variables that is set is read (the gateway's
 webhook key pair falls back to the LiveKit API key pair this way). The methods are not
@@ -48,8 +50,20 @@ _YES_NO = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
 _YES_NO_LIST = ", ".join(_YES_NO)
 
 
+# Where `setting` leaves a field's variable for `Environment.fields`.
+_VARIABLE = "friday.environment_variable"
+_NOT_NEGATIVE = "friday.not_negative"
+
+
 class ConfigError(ValueError):
     """A setting's value cannot be used; the message names the variable and the value."""
+
+
+def setting(variable: Name, default: V, *, not_negative: bool = False, secret: bool = False) -> V:
+    """A field of a settings dataclass that `Environment.fields` reads from `variable`, its
+    default when unset; `not_negative` refuses a value below 0, `secret` keeps it out of repr."""
+    metadata = {_VARIABLE: variable, _NOT_NEGATIVE: not_negative}
+    return dataclasses.field(default=default, repr=not secret, metadata=metadata)
 
 
 class Environment:
@@ -110,18 +124,23 @@ class Environment:
     def fields(
         self,
         settings: type[D],
-        variables: Mapping[str, Name],
+        variables: Mapping[str, Name] | None = None,
         *,
         not_negative: Collection[str] = (),
         **values: Any,
     ) -> D:
-        """An instance of the dataclass `settings`: each field in `variables` read from its
-        variable as its annotation says (str, str | None, int, float, bool or an Enum), its
-        default when unset; the fields in `not_negative` refused below 0; `values` given as they
-        are; every other field at its default."""
+        """An instance of the dataclass `settings`: each field declared with `setting`, and each
+        in `variables`, read from its variable as its annotation says (str, str | None, int,
+        float, bool or an Enum), its default when unset; the fields in `not_negative` (or
+        declared so) refused below 0; `values` given as they are (a declared field given there
+        is not read); every other field at its default."""
         hints = typing.get_type_hints(settings)
-        defaults = {f.name: f.default for f in dataclasses.fields(settings)}
-        for field_name, name in variables.items():
+        declared = dataclasses.fields(settings)
+        defaults = {f.name: f.default for f in declared}
+        names = {f.name: f.metadata[_VARIABLE] for f in declared if _VARIABLE in f.metadata and f.name not in values}
+        names.update(variables or {})
+        not_negative = {*not_negative, *(f.name for f in declared if f.metadata.get(_NOT_NEGATIVE))}
+        for field_name, name in names.items():
             value = self._read(name, hints[field_name], defaults[field_name])
             if field_name in not_negative and value < 0:
                 found = self.lookup(name)

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from services.common.env import setting
 from services.common.token_bucket import TokenBucket
 
 # Peers whose buckets are remembered; the least recently seen is forgotten first (and
@@ -34,11 +35,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class NewNumberLimits:
     """Rates in fetches per second (0 = no such limit), bursts in fetches."""
 
-    rate: float = 50.0
-    burst: int = 200
-    peer_rate: float = 20.0
-    peer_burst: int = 100
-    peer_exempt: tuple[str, ...] = ()  # addresses or CIDR networks
+    rate: float = setting("PERSONA_NEW_NUMBER_RATE", 50.0, not_negative=True)
+    burst: int = setting("PERSONA_NEW_NUMBER_BURST", 200, not_negative=True)
+    peer_rate: float = setting("PERSONA_NEW_NUMBER_PEER_RATE", 20.0, not_negative=True)
+    peer_burst: int = setting("PERSONA_NEW_NUMBER_PEER_BURST", 100, not_negative=True)
+    # Addresses or CIDR networks; a list, so PersonaConfig.from_env reads and checks it
+    # (PERSONA_NEW_NUMBER_PEER_EXEMPT) rather than `setting`.
+    peer_exempt: tuple[str, ...] = ()
 
 
 def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:

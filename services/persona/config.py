@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.env import ConfigError, Environment
+from services.common.env import ConfigError, Environment, setting
 from services.persona.admission import NewNumberLimits, parse_networks
 from services.persona.numbers import CrmNumberFormat
 
@@ -19,43 +19,47 @@ DEFAULT_METRICS_PORT = 9101
 class CrmConfig:
     """The CRM source: `GET <api_base>/<number>`, retried within the caller's deadline."""
 
-    api_base: str | None = None  # unset: personas come from the persona file instead
-    number_format: CrmNumberFormat = CrmNumberFormat.NATIONAL
-    attempt_timeout_seconds: float = 1.5
-    max_attempts: int = 3
-    backoff_initial_seconds: float = 0.05
-    backoff_max_seconds: float = 0.5
-    probe_interval_seconds: float = 15.0  # 0 = health follows request outcomes only
+    api_base: str | None = setting("PERSONA_API_BASE", None)  # unset: personas come from the persona file instead
+    number_format: CrmNumberFormat = setting("PERSONA_CRM_NUMBER_FORMAT", CrmNumberFormat.NATIONAL)
+    attempt_timeout_seconds: float = setting("PERSONA_CRM_TIMEOUT", 1.5)
+    max_attempts: int = setting("PERSONA_CRM_MAX_ATTEMPTS", 3)
+    backoff_initial_seconds: float = setting("PERSONA_CRM_BACKOFF_INITIAL", 0.05)
+    backoff_max_seconds: float = setting("PERSONA_CRM_BACKOFF_MAX", 0.5)
+    # 0 = health follows request outcomes only.
+    probe_interval_seconds: float = setting("PERSONA_CRM_PROBE_INTERVAL", 15.0)
     # After this many CRM fetches in a row failed (each after its retries), stop asking the
     # CRM for breaker_cooldown_seconds, then let one fetch test it. 0 = no breaker.
-    breaker_failures: int = 5
-    breaker_cooldown_seconds: float = 5.0
+    breaker_failures: int = setting("PERSONA_CRM_BREAKER_FAILURES", 5, not_negative=True)
+    breaker_cooldown_seconds: float = setting("PERSONA_CRM_BREAKER_COOLDOWN", 5.0, not_negative=True)
 
 
 @dataclass(frozen=True)
 class CacheConfig:
     """The in-process cache, and Redis shared by the replicas when `redis_url` is set."""
 
-    ttl_seconds: float = 300.0
-    negative_ttl_seconds: float = 30.0
-    max_stale_seconds: float = 86_400.0
-    max_entries: int = 10_000
+    ttl_seconds: float = setting("PERSONA_CACHE_TTL", 300.0)
+    negative_ttl_seconds: float = setting("PERSONA_NEGATIVE_TTL", 30.0)
+    max_stale_seconds: float = setting("PERSONA_MAX_STALE", 86_400.0)
+    max_entries: int = setting("PERSONA_CACHE_MAX_ENTRIES", 10_000)
     # Numbers that were served a persona, kept for stale-on-error where a flood of other
     # numbers cannot push them out (see last_known_good.py).
-    last_known_good_max_entries: int = 10_000
-    redis_url: str | None = None
-    redis_key_prefix: str = "friday:persona:"
+    last_known_good_max_entries: int = setting("PERSONA_LAST_KNOWN_GOOD_MAX_ENTRIES", 10_000, not_negative=True)
+    redis_url: str | None = setting("REDIS_URL", None)
+    redis_key_prefix: str = setting("PERSONA_REDIS_PREFIX", "friday:persona:")
     # After a Redis failure, skip Redis (in-process cache only) this long before trying again.
-    redis_cooldown_seconds: float = 5.0
+    redis_cooldown_seconds: float = setting("PERSONA_REDIS_COOLDOWN", 5.0)
 
 
 @dataclass(frozen=True)
 class WatchConfig:
     """WatchPersonas: how subscribers hear of persona changes."""
 
-    keepalive_seconds: float = 15.0  # a keep-alive event after this long without a change
-    buffer: int = 256  # changes a subscriber may fall behind before it is cut off
-    history: int = 10_000  # changes kept for subscribers that resume (in Redis: the stream's length)
+    # A keep-alive event after this long without a change.
+    keepalive_seconds: float = setting("PERSONA_WATCH_KEEPALIVE", 15.0)
+    # Changes a subscriber may fall behind before it is cut off.
+    buffer: int = setting("PERSONA_WATCH_BUFFER", 256)
+    # Changes kept for subscribers that resume (in Redis: the stream's length).
+    history: int = setting("PERSONA_WATCH_HISTORY", 10_000)
 
 
 @dataclass(frozen=True)
@@ -66,59 +70,21 @@ class PersonaConfig:
     # CRM fetches for numbers with no cached or last-known-good trace (admission.py).
     new_numbers: NewNumberLimits = NewNumberLimits()
     watch: WatchConfig = WatchConfig()
-    persona_file: str | None = None
+    persona_file: str | None = setting("PERSONA_FILE", None)
     # Numbers without a country code are read in this region.
     default_region: str = "IN"
     # Budget for one GetPersona when the caller sets no (or a longer) deadline.
-    request_budget_seconds: float = 3.0
+    request_budget_seconds: float = setting("PERSONA_REQUEST_BUDGET", 3.0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PersonaConfig:
         env = Environment(environ)
-        crm = {
-            "api_base": "PERSONA_API_BASE",
-            "number_format": "PERSONA_CRM_NUMBER_FORMAT",
-            "attempt_timeout_seconds": "PERSONA_CRM_TIMEOUT",
-            "max_attempts": "PERSONA_CRM_MAX_ATTEMPTS",
-            "backoff_initial_seconds": "PERSONA_CRM_BACKOFF_INITIAL",
-            "backoff_max_seconds": "PERSONA_CRM_BACKOFF_MAX",
-            "probe_interval_seconds": "PERSONA_CRM_PROBE_INTERVAL",
-            "breaker_failures": "PERSONA_CRM_BREAKER_FAILURES",
-            "breaker_cooldown_seconds": "PERSONA_CRM_BREAKER_COOLDOWN",
-        }
-        cache = {
-            "ttl_seconds": "PERSONA_CACHE_TTL",
-            "negative_ttl_seconds": "PERSONA_NEGATIVE_TTL",
-            "max_stale_seconds": "PERSONA_MAX_STALE",
-            "max_entries": "PERSONA_CACHE_MAX_ENTRIES",
-            "last_known_good_max_entries": "PERSONA_LAST_KNOWN_GOOD_MAX_ENTRIES",
-            "redis_url": "REDIS_URL",
-            "redis_key_prefix": "PERSONA_REDIS_PREFIX",
-            "redis_cooldown_seconds": "PERSONA_REDIS_COOLDOWN",
-        }
-        new_numbers = {
-            "rate": "PERSONA_NEW_NUMBER_RATE",
-            "burst": "PERSONA_NEW_NUMBER_BURST",
-            "peer_rate": "PERSONA_NEW_NUMBER_PEER_RATE",
-            "peer_burst": "PERSONA_NEW_NUMBER_PEER_BURST",
-        }
-        watch = {
-            "keepalive_seconds": "PERSONA_WATCH_KEEPALIVE",
-            "buffer": "PERSONA_WATCH_BUFFER",
-            "history": "PERSONA_WATCH_HISTORY",
-        }
         return env.fields(
             cls,
-            {"persona_file": "PERSONA_FILE", "request_budget_seconds": "PERSONA_REQUEST_BUDGET"},
-            crm=env.fields(CrmConfig, crm, not_negative=("breaker_failures", "breaker_cooldown_seconds")),
-            cache=env.fields(CacheConfig, cache, not_negative=("last_known_good_max_entries",)),
-            new_numbers=env.fields(
-                NewNumberLimits,
-                new_numbers,
-                not_negative=new_numbers.keys(),
-                peer_exempt=_networks(env, "PERSONA_NEW_NUMBER_PEER_EXEMPT"),
-            ),
-            watch=env.fields(WatchConfig, watch),
+            crm=env.fields(CrmConfig),
+            cache=env.fields(CacheConfig),
+            new_numbers=env.fields(NewNumberLimits, peer_exempt=_networks(env, "PERSONA_NEW_NUMBER_PEER_EXEMPT")),
+            watch=env.fields(WatchConfig),
             default_region=env.text("PERSONA_DEFAULT_REGION", cls.default_region).upper(),
         )
 

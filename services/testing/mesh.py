@@ -40,7 +40,6 @@ from services.calls.server import build_server as build_calls
 from services.common import event_loop
 from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig
 from services.dispatcher.server import build_server as build_dispatcher
-from services.grpc_runtime import GrpcServer, ServerConfig
 from services.persona.config import CacheConfig, CrmConfig, PersonaConfig
 from services.persona.server import build_server as build_persona
 from services.webhook_gateway.call_reporter import CallReportingConfig
@@ -54,6 +53,7 @@ from .crm import CrmStandIn
 from .dispatcher_process import DispatcherProcess
 from .livekit_api import LiveKitStandIn
 from .mesh_options import MeshOptions
+from .mesh_service import MeshService
 from .redis_process import RedisProcess
 
 HOST = "127.0.0.1"
@@ -88,22 +88,18 @@ class Mesh:
             **_given(missing_room_delay_seconds=self.options.livekit_missing_room_delay_seconds)
         )
         self.redis: RedisProcess | None = RedisProcess() if self.options.with_redis else None
-        self.persona: GrpcServer | None = None
-        self.dispatcher: GrpcServer | None = None  # in this process (None with `dispatcher_process`)
-        self.dispatcher_process: DispatcherProcess | None = None
-        self.calls: GrpcServer | None = None  # CallHistoryService in this process (`MeshOptions.call_history`)
-        self.calls_process: CallsProcess | None = None  # or as a process (`MeshOptions.calls_process`)
+        # Each `.server` in this process, or `.process` (as `MeshOptions` says), and its `.port`.
+        self.persona = MeshService()
+        self.dispatcher = MeshService()
+        self.calls = MeshService()  # CallHistoryService (`MeshOptions.call_history`)
         self.gateway_url = ""
         # Room for the chaos runs: a hundred calls, each possibly delivered twice at once.
         self.http = httpx.AsyncClient(
             timeout=10, limits=httpx.Limits(max_connections=400, max_keepalive_connections=100)
         )
         self._prefix = f"mesh:{uuid.uuid4().hex[:12]}:"
-        # 0 until the first start; then each part comes back on the port it got.
-        self._persona_port = 0
-        self._dispatcher_port = 0
+        # 0 until the first start; then the gateway comes back on the port it got.
         self._gateway_port = 0
-        self._calls_port = 0
         self._calls_dir: tempfile.TemporaryDirectory[str] | None = None
         self._gateway: GatewayServer | None = None
         self._stack = AsyncExitStack()
@@ -173,60 +169,39 @@ class Mesh:
         await self.crm.stop()
 
     async def start_persona(self) -> None:
-        self.persona = build_persona(self.persona_config, ServerConfig(host=HOST, port=self._persona_port))
-        await self.persona.start()
-        self._persona_port = self.persona.port
+        await self.persona.serve(lambda server: build_persona(self.persona_config, server))
 
     async def stop_persona(self, grace: float = 0.0) -> None:
-        if self.persona is not None:
-            await self.persona.stop(grace=grace)
-            self.persona = None
+        await self.persona.stop(grace)
 
     async def start_dispatcher(self) -> None:
         if self.options.dispatcher_process:
             # Niced: its start-up must not starve the gateway and PersonaService in this process.
-            self.dispatcher_process = DispatcherProcess(self.dispatcher_env, port=self._dispatcher_port, nice=10)
-            await self.dispatcher_process.start()
-            self._dispatcher_port = self.dispatcher_process.port
-            return
-        self.dispatcher = build_dispatcher(self.dispatcher_config, ServerConfig(host=HOST, port=self._dispatcher_port))
-        await self.dispatcher.start()
-        self._dispatcher_port = self.dispatcher.port
+            await self.dispatcher.spawn(DispatcherProcess, self.dispatcher_env, nice=10)
+        else:
+            await self.dispatcher.serve(lambda server: build_dispatcher(self.dispatcher_config, server))
 
     async def stop_dispatcher(self, grace: float = 0.0) -> None:
-        if self.dispatcher_process is not None:
-            await self.dispatcher_process.stop()
-            self.dispatcher_process = None
-        if self.dispatcher is not None:
-            await self.dispatcher.stop(grace=grace)
-            self.dispatcher = None
+        await self.dispatcher.stop(grace)
 
     async def kill_dispatcher(self) -> None:
         """SIGKILL the dispatcher process (`MeshOptions.dispatcher_process`): its requests in
         flight at LiveKit still land, its in-process claims are gone."""
-        assert self.dispatcher_process is not None, "kill_dispatcher needs MeshOptions(dispatcher_process=True)"
-        await self.dispatcher_process.kill()
-        self.dispatcher_process = None
+        process = self.dispatcher.process
+        assert process is not None, "kill_dispatcher needs MeshOptions(dispatcher_process=True)"
+        await process.kill()
+        self.dispatcher.process = None
 
     async def start_calls(self) -> None:
         if self.options.calls_process:
             # Niced: recording is off the call path and may lag (the gateway queues its reports);
             # the lookups and dispatches in this process may not.
-            self.calls_process = CallsProcess(self.calls_env, port=self._calls_port, nice=10)
-            self._calls_port = self.calls_process.port  # known before it serves: the gateway's target
-            await self.calls_process.start()
-            return
-        self.calls = build_calls(self.calls_config, ServerConfig(host=HOST, port=self._calls_port))
-        await self.calls.start()
-        self._calls_port = self.calls.port
+            await self.calls.spawn(CallsProcess, self.calls_env, nice=10)
+        else:
+            await self.calls.serve(lambda server: build_calls(self.calls_config, server))
 
     async def stop_calls(self, grace: float = 0.0) -> None:
-        if self.calls_process is not None:
-            await self.calls_process.stop()
-            self.calls_process = None
-        if self.calls is not None:
-            await self.calls.stop(grace=grace)
-            self.calls = None
+        await self.calls.stop(grace)
 
     async def start_gateway(self) -> None:
         gateway = build_gateway(self.gateway_config, HttpServerConfig(host=HOST, port=self._gateway_port))
@@ -303,7 +278,7 @@ class Mesh:
 
     @property
     def calls_target(self) -> str | None:
-        return f"{HOST}:{self._calls_port}" if self.options.call_history else None
+        return f"{HOST}:{self.calls.port}" if self.options.call_history else None
 
     @property
     def calls_config(self) -> CallsConfig:
@@ -331,8 +306,8 @@ class Mesh:
         return GatewayConfig(
             webhook_api_key=WEBHOOK_KEY,
             webhook_api_secret=WEBHOOK_SECRET,
-            persona_target=f"{HOST}:{self._persona_port}",
-            dispatcher_target=f"{HOST}:{self._dispatcher_port}",
+            persona_target=f"{HOST}:{self.persona.port}",
+            dispatcher_target=f"{HOST}:{self.dispatcher.port}",
             redis_url=self.redis_url,
             redis_prefix=self._prefix + "gateway:",
             call_reporting=CallReportingConfig(target=self.calls_target),

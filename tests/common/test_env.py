@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
-from services.common.env import ConfigError, Environment
+from services.common.env import ConfigError, Environment, setting
 
 
 class Color(enum.StrEnum):
@@ -24,6 +24,17 @@ class Settings:
     ratio: float = 0.5
     on: bool = False
     color: Color = Color.RED
+    networks: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Declared:
+    """Settings that name their variables on the fields themselves."""
+
+    name: str = setting("D_NAME", "n")
+    token: str | None = setting(("D_TOKEN", "D_OLD_TOKEN"), None, secret=True)
+    count: int = setting("D_COUNT", 3, not_negative=True)
+    color: Color = setting("D_COLOR", Color.RED)
     networks: tuple[str, ...] = ()
 
 
@@ -144,3 +155,27 @@ def test_fields_refuse_negative_values_where_asked_naming_the_variable_read() ->
 def test_fields_refuse_a_field_type_they_have_no_reader_for() -> None:
     with pytest.raises(TypeError, match="no reader"):
         Environment({}).fields(Settings, {"networks": "NETS"})
+
+
+def test_fields_read_each_declared_setting_from_its_variable_and_keep_its_default_when_unset() -> None:
+    assert Environment({}).fields(Declared) == Declared()
+    environ = {"D_NAME": "x", "D_OLD_TOKEN": "t", "D_COUNT": "9", "D_COLOR": "DARK_BLUE"}
+    read = Environment(environ).fields(Declared, networks=("10.0.0.0/8",))
+    assert read == Declared("x", "t", 9, Color.DARK_BLUE, ("10.0.0.0/8",))
+    with pytest.raises(ConfigError, match="D_COUNT='x' is not a whole number"):
+        Environment({"D_COUNT": "x"}).fields(Declared)
+
+
+def test_a_declared_setting_refuses_a_negative_value_when_declared_so() -> None:
+    with pytest.raises(ConfigError, match=r"D_COUNT=-1 must not be negative"):
+        Environment({"D_COUNT": "-1"}).fields(Declared)
+
+
+def test_a_declared_setting_given_as_a_value_is_not_read() -> None:
+    env = Environment({"D_NAME": "from-env"})
+    assert env.fields(Declared, name="given").name == "given"
+
+
+def test_a_secret_setting_stays_out_of_repr() -> None:
+    assert "hidden" not in repr(Declared(token="hidden"))
+    assert Declared.count == 3  # the class attribute is the default, as with a plain default

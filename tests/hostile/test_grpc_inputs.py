@@ -44,7 +44,7 @@ BAD_AGENT_NAMES = ["", "a" * 10_000, "friday ai agent", "agent\x00", "agent\t"]
 @pytest.fixture
 async def stubs(mesh: Mesh) -> AsyncIterator[tuple[pgrpc.PersonaServiceStub, dgrpc.DispatcherServiceStub]]:
     async with (
-        grpc.aio.insecure_channel(mesh.persona.address) as persona_channel,
+        grpc.aio.insecure_channel(f"127.0.0.1:{mesh.persona.port}") as persona_channel,
         grpc.aio.insecure_channel(f"127.0.0.1:{mesh.dispatcher.port}") as dispatcher_channel,
     ):
         yield pgrpc.PersonaServiceStub(persona_channel), dgrpc.DispatcherServiceStub(dispatcher_channel)
@@ -155,7 +155,7 @@ async def test_undecodable_requests_are_refused_and_the_server_keeps_serving(
 ) -> None:
     codes = await _raw_codes(mesh, method, target)
     assert grpc.StatusCode.OK not in codes
-    async with grpc.aio.insecure_channel(mesh.persona.address) as channel:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.persona.port}") as channel:
         stub = pgrpc.PersonaServiceStub(channel)
         after = await _code_of(stub.GetPersona(ppb.GetPersonaRequest(dialed_number="+918655701159"), timeout=5))
     assert after == grpc.StatusCode.OK

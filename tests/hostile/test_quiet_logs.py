@@ -61,7 +61,7 @@ async def test_a_client_leaving_mid_body_is_one_info_line(mesh: Mesh, caplog: py
 
 async def test_health_list_is_answered_on_both_services(mesh: Mesh, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    for server in (mesh.persona, mesh.dispatcher):
+    for server in (mesh.persona.server, mesh.dispatcher.server):
         assert server is not None
         async with create_channel(server.address) as channel:
             # The type stubs predate List and its messages.
@@ -77,7 +77,7 @@ async def test_health_list_is_answered_on_both_services(mesh: Mesh, caplog: pyte
 
 async def test_shutdown_ends_open_health_watches_quietly(mesh: Mesh, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    servers = [mesh.persona, mesh.dispatcher]
+    servers = [mesh.persona.server, mesh.dispatcher.server]
     channels = [create_channel(server.address) for server in servers if server is not None]
     try:
         watches = [

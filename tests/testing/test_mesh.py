@@ -65,14 +65,14 @@ async def test_every_part_stops_and_starts_again_on_the_same_port() -> None:
         first = await mesh.deliver(sip_participant_joined(room="call-before", dialed_number=DIALED))
         assert first.status_code == 200, first.text
         assert first.json()["persona_id"] == "crm-mesh"
-        assert mesh.persona is not None and mesh.dispatcher is not None
+        assert mesh.persona.server is not None and mesh.dispatcher.server is not None
         before = (mesh.gateway_url, mesh.crm.base_url, mesh.persona.port, mesh.dispatcher.port)
 
         await mesh.stop_gateway()
         await mesh.stop_dispatcher()
         await mesh.stop_persona()
         await mesh.stop_crm()
-        assert mesh.persona is None and mesh.dispatcher is None
+        assert mesh.persona.server is None and mesh.dispatcher.server is None
         await mesh.start_crm()
         await mesh.start_persona()
         await mesh.start_dispatcher()
@@ -123,11 +123,11 @@ async def test_with_call_history_the_gateway_reports_each_call_to_a_real_call_hi
     as_process: bool,
 ) -> None:
     async with Mesh() as plain:
-        assert plain.calls is None and plain.calls_target is None
+        assert plain.calls.server is None and plain.calls_target is None
         assert plain.gateway_config.call_reporting.target is None
     async with Mesh(MeshOptions(call_history=True, calls_process=as_process)) as mesh:
         mesh.crm.set_persona(CRM_SEGMENT, PERSONA)
-        server = mesh.calls_process if as_process else mesh.calls
+        server = mesh.calls.process if as_process else mesh.calls.server
         assert server is not None and mesh.calls_target == f"127.0.0.1:{server.port}"
         assert mesh.gateway_config.call_reporting.target == mesh.calls_target
         joined = sip_participant_joined(room="call-recorded", dialed_number=DIALED)
