@@ -17,6 +17,8 @@ with a worker (claim, ListRooms ∥ ListDispatch, CreateDispatch, the job confir
 `floor`: the floor's LiveKit calls for the same webhook through the same adapter
 (bench/floor.py), nothing else: what DispatcherService's own work is measured against.
 The stand-in runs in a process of its own, so its CPU is not counted.
+`gateway`: signed participant_joined webhooks through the gateway on uvicorn in this
+process, everything else in processes of its own (bench/gateway_percall.py).
 
 `get-over-grpc` / `check-over-grpc` drive a running server instead (`--target`), for
 callgrind on the server process: 200 calls of warm-up, then `--calls` from 8 concurrent
@@ -44,6 +46,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from bench.floor import LIVEKIT_TIMEOUT_SECONDS, _with_job
+from bench.gateway_percall import gateway_under_load
 from bench.grpc_load import GrpcJob
 from bench.personas import CAMPAIGN_CALLER, CAMPAIGN_NUMBER, WARM_NUMBER, _campaign_body, _persona_body, crm_segment
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
@@ -105,24 +108,25 @@ class _Context:
         return "ipv4:127.0.0.1:50000"
 
 
-async def _per_call(
-    kind: str, items: Sequence[Item], one: Callable[[Item], Awaitable[None]], profile: str | None
-) -> dict[str, Any]:
-    """`one(item)` for each item in a row, after the caller's warm-up: this process's CPU
-    per call, and with `profile` the cProfile rows it matches."""
+async def _per_call(kind: str, calls: int, work: Callable[[], Awaitable[None]], profile: str | None) -> dict[str, Any]:
+    """`work()` makes `calls` calls, after the caller's warm-up: this process's CPU per
+    call, and with `profile` the cProfile rows it matches."""
     profiler = cProfile.Profile() if profile else None
     began = time.process_time()
     if profiler is not None:
         profiler.enable()
-    for item in items:
-        await one(item)
+    await work()
     if profiler is not None:
         profiler.disable()
     spent = time.process_time() - began
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(profile or ".", 40)
-    calls = len(items)
     return {"kind": kind, "calls": calls, "cpu_us_per_call": round(spent / calls * 1e6, 2) if calls else None}
+
+
+async def _each(items: Sequence[Item], one: Callable[[Item], Awaitable[None]]) -> None:
+    for item in items:
+        await one(item)
 
 
 def _persona_servicer() -> PersonaServicer:
@@ -191,7 +195,7 @@ async def _run_crm(kind: str, calls: int, profile: str | None) -> dict[str, Any]
 
         for number in numbers[:warmup]:
             await one(number)
-        result = await _per_call(kind, numbers[warmup:], one, profile)
+        result = await _per_call(kind, calls, lambda: _each(numbers[warmup:], one), profile)
         await source.aclose()
     finally:
         child.terminate()
@@ -286,12 +290,17 @@ async def _run_livekit(kind: str, calls: int, profile: str | None) -> dict[str, 
         await _create_rooms(origin, rooms)
         for room in rooms[:warmup]:
             await one(room)
-        result = await _per_call(kind, rooms[warmup:], one, profile)
+        result = await _per_call(kind, calls, lambda: _each(rooms[warmup:], one), profile)
         await close()
     finally:
         child.terminate()
         await child.wait()
     return result
+
+
+async def _run_gateway(kind: str, calls: int, profile: str | None) -> dict[str, Any]:
+    async with gateway_under_load(calls) as send:
+        return await _per_call(kind, calls, send, profile)
 
 
 async def _drive(kind: str, target: str, number: str, calls: int) -> dict[str, Any]:
@@ -313,7 +322,8 @@ async def _drive(kind: str, target: str, number: str, calls: int) -> dict[str, A
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.percall", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "kind", choices=["persona", "campaign", "crm", "dispatch", "floor", "get-over-grpc", "check-over-grpc"]
+        "kind",
+        choices=["persona", "campaign", "crm", "dispatch", "floor", "gateway", "get-over-grpc", "check-over-grpc"],
     )
     parser.add_argument("--target", default="127.0.0.1:50051", help="the server the *-over-grpc kinds call")
     parser.add_argument("--number", default=WARM_NUMBER, help="the dialed number get-over-grpc asks for")
@@ -324,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.kind.endswith("-over-grpc"):
         print(json.dumps(event_loop.run(_drive(args.kind, args.target, args.number, args.calls))))
         return
-    run = {"persona": _run, "campaign": _run, "crm": _run_crm}.get(args.kind, _run_livekit)
+    run = {"persona": _run, "campaign": _run, "crm": _run_crm, "gateway": _run_gateway}.get(args.kind, _run_livekit)
     # The services' loop (uvloop), as DispatcherService and the floor run on.
     profile = args.profile_filter if args.profile else None
     print(json.dumps(event_loop.run(run(args.kind, args.calls, profile))))
