@@ -7,6 +7,7 @@ signs the webhooks before it sends them and sends them one at a time over keep-a
 
     valgrind --tool=callgrind python -m bench.percall gateway --calls 0|300
         # (instructions at 300 − at 0) / 300 = instructions per webhook
+    ... gateway --no-call-history --calls 0|300   # the same without the call reporter
 
 Every webhook is a new call to the bench's warm number (a persona cache hit), answered
 `dispatched`; the run fails otherwise. After the last answer the gateway's call reporter
@@ -42,9 +43,11 @@ _POLL_SECONDS = 0.05
 
 
 @contextlib.asynccontextmanager
-async def gateway_under_load(calls: int) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+async def gateway_under_load(calls: int, *, report_calls: bool = True) -> AsyncIterator[Callable[[], Awaitable[None]]]:
     """The mesh up, the gateway warm and `calls` webhooks signed: yields `send()`,
-    which sends them and returns once every one was dispatched and reported."""
+    which sends them and returns once every one was dispatched and reported.
+    `report_calls=False`: the gateway without CALLS_TARGET (no call reporter), to
+    tell the reporter's share apart."""
     with tempfile.TemporaryDirectory(prefix="percall-gateway-") as tmp:
         personas = Path(tmp) / "crm-personas.json"
         personas.write_text(json.dumps({crm_segment(WARM_NUMBER): _persona_body(0)}))
@@ -53,7 +56,11 @@ async def gateway_under_load(calls: int) -> AsyncIterator[Callable[[], Awaitable
         ) as mesh:
             (planned,) = mesh.not_started
             configure_logging(LOG_LEVEL)
-            env = planned.child.env
+            env = (
+                planned.child.env
+                if report_calls
+                else {k: v for k, v in planned.child.env.items() if k != "CALLS_TARGET"}
+            )
             server = build_server(GatewayConfig.from_env(env), HttpServerConfig.from_env(env))
             generator = await LoadGenerator.start()
             try:

@@ -39,7 +39,7 @@ import pstats
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -298,8 +298,8 @@ async def _run_livekit(kind: str, calls: int, profile: str | None) -> dict[str, 
     return result
 
 
-async def _run_gateway(kind: str, calls: int, profile: str | None) -> dict[str, Any]:
-    async with gateway_under_load(calls) as send:
+async def _run_gateway(kind: str, calls: int, profile: str | None, *, report_calls: bool) -> dict[str, Any]:
+    async with gateway_under_load(calls, report_calls=report_calls) as send:
         return await _per_call(kind, calls, send, profile)
 
 
@@ -329,12 +329,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--number", default=WARM_NUMBER, help="the dialed number get-over-grpc asks for")
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--no-call-history", action="store_true", help="gateway: without CALLS_TARGET, so no call reporter"
+    )
     parser.add_argument("--profile-filter", default=".", help='what --profile lists: a regex on "file:line(function)"')
     args = parser.parse_args(argv)
     if args.kind.endswith("-over-grpc"):
         print(json.dumps(event_loop.run(_drive(args.kind, args.target, args.number, args.calls))))
         return
-    run = {"persona": _run, "campaign": _run, "crm": _run_crm, "gateway": _run_gateway}.get(args.kind, _run_livekit)
+    gateway = functools.partial(_run_gateway, report_calls=not args.no_call_history)
+    runs: dict[str, Callable[[str, int, str | None], Coroutine[Any, Any, dict[str, Any]]]] = {
+        "persona": _run, "campaign": _run, "crm": _run_crm, "gateway": gateway,
+    }  # fmt: skip
+    run = runs.get(args.kind, _run_livekit)
     # The services' loop (uvloop), as DispatcherService and the floor run on.
     profile = args.profile_filter if args.profile else None
     print(json.dumps(event_loop.run(run(args.kind, args.calls, profile))))
