@@ -91,6 +91,8 @@ class Mesh:
     gateway_url: str
     persona_target: str
     extra: dict[str, ChildProcess] = field(default_factory=dict)
+    # Planned but left for the caller to run (`running_mesh(gateway=False)`).
+    not_started: list[Service] = field(default_factory=list)
 
     def pids(self) -> dict[str, int]:
         pids = {s.child.name: s.child.pid for s in self.services}
@@ -133,7 +135,11 @@ def mesh_settings(crm: StandIn, livekit: StandIn, log_level: str, calls_database
 
 
 @contextlib.asynccontextmanager
-async def running_mesh(crm_personas: Path, *, log_level: str, calls_database: Path) -> AsyncIterator[Mesh]:
+async def running_mesh(
+    crm_personas: Path, *, log_level: str, calls_database: Path, gateway: bool = True
+) -> AsyncIterator[Mesh]:
+    """`gateway=False`: the gateway is planned but not started (`Mesh.not_started`), for
+    a caller that runs it in its own process with the settings `friday up` gives it."""
     started: list[ChildProcess] = []
     try:
         crm_child, crm_origin = await start_announcing(
@@ -142,7 +148,7 @@ async def running_mesh(crm_personas: Path, *, log_level: str, calls_database: Pa
         started.append(crm_child)
         lk_child, lk_origin = await start_announcing(
             "livekit-standin", "services.testing.livekit_api", "--port", "0", "--api-key", API_KEY,
-            "--api-secret", API_SECRET,
+            "--api-secret", API_SECRET, "--log-level", log_level,
         )  # fmt: skip
         started.append(lk_child)
         crm, livekit = StandIn(crm_child, crm_origin), StandIn(lk_child, lk_origin)
@@ -155,6 +161,8 @@ async def running_mesh(crm_personas: Path, *, log_level: str, calls_database: Pa
             services = plan(settings, with_agent=False)  # the processes `friday up` would start
         finally:
             os.environ.update(saved_env)
+        not_started = [] if gateway else [service for service in services if service.kind == "gateway"]
+        services = [service for service in services if service not in not_started]
         started.extend(service.child for service in services)
         # Started and waited for exactly as `friday up` does (launch report, then health).
         supervisor = Supervisor(
@@ -168,6 +176,7 @@ async def running_mesh(crm_personas: Path, *, log_level: str, calls_database: Pa
             services=services,
             gateway_url=f"http://127.0.0.1:{settings['PORT']}",
             persona_target=f"127.0.0.1:{settings['PERSONA_PORT']}",
+            not_started=not_started,
         )
     finally:
         # Gateway first, stand-ins last: the launcher's order.

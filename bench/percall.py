@@ -10,11 +10,15 @@ apart, against a bare server; see README Performance).
 
 `persona`: a warm cache-hit GetPersona (a cacheable source, as the bench's CRM);
 `campaign`: the same with a campaign answer (the per-call selection on top);
+`crm`: a GetPersona that misses the cache (a new number each call) and fetches the
+persona from a CRM stand-in process through the CRM client (PersonaService's real source);
 `dispatch`: DispatchAgent for a new room each call, against a LiveKit stand-in process
 with a worker (claim, ListRooms ∥ ListDispatch, CreateDispatch, the job confirmation);
 `floor`: the floor's LiveKit calls for the same webhook through the same adapter
 (bench/floor.py), nothing else: what DispatcherService's own work is measured against.
 The stand-in runs in a process of its own, so its CPU is not counted.
+`gateway`: signed participant_joined webhooks through the gateway on uvicorn in this
+process, everything else in processes of its own (bench/gateway_percall.py).
 
 `get-over-grpc` / `check-over-grpc` drive a running server instead (`--target`), for
 callgrind on the server process: 200 calls of warm-up, then `--calls` from 8 concurrent
@@ -33,15 +37,18 @@ import functools
 import json
 import pstats
 import sys
+import tempfile
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import httpx
 from prometheus_client import CollectorRegistry
 
 from bench.floor import LIVEKIT_TIMEOUT_SECONDS, _with_job
+from bench.gateway_percall import gateway_under_load
 from bench.grpc_load import GrpcJob
-from bench.personas import CAMPAIGN_CALLER, CAMPAIGN_NUMBER, WARM_NUMBER, _campaign_body, _persona_body
+from bench.personas import CAMPAIGN_CALLER, CAMPAIGN_NUMBER, WARM_NUMBER, _campaign_body, _persona_body, crm_segment
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
 from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest
 from friday.persona.v1 import persona_service_pb2
@@ -56,13 +63,18 @@ from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.servicer import DispatcherServicer
 from services.persona.answers import answer_from_json
 from services.persona.cache import PersonaCache
+from services.persona.config import CrmConfig, PersonaConfig
 from services.persona.lookup import PersonaLookup
 from services.persona.mapping import persona_from_json
 from services.persona.memory_cache import MemoryCache
 from services.persona.metrics import PersonaMetrics
 from services.persona.numbers import DialedNumber
+from services.persona.server import build_source
 from services.persona.servicer import PersonaServicer
 from services.persona.sources import SourceAnswer
+from services.testing.crm import BASE_PATH as CRM_BASE_PATH
+
+Item = TypeVar("Item")
 
 
 class _MemorySource:
@@ -94,6 +106,27 @@ class _Context:
 
     def peer(self) -> str:
         return "ipv4:127.0.0.1:50000"
+
+
+async def _per_call(kind: str, calls: int, work: Callable[[], Awaitable[None]], profile: str | None) -> dict[str, Any]:
+    """`work()` makes `calls` calls, after the caller's warm-up: this process's CPU per
+    call, and with `profile` the cProfile rows it matches."""
+    profiler = cProfile.Profile() if profile else None
+    began = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    await work()
+    if profiler is not None:
+        profiler.disable()
+    spent = time.process_time() - began
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(profile or ".", 40)
+    return {"kind": kind, "calls": calls, "cpu_us_per_call": round(spent / calls * 1e6, 2) if calls else None}
+
+
+async def _each(items: Sequence[Item], one: Callable[[Item], Awaitable[None]]) -> None:
+    for item in items:
+        await one(item)
 
 
 def _persona_servicer() -> PersonaServicer:
@@ -131,21 +164,65 @@ async def _run(kind: str, calls: int, profile: str | None) -> dict[str, Any]:
     return {"kind": kind, "calls": calls, "cpu_us_per_call": round(spent / calls * 1e6, 2) if calls else None}
 
 
+def _crm_numbers(count: int) -> list[str]:
+    # A block of its own, apart from the bench's warm, burst, cold and campaign numbers.
+    if count > 10_000:
+        raise ValueError("crm: at most 10,000 numbers (warm-up included)")
+    return [f"+1415556{i:04d}" for i in range(count)]
+
+
+async def _run_crm(kind: str, calls: int, profile: str | None) -> dict[str, Any]:
+    warmup = 200
+    numbers = _crm_numbers(warmup + calls)
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as personas:
+        json.dump({crm_segment(number): _persona_body(i) for i, number in enumerate(numbers)}, personas)
+        personas.flush()
+        child, origin = await _standin("services.testing.crm", "--personas", personas.name)
+    try:
+        metrics = PersonaMetrics(CollectorRegistry())
+        config = PersonaConfig(crm=CrmConfig(api_base=f"{origin}{CRM_BASE_PATH}"), default_region="US")
+        source = build_source(config, metrics)
+        lookup = PersonaLookup(source, PersonaCache(MemoryCache(2 * len(numbers))), metrics, default_region="US")
+        servicer = PersonaServicer(lookup, metrics, budget_seconds=3.0)
+        context: Any = _Context()
+
+        async def one(number: str) -> None:
+            request = persona_service_pb2.GetPersonaRequest(dialed_number=number, allow_default=True)
+            response = await servicer.GetPersona(request, context)
+            if response.source != PersonaSource.PERSONA_SOURCE_CRM:
+                raise RuntimeError(f"{number}: expected a CRM answer, got {response.source}")
+            response.SerializeToString()
+
+        for number in numbers[:warmup]:
+            await one(number)
+        result = await _per_call(kind, calls, lambda: _each(numbers[warmup:], one), profile)
+        await source.aclose()
+    finally:
+        child.terminate()
+        await child.wait()
+    return result
+
+
 _AGENT = "friday-ai-agent"
 _KEY, _SECRET = "percall-key", "percall-secret-that-is-at-least-32-bytes"
 
 
-async def _livekit_standin() -> tuple[asyncio.subprocess.Process, str]:
+async def _standin(module: str, *args: str) -> tuple[asyncio.subprocess.Process, str]:
+    """A stand-in in a process of its own (so its CPU is not counted), and its origin."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.testing.livekit_api", "--port", "0", "--api-key", _KEY,
-        "--api-secret", _SECRET, "--log-level", "WARNING",
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable, "-m", module, "--port", "0", *args, stdout=asyncio.subprocess.PIPE
+    )
     assert child.stdout is not None
     while not (line := (await child.stdout.readline()).decode()).startswith("READY "):
         if not line:
-            raise RuntimeError("the LiveKit stand-in exited before it was ready")
-    origin = line.split()[1]
+            raise RuntimeError(f"{module} exited before it was ready")
+    return child, line.split()[1]
+
+
+async def _livekit_standin() -> tuple[asyncio.subprocess.Process, str]:
+    child, origin = await _standin(
+        "services.testing.livekit_api", "--api-key", _KEY, "--api-secret", _SECRET, "--log-level", "WARNING"
+    )
     async with httpx.AsyncClient(timeout=30) as client:
         (await client.post(f"{origin}/_standin/workers", json={"agent_name": _AGENT})).raise_for_status()
     return child, origin
@@ -213,22 +290,17 @@ async def _run_livekit(kind: str, calls: int, profile: str | None) -> dict[str, 
         await _create_rooms(origin, rooms)
         for room in rooms[:warmup]:
             await one(room)
-        profiler = cProfile.Profile() if profile else None
-        began = time.process_time()
-        if profiler is not None:
-            profiler.enable()
-        for room in rooms[warmup:]:
-            await one(room)
-        if profiler is not None:
-            profiler.disable()
-        spent = time.process_time() - began
+        result = await _per_call(kind, calls, lambda: _each(rooms[warmup:], one), profile)
         await close()
-        if profiler is not None:
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(profile or ".", 40)
     finally:
         child.terminate()
         await child.wait()
-    return {"kind": kind, "calls": calls, "cpu_us_per_call": round(spent / calls * 1e6, 2) if calls else None}
+    return result
+
+
+async def _run_gateway(kind: str, calls: int, profile: str | None, *, report_calls: bool) -> dict[str, Any]:
+    async with gateway_under_load(calls, report_calls=report_calls) as send:
+        return await _per_call(kind, calls, send, profile)
 
 
 async def _drive(kind: str, target: str, number: str, calls: int) -> dict[str, Any]:
@@ -250,18 +322,26 @@ async def _drive(kind: str, target: str, number: str, calls: int) -> dict[str, A
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.percall", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "kind", choices=["persona", "campaign", "dispatch", "floor", "get-over-grpc", "check-over-grpc"]
+        "kind",
+        choices=["persona", "campaign", "crm", "dispatch", "floor", "gateway", "get-over-grpc", "check-over-grpc"],
     )
     parser.add_argument("--target", default="127.0.0.1:50051", help="the server the *-over-grpc kinds call")
     parser.add_argument("--number", default=WARM_NUMBER, help="the dialed number get-over-grpc asks for")
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--no-call-history", action="store_true", help="gateway: without CALLS_TARGET, so no call reporter"
+    )
     parser.add_argument("--profile-filter", default=".", help='what --profile lists: a regex on "file:line(function)"')
     args = parser.parse_args(argv)
     if args.kind.endswith("-over-grpc"):
         print(json.dumps(event_loop.run(_drive(args.kind, args.target, args.number, args.calls))))
         return
-    run = _run if args.kind in ("persona", "campaign") else _run_livekit
+    gateway = functools.partial(_run_gateway, report_calls=not args.no_call_history)
+    runs: dict[str, Callable[[str, int, str | None], Coroutine[Any, Any, dict[str, Any]]]] = {
+        "persona": _run, "campaign": _run, "crm": _run_crm, "gateway": gateway,
+    }  # fmt: skip
+    run = runs.get(args.kind, _run_livekit)
     # The services' loop (uvloop), as DispatcherService and the floor run on.
     profile = args.profile_filter if args.profile else None
     print(json.dumps(event_loop.run(run(args.kind, args.calls, profile))))

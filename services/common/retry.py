@@ -1,6 +1,11 @@
 """Retries that always end before a deadline: the one tenacity set-up shared by the
 CRM client (PersonaService) and the LiveKit calls (DispatcherService).
 
+`call_with_retries` makes the first attempt bare and builds tenacity's retrying only
+for a failure that may be retried: almost every request succeeds at once, and building
+`AsyncRetrying` (stop, wait and retry objects, its state) per request was a visible
+share of each service's own CPU (see README Performance).
+
 Exponential backoff with jitter scaled to the first backoff (tenacity's default
 jitter of 1 s would not fit inside a phone ring), at most `max_attempts`, and no
 attempt started that could not finish before `deadline` (event-loop time). The
@@ -10,10 +15,13 @@ caller's deadline is the real limit; the attempt count only bounds a fast failur
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.stop import stop_base
+
+T = TypeVar("T")
 
 # An attempt with less time than this left cannot get an answer: stop and let the
 # caller fall back (stale, default, a clear error) while it still can answer.
@@ -35,7 +43,8 @@ class _StopBefore(stop_base):
         return time_left(self._deadline) - retry_state.upcoming_sleep < MIN_ATTEMPT_SECONDS
 
 
-def retrying_before(
+async def call_with_retries(
+    attempt: Callable[[], Awaitable[T]],
     deadline: float,
     *,
     max_attempts: int,
@@ -43,14 +52,34 @@ def retrying_before(
     max_backoff: float,
     retry_if: Callable[[BaseException], bool],
     before_sleep: Callable[[RetryCallState], None] | None = None,
-) -> AsyncRetrying:
-    """`async for attempt in retrying_before(...): with attempt: ...` — the last
-    failure is re-raised as itself once retries stop."""
+) -> T:
+    """`attempt()` until it returns; the last failure is re-raised as itself once
+    retries stop.
 
-    return AsyncRetrying(
+    The first failure is handed to tenacity as its first attempt's outcome, so retry
+    or not, backoff, the stop before `deadline`, the attempt count and `before_sleep`
+    are exactly tenacity's. A failure `retry_if` refuses is raised at once, as tenacity
+    would. `retry_if` must be a pure predicate: it judges the first failure twice.
+    Only `Exception`s are judged; a cancellation goes straight through.
+    """
+    try:
+        return await attempt()
+    except Exception as exc:
+        if not retry_if(exc):
+            raise
+        first_failure: Exception | None = exc
+
+    retrying = AsyncRetrying(
         stop=stop_after_attempt(max_attempts) | _StopBefore(deadline),
         wait=wait_exponential_jitter(multiplier=initial_backoff, max=max_backoff, jitter=initial_backoff),
         retry=retry_if_exception(retry_if),
         before_sleep=before_sleep,
         reraise=True,
     )
+    async for attempt_state in retrying:
+        with attempt_state:
+            if first_failure is not None:
+                failure, first_failure = first_failure, None
+                raise failure
+            return await attempt()
+    raise AssertionError("unreachable: tenacity either returns or raises")

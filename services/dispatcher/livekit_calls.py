@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from tenacity import RetryCallState
 
-from services.common.retry import MIN_ATTEMPT_SECONDS, retrying_before, time_left
+from services.common.retry import MIN_ATTEMPT_SECONDS, call_with_retries, time_left
 from services.dispatcher import errors
 from services.dispatcher.config import RetryConfig
 from services.dispatcher.metrics import DispatcherMetrics
@@ -70,22 +71,20 @@ def to_domain_error(exc: LiveKitCallError, *, method: str, room: str) -> errors.
 _UNHEALTHY = (errors.LiveKitUnavailable, errors.LiveKitRejectedCredentials)
 
 
+@dataclass
 class LiveKitCalls:
     """Runs one logical LiveKit request as tenacity-retried attempts that all end before
-    `deadline` (event-loop time). Each attempt gets at most `attempt_timeout`."""
+    `deadline` (event-loop time). Each attempt gets at most `retry.attempt_timeout`."""
 
-    def __init__(
-        self,
-        retry: RetryConfig,
-        metrics: DispatcherMetrics,
-        report_health: Callable[[bool], Awaitable[None]] | None = None,
-    ) -> None:
-        self._retry = retry
-        self._metrics = metrics
-        # Passive health: LiveKit answering at all (even a 4xx about one request) is
-        # healthy; unreachable or refusing our key is not.
-        self._report_health = report_health
-        self._latency = LabelledChildren(metrics.livekit_latency)
+    retry: RetryConfig
+    metrics: DispatcherMetrics
+    # Passive health: LiveKit answering at all (even a 4xx about one request) is
+    # healthy; unreachable or refusing our key is not.
+    report_health: Callable[[bool], Awaitable[None]] | None = None
+    _latency: LabelledChildren = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._latency = LabelledChildren(self.metrics.livekit_latency)
 
     async def run(
         self,
@@ -99,54 +98,35 @@ class LiveKitCalls:
         """`attempt(timeout)` does one request. A retryable failure is retried only if
         `may_retry` also allows it (CreateDispatch: never after a failure that may have
         created the dispatch anyway, since a second create adds a second agent)."""
-        cfg = self._retry
-        # The first attempt is made before any tenacity set-up: almost every LiveKit
-        # request succeeds at once, and building the retrying machinery for each of a
-        # dispatch's four requests was a visible share of the dispatcher's own CPU
-        # (measured in the bench; see README Performance). A failure is handed to
-        # tenacity as its first attempt's outcome, so what follows — retry or not,
-        # backoff, stop, count and log — is decided exactly as before.
-        try:
-            value = await self._attempt(method, attempt, deadline)
-        except LiveKitCallError as exc:
-            first_failure: LiveKitCallError | None = exc
-        else:
-            await self._health(True)
-            return value
+        cfg = self.retry
 
         def count_retry(state: RetryCallState) -> None:
-            self._metrics.livekit_retries.labels(method=method).inc()
+            self.metrics.livekit_retries.labels(method=method).inc()
             failure = state.outcome.exception() if state.outcome else None
             logger.warning("LiveKit %s failed (%s); retry %d", method, failure, state.attempt_number)
 
-        retrying = retrying_before(
-            deadline,
-            max_attempts=cfg.max_attempts,
-            initial_backoff=cfg.initial_backoff,
-            max_backoff=cfg.max_backoff,
-            retry_if=lambda e: isinstance(e, LiveKitCallError) and e.retryable and may_retry(e),
-            before_sleep=count_retry,
-        )
         try:
-            async for attempt_state in retrying:
-                with attempt_state:
-                    if first_failure is not None:
-                        failure, first_failure = first_failure, None
-                        raise failure
-                    value = await self._attempt(method, attempt, deadline)
-                    await self._health(True)
-                    return value
+            value = await call_with_retries(
+                lambda: self._attempt(method, attempt, deadline),
+                deadline,
+                max_attempts=cfg.max_attempts,
+                initial_backoff=cfg.initial_backoff,
+                max_backoff=cfg.max_backoff,
+                retry_if=lambda e: isinstance(e, LiveKitCallError) and e.retryable and may_retry(e),
+                before_sleep=count_retry,
+            )
         except LiveKitCallError as exc:
             error = to_domain_error(exc, method=method, room=room)
             await self._health(not isinstance(error, _UNHEALTHY))
             raise error from exc
-        raise AssertionError("unreachable: tenacity either returns or raises")
+        await self._health(True)
+        return value
 
     async def _attempt(self, method: str, attempt: Callable[[float], Awaitable[T]], deadline: float) -> T:
         left = time_left(deadline)
         if left < MIN_ATTEMPT_SECONDS:
             raise LiveKitCallError("deadline", "no time left for a LiveKit request", status=None)
-        return await self.once(method, attempt, min(self._retry.attempt_timeout, left))
+        return await self.once(method, attempt, min(self.retry.attempt_timeout, left))
 
     async def once(self, method: str, attempt: Callable[[float], Awaitable[T]], timeout: float) -> T:
         """One timed attempt, errors raised as they come (`LiveKitCallError`)."""
@@ -163,5 +143,5 @@ class LiveKitCalls:
             self._latency(method, result).observe(time.perf_counter() - started)
 
     async def _health(self, healthy: bool) -> None:
-        if self._report_health is not None:
-            await self._report_health(healthy)
+        if self.report_health is not None:
+            await self.report_health(healthy)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import httpx
 from google.protobuf.message import Error as ProtobufError
+from tenacity import RetryCallState
 
 from friday.persona.v1.persona_pb2 import Persona
-from services.common.retry import MIN_ATTEMPT_SECONDS, retrying_before
+from services.common.retry import MIN_ATTEMPT_SECONDS, call_with_retries
 from services.persona.answers import answer_from_json
 from services.persona.numbers import CrmNumberFormat, DialedNumber
 from services.persona.sources import SourceAnswer, SourceUnavailable
@@ -46,6 +47,10 @@ class _Retryable(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _Retryable)
 
 
 class CrmPersonaSource:
@@ -79,21 +84,21 @@ class CrmPersonaSource:
         loop = asyncio.get_running_loop()
         url = f"{self._base}/{number.crm_segment(self.settings.number_format)}"
 
-        retrying = retrying_before(
-            deadline,
-            max_attempts=self.settings.max_attempts,
-            initial_backoff=self.settings.backoff_initial_seconds,
-            max_backoff=self.settings.backoff_max_seconds,
-            retry_if=lambda exc: isinstance(exc, _Retryable),
-            before_sleep=lambda state: self._count_retry(),
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._attempt(url, number, deadline - loop.time())
+            return await call_with_retries(
+                lambda: self._attempt(url, number, deadline - loop.time()),
+                deadline,
+                max_attempts=self.settings.max_attempts,
+                initial_backoff=self.settings.backoff_initial_seconds,
+                max_backoff=self.settings.backoff_max_seconds,
+                retry_if=_is_retryable,
+                before_sleep=self._before_retry_sleep,
+            )
         except _Retryable as exc:
             raise SourceUnavailable(exc.kind, f"CRM failed for {number.e164}: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _before_retry_sleep(self, state: RetryCallState) -> None:
+        self._count_retry()
 
     async def _attempt(self, url: str, number: DialedNumber, remaining: float) -> SourceAnswer | None:
         if remaining < MIN_ATTEMPT_SECONDS:

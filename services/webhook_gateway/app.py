@@ -82,7 +82,7 @@ async def receive_webhook(request: Request) -> Response:
     # Everything the head can refuse is refused before a byte of the body is read, and
     # the connection closed (`unread=True`): the peer may not make us read what it sends.
     try:
-        state.verifier.check_token(authorization)
+        token = state.verifier.check_token(authorization)
     except SignatureError as exc:
         return _answer(state, "unknown", "unauthorized", 401, str(exc), unread=True)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -101,7 +101,7 @@ async def receive_webhook(request: Request) -> Response:
         state.metrics.webhooks.labels("unknown", "client_disconnected").inc()
         return Response(status_code=400)
     try:
-        event = state.verifier.verify(raw_body, authorization)
+        event = state.verifier.receive(raw_body, token)
     except SignatureError as exc:
         return _answer(state, "unknown", "unauthorized", 401, str(exc))
     except MalformedEventError as exc:
