@@ -10,10 +10,11 @@ import functools
 from friday.calls.v1 import call_history_service_pb2 as pb
 from friday.calls.v1 import call_history_service_pb2_grpc as pb_grpc
 from friday.calls.v1.call_pb2 import CallEvent
+from services.common import ports
 from services.grpc_runtime import ServiceCallError, ServiceClient
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
-DEFAULT_TARGET = "localhost:50053"
+DEFAULT_TARGET = ports.CALLS.local_target
 
 
 class CallsCallError(ServiceCallError):

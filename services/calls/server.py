@@ -13,11 +13,12 @@ from services.calls.metrics import CallsMetrics
 from services.calls.outbox import OutboxDeliverer
 from services.calls.servicer import CallHistoryServicer
 from services.calls.store import CallStore, SqlCallStore
+from services.common import ports
 from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
 
 SERVICE_FULL_NAME = call_history_service_pb2.DESCRIPTOR.services_by_name["CallHistoryService"].full_name
-DEFAULT_PORT = 50053
-DEFAULT_METRICS_PORT = 9103
+DEFAULT_PORT = ports.CALLS.grpc
+DEFAULT_METRICS_PORT = ports.CALLS.metrics
 DATABASE_PROBE_INTERVAL_SECONDS = 10.0
 
 

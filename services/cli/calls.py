@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from services.cli.client_commands import add_client_flags, connection_help, with_client
 from services.cli.serving import add_log_level_flag, add_server_port_flags, serve, server_port_overrides
+from services.common import ports
 
 if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` stays fast
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -18,9 +19,10 @@ if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` sta
     from friday.calls.v1.call_pb2 import Call, CallEvent
     from services.calls.client import CallsClient
 
-PREFIX, DEFAULT_TARGET = "CALLS", "localhost:50053"  # the client's, without importing it
+PREFIX, DEFAULT_TARGET = "CALLS", ports.CALLS.local_target
 _SERVE_ENV = (
-    "Settings come from the environment: CALLS_PORT (50053), CALLS_METRICS_PORT (9103, 0 = off), "
+    f"Settings come from the environment: CALLS_PORT ({ports.CALLS.grpc}), "
+    f"CALLS_METRICS_PORT ({ports.CALLS.metrics}, 0 = off), "
     "CALLS_DATABASE_URL (postgresql://… or sqlite:///…; default an SQLite file under the user's data directory; "
     ":memory: keeps nothing), CALLS_DATABASE_SCHEMA, CALLS_RETENTION_DAYS (90, 0 = keep), "
     "CALLS_STORE_CALLER_NUMBERS (masked | full), CALLS_NO_AGENT_SECONDS (20), CALLS_SWEEP_INTERVAL_SECONDS (5), "
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="calls_command", metavar="COMMAND", required=True)
 
     serve_cmd = commands.add_parser("serve", help="serve CallHistoryService over gRPC", description=_SERVE_ENV)
-    add_server_port_flags(serve_cmd, PREFIX, 50053)
+    add_server_port_flags(serve_cmd, PREFIX, ports.CALLS.grpc)
     serve_cmd.add_argument("--database-url", help="override CALLS_DATABASE_URL")
     serve_cmd.add_argument("--memory", action="store_true", help="keep the history in memory only (lost on exit)")
     add_log_level_flag(serve_cmd)

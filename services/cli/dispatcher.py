@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING
 
 from services.cli.client_commands import add_client_flags, connection_help, with_client
 from services.cli.serving import add_log_level_flag, add_server_port_flags, serve, server_port_overrides
+from services.common import ports
 from services.common.env import Environment
 
 if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` stays fast
     from friday.dispatcher.v1.dispatcher_service_pb2 import Dispatch
     from services.dispatcher.client import DispatcherClient
 
-PREFIX, DEFAULT_TARGET = "DISPATCHER", "localhost:50052"  # the client's, without importing it
+PREFIX, DEFAULT_TARGET = "DISPATCHER", ports.DISPATCHER.local_target
 _SERVE_ENV = (
-    "Settings come from the environment: DISPATCHER_PORT (50052), DISPATCHER_METRICS_PORT (9102, 0 = off), "
+    f"Settings come from the environment: DISPATCHER_PORT ({ports.DISPATCHER.grpc}), "
+    f"DISPATCHER_METRICS_PORT ({ports.DISPATCHER.metrics}, 0 = off), "
     "LIVEKIT_URL/LIVEKIT_API_KEY/LIVEKIT_API_SECRET (livekit-server --dev defaults), DISPATCHER_TOKEN, METRICS_TOKEN, "
     "DISPATCHER_TLS_CERT_FILE/_KEY_FILE/_CLIENT_CA_FILE, REDIS_URL, DISPATCHER_CLAIM_PREFIX, "
     "DISPATCHER_CLAIM_SETTLE_SECONDS, DISPATCHER_MAX_BUDGET_SECONDS, DISPATCHER_RETRY_*, LOG_LEVEL (see the README); "
@@ -32,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="dispatcher_command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser("serve", help="serve DispatcherService over gRPC", description=_SERVE_ENV)
-    add_server_port_flags(serve, PREFIX, 50052)
+    add_server_port_flags(serve, PREFIX, ports.DISPATCHER.grpc)
     add_log_level_flag(serve)
     serve.set_defaults(handler=_serve)
 

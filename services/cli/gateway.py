@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from services.cli.serving import add_log_level_flag, given, serve
+from services.common import ports
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "LIVEKIT_WEBHOOK_API_KEY/SECRET or LIVEKIT_API_KEY/SECRET, DISPATCHER_TOKEN, METRICS_TOKEN, AGENT_TO_DISPATCH, "
         "GATEWAY_BUDGET_SECONDS, REDIS_URL, LOG_LEVEL, ...: see the README); flags override them.",
     )
-    serve.add_argument("--port", type=int, help="HTTP port (env PORT, default 8080)")
+    serve.add_argument("--port", type=int, help=f"HTTP port (env PORT, default {ports.GATEWAY_HTTP})")
     serve.add_argument("--persona-target", help="PersonaService host:port (env PERSONA_TARGET)")
     serve.add_argument("--dispatcher-target", help="DispatcherService host:port (env DISPATCHER_TARGET)")
     add_log_level_flag(serve)

@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from services.cli.serving import add_log_level_flag, given, serve
+from services.common import ports
 from services.common.env import Environment
 
 if TYPE_CHECKING:  # imported where used: grpc_runtime loads aiohttp (its metrics), which `friday --help` needs not
@@ -29,7 +30,7 @@ def register(subparsers: Any) -> None:
 
     serve = commands.add_parser(
         "serve",
-        help="run PersonaService (port PERSONA_PORT, default 50051)",
+        help=f"run PersonaService (port PERSONA_PORT, default {ports.PERSONA.grpc})",
         description="Configuration comes from the environment (PERSONA_*, REDIS_URL); see the README.",
     )
     serve.add_argument("--port", type=int, help="override PERSONA_PORT")
@@ -43,7 +44,7 @@ def register(subparsers: Any) -> None:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("number", help="dialed number, e.g. +918655701159")
         sub.add_argument(
-            "--target", default=env.text("PERSONA_TARGET", "localhost:50051"), help="HOST:PORT of the service"
+            "--target", default=env.text("PERSONA_TARGET", ports.PERSONA.local_target), help="HOST:PORT of the service"
         )
         sub.add_argument("--timeout", type=float, default=3.0, help="deadline in seconds (default 3)")
         sub.add_argument("--tls-ca", help="CA file to verify the server (enables TLS)")
@@ -79,7 +80,7 @@ def register(subparsers: Any) -> None:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("numbers", nargs="+" if name == "notify" else "*", metavar="NUMBER", help="dialed numbers")
         sub.add_argument(
-            "--target", default=env.text("PERSONA_TARGET", "localhost:50051"), help="HOST:PORT of the service"
+            "--target", default=env.text("PERSONA_TARGET", ports.PERSONA.local_target), help="HOST:PORT of the service"
         )
         sub.add_argument("--tls-ca", help="CA file to verify the server (enables TLS)")
         sub.add_argument("--tls-cert", help="client certificate file (mTLS)")

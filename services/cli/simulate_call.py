@@ -12,6 +12,7 @@ import json
 import sys
 import time
 
+from services.common import ports
 from services.common.env import Environment
 
 
@@ -29,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     simulate.add_argument("--call-id", help="sip.callID (default: random SCL_…)")
     simulate.add_argument(
         "--gateway",
-        default=env.text("FRIDAY_GATEWAY_URL", f"http://localhost:{env.text('PORT', '8080')}"),
-        help="gateway base URL (env FRIDAY_GATEWAY_URL, default http://localhost:$PORT or :8080)",
+        default=env.text("FRIDAY_GATEWAY_URL", f"http://localhost:{env.text('PORT', str(ports.GATEWAY_HTTP))}"),
+        help=f"gateway base URL (env FRIDAY_GATEWAY_URL, default http://localhost:$PORT or :{ports.GATEWAY_HTTP})",
     )
     simulate.add_argument(
         "--api-key",

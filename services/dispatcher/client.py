@@ -14,10 +14,11 @@ import functools
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 from friday.dispatcher.v1 import dispatcher_service_pb2 as pb
 from friday.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from services.common import ports
 from services.grpc_runtime import ServiceCallError, ServiceClient
 
 DEFAULT_TIMEOUT_SECONDS = 3.0
-DEFAULT_TARGET = "localhost:50052"
+DEFAULT_TARGET = ports.DISPATCHER.local_target
 
 
 class DispatcherCallError(ServiceCallError):

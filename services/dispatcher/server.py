@@ -4,7 +4,7 @@ store, metrics on the server's registry, LiveKit/Redis health, shutdown hooks.""
 from __future__ import annotations
 
 from friday.dispatcher.v1 import dispatcher_service_pb2, dispatcher_service_pb2_grpc
-from services.common import secrets_check
+from services.common import ports, secrets_check
 from services.common.leases import InMemoryLeases, RedisLeases, TokenLeases
 from services.dispatcher.claims import CallClaims, claim_store_for
 from services.dispatcher.config import DispatcherConfig
@@ -16,8 +16,8 @@ from services.dispatcher.transport import DispatchTransport
 from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
 
 SERVICE_FULL_NAME = dispatcher_service_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name
-DEFAULT_PORT = 50052
-DEFAULT_METRICS_PORT = 9102
+DEFAULT_PORT = ports.DISPATCHER.grpc
+DEFAULT_METRICS_PORT = ports.DISPATCHER.metrics
 REDIS_PROBE_INTERVAL_SECONDS = 10.0
 
 

@@ -8,6 +8,7 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.common import ports
 from services.common.env import Environment
 from services.common.listen_address import LOOPBACK_HOST
 from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
@@ -34,14 +35,27 @@ SETTINGS: tuple[Setting, ...] = (
         "address every service binds (gRPC, gateway HTTP, metrics, agent health); anything but loopback "
         "needs --dispatcher-token, --persona-token, --calls-token, --metrics-token and a LiveKit secret of your own",
     ),
-    Setting("--persona-port", "PERSONA_PORT", "50051", "PersonaService gRPC port"),
-    Setting("--persona-metrics-port", "PERSONA_METRICS_PORT", "9101", "PersonaService Prometheus port (0 = off)"),
-    Setting("--dispatcher-port", "DISPATCHER_PORT", "50052", "DispatcherService gRPC port"),
+    Setting("--persona-port", "PERSONA_PORT", str(ports.PERSONA.grpc), "PersonaService gRPC port"),
     Setting(
-        "--dispatcher-metrics-port", "DISPATCHER_METRICS_PORT", "9102", "DispatcherService Prometheus port (0 = off)"
+        "--persona-metrics-port",
+        "PERSONA_METRICS_PORT",
+        str(ports.PERSONA.metrics),
+        "PersonaService Prometheus port (0 = off)",
     ),
-    Setting("--calls-port", "CALLS_PORT", "50053", "CallHistoryService gRPC port"),
-    Setting("--calls-metrics-port", "CALLS_METRICS_PORT", "9103", "CallHistoryService Prometheus port (0 = off)"),
+    Setting("--dispatcher-port", "DISPATCHER_PORT", str(ports.DISPATCHER.grpc), "DispatcherService gRPC port"),
+    Setting(
+        "--dispatcher-metrics-port",
+        "DISPATCHER_METRICS_PORT",
+        str(ports.DISPATCHER.metrics),
+        "DispatcherService Prometheus port (0 = off)",
+    ),
+    Setting("--calls-port", "CALLS_PORT", str(ports.CALLS.grpc), "CallHistoryService gRPC port"),
+    Setting(
+        "--calls-metrics-port",
+        "CALLS_METRICS_PORT",
+        str(ports.CALLS.metrics),
+        "CallHistoryService Prometheus port (0 = off)",
+    ),
     Setting(
         "--calls-database-url",
         "CALLS_DATABASE_URL",
@@ -49,7 +63,7 @@ SETTINGS: tuple[Setting, ...] = (
         "call history database (postgresql://… or sqlite:///…, :memory: keeps nothing); unset = an SQLite file "
         "under the user's data directory",
     ),
-    Setting("--gateway-port", "PORT", "8080", "webhook gateway HTTP port"),
+    Setting("--gateway-port", "PORT", str(ports.GATEWAY_HTTP), "webhook gateway HTTP port"),
     Setting("--persona-api-base", "PERSONA_API_BASE", "", "CRM base URL; unset = persona file"),
     Setting("--persona-file", "PERSONA_FILE", "", "persona JSON file; unset = the example file shipped in the package"),
     Setting("--redis-url", "REDIS_URL", "", "Redis for shared cache, claims and dedupe; unset = in-process"),

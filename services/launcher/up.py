@@ -21,6 +21,7 @@ import signal
 import sys
 
 from services.calls.config import default_database_url
+from services.common import ports
 from services.common.listen_address import host_port, is_loopback
 from services.grpc_runtime.config import ClientTLSConfig
 from services.launcher.children import ChildProcess
@@ -31,10 +32,10 @@ from services.launcher.service import Service
 from services.launcher.supervisor import Supervisor
 
 # Replica i of a gRPC service listens on base + REPLICA_PORT_STEP * i, so the
-# persona (50051) and dispatcher (50052) port ranges never meet.
+# persona and dispatcher port ranges (50051 and 50052 by default) never meet.
 REPLICA_PORT_STEP = 10
 # livekit-agents' worker serves its health check here in production mode (`agent start`).
-AGENT_HEALTH_PORT = "8081"
+AGENT_HEALTH_PORT = str(ports.AGENT_HEALTH)
 # The gRPC services, in start order: the name is the `friday <name> serve` command and,
 # upper-cased, the prefix of their settings (PERSONA_PORT, PERSONA_HOST, ...).
 GRPC_SERVICES = ("persona", "dispatcher")

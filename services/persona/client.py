@@ -18,10 +18,11 @@ import datetime
 from collections.abc import AsyncIterator, Callable
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from services.common import ports
 from services.grpc_runtime import ChannelClient, ClientTLSConfig, RetryPolicy, create_channel, error_reason
 
 SERVICE_NAME = persona_service_pb2.DESCRIPTOR.services_by_name["PersonaService"].full_name
-DEFAULT_TARGET = "localhost:50051"
+DEFAULT_TARGET = ports.PERSONA.local_target
 DEFAULT_TIMEOUT_SECONDS = 2.0
 DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_backoff_seconds=0.1, max_backoff_seconds=0.5)
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.common import ports
 from services.common.env import ConfigError, Environment, setting
 from services.persona.admission import NewNumberLimits, parse_networks
 from services.persona.numbers import CrmNumberFormat
 
-DEFAULT_PORT = 50051
-DEFAULT_METRICS_PORT = 9101
+DEFAULT_PORT = ports.PERSONA.grpc
+DEFAULT_METRICS_PORT = ports.PERSONA.metrics
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.common import ports
 from services.common.env import Environment, setting
 from services.common.listen_address import LOOPBACK_HOST
 from services.common.livekit_names import AGENT_NAME_ENV, DEFAULT_AGENT_NAME
@@ -20,7 +21,7 @@ class HttpServerConfig:
 
     # Loopback unless told otherwise: see services.common.listen_address.
     host: str = setting("GATEWAY_HOST", LOOPBACK_HOST)
-    port: int = setting("PORT", 8080)  # 0 picks a free port (tests)
+    port: int = setting("PORT", ports.GATEWAY_HTTP)  # 0 picks a free port (tests)
     # On SIGTERM uvicorn stops accepting and finishes in-flight webhooks for up to this long
     # (whole seconds for uvicorn, rounded up).
     shutdown_grace_seconds: float = setting("GATEWAY_SHUTDOWN_GRACE_SECONDS", 5.0)
@@ -53,8 +54,8 @@ class GatewayConfig:
     # key pair unless livekit.yaml names another.
     webhook_api_key: str = setting(("LIVEKIT_WEBHOOK_API_KEY", "LIVEKIT_API_KEY"), "devkey")
     webhook_api_secret: str = setting(("LIVEKIT_WEBHOOK_API_SECRET", "LIVEKIT_API_SECRET"), "secret", secret=True)
-    persona_target: str = setting("PERSONA_TARGET", "localhost:50051")
-    dispatcher_target: str = setting("DISPATCHER_TARGET", "localhost:50052")
+    persona_target: str = setting("PERSONA_TARGET", ports.PERSONA.local_target)
+    dispatcher_target: str = setting("DISPATCHER_TARGET", ports.DISPATCHER.local_target)
     dispatcher_token: str | None = setting("DISPATCHER_TOKEN", None, secret=True)
     persona_token: str | None = setting("PERSONA_TOKEN", None, secret=True)
     agent_name: str = setting(AGENT_NAME_ENV, DEFAULT_AGENT_NAME)
