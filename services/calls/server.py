@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from friday.calls.v1 import call_history_service_pb2, call_history_service_pb2_grpc
+from friday.calls.v1 import call_history_service_pb2
 from services.calls.config import CallsConfig
 from services.calls.history import CallHistory, wall_clock_ms
 from services.calls.metrics import CallsMetrics
@@ -45,7 +45,6 @@ def build_server(
     server.add_service(
         ServiceSpec.of(
             CallHistoryServicer(history, config.max_page_size),
-            call_history_service_pb2_grpc,
             call_history_service_pb2,
             "CallHistoryService",
         )

@@ -3,7 +3,7 @@ store, metrics on the server's registry, LiveKit/Redis health, shutdown hooks.""
 
 from __future__ import annotations
 
-from friday.dispatcher.v1 import dispatcher_service_pb2, dispatcher_service_pb2_grpc
+from friday.dispatcher.v1 import dispatcher_service_pb2
 from services.common import ports, secrets_check
 from services.common.leases import InMemoryLeases, RedisLeases, TokenLeases
 from services.dispatcher.claims import CallClaims, claim_store_for
@@ -58,7 +58,6 @@ def build_server(
     server.add_service(
         ServiceSpec.of(
             DispatcherServicer(dispatcher, metrics, config.max_budget_seconds),
-            dispatcher_service_pb2_grpc,
             dispatcher_service_pb2,
             "DispatcherService",
         )

@@ -19,8 +19,7 @@ How a service plugs in::
     my_metrics = MyMetrics(server.registry)                           # your Counters on the server's registry
     report_livekit = server.health.reporter(SERVICE_FULL_NAME, "livekit")   # async (healthy: bool) -> None
     server.health.add_probe(SERVICE_FULL_NAME, "livekit", probe_fn, interval_seconds=30)  # optional
-    server.add_service(ServiceSpec.of(MyServicer(...), dispatcher_service_pb2_grpc,
-                                      dispatcher_service_pb2, "DispatcherService"))
+    server.add_service(ServiceSpec.of(MyServicer(...), dispatcher_service_pb2, "DispatcherService"))
     # ServiceSpec.of(..., admin_methods=["InvalidatePersona"]): with ServerConfig.admin_token set,
     # those methods take only the admin token, and the ordinary token (auth_token) only the rest.
     server.on_startup(open_pools); server.on_shutdown(close_pools)    # async () -> None hooks

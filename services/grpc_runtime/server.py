@@ -74,16 +74,14 @@ class ServiceSpec:
     def of(
         cls,
         servicer: Any,
-        pb2_grpc: ModuleType,
         pb2: ModuleType,
         service: str,
         *,
         admin_methods: Sequence[str] = (),
     ) -> ServiceSpec:
-        """`ServiceSpec.of(MyServicer(), persona_service_pb2_grpc, persona_service_pb2, "PersonaService")`.
-        `pb2_grpc` is accepted for symmetry with the generated code; requests are decoded by
-        `decoding.add_decoding_servicer` so undecodable bytes get INVALID_ARGUMENT."""
-        del pb2_grpc
+        """`ServiceSpec.of(MyServicer(), persona_service_pb2, "PersonaService")`: the service's
+        descriptor is all the runtime needs (requests are decoded by
+        `decoding.add_decoding_servicer`, so undecodable bytes get INVALID_ARGUMENT)."""
         return cls(
             servicer=servicer,
             descriptor=pb2.DESCRIPTOR.services_by_name[service],

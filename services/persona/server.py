@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 from redis import asyncio as aioredis
 
-from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from friday.persona.v1 import persona_service_pb2
 from services.common.leases import RedisLeases
 from services.common.redis_client import redis_client
 from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
@@ -148,11 +148,7 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
         budget_seconds=config.request_budget_seconds,
         watch_keepalive_seconds=config.watch.keepalive_seconds,
     )
-    server.add_service(
-        ServiceSpec.of(
-            servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService", admin_methods=ADMIN_METHODS
-        )
-    )
+    server.add_service(ServiceSpec.of(servicer, persona_service_pb2, "PersonaService", admin_methods=ADMIN_METHODS))
 
     async def close() -> None:
         if feed is not None:

@@ -68,6 +68,4 @@ class ProbeServicer(persona_service_pb2_grpc.PersonaServiceServicer):
 
 
 def probe_spec(servicer: ProbeServicer, *, admin_methods: tuple[str, ...] = ()) -> ServiceSpec:
-    return ServiceSpec.of(
-        servicer, persona_service_pb2_grpc, persona_service_pb2, "PersonaService", admin_methods=admin_methods
-    )
+    return ServiceSpec.of(servicer, persona_service_pb2, "PersonaService", admin_methods=admin_methods)
