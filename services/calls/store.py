@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, and_, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -255,26 +255,30 @@ class SqlCallStore:
     ) -> Recorded:
         async with self._transaction() as connection:
             await self._lock_room(connection, event.room)
-            known = (
-                await connection.execute(select(call_events.c.room).where(call_events.c.event_id == event.event_id))
-            ).scalar_one_or_none()
-            if known is None:
-                try:
-                    async with connection.begin_nested():
-                        await connection.execute(
-                            insert(call_events).values(
-                                event_id=event.event_id,
-                                room=event.room,
-                                kind=CallEventKind.Name(event.kind),
-                                occurred_at_ms=millis(event.occurred_at),
-                                received_at_ms=received_at_ms,
-                                payload=event.SerializeToString(deterministic=True),
-                            )
-                        )
-                except IntegrityError:
-                    known = event.room  # recorded meanwhile under another room's lock
-            room = known if known is not None else event.room
-            return await self._fold_and_write(connection, room, fold, known is None, notices)
+            # Stored once per id: a redelivered event (or one another replica stored first) inserts nothing.
+            dialect_insert = postgresql_insert if self._postgres else sqlite_insert
+            inserted = await connection.execute(
+                dialect_insert(call_events)
+                .values(
+                    event_id=event.event_id,
+                    room=event.room,
+                    kind=CallEventKind.Name(event.kind),
+                    occurred_at_ms=millis(event.occurred_at),
+                    received_at_ms=received_at_ms,
+                    payload=event.SerializeToString(deterministic=True),
+                )
+                .on_conflict_do_nothing()
+            )
+            recorded = inserted.rowcount == 1
+            room = event.room
+            if not recorded:
+                # Known already, perhaps under another room (stored meanwhile under that room's lock):
+                # the record to fold again is the stored event's.
+                known = (
+                    await connection.execute(select(call_events.c.room).where(call_events.c.event_id == event.event_id))
+                ).scalar_one_or_none()
+                room = known if known is not None else event.room
+            return await self._fold_and_write(connection, room, fold, recorded, notices)
 
     async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded:
         async with self._transaction() as connection:
