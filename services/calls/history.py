@@ -90,17 +90,13 @@ class CallHistory:
         result = await self._store.record(
             private(event, self._config.caller_numbers), self._clock_ms(), self._fold, self._notices
         )
-        await self._observe(result)
+        self._observe(result)
         return result
 
-    async def _observe(self, result: Recorded) -> None:
-        before, after = result.before, result.after
-        if (
-            before is None
-            or before.HasField("ended_at") != after.HasField("ended_at")
-            or (before.HasField("started_at") != after.HasField("started_at"))
-        ):
-            await self._refresh_in_progress()
+    def _observe(self, result: Recorded) -> None:
+        # The store counts the calls in progress whenever a change starts or ends one.
+        if result.in_progress is not None:
+            self._metrics.in_progress.set(result.in_progress)
 
     async def _refresh_in_progress(self) -> None:
         self._metrics.in_progress.set(await self._store.count_in_progress())
@@ -140,7 +136,7 @@ class CallHistory:
         and deletes calls past retention."""
         now = self._clock_ms()
         for room in await self._store.undecided_rooms(now - round(self._config.no_agent_seconds * 1000)):
-            await self._observe(await self._store.refold(room, self._fold, self._notices))
+            self._observe(await self._store.refold(room, self._fold, self._notices))
         await self._count_settled(now)
         if self._config.retention_days > 0:
             deleted = await self._store.delete_older_than(now - round(self._config.retention_days * DAY_MS))

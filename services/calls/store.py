@@ -48,11 +48,14 @@ _OPEN_CALLS = select(func.count()).where(calls.c.started_at_ms.is_not(None), cal
 
 @dataclass(frozen=True)
 class Recorded:
-    """What recording one event did: `before` is None for a call seen the first time."""
+    """What recording one event did: `before` is None for a call seen the first time.
+    `in_progress`: the calls started and not ended, counted in the same transaction when
+    this change made a row or started or ended a call; None when it did none of these."""
 
     recorded: bool
     before: Call | None
     after: Call
+    in_progress: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _opens_or_closes(before: Call | None, after: Call) -> bool:
+    """Whether a change can move the count of calls in progress."""
+    return (
+        before is None
+        or before.HasField("started_at") != after.HasField("started_at")
+        or before.HasField("ended_at") != after.HasField("ended_at")
+    )
 
 
 def _row_values(call: Call, now_ms: int) -> dict[str, Any]:
@@ -210,7 +222,11 @@ class SqlCallStore:
         if notices is not None and before != after:
             for message in notices(before, after):
                 await self._enqueue(connection, message)
-        return Recorded(recorded=recorded, before=before, after=after)
+        in_progress = None
+        if _opens_or_closes(before, after):
+            # In this transaction, not one of its own: the count costs a statement, not a commit.
+            in_progress = int((await connection.execute(_OPEN_CALLS)).scalar_one())
+        return Recorded(recorded=recorded, before=before, after=after, in_progress=in_progress)
 
     async def _enqueue(self, connection: AsyncConnection, message: OutboxMessage) -> None:
         now = self._clock_ms()
