@@ -16,7 +16,6 @@ settle time, not by the length of the call."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from services.calls.outbox import OutboxMessage, changes
 from services.calls.records import OUTCOME_LABELS, fold, is_final, private, timestamp_of
 from services.calls.stats import call_stats, group
 from services.calls.store import CallQuery, CallStore, Recorded
+from services.common.background_tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +78,8 @@ class CallHistory:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="calls-sweep")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         await self._store.close()
 
     async def record(self, event: CallEvent) -> Recorded:

@@ -26,6 +26,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from friday.calls.v1 import call_history_service_pb2 as pb
 from friday.calls.v1 import call_history_service_pb2_grpc as pb_grpc
 from friday.calls.v1.call_pb2 import CallEvent
+from services.common.background_tasks import cancel_and_wait
 from services.common.env import Environment
 from services.grpc_runtime import RETRYABLE_CODES, ClientTLSConfig, call_metadata
 
@@ -148,11 +149,7 @@ class CallReporter:
         """Gives queued events `drain_seconds` to go out, then stops the senders."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), self._config.drain_seconds)
-        for task in self._senders:
-            task.cancel()
-        for task in self._senders:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._senders)
         self._senders = []
 
     async def _send_forever(self) -> None:
