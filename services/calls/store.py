@@ -3,10 +3,11 @@
 asyncpg (PostgreSQL) or aiosqlite (SQLite).
 
 Recording is one transaction: insert the event unless its id is known, read all the
-room's events, fold them, write the call's row. Two events of one call recorded at
-once must not each miss the other: PostgreSQL takes a transaction-scoped advisory lock
-on the room first (several replicas may share the database); SQLite has one writer at
-a time anyway, and one connection here, so its operations are serialised in-process."""
+room's events, fold them, write the call's row (and, when that starts or ends a call,
+count the calls in progress). Two events of one call recorded at once must not each
+miss the other: PostgreSQL takes a transaction-scoped advisory lock on the room first
+(several replicas may share the database); SQLite has one writer at a time anyway, and
+one connection here, so its operations are serialised in-process."""
 
 from __future__ import annotations
 
