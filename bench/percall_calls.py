@@ -17,6 +17,9 @@ clock starts, from LiveKit-shaped webhooks through the gateway's own conversion
 grpc.aio would do them. `--baseline` does everything (the database, the open calls, the
 events, the warm-up) but record the measured events.
 
+`--reporter` measures the gateway's side instead: its CallReporter (queue, senders, retry
+set-up) delivering the same events to a sink that acknowledges each at once, no gRPC.
+
 `--open N` puts N calls in progress first (answered, not ended: what a busy system holds),
 written in bulk. `--outbox` writes signed call events as with CALL_EVENTS_URL set (nothing
 is delivered). `--database postgresql` uses the machine's PostgreSQL (a schema of its own,
@@ -25,6 +28,7 @@ dropped afterwards); the default is a temporary SQLite file."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import cProfile
 import json
@@ -54,6 +58,7 @@ from services.common import event_loop
 from services.testing import livekit_webhooks as webhooks
 from services.webhook_gateway import call_events as gateway_events
 from services.webhook_gateway.call_flow import Dispatched
+from services.webhook_gateway.call_reporter import CallReporter, CallReporterMetrics, CallReportingConfig
 from services.webhook_gateway.events import SipCall, classify
 
 POSTGRES_URL = "postgresql://root@127.0.0.1:5432/test"
@@ -245,6 +250,53 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+class _AcknowledgingSink:
+    """CallHistoryService answering every event at once: what is left is the reporter's own work."""
+
+    def __init__(self) -> None:
+        self._seen = 0
+        self._target = 0
+        self._reached = asyncio.Event()
+
+    def expect(self, count: int) -> asyncio.Event:
+        """An event set once `count` more events have been recorded."""
+        self._target = self._seen + count
+        self._reached = asyncio.Event()
+        if count == 0:
+            self._reached.set()
+        return self._reached
+
+    async def record(self, event: CallEvent, *, timeout: float) -> None:
+        self._seen += 1
+        if self._seen == self._target:
+            self._reached.set()
+
+
+async def _run_reporter(args: argparse.Namespace) -> dict[str, Any]:
+    events = [pb.RecordCallEventRequest.FromString(r).event for r in _requests("call", args.calls, args.flow)]
+    warmup = [pb.RecordCallEventRequest.FromString(r).event for r in _requests("warm", WARMUP_CALLS, args.flow)]
+    measured = [] if args.baseline else events
+    sink = _AcknowledgingSink()
+    config = CallReportingConfig(target="bench", queue_size=len(warmup) + len(events) + 1)
+    reporter = CallReporter(sink, config, CallReporterMetrics(CollectorRegistry()))
+    await reporter.start()
+    for batch in (warmup, measured):
+        done = sink.expect(len(batch))
+        began = time.process_time()
+        for event in batch:
+            reporter.report(event)
+            await asyncio.sleep(0)  # one at a time, as webhooks come
+        await done.wait()
+        spent = time.process_time() - began
+    await reporter.close()
+    return {
+        "reporter": True,
+        "flow": args.flow,
+        "events": len(measured),
+        "cpu_us_per_event": round(spent / len(measured) * 1e6, 1) if measured else None,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.percall_calls", description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000, help="calls whose events are recorded")
@@ -252,12 +304,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--open", type=int, default=0, help="calls in progress before the run")
     parser.add_argument("--outbox", action="store_true", help="write signed call events (CALL_EVENTS_URL set)")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--reporter", action="store_true", help="the gateway's CallReporter, not the service")
     parser.add_argument("--baseline", action="store_true", help="all but recording the measured events")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-filter", default=".", help='what --profile lists: a regex on "file:line(function)"')
     args = parser.parse_args(argv)
     # The services' loop (uvloop), as CallHistoryService runs on.
-    print(json.dumps(event_loop.run(_run(args))))
+    print(json.dumps(event_loop.run(_run_reporter(args) if args.reporter else _run(args))))
 
 
 if __name__ == "__main__":
