@@ -16,7 +16,6 @@ settle time, not by the length of the call."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from services.calls.outbox import OutboxMessage, changes
 from services.calls.records import OUTCOME_LABELS, fold, is_final, private, timestamp_of
 from services.calls.stats import call_stats, group
 from services.calls.store import CallQuery, CallStore, Recorded
+from services.common.background_tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +78,8 @@ class CallHistory:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="calls-sweep")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         await self._store.close()
 
     async def record(self, event: CallEvent) -> Recorded:
@@ -90,17 +87,13 @@ class CallHistory:
         result = await self._store.record(
             private(event, self._config.caller_numbers), self._clock_ms(), self._fold, self._notices
         )
-        await self._observe(result)
+        self._observe(result)
         return result
 
-    async def _observe(self, result: Recorded) -> None:
-        before, after = result.before, result.after
-        if (
-            before is None
-            or before.HasField("ended_at") != after.HasField("ended_at")
-            or (before.HasField("started_at") != after.HasField("started_at"))
-        ):
-            await self._refresh_in_progress()
+    def _observe(self, result: Recorded) -> None:
+        # The store counts the calls in progress whenever a change starts or ends one.
+        if result.in_progress is not None:
+            self._metrics.in_progress.set(result.in_progress)
 
     async def _refresh_in_progress(self) -> None:
         self._metrics.in_progress.set(await self._store.count_in_progress())
@@ -140,7 +133,7 @@ class CallHistory:
         and deletes calls past retention."""
         now = self._clock_ms()
         for room in await self._store.undecided_rooms(now - round(self._config.no_agent_seconds * 1000)):
-            await self._observe(await self._store.refold(room, self._fold, self._notices))
+            self._observe(await self._store.refold(room, self._fold, self._notices))
         await self._count_settled(now)
         if self._config.retention_days > 0:
             deleted = await self._store.delete_older_than(now - round(self._config.retention_days * DAY_MS))

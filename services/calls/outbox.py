@@ -15,7 +15,6 @@ timestamps older than a few minutes (a replayed request)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -28,6 +27,7 @@ import httpx
 from google.protobuf import json_format
 
 from friday.calls.v1.call_pb2 import Call, CallOutcome
+from services.common.background_tasks import cancel_and_wait
 from services.common.env import ConfigError, Environment
 
 logger = logging.getLogger(__name__)
@@ -156,11 +156,8 @@ class OutboxDeliverer:
         self._task = asyncio.create_task(self._deliver_forever(), name="calls-outbox")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._http.aclose()
 
     async def deliver_due(self) -> int:

@@ -3,10 +3,11 @@
 asyncpg (PostgreSQL) or aiosqlite (SQLite).
 
 Recording is one transaction: insert the event unless its id is known, read all the
-room's events, fold them, write the call's row. Two events of one call recorded at
-once must not each miss the other: PostgreSQL takes a transaction-scoped advisory lock
-on the room first (several replicas may share the database); SQLite has one writer at
-a time anyway, and one connection here, so its operations are serialised in-process."""
+room's events, fold them, write the call's row (and, when that starts or ends a call,
+count the calls in progress). Two events of one call recorded at once must not each
+miss the other: PostgreSQL takes a transaction-scoped advisory lock on the room first
+(several replicas may share the database); SQLite has one writer at a time anyway, and
+one connection here, so its operations are serialised in-process."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, delete, event, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, bindparam, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -35,14 +36,27 @@ Fold = Callable[[Sequence[CallEvent]], Call]
 # The signed call events a record change makes (outbox.changes), written in the same transaction.
 Notices = Callable[[Call | None, Call], list[OutboxMessage]]
 
+# The statements every recorded event runs, built once with their values as bound
+# parameters: a statement built per call pays its construction and its cache key each time.
+_ROOM_LOCK = select(func.pg_advisory_xact_lock(func.hashtext(bindparam("room", type_=String))))
+_EVENT_ROOM = select(call_events.c.room).where(call_events.c.event_id == bindparam("event_id"))
+_ROOM_PAYLOADS = select(call_events.c.payload).where(call_events.c.room == bindparam("room"))
+_ROOM_RECORD = select(calls.c.record).where(calls.c.room == bindparam("room"))
+_INSERT_CALL = insert(calls)
+_UPDATE_CALL = update(calls).where(calls.c.room == bindparam("call_room"))
+_OPEN_CALLS = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
+
 
 @dataclass(frozen=True)
 class Recorded:
-    """What recording one event did: `before` is None for a call seen the first time."""
+    """What recording one event did: `before` is None for a call seen the first time.
+    `in_progress`: the calls started and not ended, counted in the same transaction when
+    this change made a row or started or ended a call; None when it did none of these."""
 
     recorded: bool
     before: Call | None
     after: Call
+    in_progress: int | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _opens_or_closes(before: Call | None, after: Call) -> bool:
+    """Whether a change can move the count of calls in progress."""
+    return (
+        before is None
+        or before.HasField("started_at") != after.HasField("started_at")
+        or before.HasField("ended_at") != after.HasField("ended_at")
+    )
+
+
 def _row_values(call: Call, now_ms: int) -> dict[str, Any]:
     return {
         "sip_call_id": call.sip_call_id,
@@ -146,6 +169,11 @@ class SqlCallStore:
         self._config = config
         self._engine = create_engine(config)
         self._postgres = self._engine.dialect.name == "postgresql"
+        # Stored once per id: a redelivered event (or one another replica stored first) inserts nothing.
+        dialect_insert = postgresql_insert if self._postgres else sqlite_insert
+        self._insert_event = dialect_insert(call_events).on_conflict_do_nothing()
+        # A change seen again (a refold, an outcome that flips back) never makes a second event.
+        self._insert_outbox = dialect_insert(call_outbox).on_conflict_do_nothing()
         self._clock_ms = clock_ms
         # SQLite: its one connection is used by one operation at a time.
         self._serial = None if self._postgres else asyncio.Lock()
@@ -177,25 +205,29 @@ class SqlCallStore:
 
     async def _lock_room(self, connection: AsyncConnection, room: str) -> None:
         if self._postgres:
-            await connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(room))))
+            await connection.execute(_ROOM_LOCK, {"room": room})
 
     async def _fold_and_write(
         self, connection: AsyncConnection, room: str, fold: Fold, recorded: bool, notices: Notices | None
     ) -> Recorded:
-        payloads = (await connection.execute(select(call_events.c.payload).where(call_events.c.room == room))).scalars()
+        payloads = (await connection.execute(_ROOM_PAYLOADS, {"room": room})).scalars()
         events = [CallEvent.FromString(p) for p in payloads]
-        existing = (await connection.execute(select(calls.c.record).where(calls.c.room == room))).scalar_one_or_none()
+        existing = (await connection.execute(_ROOM_RECORD, {"room": room})).scalar_one_or_none()
         before = Call.FromString(existing) if existing is not None else None
         after = fold(events)
         values = _row_values(after, self._clock_ms())
         if before is None:
-            await connection.execute(insert(calls).values(room=room, **values))
+            await connection.execute(_INSERT_CALL, {"room": room, **values})
         elif before != after:
-            await connection.execute(update(calls).where(calls.c.room == room).values(**values))
+            await connection.execute(_UPDATE_CALL, {"call_room": room, **values})
         if notices is not None and before != after:
             for message in notices(before, after):
                 await self._enqueue(connection, message)
-        return Recorded(recorded=recorded, before=before, after=after)
+        in_progress = None
+        if _opens_or_closes(before, after):
+            # In this transaction, not one of its own: the count costs a statement, not a commit.
+            in_progress = int((await connection.execute(_OPEN_CALLS)).scalar_one())
+        return Recorded(recorded=recorded, before=before, after=after, in_progress=in_progress)
 
     async def _enqueue(self, connection: AsyncConnection, message: OutboxMessage) -> None:
         now = self._clock_ms()
@@ -210,9 +242,7 @@ class SqlCallStore:
             "delivered_at_ms": None,
             "last_error": "",
         }
-        # A change seen again (a refold, an outcome that flips back) never makes a second event.
-        dialect_insert = postgresql_insert if self._postgres else sqlite_insert
-        await connection.execute(dialect_insert(call_outbox).values(**values).on_conflict_do_nothing())
+        await connection.execute(self._insert_outbox, values)
 
     async def claim_outbox(self, now_ms: int, lease_ms: int, limit: int) -> list[OutboxItem]:
         """Due rows, oldest first, leased: not offered again until the lease ends."""
@@ -255,26 +285,25 @@ class SqlCallStore:
     ) -> Recorded:
         async with self._transaction() as connection:
             await self._lock_room(connection, event.room)
-            known = (
-                await connection.execute(select(call_events.c.room).where(call_events.c.event_id == event.event_id))
-            ).scalar_one_or_none()
-            if known is None:
-                try:
-                    async with connection.begin_nested():
-                        await connection.execute(
-                            insert(call_events).values(
-                                event_id=event.event_id,
-                                room=event.room,
-                                kind=CallEventKind.Name(event.kind),
-                                occurred_at_ms=millis(event.occurred_at),
-                                received_at_ms=received_at_ms,
-                                payload=event.SerializeToString(deterministic=True),
-                            )
-                        )
-                except IntegrityError:
-                    known = event.room  # recorded meanwhile under another room's lock
-            room = known if known is not None else event.room
-            return await self._fold_and_write(connection, room, fold, known is None, notices)
+            inserted = await connection.execute(
+                self._insert_event,
+                {
+                    "event_id": event.event_id,
+                    "room": event.room,
+                    "kind": CallEventKind.Name(event.kind),
+                    "occurred_at_ms": millis(event.occurred_at),
+                    "received_at_ms": received_at_ms,
+                    "payload": event.SerializeToString(deterministic=True),
+                },
+            )
+            recorded = inserted.rowcount == 1
+            room = event.room
+            if not recorded:
+                # Known already, perhaps under another room (stored meanwhile under that room's lock):
+                # the record to fold again is the stored event's.
+                known = (await connection.execute(_EVENT_ROOM, {"event_id": event.event_id})).scalar_one_or_none()
+                room = known if known is not None else event.room
+            return await self._fold_and_write(connection, room, fold, recorded, notices)
 
     async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded:
         async with self._transaction() as connection:
@@ -381,9 +410,8 @@ class SqlCallStore:
             return int(result.rowcount or 0)
 
     async def count_in_progress(self) -> int:
-        statement = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
         async with self._transaction() as connection:
-            return int((await connection.execute(statement)).scalar_one())
+            return int((await connection.execute(_OPEN_CALLS)).scalar_one())
 
     async def ping(self) -> bool:
         try:

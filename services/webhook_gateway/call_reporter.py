@@ -26,6 +26,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from friday.calls.v1 import call_history_service_pb2 as pb
 from friday.calls.v1 import call_history_service_pb2_grpc as pb_grpc
 from friday.calls.v1.call_pb2 import CallEvent
+from services.common.background_tasks import cancel_and_wait
 from services.common.env import Environment
 from services.grpc_runtime import RETRYABLE_CODES, ClientTLSConfig, call_metadata
 
@@ -148,11 +149,7 @@ class CallReporter:
         """Gives queued events `drain_seconds` to go out, then stops the senders."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), self._config.drain_seconds)
-        for task in self._senders:
-            task.cancel()
-        for task in self._senders:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._senders)
         self._senders = []
 
     async def _send_forever(self) -> None:
@@ -168,14 +165,7 @@ class CallReporter:
     async def _send(self, event: CallEvent) -> None:
         config = self._config
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(max(1, config.max_attempts)),
-                wait=wait_exponential(min=config.initial_backoff_seconds, max=config.max_backoff_seconds),
-                retry=retry_if_exception_type(SinkUnavailable),
-                reraise=True,
-            ):
-                with attempt:
-                    await self._sink.record(event, timeout=config.attempt_timeout_seconds)
+            await self._deliver(event)
         except SinkUnavailable as exc:
             self._metrics.dropped.labels("gave_up").inc()
             logger.warning("call event %s dropped after %d attempts: %s", event.event_id, config.max_attempts, exc)
@@ -184,3 +174,26 @@ class CallReporter:
             logger.warning("call event %s refused: %s", event.event_id, exc)
         else:
             self._metrics.sent.inc()
+
+    async def _deliver(self, event: CallEvent) -> None:
+        config = self._config
+        # The first attempt is made before any tenacity set-up: almost every event is
+        # acknowledged at once, and building the retrying machinery per event was most of
+        # the reporter's own CPU. A failure is handed to tenacity as its first attempt's
+        # outcome, so whether and when it is retried, and when it is given up, is as before.
+        try:
+            await self._sink.record(event, timeout=config.attempt_timeout_seconds)
+            return
+        except SinkUnavailable as exc:
+            first_failure: SinkUnavailable | None = exc
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(max(1, config.max_attempts)),
+            wait=wait_exponential(min=config.initial_backoff_seconds, max=config.max_backoff_seconds),
+            retry=retry_if_exception_type(SinkUnavailable),
+            reraise=True,
+        ):
+            with attempt:
+                if first_failure is not None:
+                    failure, first_failure = first_failure, None
+                    raise failure
+                await self._sink.record(event, timeout=config.attempt_timeout_seconds)

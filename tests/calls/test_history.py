@@ -152,6 +152,21 @@ async def test_abandoned_no_agent_and_in_progress(harness: Harness) -> None:
     assert _metric(harness.registry, "friday_call_answer_seconds_count") == 0  # no call counted answered
 
 
+async def test_the_calls_in_progress_are_counted_when_a_call_starts_or_ends_only(harness: Harness) -> None:
+    assert (await harness.history.record(ev.sip_joined("call-ip"))).in_progress == 1
+    assert (await harness.history.record(ev.dispatched("call-ip"))).in_progress is None  # neither starts nor ends
+    assert (await harness.history.record(ev.sip_left("call-ip"))).in_progress == 0
+    assert _metric(harness.registry, "friday_calls_in_progress") == 0
+
+
+async def test_an_event_id_stored_under_another_room_folds_that_room(harness: Harness) -> None:
+    await harness.history.record(ev.sip_joined("call-first", event_id="EV_shared"))
+    again = await harness.history.record(ev.sip_joined("call-second", event_id="EV_shared"))
+    assert not again.recorded
+    assert again.after.room == "call-first"
+    assert [c.room for c in await harness.history.list_calls(CallQuery())] == ["call-first"]
+
+
 async def test_a_call_is_counted_once_even_when_an_event_later_than_the_settle_time_changes_it(
     harness: Harness,
 ) -> None:
