@@ -28,6 +28,7 @@ from friday.calls.v1 import call_history_service_pb2_grpc as pb_grpc
 from friday.calls.v1.call_pb2 import CallEvent
 from services.common.background_tasks import cancel_and_wait
 from services.common.env import Environment
+from services.common.retry import retry_after_first_failure
 from services.grpc_runtime import RETRYABLE_CODES, ClientTLSConfig, call_metadata
 
 logger = logging.getLogger(__name__)
@@ -177,23 +178,19 @@ class CallReporter:
 
     async def _deliver(self, event: CallEvent) -> None:
         config = self._config
-        # The first attempt is made before any tenacity set-up: almost every event is
-        # acknowledged at once, and building the retrying machinery per event was most of
-        # the reporter's own CPU. A failure is handed to tenacity as its first attempt's
-        # outcome, so whether and when it is retried, and when it is given up, is as before.
-        try:
-            await self._sink.record(event, timeout=config.attempt_timeout_seconds)
-            return
-        except SinkUnavailable as exc:
-            first_failure: SinkUnavailable | None = exc
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(max(1, config.max_attempts)),
-            wait=wait_exponential(min=config.initial_backoff_seconds, max=config.max_backoff_seconds),
-            retry=retry_if_exception_type(SinkUnavailable),
-            reraise=True,
-        ):
-            with attempt:
-                if first_failure is not None:
-                    failure, first_failure = first_failure, None
-                    raise failure
-                await self._sink.record(event, timeout=config.attempt_timeout_seconds)
+
+        def retrying() -> AsyncRetrying:
+            return AsyncRetrying(
+                stop=stop_after_attempt(max(1, config.max_attempts)),
+                wait=wait_exponential(min=config.initial_backoff_seconds, max=config.max_backoff_seconds),
+                retry=retry_if_exception_type(SinkUnavailable),
+                reraise=True,
+            )
+
+        # Almost every event is acknowledged at once: building the retrying machinery
+        # per event was most of the reporter's own CPU, so only a failure builds it.
+        await retry_after_first_failure(
+            lambda: self._sink.record(event, timeout=config.attempt_timeout_seconds),
+            retrying,
+            lambda exc: isinstance(exc, SinkUnavailable),
+        )
