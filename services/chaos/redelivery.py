@@ -29,7 +29,6 @@ of idle queues, event filters, per-call extra webhook URLs, and which events Liv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import time
 from collections import deque
@@ -40,6 +39,7 @@ from typing import Any
 import httpx
 from livekit.protocol.webhook import WebhookEvent
 
+from services.common.background_tasks import cancel_and_wait
 from services.testing import livekit_webhooks
 
 QUEUE_FULL = "queue is full"
@@ -162,11 +162,7 @@ class WebhookSender:
         return len(self._queues.get(key, ()))
 
     async def aclose(self) -> None:
-        for task in list(self._workers.values()):
-            task.cancel()
-        for task in list(self._workers.values()):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._workers.values())
 
     async def _work(self, key: str) -> None:
         waiting = self._queues[key]

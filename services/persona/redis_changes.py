@@ -8,7 +8,6 @@ orders changes across replicas and lets a subscriber resume on any of them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
@@ -19,6 +18,7 @@ from redis.exceptions import RedisError
 
 from friday.persona.v1.campaign_pb2 import Campaign
 from friday.persona.v1.persona_pb2 import Persona
+from services.common.background_tasks import cancel_and_wait
 from services.persona.changes import DEFAULT_HISTORY, Change
 from services.persona.sources import SourceAnswer
 
@@ -118,10 +118,7 @@ class RedisChangeLog:
                     self.deliver(change)
 
     async def aclose(self) -> None:
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader_task
+        await cancel_and_wait(self._reader_task)
         await self.reader.aclose()
 
 
