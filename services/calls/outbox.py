@@ -20,7 +20,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
@@ -28,7 +28,7 @@ from google.protobuf import json_format
 
 from friday.calls.v1.call_pb2 import Call, CallOutcome
 from services.common.background_tasks import cancel_and_wait
-from services.common.env import ConfigError, Environment
+from services.common.env import ConfigError, Environment, setting
 
 logger = logging.getLogger(__name__)
 
@@ -41,30 +41,20 @@ STARTED, ANSWERED, ENDED = "call.started", "call.answered", "call.ended"
 @dataclass(frozen=True)
 class CallEventsConfig:
     # Where signed call events go; None = none are written or sent.
-    url: str | None = None
-    secret: str = field(default="", repr=False)
-    timeout_seconds: float = 5.0
-    initial_backoff_seconds: float = 1.0
-    max_backoff_seconds: float = 60.0
-    poll_interval_seconds: float = 1.0
+    url: str | None = setting("CALL_EVENTS_URL", None)
+    secret: str = setting("CALL_EVENTS_SECRET", "", secret=True)
+    timeout_seconds: float = setting("CALL_EVENTS_TIMEOUT_SECONDS", 5.0)
+    initial_backoff_seconds: float = setting("CALL_EVENTS_INITIAL_BACKOFF_SECONDS", 1.0)
+    max_backoff_seconds: float = setting("CALL_EVENTS_MAX_BACKOFF_SECONDS", 60.0)
+    poll_interval_seconds: float = setting("CALL_EVENTS_POLL_INTERVAL_SECONDS", 1.0)
     # A row being delivered is not offered again for this long (another replica, or this
     # one after a crash mid-POST, picks it up after): at least once, never lost.
-    lease_seconds: float = 30.0
-    batch_size: int = 50
+    lease_seconds: float = setting("CALL_EVENTS_LEASE_SECONDS", 30.0)
+    batch_size: int = setting("CALL_EVENTS_BATCH_SIZE", 50)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CallEventsConfig:
-        variables = {
-            "url": "CALL_EVENTS_URL",
-            "secret": "CALL_EVENTS_SECRET",
-            "timeout_seconds": "CALL_EVENTS_TIMEOUT_SECONDS",
-            "initial_backoff_seconds": "CALL_EVENTS_INITIAL_BACKOFF_SECONDS",
-            "max_backoff_seconds": "CALL_EVENTS_MAX_BACKOFF_SECONDS",
-            "poll_interval_seconds": "CALL_EVENTS_POLL_INTERVAL_SECONDS",
-            "lease_seconds": "CALL_EVENTS_LEASE_SECONDS",
-            "batch_size": "CALL_EVENTS_BATCH_SIZE",
-        }
-        config = Environment(environ).fields(cls, variables)
+        config = Environment(environ).fields(cls)
         if config.url and len(config.secret) < 32:
             raise ConfigError("CALL_EVENTS_SECRET must be set, at least 32 characters, when CALL_EVENTS_URL is")
         return config

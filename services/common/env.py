@@ -13,10 +13,9 @@ names the variable and the value (`PERSONA_CACHE_TTL='abc' is not a number`).
     env.enum("PERSONA_CRM_NUMBER_FORMAT", CrmNumberFormat.NATIONAL)
     env.fields(RetryConfig)             # each field from the variable its `setting` names
 
-`fields` reads a frozen settings dataclass: each field from its variable (declared on the
-field, `max_attempts: int = setting("DISPATCHER_RETRY_MAX_ATTEMPTS", 6)`, or named in a
-table passed along), with the reader its annotation calls for and its default when the
-variable is unset.
+`fields` reads a frozen settings dataclass: each field from the variable declared on it
+(`max_attempts: int = setting("DISPATCHER_RETRY_MAX_ATTEMPTS", 6)`), with the reader its
+annotation calls for and its default when the variable is unset.
 
 A name may be a tuple: the first of those variables that is set is read (the gateway's
 webhook key pair falls back to the LiveKit API key pair this way). The methods are not
@@ -32,7 +31,7 @@ import enum
 import math
 import os
 import typing
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -121,31 +120,22 @@ class Environment:
             raise ConfigError(f"{variable}={value!r} is not {expected}")
         return parsed
 
-    def fields(
-        self,
-        settings: type[D],
-        variables: Mapping[str, Name] | None = None,
-        *,
-        not_negative: Collection[str] = (),
-        **values: Any,
-    ) -> D:
-        """An instance of the dataclass `settings`: each field declared with `setting`, and each
-        in `variables`, read from its variable as its annotation says (str, str | None, int,
-        float, bool or an Enum), its default when unset; the fields in `not_negative` (or
-        declared so) refused below 0; `values` given as they are (a declared field given there
-        is not read); every other field at its default."""
+    def fields(self, settings: type[D], **values: Any) -> D:
+        """An instance of the dataclass `settings`: each field declared with `setting` read
+        from its variable as its annotation says (str, str | None, int, float, bool or an
+        Enum), its default when unset, refused below 0 where declared so; `values` given as
+        they are (a declared field given there is not read); every other field at its
+        default."""
         hints = typing.get_type_hints(settings)
-        declared = dataclasses.fields(settings)
-        defaults = {f.name: f.default for f in declared}
-        names = {f.name: f.metadata[_VARIABLE] for f in declared if _VARIABLE in f.metadata and f.name not in values}
-        names.update(variables or {})
-        not_negative = {*not_negative, *(f.name for f in declared if f.metadata.get(_NOT_NEGATIVE))}
-        for field_name, name in names.items():
-            value = self._read(name, hints[field_name], defaults[field_name])
-            if field_name in not_negative and value < 0:
+        for declared in dataclasses.fields(settings):
+            if _VARIABLE not in declared.metadata or declared.name in values:
+                continue
+            name = declared.metadata[_VARIABLE]
+            value = self._read(name, hints[declared.name], declared.default)
+            if declared.metadata[_NOT_NEGATIVE] and value < 0:
                 found = self.lookup(name)
                 raise ConfigError(f"{found[0] if found else name}={value!r} must not be negative")
-            values[field_name] = value
+            values[declared.name] = value
         return settings(**values)
 
     def _read(self, name: Name, kind: Any, default: Any) -> Any:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -27,7 +27,7 @@ from friday.calls.v1 import call_history_service_pb2 as pb
 from friday.calls.v1 import call_history_service_pb2_grpc as pb_grpc
 from friday.calls.v1.call_pb2 import CallEvent
 from services.common.background_tasks import cancel_and_wait
-from services.common.env import Environment
+from services.common.env import Environment, setting
 from services.common.retry import retry_after_first_failure
 from services.grpc_runtime import RETRYABLE_CODES, ClientTLSConfig, call_metadata
 
@@ -37,34 +37,23 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CallReportingConfig:
     # CallHistoryService; None = calls are not reported (the gateway works the same).
-    target: str | None = None
-    token: str | None = field(default=None, repr=False)
+    target: str | None = setting("CALLS_TARGET", None)
+    token: str | None = setting("CALLS_TOKEN", None, secret=True)
     tls: ClientTLSConfig | None = None
     # Events waiting to be sent. Past this, new events are dropped rather than held:
     # memory stays bounded while CallHistory is down.
-    queue_size: int = 10_000
-    max_attempts: int = 5
-    attempt_timeout_seconds: float = 2.0
-    initial_backoff_seconds: float = 0.2
-    max_backoff_seconds: float = 5.0
-    senders: int = 4
+    queue_size: int = setting("GATEWAY_CALL_EVENTS_QUEUE_SIZE", 10_000)
+    max_attempts: int = setting("GATEWAY_CALL_EVENTS_MAX_ATTEMPTS", 5)
+    attempt_timeout_seconds: float = setting("GATEWAY_CALL_EVENTS_ATTEMPT_TIMEOUT_SECONDS", 2.0)
+    initial_backoff_seconds: float = setting("GATEWAY_CALL_EVENTS_INITIAL_BACKOFF_SECONDS", 0.2)
+    max_backoff_seconds: float = setting("GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS", 5.0)
+    senders: int = setting("GATEWAY_CALL_EVENTS_SENDERS", 4)
     # On shutdown, how long queued events may still be sent.
-    drain_seconds: float = 2.0
+    drain_seconds: float = setting("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", 2.0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CallReportingConfig:
-        variables = {
-            "target": "CALLS_TARGET",
-            "token": "CALLS_TOKEN",
-            "queue_size": "GATEWAY_CALL_EVENTS_QUEUE_SIZE",
-            "max_attempts": "GATEWAY_CALL_EVENTS_MAX_ATTEMPTS",
-            "attempt_timeout_seconds": "GATEWAY_CALL_EVENTS_ATTEMPT_TIMEOUT_SECONDS",
-            "initial_backoff_seconds": "GATEWAY_CALL_EVENTS_INITIAL_BACKOFF_SECONDS",
-            "max_backoff_seconds": "GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS",
-            "senders": "GATEWAY_CALL_EVENTS_SENDERS",
-            "drain_seconds": "GATEWAY_CALL_EVENTS_DRAIN_SECONDS",
-        }
-        return Environment(environ).fields(cls, variables, tls=ClientTLSConfig.from_env("CALLS", environ))
+        return Environment(environ).fields(cls, tls=ClientTLSConfig.from_env("CALLS", environ))
 
 
 class CallHistorySink(Protocol):

@@ -18,13 +18,18 @@ class Color(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    name: str = "n"
-    url: str | None = None
-    count: int = 3
-    ratio: float = 0.5
-    on: bool = False
-    color: Color = Color.RED
+    name: str = setting("N", "n")
+    url: str | None = setting("U", None)
+    count: int = setting(("NEW", "C"), 3)
+    ratio: float = setting("R", 0.5)
+    on: bool = setting("O", False)
+    color: Color = setting("K", Color.RED)
     networks: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    networks: tuple[str, ...] = setting("NETS", ())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,26 +140,24 @@ def test_the_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch)
     assert Environment().text("FRIDAY_TEST_ENV_READER", "") == "from-os"
 
 
-def test_fields_read_each_named_field_as_its_annotation_says_and_keep_the_other_defaults() -> None:
-    variables = {"name": "N", "url": "U", "count": "C", "ratio": "R", "on": "O", "color": "K"}
-    assert Environment({}).fields(Settings, variables) == Settings()
+def test_fields_read_each_declared_field_as_its_annotation_says_and_keep_the_other_defaults() -> None:
+    assert Environment({}).fields(Settings) == Settings()
     environ = {"N": "x", "U": "http://u", "C": "9", "R": "2.5", "O": "yes", "K": "DARK_BLUE"}
-    read = Environment(environ).fields(Settings, variables, networks=("10.0.0.0/8",))
+    read = Environment(environ).fields(Settings, networks=("10.0.0.0/8",))
     assert read == Settings("x", "http://u", 9, 2.5, True, Color.DARK_BLUE, ("10.0.0.0/8",))
     with pytest.raises(ConfigError, match="C='x' is not a whole number"):
-        Environment({"C": "x"}).fields(Settings, variables)
+        Environment({"C": "x"}).fields(Settings)
 
 
-def test_fields_refuse_negative_values_where_asked_naming_the_variable_read() -> None:
-    env = Environment({"NEW": "-1"})
-    assert env.fields(Settings, {"count": ("NEW", "OLD")}).count == -1
-    with pytest.raises(ConfigError, match=r"NEW=-1 must not be negative"):
-        env.fields(Settings, {"count": ("NEW", "OLD")}, not_negative=("count",))
+def test_fields_refuse_negative_values_where_declared_naming_the_variable_read() -> None:
+    assert Environment({"NEW": "-1"}).fields(Settings).count == -1
+    with pytest.raises(ConfigError, match=r"D_COUNT=-1 must not be negative"):
+        Environment({"D_COUNT": "-1"}).fields(Declared)
 
 
 def test_fields_refuse_a_field_type_they_have_no_reader_for() -> None:
     with pytest.raises(TypeError, match="no reader"):
-        Environment({}).fields(Settings, {"networks": "NETS"})
+        Environment({}).fields(Unreadable)
 
 
 def test_fields_read_each_declared_setting_from_its_variable_and_keep_its_default_when_unset() -> None:
