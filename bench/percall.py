@@ -20,13 +20,26 @@ The stand-in runs in a process of its own, so its CPU is not counted.
 `gateway`: signed participant_joined webhooks through the gateway on uvicorn in this
 process, everything else in processes of its own (bench/gateway_percall.py).
 
-`get-over-grpc` / `check-over-grpc` drive a running server instead (`--target`), for
-callgrind on the server process: 200 calls of warm-up, then `--calls` from 8 concurrent
-callers on one channel (bench/grpc_load.py's loop).
+`get-over-grpc` / `check-over-grpc` / `dispatch-over-grpc` drive a running server instead
+(`--target`), for callgrind on the server process: 200 calls of warm-up, then `--calls` from
+`--concurrency` callers on one channel (bench/grpc_load.py's loop; 1 = sequential, as the
+bench's 7p).
 
     valgrind --tool=callgrind python -m services.cli persona serve --port 50151 &
     python -m bench.percall get-over-grpc --target 127.0.0.1:50151 --number +918655701159 --calls 0|2000
-        # then stop the server (SIGTERM); a run with 0 calls is the baseline"""
+        # then stop the server (SIGTERM); a run with 0 calls is the baseline
+
+`dispatch-over-grpc` calls DispatchAgent (a new room each call, the `dispatch` kind's request)
+on a DispatcherService pointed at a LiveKit stand-in (`--livekit`, its origin) with this
+module's key and secret; the driver registers the worker and creates the rooms.
+
+    python -m services.testing.livekit_api --port 7890 --api-key percall-key \
+        --api-secret percall-secret-that-is-at-least-32-bytes --log-level WARNING &
+    LIVEKIT_URL=http://127.0.0.1:7890 LIVEKIT_API_KEY=percall-key \
+        LIVEKIT_API_SECRET=percall-secret-that-is-at-least-32-bytes REDIS_URL= LOG_LEVEL=WARNING \
+        valgrind --tool=callgrind python -m services.cli dispatcher serve --port 50161 --metrics-port 0 &
+    python -m bench.percall dispatch-over-grpc --target 127.0.0.1:50161 \
+        --livekit http://127.0.0.1:7890 --concurrency 1 --calls 0|500"""
 
 from __future__ import annotations
 
@@ -36,12 +49,14 @@ import cProfile
 import functools
 import json
 import pstats
+import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+import grpc
 import httpx
 from prometheus_client import CollectorRegistry
 
@@ -50,6 +65,7 @@ from bench.gateway_percall import gateway_under_load
 from bench.grpc_load import GrpcJob
 from bench.personas import CAMPAIGN_CALLER, CAMPAIGN_NUMBER, WARM_NUMBER, _campaign_body, _persona_body, crm_segment
 from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
+from friday.dispatcher.v1 import dispatcher_service_pb2_grpc
 from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest
 from friday.persona.v1 import persona_service_pb2
 from friday.persona.v1.persona_pb2 import Persona, PersonaSource
@@ -303,14 +319,14 @@ async def _run_gateway(kind: str, calls: int, profile: str | None, *, report_cal
         return await _per_call(kind, calls, send, profile)
 
 
-async def _drive(kind: str, target: str, number: str, calls: int) -> dict[str, Any]:
+async def _drive(kind: str, target: str, number: str, calls: int, concurrency: int) -> dict[str, Any]:
     job = GrpcJob(
         {
             "target": target,
             "method": "get_persona" if kind == "get-over-grpc" else "health",
             "number": number,
             "warmup": 200,
-            "concurrency": 8,
+            "concurrency": concurrency,
             "count": calls,
         }
     )
@@ -319,13 +335,55 @@ async def _drive(kind: str, target: str, number: str, calls: int) -> dict[str, A
     return {"kind": kind, "calls": calls, "ok": result["ok"], "errors": result["errors"]}
 
 
+async def _drive_dispatch(target: str, livekit: str, calls: int, concurrency: int) -> dict[str, Any]:
+    """DispatchAgent on a running DispatcherService: 200 sequential calls of warm-up, then
+    `calls` from `concurrency` callers, each for a room of its own that the stand-in holds."""
+    warmup = 200
+    # Fresh names each run: the stand-in may outlive one run, and a room already
+    # dispatched would answer already_existed instead of a new dispatch.
+    prefix = f"percall-grpc-{secrets.token_hex(4)}"
+    rooms = [f"{prefix}-{i}" for i in range(warmup + calls)]
+    async with httpx.AsyncClient(timeout=30) as client:
+        (await client.post(f"{livekit}/_standin/workers", json={"agent_name": _AGENT})).raise_for_status()
+    # Rooms younger than the dispatcher by more than the clock skew it allows, as in
+    # `dispatch`: a server started just now would re-read each room in the background.
+    await asyncio.sleep(2.5)
+    await _create_rooms(livekit, rooms)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = dispatcher_service_pb2_grpc.DispatcherServiceStub(channel)
+
+        async def one(room: str) -> None:
+            request = DispatchAgentRequest(room=room, agent_name=_AGENT, metadata=_job_metadata(room))
+            response = await stub.DispatchAgent(request, timeout=5.0)
+            if response.already_existed or not response.job.job_id:
+                raise RuntimeError(f"{room}: expected a new dispatch with a live job, got {response}")
+
+        for room in rooms[:warmup]:
+            await one(room)
+        measured = iter(rooms[warmup:])
+
+        async def caller() -> None:
+            for room in measured:  # one shared iterator: each room is dispatched once
+                await one(room)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        wall = time.perf_counter() - began
+    return {"kind": "dispatch-over-grpc", "calls": calls, "concurrency": concurrency, "wall_s": round(wall, 3)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.percall", description=__doc__.splitlines()[0])
     parser.add_argument(
         "kind",
-        choices=["persona", "campaign", "crm", "dispatch", "floor", "gateway", "get-over-grpc", "check-over-grpc"],
-    )
+        choices=[
+            "persona", "campaign", "crm", "dispatch", "floor", "gateway",
+            "get-over-grpc", "check-over-grpc", "dispatch-over-grpc",
+        ],
+    )  # fmt: skip
     parser.add_argument("--target", default="127.0.0.1:50051", help="the server the *-over-grpc kinds call")
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent callers of the *-over-grpc kinds")
+    parser.add_argument("--livekit", help="dispatch-over-grpc: origin of the LiveKit stand-in the server uses")
     parser.add_argument("--number", default=WARM_NUMBER, help="the dialed number get-over-grpc asks for")
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
@@ -334,8 +392,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--profile-filter", default=".", help='what --profile lists: a regex on "file:line(function)"')
     args = parser.parse_args(argv)
+    if args.kind == "dispatch-over-grpc":
+        if not args.livekit:
+            parser.error("dispatch-over-grpc needs --livekit (the stand-in's origin)")
+        print(json.dumps(event_loop.run(_drive_dispatch(args.target, args.livekit, args.calls, args.concurrency))))
+        return
     if args.kind.endswith("-over-grpc"):
-        print(json.dumps(event_loop.run(_drive(args.kind, args.target, args.number, args.calls))))
+        print(json.dumps(event_loop.run(_drive(args.kind, args.target, args.number, args.calls, args.concurrency))))
         return
     gateway = functools.partial(_run_gateway, report_calls=not args.no_call_history)
     runs: dict[str, Callable[[str, int, str | None], Coroutine[Any, Any, dict[str, Any]]]] = {
