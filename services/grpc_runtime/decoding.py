@@ -10,7 +10,7 @@ ErrorInfo, through the normal access log and metrics.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -28,6 +28,11 @@ Answer = TypeVar("Answer")
 # A server-streaming method either yields its responses or writes them itself with
 # `context.write` (and returns None): the second lets it be interrupted mid-write.
 StreamBehaviour = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Message] | Awaitable[None]]
+# A unary method that answers with its response already serialized: grpc sends bytes
+# as they are when the handler has no response serializer, so a response that is the
+# same call after call need not be built and serialized again for each (PersonaService's
+# GetPersona; see README Performance).
+EncodedBehaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[bytes]]
 
 
 async def _refuse(request_class: type[Message], exc: DecodeError, context: grpc.aio.ServicerContext) -> NoReturn:
@@ -75,16 +80,28 @@ def _decode_then_stream(
     return _decode_then(write_responses, request_class)
 
 
-def method_handlers(servicer: Any, service: ServiceDescriptor) -> dict[str, grpc.RpcMethodHandler]:
+def method_handlers(
+    servicer: Any, service: ServiceDescriptor, encoded: Mapping[str, EncodedBehaviour] | None = None
+) -> dict[str, grpc.RpcMethodHandler]:
     """Handlers for every method of `service`, taken from `servicer`: unary, or server
-    streaming (one request, a stream of responses)."""
+    streaming (one request, a stream of responses). A unary method named in `encoded`
+    is served by that behaviour instead, whose answer is the serialized response."""
+    encoded = encoded or {}
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in service.methods:
         if method.client_streaming:
             raise NotImplementedError(f"{method.full_name}: client-streaming methods are not hosted")
         request_class = GetMessageClass(method.input_type)
         serializer = GetMessageClass(method.output_type).SerializeToString
-        if method.server_streaming:
+        if method.name in encoded:
+            if method.server_streaming:
+                raise NotImplementedError(f"{method.full_name}: only a unary method answers serialized")
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _decode_then(encoded[method.name], request_class),
+                request_deserializer=None,
+                response_serializer=None,
+            )
+        elif method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 _decode_then_stream(getattr(servicer, method.name), request_class),
                 request_deserializer=None,
@@ -99,8 +116,13 @@ def method_handlers(servicer: Any, service: ServiceDescriptor) -> dict[str, grpc
     return handlers
 
 
-def add_decoding_servicer(servicer: Any, service: ServiceDescriptor, server: grpc.aio.Server) -> None:
+def add_decoding_servicer(
+    servicer: Any,
+    service: ServiceDescriptor,
+    server: grpc.aio.Server,
+    encoded: Mapping[str, EncodedBehaviour] | None = None,
+) -> None:
     """What the generated `add_XServicer_to_server` does, with decoding moved inside, and
     as a generic handler only (see `server.GenericHandlersOnly` for why not registered)."""
-    handlers = method_handlers(servicer, service)
+    handlers = method_handlers(servicer, service, encoded)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

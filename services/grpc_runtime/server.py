@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.listen_address import bind_failure, host_port, is_loopback
 from services.grpc_runtime.config import ServerConfig
-from services.grpc_runtime.decoding import add_decoding_servicer
+from services.grpc_runtime.decoding import EncodedBehaviour, add_decoding_servicer
 from services.grpc_runtime.health import HealthReporter
 from services.grpc_runtime.interceptors import BearerTokenAuthInterceptor, ObservingInterceptor
 from services.grpc_runtime.metrics import MetricsHTTPServer, ServerMetrics
@@ -47,14 +47,17 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 class ServiceSpec:
     """One servicer to host and the descriptor of the service it implements (methods,
     full name for health and reflection). `admin_methods` names the methods (as in the
-    proto) that require `ServerConfig.admin_token` when one is configured."""
+    proto) that require `ServerConfig.admin_token` when one is configured.
+    `encoded_methods` serves the unary methods it names by the behaviour given, which
+    answers with the response already serialized (`decoding.EncodedBehaviour`)."""
 
     servicer: Any
     descriptor: ServiceDescriptor
     admin_methods: frozenset[str] = field(default_factory=frozenset)
+    encoded_methods: Mapping[str, EncodedBehaviour] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = set(self.admin_methods) - set(self.descriptor.methods_by_name)
+        unknown = (set(self.admin_methods) | set(self.encoded_methods)) - set(self.descriptor.methods_by_name)
         if unknown:
             raise ValueError(f"{self.full_name} has no method {', '.join(sorted(unknown))}")
 
@@ -68,7 +71,7 @@ class ServiceSpec:
         return frozenset(f"/{self.full_name}/{name}" for name in self.admin_methods)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
-        add_decoding_servicer(self.servicer, self.descriptor, server)
+        add_decoding_servicer(self.servicer, self.descriptor, server, self.encoded_methods)
 
     @classmethod
     def of(
@@ -78,6 +81,7 @@ class ServiceSpec:
         service: str,
         *,
         admin_methods: Sequence[str] = (),
+        encoded_methods: Mapping[str, EncodedBehaviour] | None = None,
     ) -> ServiceSpec:
         """`ServiceSpec.of(MyServicer(), persona_service_pb2, "PersonaService")`: the service's
         descriptor is all the runtime needs (requests are decoded by
@@ -86,6 +90,7 @@ class ServiceSpec:
             servicer=servicer,
             descriptor=pb2.DESCRIPTOR.services_by_name[service],
             admin_methods=frozenset(admin_methods),
+            encoded_methods=dict(encoded_methods or {}),
         )
 
 

@@ -148,7 +148,15 @@ def build_server(config: PersonaConfig, server_config: ServerConfig) -> GrpcServ
         budget_seconds=config.request_budget_seconds,
         watch_keepalive_seconds=config.watch.keepalive_seconds,
     )
-    server.add_service(ServiceSpec.of(servicer, persona_service_pb2, "PersonaService", admin_methods=ADMIN_METHODS))
+    server.add_service(
+        ServiceSpec.of(
+            servicer,
+            persona_service_pb2,
+            "PersonaService",
+            admin_methods=ADMIN_METHODS,
+            encoded_methods={"GetPersona": servicer.get_persona_encoded},
+        )
+    )
 
     async def close() -> None:
         if feed is not None:
