@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import dataclasses
 import time
-import types
-import typing
 from collections import OrderedDict
 from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
-import jwt
 from google.protobuf.message import DecodeError
 from livekit import api
-from livekit.api.access_token import snake_to_lower_camel
 from livekit.api.agent_dispatch_service import AgentDispatchService
 from livekit.api.room_service import RoomService
 from livekit.api.sip_service import SipService
@@ -64,82 +59,17 @@ class _TokenReuse:
         if cached is not None and cached[0] > now:
             self._headers.move_to_end(key)
             return cached[1]
-        header = {"authorization": f"Bearer {self._sign(grants, sip)}"}
+        signer = api.AccessToken(self.api_key, self.api_secret).with_ttl(_TOKEN_VALIDITY)
+        if grants is not None:
+            signer = signer.with_grants(grants)
+        if sip is not None:
+            signer = signer.with_sip_grants(sip)
+        token = signer.to_jwt()
+        header = {"authorization": f"Bearer {token}"}
         self._headers[key] = (now + _TOKEN_REUSE_SECONDS, header)
         if len(self._headers) > _TOKEN_CACHE_ROOMS:
             self._headers.popitem(last=False)
         return header
-
-    def _sign(self, grants: api.VideoGrants | None, sip: api.SIPGrants | None) -> str:
-        """The token `AccessToken(key, secret).with_ttl(...).with_grants(grants)
-        .with_sip_grants(sip).to_jwt()` signs, with its claims built without
-        `dataclasses.asdict` over the whole `Claims` (a deep copy of every field of every
-        grant): each new room needs a token of its own, so this runs once per dispatch, and
-        the SDK's way was most of the signing's cost (measured: see README Performance).
-        Signed by PyJWT, as the SDK does; tests/dispatcher/test_units.py holds the claims
-        to the SDK's. Grants this cannot write as the SDK would go through the SDK."""
-        video = _grant_claims(grants) if grants is not None else None
-        sip_claims = _grant_claims(sip) if sip is not None else None
-        if (grants is not None and (video is None or grants.room_join)) or (sip is not None and sip_claims is None):
-            signer = api.AccessToken(self.api_key, self.api_secret).with_ttl(_TOKEN_VALIDITY)
-            if grants is not None:
-                signer = signer.with_grants(grants)
-            if sip is not None:
-                signer = signer.with_sip_grants(sip)
-            return signer.to_jwt()
-        claims: dict[str, Any] = {}
-        if video is not None:
-            claims["video"] = video
-        if sip_claims is not None:
-            claims["sip"] = sip_claims
-        issued = int(time.time())  # the SDK's timegm(utcnow): whole seconds, rounded down
-        claims.update(
-            {"sub": "", "iss": self.api_key, "nbf": issued, "exp": issued + int(_TOKEN_VALIDITY.total_seconds())}
-        )
-        return jwt.encode(claims, self.api_secret, algorithm="HS256")
-
-
-def _grant_claims(grants: api.VideoGrants | api.SIPGrants) -> dict[str, Any] | None:
-    """One grant object as the SDK's `Claims.asdict` writes it (lowerCamel names, fields
-    that are None or "" left out, lists copied), or None when it has a field that is not
-    a plain value (a nested grant would need the SDK's recursion)."""
-    fields = _lower_camel_fields(type(grants))
-    if fields is None:
-        return None
-    written: dict[str, Any] = {}
-    for name, lower_camel in fields:
-        value = getattr(grants, name)
-        if value is None or value == "":
-            continue
-        written[lower_camel] = list(value) if isinstance(value, list) else value
-    return written
-
-
-def _is_plain(annotation: object) -> bool:
-    """bool, str, a list of str, or one of them or None: written as is, nothing to recurse into."""
-    if annotation in (bool, str, type(None)):
-        return True
-    if typing.get_origin(annotation) is builtins.list:
-        return typing.get_args(annotation) == (str,)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return all(_is_plain(member) for member in typing.get_args(annotation))
-    return False
-
-
-# Per grant class (a handful): its fields and their JWT names, or None when not all plain.
-_GRANT_FIELDS: dict[type, tuple[tuple[str, str], ...] | None] = {}
-
-
-def _lower_camel_fields(grant_type: type) -> tuple[tuple[str, str], ...] | None:
-    if grant_type not in _GRANT_FIELDS:
-        fields = dataclasses.fields(grant_type)
-        plain = all(_is_plain(grant_field.type) for grant_field in fields)
-        _GRANT_FIELDS[grant_type] = (
-            tuple((grant_field.name, snake_to_lower_camel(grant_field.name)) for grant_field in fields)
-            if plain
-            else None
-        )
-    return _GRANT_FIELDS[grant_type]
 
 
 class _DispatchService(_TokenReuse, AgentDispatchService):

@@ -37,14 +37,5 @@ def less_answer_margin(budget: float) -> float:
 
 
 def answer_budget(context: _HasTimeRemaining, budget: float) -> float:
-    """Seconds of work a handler may do and still answer before the caller's deadline:
-    `less_answer_margin(remaining_budget(context, budget))`, written out in one function
-    because it runs at the start of every call."""
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= _NO_DEADLINE_ABOVE_SECONDS and remaining < budget:
-        budget = remaining
-    if budget <= 0:
-        return 0.0
-    margin = budget * 0.1
-    # Never negative: the margin is at most a tenth of a positive budget.
-    return budget - (margin if margin < ANSWER_MARGIN_SECONDS else ANSWER_MARGIN_SECONDS)
+    """Seconds of work a handler may do and still answer before the caller's deadline."""
+    return less_answer_margin(remaining_budget(context, budget))

@@ -244,9 +244,7 @@ class PersonaLookup:
             return self._not_found(number, allow_default)
 
         key = number.e164
-        cache = self.cache
-        # Without Redis a read is the in-process cache's, which needs no coroutine of its own.
-        entry = cache.memory.get_now(key) if cache.shared is None else await cache.get(key)
+        entry = await self.cache.get(key)
         now = self._clock()
         if entry is not None:
             age = entry.age(now)

@@ -11,11 +11,11 @@ from collections import OrderedDict
 from typing import NoReturn
 
 import grpc
-from prometheus_client import Counter
 
 from friday.persona.v1 import persona_pb2, persona_service_pb2, persona_service_pb2_grpc
 from friday.persona.v1.campaign_pb2 import Campaign
 from services.grpc_runtime import StatusTable, abort_with_error, answer_budget, peer_host
+from services.grpc_runtime.metrics import LabelledChildren
 from services.persona.changes import Event, KeepAlive, Resync, SubscriberTooSlow
 from services.persona.errors import (
     ERROR_DOMAIN,
@@ -148,10 +148,8 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
         self._keepalive = watch_keepalive_seconds
         self._metrics = metrics
         self._budget = budget_seconds
-        # persona_requests_total{code="OK", source}: the per-call path's counter, its child
-        # found by the source itself (naming the source is an enum lookup and two string
-        # operations, every call).
-        self._ok_requests: dict[persona_pb2.PersonaSource.ValueType, Counter] = {}
+        # persona_requests_total{code="OK", source}: the per-call path's counter.
+        self._ok_requests = LabelledChildren(metrics.requests)
         self._responses = ResponseTemplates()
 
     async def GetPersona(
@@ -191,10 +189,7 @@ class PersonaServicer(persona_service_pb2_grpc.PersonaServiceServicer):
                 metadata=_error_metadata(request.dialed_number, exc),
                 trailing_metadata=_NO_RETRY if code == grpc.StatusCode.UNAVAILABLE else (),
             )
-        ok = self._ok_requests.get(found.source)
-        if ok is None:
-            ok = self._ok_requests[found.source] = self._metrics.requests.labels("OK", source_label(found.source))
-        ok.inc()
+        self._ok_requests("OK", source_label(found.source)).inc()
         return self._responses.encoded(found)
 
     async def InvalidatePersona(
