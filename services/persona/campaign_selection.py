@@ -110,13 +110,27 @@ _plans: collections.OrderedDict[tuple[str, str, int], _Plan] = collections.Order
 _PLANS_MAX = 1024
 
 
+# The plan last used for each campaign id, with the very message it was read from. The
+# lookup hands over the cached campaign object itself call after call (cached answers
+# are never mutated), so an identity check finds its plan without measuring the message;
+# holding the message keeps its identity from being reused by another object.
+_last_used: collections.OrderedDict[str, tuple[Campaign, _Plan]] = collections.OrderedDict()
+
+
 def _plan(campaign: Campaign) -> _Plan:
+    last = _last_used.get(campaign.campaign_id)
+    if last is not None and last[0] is campaign:
+        return last[1]
     key = (campaign.campaign_id, campaign.version, campaign.ByteSize())
     plan = _plans.get(key)
     if plan is None:
         plan = _plans[key] = _compile(campaign)
         if len(_plans) > _PLANS_MAX:
             _plans.popitem(last=False)
+    _last_used[campaign.campaign_id] = (campaign, plan)
+    _last_used.move_to_end(campaign.campaign_id)
+    if len(_last_used) > _PLANS_MAX:
+        _last_used.popitem(last=False)
     return plan
 
 

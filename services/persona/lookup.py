@@ -21,6 +21,7 @@ from services.common.circuit_breaker import BreakerPermit, BreakerState, Circuit
 from services.common.default_persona import default_persona
 from services.common.leases import TokenLeases
 from services.grpc_runtime.deadlines import less_answer_margin
+from services.grpc_runtime.metrics import LabelledChildren
 from services.persona.admission import NewNumberAdmission
 from services.persona.cache import PersonaCache
 from services.persona.cache_entry import CacheEntry, CachePolicy, answer_version
@@ -131,6 +132,8 @@ class PersonaLookup:
         self.source = source
         self.cache = cache
         self.metrics = metrics
+        # persona_campaign_selections_total{rule}: counted on every campaign call.
+        self._selections = LabelledChildren(metrics.campaign_selections)
         self.default_region = default_region
         self.policy = policy = policy or CachePolicy()
         # Read on every cache hit; the policy is frozen, so they are worked out once.
@@ -204,7 +207,7 @@ class PersonaLookup:
         choice = choose_variant(campaign, read_caller(caller_number, self.default_region), when)
         selection = CampaignSelection(campaign_id=campaign.campaign_id, campaign_version=campaign.version)
         if choice is None:
-            self.metrics.campaign_selections.labels("none").inc()
+            self._selections("none").inc()
             if not allow_default:
                 raise PersonaNotFoundError(f"campaign {campaign.campaign_id!r} chose no variant for {key}", key)
             reason = DefaultReason.DEFAULT_REASON_NO_VARIANT
@@ -218,7 +221,7 @@ class PersonaLookup:
             )
         variant, rule = choice
         selection.variant_id, selection.rule = variant.variant_id, rule
-        self.metrics.campaign_selections.labels(SELECTION_RULE_LABELS[rule]).inc()
+        self._selections(SELECTION_RULE_LABELS[rule]).inc()
         if variant.HasField("action"):
             # The campaign gives an action no persona of its own: it speaks in the default voice.
             return Resolution(

@@ -93,6 +93,24 @@ def test_a_changed_split_may_move_callers_but_an_unchanged_one_never_does() -> N
     assert moved > 0
 
 
+def test_two_messages_of_one_campaign_each_choose_by_their_own_rules_when_they_alternate() -> None:
+    # Plans are found by the message's identity first: a second message with the same id and
+    # version (an edit the CRM did not version) must not be read with the first one's plan.
+    versioned = copy.deepcopy(CAMPAIGN)
+    versioned["campaign"]["version"] = 7
+    edited = copy.deepcopy(versioned)
+    edited["campaign"]["variants"][0]["match"] = {"regions": ["US", "CA"]}
+    first, second = campaign_from_json(versioned), campaign_from_json(edited)
+    assert (first.campaign_id, first.version) == (second.campaign_id, second.version)
+    caller = read_caller(US_CALLERS[0], "US")
+    for _ in range(2):
+        chosen_first = choose_variant(first, caller, OPEN)
+        chosen_second = choose_variant(second, caller, OPEN)
+        assert chosen_first is not None and chosen_first[1] == SelectionRule.SELECTION_RULE_WEIGHTED
+        assert chosen_second is not None
+        assert (chosen_second[0].variant_id, chosen_second[1]) == ("hindi", SelectionRule.SELECTION_RULE_CALLER_MATCH)
+
+
 def test_caller_match_beats_the_split_and_hidden_callers_get_the_default_variant() -> None:
     assert choose(CAMPAIGN, "+919876543210", OPEN) == ("hindi", SelectionRule.SELECTION_RULE_CALLER_MATCH)
     assert choose(CAMPAIGN, "", OPEN) == ("a", SelectionRule.SELECTION_RULE_DEFAULT_VARIANT)
