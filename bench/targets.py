@@ -290,6 +290,28 @@ def measurements(rows: list[Row], cfg: BenchConfig) -> Measurements:
     )
 
 
+def _whole_machine_cpu(legs: dict[str, Any]) -> tuple[str, str, str] | None:
+    """Every process's CPU per webhook in 7p's mesh and floor legs (stand-ins, load
+    generator and CallHistoryService included), and their ratio: at saturation the
+    two cores are the limit, so the floor's total over the mesh's is the share of the
+    floor's rate the mesh can reach at best (scenario 3 compares the rates)."""
+    mesh, floor = legs.get("mesh"), legs.get("floor")
+    if not mesh or not floor:
+        return None
+    totals = []
+    for leg in (mesh, floor):
+        values = [v for v in leg["cpu_ms_per_call"].values() if v is not None]
+        totals.append(sum(values) if values else None)
+    if not totals[0] or not totals[1]:
+        return None
+    biggest = sorted(((v, n) for n, v in mesh["cpu_ms_per_call"].items() if v), reverse=True)[:4]
+    return (
+        "CPU per webhook, every process: mesh / floor (the saturation share the CPU allows)",
+        f"{fmt(totals[0])} / {fmt(totals[1])} ms ({totals[1] / totals[0]:.2f}x)",
+        "7p, all blocks; mesh's largest: " + ", ".join(f"{n} {fmt(v)}" for v, n in biggest),
+    )
+
+
 def evaluate(rows: list[Row], cfg: BenchConfig) -> list[dict[str, Any]]:
     m = measurements(rows, cfg)
     return [t.as_dict(m.judged) for t in targets(m)]
@@ -329,6 +351,9 @@ def information(rows: list[Row], cfg: BenchConfig) -> list[dict[str, str]]:
             f"{fmt(m.mesh_cpu_ms)} / {fmt(m.floor_cpu_ms)} / {fmt(m.hop_cpu_ms)} ms",
             "7p, all blocks",
         )
+    whole = _whole_machine_cpu(legs)
+    if whole is not None:
+        add(*whole)
     apart = [_row(rows, "1a"), _row(rows, "7a")]
     if apart[0] is not None and apart[1] is not None:
         mesh_p50, floor_p50 = apart[0]["latency_ms"].get("p50"), apart[1]["latency_ms"].get("p50")

@@ -13,6 +13,7 @@ from bench import targets
 from bench.config import BenchConfig
 from bench.paired import block_ratios, paired, summarize_leg
 from bench.report import markdown, write
+from bench.stats import fmt
 from bench.targets import Measurements
 
 PASSING = Measurements(
@@ -209,3 +210,11 @@ def test_a_full_run_reports_misses_and_absolute_figures_apart(tmp_path: Any) -> 
     # Absolute figures are listed, never with a verdict.
     assert "saturation (p99 < 50 ms, no errors): mesh / floor | 480.0 / 800.0 /s" in info_part
     assert "MISS" not in info_part.split("## Scenarios")[0]
+
+
+def test_the_cpu_of_every_process_bounds_the_saturation_share() -> None:
+    # 7p's mesh leg: (0.45 + 0.15 + 0.6 + 0.05) s / 300 calls; the floor's (0.45 + 0.05) s / 300.
+    info = {row["what"]: row for row in targets.information(synthetic_rows(), BenchConfig())}
+    row = info["CPU per webhook, every process: mesh / floor (the saturation share the CPU allows)"]
+    assert row["value"] == f"{fmt(1.25 / 0.3)} / {fmt(0.5 / 0.3)} ms (0.40x)"
+    assert row["source"].startswith("7p, all blocks; mesh's largest: dispatcher 2.00, gateway 1.50")
