@@ -19,7 +19,8 @@ reports exactly when it answers LiveKit `dispatched`:
 A dispatch the gateway never confirmed can still exist: a create whose answer never came
 (the gateway answered 503) that lands after LiveKit's last redelivery. The call then has
 an agent whose dispatch result nobody received, so the record has no dispatch facts to
-show; that call's record is judged on the rest, and the run says so (runner.py).
+show. The runner counts such calls (FaultResult.unconfirmed_agents) and fails any whose
+delivery was answered 2xx: only a webhook LiveKit gave up on may leave one.
 
 The records are read back over the service's own gRPC API (ListCalls, every page), as an
 operator's tools read them, never from its database.
