@@ -8,6 +8,20 @@ timestamps (services/calls/records.py decides the same way):
     the caller hung up first, inside that time              → abandoned
     neither                                                 → no_agent
 
+Its dispatch facts are the gateway's own dispatch result (docs/architecture.md, "Call
+history"; services/webhook_gateway/call_events.py, from_dispatch), which the gateway
+reports exactly when it answers LiveKit `dispatched`:
+
+    a delivery answered `dispatched`  → the persona of the agent LiveKit holds (or, with
+                                        no single agent to judge, one the gateway answered)
+    none was                          → no dispatch facts
+
+A dispatch the gateway never confirmed can still exist: a create whose answer never came
+(the gateway answered 503) that lands after LiveKit's last redelivery. The call then has
+an agent whose dispatch result nobody received, so the record has no dispatch facts to
+show. The runner counts such calls (FaultResult.unconfirmed_agents) and fails any whose
+delivery was answered 2xx: only a webhook LiveKit gave up on may leave one.
+
 The records are read back over the service's own gRPC API (ListCalls, every page), as an
 operator's tools read them, never from its database.
 """
@@ -43,6 +57,17 @@ class SimulatedCall:
     agent_joined_ms: int | None  # None: no agent join was sent (no agent ever took the job)
     ended_ms: int | None  # the hang-up's createdAt; None: not hung up
     persona_id: str | None  # the persona of the agent LiveKit holds; None: no agent to judge
+    # The personas the gateway answered LiveKit `dispatched` with, and so reported as the
+    # call's dispatch facts; empty when no delivery was answered `dispatched`.
+    reported_personas: frozenset[str]
+
+    @property
+    def expected_persona(self) -> str | None:
+        """The persona the record's dispatch facts must show; "" for none, None for any
+        of `reported_personas` (no single agent to judge)."""
+        if not self.reported_personas:
+            return ""
+        return self.persona_id
 
     def expected_outcome(self, no_agent_seconds: float) -> str:
         limit_ms = self.sip_joined_ms + round(no_agent_seconds * 1000)
@@ -63,6 +88,7 @@ class RecordVerdict:
     # One record that shows the whole call: decided, and ended if the caller hung up.
     complete: bool = False
     why: str = ""
+    shows: str = ""  # what the call's one record shows (describe), for a failure message
 
     @property
     def wrong(self) -> bool:
@@ -117,19 +143,56 @@ def judge(simulated: Sequence[SimulatedCall], records: Sequence[Call], no_agent_
             continue
         outcome = OUTCOME_LABELS.get(own.outcome, "")
         wrong_outcome = outcome != expected
-        wrong_persona = call.persona_id is not None and own.dispatch.persona_id != call.persona_id
+        wrong_persona = _wrong_dispatch_facts(call, own)
         ended = call.ended_ms is None or own.HasField("ended_at")
         why = ""
         if not ended:
             why = "not ended"
         elif wrong_outcome:
             why = f"outcome {outcome or 'undecided'}, expected {expected} (ended by {own.end_reason or '-'})"
+        elif wrong_persona and not call.reported_personas:
+            why = f"persona {own.dispatch.persona_id!r}, but the gateway answered no delivery `dispatched`"
+        elif wrong_persona and call.persona_id is None:
+            why = f"persona {own.dispatch.persona_id or '-'!r}, the gateway answered {sorted(call.reported_personas)}"
         elif wrong_persona:
             why = f"persona {own.dispatch.persona_id or '-'!r}, the agent has {call.persona_id!r}"
         verdicts[call.room] = RecordVerdict(
-            1, expected, outcome, wrong_outcome, wrong_persona, complete=ended and bool(outcome), why=why
+            1,
+            expected,
+            outcome,
+            wrong_outcome,
+            wrong_persona,
+            complete=ended and bool(outcome),
+            why=why,
+            shows=describe(own),
         )
     return RecordCheck(verdicts, extra)
+
+
+def _wrong_dispatch_facts(call: SimulatedCall, record: Call) -> bool:
+    shown = record.dispatch.persona_id
+    expected = call.expected_persona
+    if expected is None:
+        return shown not in call.reported_personas
+    if expected == "":
+        return bool(shown or record.dispatch.dispatch_id)
+    return shown != expected
+
+
+def describe(record: Call | None) -> str:
+    """What a record shows, for a failure message."""
+    if record is None:
+        return "no record"
+    facts = record.dispatch
+    dispatch = (
+        f"dispatch {facts.dispatch_id or '-'} persona {facts.persona_id or '-'} job {facts.job_id or '-'}"
+        if facts.persona_id or facts.dispatch_id
+        else "no dispatch facts"
+    )
+    outcome = OUTCOME_LABELS.get(record.outcome, "undecided")
+    agent = record.agent_identity or "-"
+    ended = record.end_reason or ("ended" if record.HasField("ended_at") else "not ended")
+    return f"record: {outcome}, {dispatch}, agent {agent}, {ended}"
 
 
 async def check_records(

@@ -102,6 +102,7 @@ class Delivery:
     statuses: list[int | None] = field(default_factory=list)
     answers: list[dict[str, Any]] = field(default_factory=list)
     finished: float | None = None  # monotonic time of the 2xx, if any
+    last_answered: float | None = None  # monotonic time the last attempt ended (answered or failed)
     dropped: str | None = None  # QUEUE_FULL or TOO_OLD: never sent
 
     @property
@@ -192,13 +193,16 @@ class WebhookSender:
             try:
                 response = await self.http.post(self.url, content=body, headers=headers, timeout=policy.client_timeout)
             except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                delivery.last_answered = time.monotonic()
                 delivery.statuses.append(None)
                 delivery.answers.append({"transport_error": f"{type(exc).__name__}: {exc}"})
                 return  # not retried: no request could be made
             except httpx.HTTPError as exc:
+                delivery.last_answered = time.monotonic()
                 delivery.statuses.append(None)
                 delivery.answers.append({"transport_error": f"{type(exc).__name__}: {exc}"})
             else:
+                delivery.last_answered = time.monotonic()
                 delivery.statuses.append(response.status_code)
                 delivery.answers.append(_answer(response))
                 if 200 <= response.status_code < 300:

@@ -71,7 +71,26 @@ class CallOutcome:
             agent_joined_ms=self.agent_joined_ms,
             ended_ms=self.ended_ms,
             persona_id=self.persona.persona_id if self.persona is not None and self.dispatches == 1 else None,
+            reported_personas=self.reported_personas,
         )
+
+    @property
+    def reported_personas(self) -> frozenset[str]:
+        """The personas the gateway answered `dispatched` with (and so reported to the call
+        history, services/webhook_gateway/app.py); empty: it confirmed no dispatch."""
+        return frozenset(
+            str(answer.get("persona_id", ""))
+            for delivery in self.deliveries
+            for status, answer in zip(delivery.statuses, delivery.answers, strict=True)
+            if status is not None and 200 <= status < 300 and answer.get("status") == "dispatched"
+        )
+
+    @property
+    def unconfirmed_agent(self) -> bool:
+        """LiveKit holds an agent for the call although the gateway answered no delivery
+        `dispatched`: a create the gateway gave up on landed after all (docs/architecture.md,
+        "DispatchAgent, step by step", 5), so no dispatch result was ever reported."""
+        return self.dispatches > 0 and not self.reported_personas
 
     @property
     def seconds_to_dispatch(self) -> float | None:
@@ -178,6 +197,11 @@ class FaultResult:
         return sum(o.refused for o in self.outcomes)
 
     @property
+    def unconfirmed_agents(self) -> int:
+        """Calls with an agent whose dispatch the gateway never confirmed (CallOutcome.unconfirmed_agent)."""
+        return sum(o.unconfirmed_agent for o in self.outcomes)
+
+    @property
     def unanswered(self) -> int:
         """Calls whose every delivery ended without a 2xx (LiveKit gave up on them)."""
         return sum(o.seconds_to_dispatch is None for o in self.outcomes)
@@ -267,7 +291,45 @@ async def _check_records(mesh: Mesh, result: FaultResult, wait_seconds: float) -
     for outcome in result.outcomes:
         outcome.record = check.verdicts[outcome.call.room]
         if outcome.record.found != 1 or outcome.record.wrong:
-            result.problems.append(f"{outcome.call.room}: call record: {outcome.record.why}")
+            result.problems.append(
+                f"{outcome.call.room}: call record: {outcome.record.why} "
+                f"[{outcome.record.shows or 'no single record'}; {_what_the_run_saw(mesh, outcome)}]"
+            )
+
+
+def _what_the_run_saw(mesh: Mesh, outcome: CallOutcome) -> str:
+    """For a failure message: each delivery of the call's SIP join (statuses, the last
+    answer), whether our agent's join was sent, and the dispatches LiveKit holds for it,
+    timed against the caller's join and the gateway's last answer."""
+    wall_minus_monotonic = time.time() - time.monotonic()
+    parts = []
+    last_answer = max((d.last_answered for d in outcome.deliveries if d.last_answered is not None), default=None)
+    for delivery in outcome.deliveries:
+        last = delivery.answers[-1] if delivery.answers else {}
+        said = last.get("status") or last.get("transport_error") or "-"
+        detail = str(last.get("detail") or last.get("persona_id") or "")[:160]
+        parts.append(
+            f"delivery {delivery.event_id} {delivery.statuses}"
+            + (f" dropped {delivery.dropped}" if delivery.dropped else "")
+            + f" last {said}: {detail}"
+        )
+    parts.append(
+        "agent join not sent"
+        if outcome.agent_joined_ms is None
+        else f"agent join sent +{(outcome.agent_joined_ms - outcome.sip_joined_ms) / 1000:.1f} s"
+    )
+    held = [d for d in mesh.livekit.dispatches(outcome.call.room) if d.agent_name == AGENT_NAME]
+    if not held:
+        parts.append("LiveKit holds no dispatch of our agent")
+    for dispatch in held:
+        created_s = dispatch.state.created_at / 1e9
+        when = f"created +{created_s - outcome.sip_joined_ms / 1000:.1f} s after the SIP join"
+        if last_answer is not None:
+            when += f", {created_s - (last_answer + wall_minus_monotonic):+.1f} s from the gateway's last answer"
+        jobs = ",".join(f"{job.id} {JobStatus.Name(job.state.status)}" for job in dispatch.state.jobs) or "no job"
+        persona = judge_persona(outcome.call, dispatch.metadata, ()).persona_id
+        parts.append(f"LiveKit holds {dispatch.id} ({when}; {jobs}; persona {persona})")
+    return "; ".join(parts)
 
 
 async def _warm(mesh: Mesh, dialed: list[str]) -> None:
@@ -360,6 +422,12 @@ def _count_dispatches(mesh: Mesh, fault: Fault, result: FaultResult) -> None:
                 result.problems.append(
                     f"{outcome.call.room} ({outcome.call.dialed}): {outcome.persona.why}; gateway said {said}"
                 )
+        if outcome.unconfirmed_agent and any(d.delivered for d in outcome.deliveries):
+            # The gateway confirms (answers `dispatched`, and reports) every dispatch it makes
+            # sure of; a 2xx that is not that while an agent exists means a dispatch result
+            # was lost. Only a delivery LiveKit gave up on may leave an agent unconfirmed.
+            answers = [d.answers[-1].get("status") for d in outcome.deliveries if d.answers]
+            result.problems.append(f"{outcome.call.room}: an agent, but the gateway answered {answers}")
         if outcome.dispatches != 1:
             statuses = [d.statuses for d in outcome.deliveries]
             result.problems.append(f"{outcome.call.room}: {outcome.dispatches} dispatches, deliveries {statuses}")

@@ -13,8 +13,14 @@ T0 = 1_760_000_000_000
 
 
 def _call(
-    room: str, *, agent: int | None = 1500, end: int | None = 5000, persona: str | None = "crm-1"
+    room: str,
+    *,
+    agent: int | None = 1500,
+    end: int | None = 5000,
+    persona: str | None = "crm-1",
+    reported: frozenset[str] | None = None,
 ) -> SimulatedCall:
+    """`reported`: the personas the gateway answered `dispatched` with; by default the agent's."""
     return SimulatedCall(
         room=room,
         sip_call_id=f"SCL_{room}",
@@ -22,6 +28,7 @@ def _call(
         agent_joined_ms=None if agent is None else T0 + agent,
         ended_ms=None if end is None else T0 + end,
         persona_id=persona,
+        reported_personas=(frozenset() if persona is None else frozenset({persona})) if reported is None else reported,
     )
 
 
@@ -87,3 +94,31 @@ def test_a_call_without_an_agent_has_no_persona_to_match() -> None:
         [_call("a", agent=None, persona=None)], [_record("a", CallOutcome.CALL_OUTCOME_ABANDONED, persona="")], 20.0
     )
     assert not check.verdicts["a"].wrong
+
+
+def test_an_agent_whose_dispatch_the_gateway_never_confirmed_is_recorded_without_dispatch_facts() -> None:
+    # Every delivery was answered 503 and the last one's create landed after LiveKit gave up:
+    # the agent exists, but no dispatch result was ever reported, so none can be shown.
+    late = _call("a", agent=None, end=30_000, persona="crm-1", reported=frozenset())
+    check = judge([late], [_record("a", CallOutcome.CALL_OUTCOME_NO_AGENT, persona="")], 20.0)
+    assert not check.verdicts["a"].wrong
+    assert check.verdicts["a"].shows.startswith("record: no_agent, no dispatch facts")
+
+
+def test_dispatch_facts_the_gateway_never_reported_are_wrong() -> None:
+    late = _call("a", persona="crm-1", reported=frozenset())
+    verdict = judge([late], [_record("a")], 20.0).verdicts["a"]
+    assert verdict.wrong_persona and verdict.wrong
+    assert verdict.why == "persona 'crm-1', but the gateway answered no delivery `dispatched`"
+
+
+def test_a_confirmed_dispatch_missing_from_the_record_is_wrong() -> None:
+    verdict = judge([_call("a")], [_record("a", persona="")], 20.0).verdicts["a"]
+    assert verdict.wrong_persona and verdict.why == "persona '-', the agent has 'crm-1'"
+
+
+def test_without_a_single_agent_the_record_shows_a_persona_the_gateway_answered() -> None:
+    doubled = _call("a", persona=None, reported=frozenset({"crm-1"}))
+    assert not judge([doubled], [_record("a")], 20.0).verdicts["a"].wrong
+    verdict = judge([doubled], [_record("a", persona="crm-2")], 20.0).verdicts["a"]
+    assert verdict.wrong_persona and verdict.why == "persona 'crm-2', the gateway answered ['crm-1']"

@@ -121,6 +121,8 @@ async def test_a_5xx_is_retried_five_times_with_the_same_bytes_and_backoff(
     assert event.id.encode() in receiver.seen[0][1]
     gaps = [b[0] - a[0] for a, b in zip(receiver.seen, receiver.seen[1:], strict=False)]
     assert all(gap >= wait * 0.01 for gap, wait in zip(gaps, BACKOFF_SECONDS, strict=True))
+    # The last attempt's answer came after the last attempt was sent.
+    assert delivery.last_answered is not None and delivery.last_answered >= receiver.seen[-1][0]
 
 
 async def test_retry_after_on_a_429_sets_the_wait(receiver: Receiver, http: httpx.AsyncClient) -> None:
