@@ -98,7 +98,7 @@ async def receive_webhook(request: Request) -> Response:
         # The peer left (or missed its read deadline) mid-body: nobody is there to answer,
         # and a redelivery sends the whole body again. One line, no traceback.
         logger.info("webhook: client disconnected before its body was complete")
-        state.metrics.webhooks.labels("unknown", "client_disconnected").inc()
+        state.metrics.count_webhook("unknown", "client_disconnected")
         return Response(status_code=400)
     try:
         event = state.verifier.receive(raw_body, token)
@@ -133,7 +133,7 @@ async def receive_webhook(request: Request) -> Response:
         state.metrics.dispatch_latency.observe(time.perf_counter() - started)
         if state.calls is not None:
             state.calls.report(call_events.from_dispatch(call, outcome))
-        state.metrics.persona_sources.labels(outcome.persona_source).inc()
+        state.metrics.count_persona_source(outcome.persona_source)
         if outcome.default_reason:
             state.metrics.defaults_used.inc()
         logger.info(
@@ -144,7 +144,7 @@ async def receive_webhook(request: Request) -> Response:
             outcome.persona_id,
             outcome.persona_source,
         )
-        state.metrics.webhooks.labels(event_name, "dispatched").inc()
+        state.metrics.count_webhook(event_name, "dispatched")
         return JSONResponse(
             {
                 "status": "dispatched",
@@ -174,7 +174,7 @@ def _answer(
 ) -> JSONResponse:
     """`unread`: refused before its body was read whole; closing the connection is what
     stops uvicorn from reading (and discarding) the rest of it."""
-    state.metrics.webhooks.labels(event, outcome).inc()
+    state.metrics.count_webhook(event, outcome)
     if status >= 400:
         logger.warning("webhook %s: %s (%s)", outcome, detail, status)
     headers = {"Connection": "close"} if unread else None

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata, CallFacts
+from friday.agent.v1.agent_job_metadata_pb2 import AgentJobMetadata
 from friday.dispatcher.v1.dispatcher_service_pb2 import DispatchAgentRequest, DispatchAgentResponse
 from friday.persona.v1.persona_pb2 import PersonaSource
 from friday.persona.v1.persona_service_pb2 import DefaultReason, GetPersonaResponse
@@ -130,14 +130,17 @@ class CallFlow:
         # guarantees one dispatch per call; the ledger only saves the work.
         if call.event_id and await self._ledger.seen(call.event_id):
             return Duplicate()
-        # Reported once per processed delivery; the call goes on without those facts.
-        call_facts.report(list(call.refused), where=f"room {loggable(call.room)}", count=self._count_dropped_fact)
+        if call.refused:
+            # Reported once per processed delivery; the call goes on without those facts.
+            call_facts.report(list(call.refused), where=f"room {loggable(call.room)}", count=self._count_dropped_fact)
         deadline = time.monotonic() + self._budget
-        metadata, default_reason = await self._job_metadata(call, deadline)
+        request = DispatchAgentRequest(room=call.room, agent_name=self._agent_name)
+        # Built where it is sent: a message given to the request's constructor is deep-copied.
+        metadata = request.metadata
+        default_reason = await self._fill_job_metadata(metadata, call, deadline)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return DispatchFailed(retryable=True, reason="budget exhausted before dispatch")
-        request = DispatchAgentRequest(room=call.room, agent_name=self._agent_name, metadata=metadata)
         try:
             response = await self._dispatcher.dispatch(request, timeout=remaining, trace_id=call.event_id)
         except UpstreamError as exc:
@@ -170,22 +173,20 @@ class CallFlow:
             job_id=response.job.job_id if response.HasField("job") else "",
         )
 
-    async def _job_metadata(self, call: SipCall, deadline: float) -> tuple[AgentJobMetadata, str]:
-        """The job metadata for the call, and why it carries the default persona ("" if not)."""
+    async def _fill_job_metadata(self, metadata: AgentJobMetadata, call: SipCall, deadline: float) -> str:
+        """Fills the (empty) job metadata for the call; returns why it carries the default
+        persona ("" if not)."""
         found, default_reason = await self._lookup(call, deadline)
-        metadata = AgentJobMetadata(
-            schema_version=job_metadata.CURRENT_SCHEMA_VERSION,
-            call=CallFacts(
-                # PersonaService's E.164 form when it gave one, else as LiveKit sent it.
-                dialed_number=(found.normalized_number if found is not None else "") or call.dialed_number,
-                caller_number=call.caller_number,
-                sip_call_id=call.sip_call_id,
-                sip_trunk_id=call.sip_trunk_id,
-                room=call.room if call_facts.accepted(call_facts.ROOM, call.room) else "",
-                participant_identity=call.participant_identity,
-            ),
-            trace_id=call.event_id,
-        )
+        metadata.schema_version = job_metadata.CURRENT_SCHEMA_VERSION
+        facts = metadata.call
+        # PersonaService's E.164 form when it gave one, else as LiveKit sent it.
+        facts.dialed_number = (found.normalized_number if found is not None else "") or call.dialed_number
+        facts.caller_number = call.caller_number
+        facts.sip_call_id = call.sip_call_id
+        facts.sip_trunk_id = call.sip_trunk_id
+        facts.room = call.room if call_facts.accepted(call_facts.ROOM, call.room) else ""
+        facts.participant_identity = call.participant_identity
+        metadata.trace_id = call.event_id
         if found is not None:
             metadata.persona.CopyFrom(found.persona)
             metadata.persona_source = found.source
@@ -196,7 +197,7 @@ class CallFlow:
             try:
                 # LiveKit's metadata limit, checked here where the default can still be swapped in.
                 job_metadata.check_size(metadata)
-                return metadata, default_reason
+                return default_reason
             except job_metadata.JobMetadataError as exc:
                 default_reason = f"persona refused: {exc}"
         logger.warning("dispatching room %s with the default persona: %s", call.room, default_reason)
@@ -205,7 +206,7 @@ class CallFlow:
         # The campaign's choice was refused with its persona; the default carries no action.
         metadata.ClearField("selection")
         metadata.ClearField("action")
-        return metadata, default_reason
+        return default_reason
 
     async def _lookup(self, call: SipCall, deadline: float) -> tuple[GetPersonaResponse | None, str]:
         dialed = call.dialed_number

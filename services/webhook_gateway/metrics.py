@@ -3,7 +3,7 @@ gateways in one test process do not collide."""
 
 from __future__ import annotations
 
-from services.grpc_runtime.metrics import MetricSet
+from services.grpc_runtime.metrics import LabelledChildren, MetricSet
 
 
 class GatewayMetrics(MetricSet):
@@ -32,6 +32,15 @@ class GatewayMetrics(MetricSet):
         self.duplicates = self.counter(
             "friday_gateway_duplicate_webhooks", "Webhooks dropped because their event id already produced a dispatch"
         )
+        # Every webhook counts an outcome, every dispatch a source: resolved once per label values.
+        self._webhook_children = LabelledChildren(self.webhooks)
+        self._persona_source_children = LabelledChildren(self.persona_sources)
+
+    def count_webhook(self, event: str, outcome: str) -> None:
+        self._webhook_children(event, outcome).inc()
+
+    def count_persona_source(self, source: str) -> None:
+        self._persona_source_children(source).inc()
 
     def count_dropped_fact(self, fact: str) -> None:
         self.call_facts_dropped.labels(fact).inc()
