@@ -43,7 +43,9 @@ from services.dispatcher.jobs import poll_delays
 from services.dispatcher.livekit_transport import LiveKitDispatchTransport
 from services.dispatcher.transport import DispatchRecord, LiveKitCallError
 from services.persona.mapping import persona_from_json
+from services.webhook_gateway.config import HttpServerConfig
 from services.webhook_gateway.events import Ignored, classify
+from services.webhook_gateway.server import http_settings
 from services.webhook_gateway.verification import MalformedEventError, SignatureError, WebhookVerifier
 
 WEBHOOK_PATH = "/livekit-webhook"
@@ -158,8 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
-    # The gateway's uvicorn settings (services/webhook_gateway/server.py), so only the path differs.
-    config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    # The gateway's HTTP settings (its h11 protocol with read deadlines and its caps, from
+    # services/webhook_gateway/server.py, at their defaults), so only the path differs.
+    config = uvicorn.Config(app, **http_settings(HttpServerConfig.from_env({})))
     server = uvicorn.Server(config)
 
     async def serve() -> None:

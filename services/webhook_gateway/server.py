@@ -12,6 +12,7 @@ import logging
 import math
 import socket
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -92,25 +93,29 @@ def build_app(config: GatewayConfig) -> Starlette:
 
 
 def uvicorn_config(config: GatewayConfig, server_config: HttpServerConfig) -> uvicorn.Config:
-    """uvicorn with the limits an unauthenticated peer meets (README, "What a hostile
-    client gets"): its own caps where it has them, read deadlines where it has none."""
     return uvicorn.Config(
-        build_app(config),
-        host=server_config.host,
-        port=server_config.port,
+        build_app(config), host=server_config.host, port=server_config.port, **http_settings(server_config)
+    )
+
+
+def http_settings(server_config: HttpServerConfig) -> dict[str, Any]:
+    """uvicorn's settings for the gateway's HTTP, whatever app it serves: the limits an
+    unauthenticated peer meets (README, "What a hostile client gets"), uvicorn's own caps
+    where it has them, read deadlines where it has none."""
+    return {
         # h11, not the httptools default: only h11 caps the request head's size.
-        http=ReadDeadlineProtocol.with_deadlines(
+        "http": ReadDeadlineProtocol.with_deadlines(
             server_config.header_timeout_seconds, server_config.body_timeout_seconds
         ),
-        h11_max_incomplete_event_size=server_config.max_header_bytes,
-        limit_concurrency=server_config.max_connections,
-        timeout_keep_alive=math.ceil(server_config.keep_alive_seconds),
-        ws="none",  # the gateway serves no WebSocket; an Upgrade is a plain request
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=math.ceil(server_config.shutdown_grace_seconds),
-    )
+        "h11_max_incomplete_event_size": server_config.max_header_bytes,
+        "limit_concurrency": server_config.max_connections,
+        "timeout_keep_alive": math.ceil(server_config.keep_alive_seconds),
+        "ws": "none",  # the gateway serves no WebSocket; an Upgrade is a plain request
+        "lifespan": "on",
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": math.ceil(server_config.shutdown_grace_seconds),
+    }
 
 
 class GatewayServer:
