@@ -13,7 +13,9 @@ in-process.
 The count of calls in progress (calls_open_count) is exact because every change to the
 calls rows that opens or closes one moves it in the same transaction, by an atomic
 `n = n + delta` (replicas recording different rooms are not serialised by the room lock),
-as the transaction's last statement, so its row lock is held for the commit only."""
+as the transaction's last statement, so its row lock is held for the commit only. Only a
+writer past this store moves the rows without the count (an older replica during the
+rollout that brings the count's row, a hand edit): the sweep's recount puts it right."""
 
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ _ROOM_RECORD = select(calls.c.record).where(calls.c.room == bindparam("room"))
 _INSERT_CALL = insert(calls)
 _UPDATE_CALL = update(calls).where(calls.c.room == bindparam("call_room"))
 _OPEN_COUNT = select(calls_open_count.c.n).where(calls_open_count.c.id == 1)
+_OPEN_ROWS = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
+_SET_OPEN_COUNT = update(calls_open_count).where(calls_open_count.c.id == 1).values(n=bindparam("n"))
 _MOVE_OPEN_COUNT = (
     update(calls_open_count)
     .where(calls_open_count.c.id == 1)
@@ -107,6 +111,8 @@ class CallStore(Protocol):
     async def delete_older_than(self, cutoff_ms: int) -> int: ...
 
     async def count_in_progress(self) -> int: ...
+
+    async def recount_in_progress(self) -> tuple[int, int]: ...
 
     async def ping(self) -> bool: ...
 
@@ -449,6 +455,27 @@ class SqlCallStore:
     async def count_in_progress(self) -> int:
         async with self._transaction() as connection:
             return await self._open_count(connection)
+
+    async def recount_in_progress(self) -> tuple[int, int]:
+        """Counts the open calls rows (through ix_calls_open) and sets the count's row to that
+        if it differs: (the row's value, the rows counted)."""
+        async with self._transaction() as connection:
+            counted = await self._open_count(connection)
+            rows = int((await connection.execute(_OPEN_ROWS)).scalar_one())
+        if counted == rows:
+            return counted, rows
+        # They may differ only by changes in flight between the two reads: count again, exactly.
+        async with self._transaction() as connection:
+            if self._postgres:
+                # Every change that moves the count holds its row until it commits: with the row
+                # held here, the count below sees each such change committed, or not yet moved.
+                counted = int((await connection.execute(_OPEN_COUNT.with_for_update())).scalar_one())
+            else:
+                counted = await self._open_count(connection)
+            rows = int((await connection.execute(_OPEN_ROWS)).scalar_one())
+            if counted != rows:
+                await connection.execute(_SET_OPEN_COUNT, {"n": rows})
+        return counted, rows
 
     async def ping(self) -> bool:
         try:
