@@ -54,6 +54,9 @@ _INSERT_CALL = insert(calls)
 _UPDATE_CALL = update(calls).where(calls.c.room == bindparam("call_room"))
 _OPEN_COUNT = select(calls_open_count.c.n).where(calls_open_count.c.id == 1)
 _OPEN_ROWS = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
+# One statement, so one snapshot (also under READ COMMITTED): the row and the rows agree unless
+# something wrote calls past the store.
+_OPEN_COUNT_AND_ROWS = select(calls_open_count.c.n, _OPEN_ROWS.scalar_subquery()).where(calls_open_count.c.id == 1)
 _SET_OPEN_COUNT = update(calls_open_count).where(calls_open_count.c.id == 1).values(n=bindparam("n"))
 _MOVE_OPEN_COUNT = (
     update(calls_open_count)
@@ -460,11 +463,9 @@ class SqlCallStore:
         """Counts the open calls rows (through ix_calls_open) and sets the count's row to that
         if it differs: (the row's value, the rows counted)."""
         async with self._transaction() as connection:
-            counted = await self._open_count(connection)
-            rows = int((await connection.execute(_OPEN_ROWS)).scalar_one())
+            counted, rows = (await connection.execute(_OPEN_COUNT_AND_ROWS)).one()
         if counted == rows:
-            return counted, rows
-        # They may differ only by changes in flight between the two reads: count again, exactly.
+            return int(counted), int(rows)
         async with self._transaction() as connection:
             if self._postgres:
                 # Every change that moves the count holds its row until it commits: with the row

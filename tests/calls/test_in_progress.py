@@ -60,6 +60,15 @@ async def service(store_config: StoreConfig, clock: Clock) -> AsyncIterator[Serv
         await started.history.stop()
 
 
+async def _write_past_the_store(store: SqlCallStore, clock: Clock, room: str) -> None:
+    """A call started as an older replica would write it: its row, and no move of the count."""
+    from services.calls.store import _row_values
+
+    call = fold([ev.sip_joined(room)], no_agent_seconds=20.0, now_ms=clock())
+    async with store.engine.begin() as connection:
+        await connection.execute(calls.insert(), [{"room": room, **_row_values(call, clock())}])
+
+
 def _mixed_calls(calls_each: int) -> tuple[list[CallEvent], int]:
     """Events of calls in every state, and how many of those calls are in progress at the end."""
     events: list[CallEvent] = []
@@ -145,6 +154,7 @@ async def test_replicas_sharing_postgresql_count_every_start_and_end(store_confi
         await replica.history.start()
     try:
         rooms = [f"call-r{n}" for n in range(60)]
+        await _write_past_the_store(replicas[0].store, clock, "call-by-old")  # the recounts have work to do
 
         def on(n: int) -> CallHistory:
             return replicas[n % len(replicas)].history
@@ -157,7 +167,7 @@ async def test_replicas_sharing_postgresql_count_every_start_and_end(store_confi
         recounts = [r.store.recount_in_progress() for r in replicas]
         await asyncio.gather(*(on(n + k).record(e) for n, e in enumerate(ends) for k in (0, 1)), *recounts)
         truth = await replicas[0].open_rows()
-        assert truth == 30
+        assert truth == 31
         assert [await r.store.count_in_progress() for r in replicas] == [truth] * len(replicas)
     finally:
         for replica in replicas:
@@ -169,12 +179,8 @@ async def test_the_sweep_puts_right_a_count_a_writer_past_the_store_left_wrong(
 ) -> None:
     """An older replica, still running during the rollout that brings the count's row, writes
     calls rows without moving it; so would a hand edit."""
-    from services.calls.store import _row_values
-
     await service.history.record(ev.sip_joined("call-new"))
-    call = fold([ev.sip_joined("call-by-old")], no_agent_seconds=20.0, now_ms=clock())
-    async with service.store.engine.begin() as connection:
-        await connection.execute(calls.insert(), [{"room": "call-by-old", **_row_values(call, clock())}])
+    await _write_past_the_store(service.store, clock, "call-by-old")
     assert await service.store.count_in_progress() == 1 != await service.open_rows()
     await service.history.sweep()
     assert service.gauge() == 2 == await service.store.count_in_progress()
