@@ -52,7 +52,7 @@ calls = Table(
     Index("ix_calls_sip_call_id", "sip_call_id"),
     Index("ix_calls_outcome_started", "outcome", "started_at_ms"),
     Index("ix_calls_uncounted", "counted_at_ms", "updated_at_ms"),
-    # The open calls (ended_at_ms IS NULL): what calls_open_count was first counted from.
+    # The open calls (ended_at_ms IS NULL), which migration 0005 and the sweep count calls_open_count from.
     Index("ix_calls_open", "ended_at_ms", "started_at_ms"),
 )
 
