@@ -23,7 +23,10 @@ set-up) delivering the same events to a sink that acknowledges each at once, no 
 `--open N` puts N calls in progress first (answered, not ended: what a busy system holds),
 written in bulk. `--outbox` writes signed call events as with CALL_EVENTS_URL set (nothing
 is delivered). `--database postgresql` uses the machine's PostgreSQL (a schema of its own,
-dropped afterwards); the default is a temporary SQLite file."""
+dropped afterwards); the default is a temporary SQLite file. On PostgreSQL the statements
+run in the server's backend processes, which neither this process's CPU time nor callgrind
+sees: `server_cpu_us_per_event` is those backends' CPU over the measured events (from
+/proc/<pid>/schedstat, so the server must run on this machine)."""
 
 from __future__ import annotations
 
@@ -41,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from sqlalchemy import insert, text
+from sqlalchemy import event as sqlalchemy_event
+from sqlalchemy import insert, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from friday.calls.v1 import call_history_service_pb2 as pb
@@ -51,7 +55,7 @@ from services.calls.history import CallHistory
 from services.calls.metrics import CallsMetrics
 from services.calls.outbox import CallEventsConfig
 from services.calls.records import OUTCOME_LABELS, fold, millis
-from services.calls.schema import call_events, calls
+from services.calls.schema import call_events, calls, calls_open_count
 from services.calls.servicer import CallHistoryServicer
 from services.calls.store import SqlCallStore
 from services.common import event_loop
@@ -171,11 +175,39 @@ def _open_rows(count: int) -> Iterator[tuple[list[dict[str, Any]], list[dict[str
         yield event_rows, call_rows
 
 
+def _backend_cpu_ns(pids: set[int]) -> int | None:
+    """The CPU time of these PostgreSQL backends so far; None when one cannot be read."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+    return total
+
+
+def _watch_backends(store: SqlCallStore) -> set[int]:
+    """The server pids of the store's PostgreSQL connections, as they are opened."""
+    pids: set[int] = set()
+
+    def connected(dbapi_connection: Any, _record: Any) -> None:
+        pids.add(int(dbapi_connection.driver_connection.get_server_pid()))
+
+    sqlalchemy_event.listen(store.engine.sync_engine, "connect", connected)
+    return pids
+
+
 async def _fill_open(store: SqlCallStore, count: int) -> None:
     for event_rows, call_rows in _open_rows(count):
         async with store.engine.begin() as connection:
             await connection.execute(insert(call_events), event_rows)
             await connection.execute(insert(calls), call_rows)
+            # Written past the store, so counted in as the store would (the gauge stays true).
+            await connection.execute(
+                update(calls_open_count)
+                .where(calls_open_count.c.id == 1)
+                .values(n=calls_open_count.c.n + len(call_rows))
+            )
 
 
 @contextlib.asynccontextmanager
@@ -207,6 +239,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             events=CallEventsConfig(url="http://127.0.0.1:9/call-events" if args.outbox else None),
         )
         store = SqlCallStore(store_config, clock_ms=lambda: time.time_ns() // 1_000_000)
+        backends = _watch_backends(store) if args.database == "postgresql" else set()
         history = CallHistory(store, config, CallsMetrics(CollectorRegistry()), call_events=args.outbox)
         await history.start()
         await _fill_open(store, args.open)
@@ -225,6 +258,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             # Main-thread CPU only: the loop's work, without aiosqlite's thread.
             profiler = cProfile.Profile(time.thread_time) if args.profile else None
             began, began_loop = time.process_time(), time.thread_time()
+            began_server = _backend_cpu_ns(backends)
             if profiler is not None:
                 profiler.enable()
             for request in measured:
@@ -232,6 +266,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             if profiler is not None:
                 profiler.disable()
             spent, spent_loop = time.process_time() - began, time.thread_time() - began_loop
+            ended_server = _backend_cpu_ns(backends)
         finally:
             await history.stop()
     if profiler is not None:
@@ -246,6 +281,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_us_per_event": round(spent / len(measured) * 1e6, 1) if measured else None,
         "loop_thread_cpu_us_per_event": round(spent_loop / len(measured) * 1e6, 1) if measured else None,
         "cpu_us_per_call": round(spent / args.calls * 1e6, 1) if measured else None,
+        "server_cpu_us_per_event": (
+            round((ended_server - began_server) / len(measured) / 1e3, 1)
+            if measured and backends and began_server is not None and ended_server is not None
+            else None
+        ),
         "events_per_call": per_call,
     }
 

@@ -74,7 +74,7 @@ class CallHistory:
 
     async def start(self) -> None:
         await self._store.open()
-        await self._refresh_in_progress()
+        await self._recount_in_progress()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="calls-sweep")
 
     async def stop(self) -> None:
@@ -95,8 +95,19 @@ class CallHistory:
         if result.in_progress is not None:
             self._metrics.in_progress.set(result.in_progress)
 
-    async def _refresh_in_progress(self) -> None:
-        self._metrics.in_progress.set(await self._store.count_in_progress())
+    async def _recount_in_progress(self) -> None:
+        """Sets the gauge from the rows themselves (and the count's row too, if a writer past
+        the store left it wrong): once per sweep, not per event, as it reads every open call."""
+        counted, rows = await self._store.recount_in_progress()
+        if counted != rows:
+            logger.warning(
+                "calls in progress: the count's row said %d, the calls rows say %d; set to %d "
+                "(calls written by something that does not keep the count: an older replica?)",
+                counted,
+                rows,
+                rows,
+            )
+        self._metrics.in_progress.set(rows)
 
     async def get_call(self, key: str) -> tuple[Call, list[CallEvent]]:
         if not key.strip():
@@ -130,7 +141,7 @@ class CallHistory:
 
     async def sweep(self) -> None:
         """Decides calls whose agent is overdue (no_agent), counts decided calls that settled,
-        and deletes calls past retention."""
+        deletes calls past retention and recounts the calls in progress."""
         now = self._clock_ms()
         for room in await self._store.undecided_rooms(now - round(self._config.no_agent_seconds * 1000)):
             self._observe(await self._store.refold(room, self._fold, self._notices))
@@ -139,7 +150,7 @@ class CallHistory:
             deleted = await self._store.delete_older_than(now - round(self._config.retention_days * DAY_MS))
             if deleted:
                 logger.info("retention: deleted %d calls older than %s days", deleted, self._config.retention_days)
-                await self._refresh_in_progress()
+        await self._recount_in_progress()
 
     async def _count_settled(self, now: int) -> None:
         settled_by = now - round(self._config.settle_seconds * 1000)

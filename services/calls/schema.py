@@ -52,8 +52,17 @@ calls = Table(
     Index("ix_calls_sip_call_id", "sip_call_id"),
     Index("ix_calls_outcome_started", "outcome", "started_at_ms"),
     Index("ix_calls_uncounted", "counted_at_ms", "updated_at_ms"),
-    # The open calls (ended_at_ms IS NULL), which the in-progress gauge counts.
+    # The open calls (ended_at_ms IS NULL), which migration 0005 and the sweep count calls_open_count from.
     Index("ix_calls_open", "ended_at_ms", "started_at_ms"),
+)
+
+# One row (id 1): how many calls rows are open (started_at_ms set, ended_at_ms not), moved by
+# the transaction that opens or closes one, so the in-progress gauge never counts the rows.
+calls_open_count = Table(
+    "calls_open_count",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("n", BigInteger, nullable=False),
 )
 
 # Signed call events waiting for (or done with) delivery to CALL_EVENTS_URL. Rows are written in

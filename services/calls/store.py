@@ -4,10 +4,18 @@ asyncpg (PostgreSQL) or aiosqlite (SQLite).
 
 Recording is one transaction: insert the event unless its id is known, read all the
 room's events, fold them, write the call's row (and, when that starts or ends a call,
-count the calls in progress). Two events of one call recorded at once must not each
-miss the other: PostgreSQL takes a transaction-scoped advisory lock on the room first
-(several replicas may share the database); SQLite has one writer at a time anyway, and
-one connection here, so its operations are serialised in-process."""
+move the count of calls in progress, a row of its own, by one). Two events of one call
+recorded at once must not each miss the other: PostgreSQL takes a transaction-scoped
+advisory lock on the room first (several replicas may share the database); SQLite has one
+writer at a time anyway, and one connection here, so its operations are serialised
+in-process.
+
+The count of calls in progress (calls_open_count) is exact because every change to the
+calls rows that opens or closes one moves it in the same transaction, by an atomic
+`n = n + delta` (replicas recording different rooms are not serialised by the room lock),
+as the transaction's last statement, so its row lock is held for the commit only. Only a
+writer past this store moves the rows without the count (an older replica during the
+rollout that brings the count's row, a hand edit): the sweep's recount puts it right."""
 
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ from services.calls.config import SCHEMA_NAME, StoreConfig, async_database_url
 from services.calls.migrate import migrate
 from services.calls.outbox import OutboxItem, OutboxMessage
 from services.calls.records import OUTCOME_LABELS, millis
-from services.calls.schema import call_events, call_outbox, calls
+from services.calls.schema import call_events, call_outbox, calls, calls_open_count
 
 Fold = Callable[[Sequence[CallEvent]], Call]
 # The signed call events a record change makes (outbox.changes), written in the same transaction.
@@ -44,13 +52,24 @@ _ROOM_PAYLOADS = select(call_events.c.payload).where(call_events.c.room == bindp
 _ROOM_RECORD = select(calls.c.record).where(calls.c.room == bindparam("room"))
 _INSERT_CALL = insert(calls)
 _UPDATE_CALL = update(calls).where(calls.c.room == bindparam("call_room"))
-_OPEN_CALLS = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
+_OPEN_COUNT = select(calls_open_count.c.n).where(calls_open_count.c.id == 1)
+_OPEN_ROWS = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
+# One statement, so one snapshot (also under READ COMMITTED): the row and the rows agree unless
+# something wrote calls past the store.
+_OPEN_COUNT_AND_ROWS = select(calls_open_count.c.n, _OPEN_ROWS.scalar_subquery()).where(calls_open_count.c.id == 1)
+_SET_OPEN_COUNT = update(calls_open_count).where(calls_open_count.c.id == 1).values(n=bindparam("n"))
+_MOVE_OPEN_COUNT = (
+    update(calls_open_count)
+    .where(calls_open_count.c.id == 1)
+    .values(n=calls_open_count.c.n + bindparam("delta"))
+    .returning(calls_open_count.c.n)
+)
 
 
 @dataclass(frozen=True)
 class Recorded:
     """What recording one event did: `before` is None for a call seen the first time.
-    `in_progress`: the calls started and not ended, counted in the same transaction when
+    `in_progress`: the calls started and not ended, read in the same transaction when
     this change made a row or started or ended a call; None when it did none of these."""
 
     recorded: bool
@@ -95,6 +114,8 @@ class CallStore(Protocol):
     async def delete_older_than(self, cutoff_ms: int) -> int: ...
 
     async def count_in_progress(self) -> int: ...
+
+    async def recount_in_progress(self) -> tuple[int, int]: ...
 
     async def ping(self) -> bool: ...
 
@@ -141,6 +162,11 @@ def _opens_or_closes(before: Call | None, after: Call) -> bool:
         or before.HasField("started_at") != after.HasField("started_at")
         or before.HasField("ended_at") != after.HasField("ended_at")
     )
+
+
+def _is_open(call: Call | None) -> bool:
+    """Whether the call's row counts in calls_open_count: started and not ended."""
+    return call is not None and call.HasField("started_at") and not call.HasField("ended_at")
 
 
 def _row_values(call: Call, now_ms: int) -> dict[str, Any]:
@@ -216,18 +242,26 @@ class SqlCallStore:
         before = Call.FromString(existing) if existing is not None else None
         after = fold(events)
         values = _row_values(after, self._clock_ms())
+        delta = int(_is_open(after)) - int(_is_open(before))
         if before is None:
             await connection.execute(_INSERT_CALL, {"room": room, **values})
         elif before != after:
-            await connection.execute(_UPDATE_CALL, {"call_room": room, **values})
+            updated = await connection.execute(_UPDATE_CALL, {"call_room": room, **values})
+            if updated.rowcount != 1:
+                delta = 0  # the row went meanwhile (retention, which counted it out): nothing was written
         if notices is not None and before != after:
             for message in notices(before, after):
                 await self._enqueue(connection, message)
         in_progress = None
-        if _opens_or_closes(before, after):
-            # In this transaction, not one of its own: the count costs a statement, not a commit.
-            in_progress = int((await connection.execute(_OPEN_CALLS)).scalar_one())
+        if delta:
+            # Last, so the count's row is locked from here to the commit only.
+            in_progress = int((await connection.execute(_MOVE_OPEN_COUNT, {"delta": delta})).scalar_one())
+        elif _opens_or_closes(before, after):
+            in_progress = await self._open_count(connection)
         return Recorded(recorded=recorded, before=before, after=after, in_progress=in_progress)
+
+    async def _open_count(self, connection: AsyncConnection) -> int:
+        return int((await connection.execute(_OPEN_COUNT)).scalar_one())
 
     async def _enqueue(self, connection: AsyncConnection, message: OutboxMessage) -> None:
         now = self._clock_ms()
@@ -302,6 +336,10 @@ class SqlCallStore:
                 # Known already, perhaps under another room (stored meanwhile under that room's lock):
                 # the record to fold again is the stored event's.
                 known = (await connection.execute(_EVENT_ROOM, {"event_id": event.event_id})).scalar_one_or_none()
+                if known is not None and known != event.room:
+                    # That room's own lock too: a fold of it racing this one would start from the same
+                    # row and move the count of calls in progress twice for one change.
+                    await self._lock_room(connection, known)
                 room = known if known is not None else event.room
             return await self._fold_and_write(connection, room, fold, recorded, notices)
 
@@ -400,6 +438,11 @@ class SqlCallStore:
         async with self._transaction() as connection:
             old_rooms = select(calls.c.room).where(calls.c.started_at_ms < cutoff_ms)
             await connection.execute(delete(call_events).where(call_events.c.room.in_(old_rooms)))
+            # The open ones first, by a statement of their own: its row count is how many calls in
+            # progress go (on PostgreSQL it re-checks a row another transaction ended meanwhile).
+            old_open = await connection.execute(
+                delete(calls).where(calls.c.started_at_ms < cutoff_ms, calls.c.ended_at_ms.is_(None))
+            )
             result = await connection.execute(delete(calls).where(calls.c.started_at_ms < cutoff_ms))
             await connection.execute(delete(call_events).where(call_events.c.received_at_ms < cutoff_ms))
             await connection.execute(delete(call_outbox).where(call_outbox.c.created_at_ms < cutoff_ms))
@@ -407,11 +450,33 @@ class SqlCallStore:
             await connection.execute(
                 delete(calls).where(calls.c.started_at_ms.is_(None), calls.c.updated_at_ms < cutoff_ms)
             )
-            return int(result.rowcount or 0)
+            gone_open = int(old_open.rowcount or 0)
+            if gone_open:  # last, as in recording: the count's row is locked to the commit only
+                await connection.execute(_MOVE_OPEN_COUNT, {"delta": -gone_open})
+            return gone_open + int(result.rowcount or 0)
 
     async def count_in_progress(self) -> int:
         async with self._transaction() as connection:
-            return int((await connection.execute(_OPEN_CALLS)).scalar_one())
+            return await self._open_count(connection)
+
+    async def recount_in_progress(self) -> tuple[int, int]:
+        """Counts the open calls rows (through ix_calls_open) and sets the count's row to that
+        if it differs: (the row's value, the rows counted)."""
+        async with self._transaction() as connection:
+            counted, rows = (await connection.execute(_OPEN_COUNT_AND_ROWS)).one()
+        if counted == rows:
+            return int(counted), int(rows)
+        async with self._transaction() as connection:
+            if self._postgres:
+                # Every change that moves the count holds its row until it commits: with the row
+                # held here, the count below sees each such change committed, or not yet moved.
+                counted = int((await connection.execute(_OPEN_COUNT.with_for_update())).scalar_one())
+            else:
+                counted = await self._open_count(connection)
+            rows = int((await connection.execute(_OPEN_ROWS)).scalar_one())
+            if counted != rows:
+                await connection.execute(_SET_OPEN_COUNT, {"n": rows})
+        return counted, rows
 
     async def ping(self) -> bool:
         try:

@@ -111,8 +111,8 @@ async def test_calls_that_had_ended_before_the_counting_column_are_marked_counte
 
 
 async def test_counting_the_open_calls_reads_an_index_not_the_whole_history(store_config, clock: Clock) -> None:
-    """The in-progress gauge counts the open calls whenever a call starts or ends; over a
-    table scan that count grows with the whole history (90 days of calls by default)."""
+    """Migration 0005 counts the open calls once, to start calls_open_count; over a table
+    scan that count reads the whole history (90 days of calls by default)."""
     from sqlalchemy import func, select
 
     from services.calls.schema import calls
@@ -132,5 +132,48 @@ async def test_counting_the_open_calls_reads_an_index_not_the_whole_history(stor
                     str(row[-1]) for row in (await connection.execute(text("EXPLAIN QUERY PLAN " + compiled))).all()
                 )
                 assert "USING COVERING INDEX ix_calls_open" in plan, plan
+    finally:
+        await store.close()
+
+
+async def test_the_count_of_open_calls_starts_at_the_calls_already_open(store_config, clock: Clock) -> None:
+    """A database recorded before calls_open_count has calls in progress: the migration must
+    count them in, or the gauge reads low (or below zero once they end) for good. The
+    downgrade drops the row and upgrading again counts afresh."""
+    from services.calls.records import fold
+    from services.calls.schema import calls
+    from services.calls.store import _row_values
+
+    def record_of(events: list) -> dict:
+        call = fold(events, no_agent_seconds=20, now_ms=clock())
+        return {"room": events[0].room, **_row_values(call, clock())}
+
+    store = SqlCallStore(store_config, clock_ms=clock)
+    try:
+        if store_config.database_schema:
+            async with store.engine.begin() as connection:
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{store_config.database_schema}"'))
+        async with store.engine.begin() as connection:
+            await connection.run_sync(lambda c: command.upgrade(_alembic_config(c), "0004"))
+            rows = [
+                record_of([ev.sip_joined("call-ringing")]),
+                record_of([ev.sip_joined("call-talking"), ev.agent_joined("call-talking")]),
+                record_of(ev.whole_call("call-ended")),
+                record_of([ev.agent_joined("room-no-call")]),  # never started
+            ]
+            await connection.execute(calls.insert(), rows)
+        await store.open()  # migrates to the head
+        assert await store.count_in_progress() == 2
+        fold_now = lambda events: fold(events, no_agent_seconds=20, now_ms=clock())  # noqa: E731
+        # The rows were written without their events: the end folds from the end alone, which
+        # started nothing, so it is the stored row's open -> not-started change that counts.
+        ended = await store.record(ev.sip_left("call-ringing"), clock(), fold_now)
+        assert ended.in_progress == 1
+        async with store.engine.begin() as connection:
+            await connection.run_sync(lambda c: command.downgrade(_alembic_config(c), "0004"))
+            tables = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+            assert "calls_open_count" not in tables
+        await migrate(store.engine)
+        assert await store.count_in_progress() == 1
     finally:
         await store.close()
