@@ -127,17 +127,16 @@ class LiveKitCalls:
         return value
 
     async def _attempt(self, method: str, attempt: Callable[[float], Awaitable[T]], deadline: float) -> T:
+        """One timed attempt within what is left of `deadline`, errors raised as they come
+        (`LiveKitCallError`). One coroutine: every LiveKit request passes through it, and
+        each await the request makes is resumed through every coroutine stacked above it."""
         left = time_left(deadline)
         if left < MIN_ATTEMPT_SECONDS:
             raise LiveKitCallError("deadline", "no time left for a LiveKit request", status=None)
-        return await self.once(method, attempt, min(self.retry.attempt_timeout, left))
-
-    async def once(self, method: str, attempt: Callable[[float], Awaitable[T]], timeout: float) -> T:
-        """One timed attempt, errors raised as they come (`LiveKitCallError`)."""
         started = time.perf_counter()
         result = "error"
         try:
-            value = await attempt(timeout)
+            value = await attempt(min(self.retry.attempt_timeout, left))
             result = "ok"
             return value
         except LiveKitCallError as exc:
