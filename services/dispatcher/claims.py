@@ -58,16 +58,23 @@ class LocalLocks:
     @asynccontextmanager
     async def hold(self, key: str, deadline: float) -> AsyncIterator[bool]:
         """Yields True holding the lock, or False when `deadline` (loop time) passed first."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        held = self._locks.get(key)
+        lock, users = held if held is not None else (asyncio.Lock(), 0)
         self._locks[key] = (lock, users + 1)
         acquired = False
         try:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await lock.acquire()
+            if users == 0:
+                # Nobody holds or waits for this key (the lock is new): acquire() returns at
+                # once, so there is nothing to time out (the usual case, one request per call).
+                await lock.acquire()
                 acquired = True
-            except TimeoutError:
-                pass
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await lock.acquire()
+                    acquired = True
+                except TimeoutError:
+                    pass
             yield acquired
         finally:
             if acquired:

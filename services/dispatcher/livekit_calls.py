@@ -82,6 +82,9 @@ class LiveKitCalls:
     # healthy; unreachable or refusing our key is not.
     report_health: Callable[[bool], Awaitable[None]] | None = None
     _latency: LabelledChildren = field(init=False, repr=False)
+    # What was last reported: every request reports, and nearly every report repeats the
+    # last one, which the health reporter would ignore anyway (it changes nothing).
+    _reported: bool | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._latency = LabelledChildren(self.metrics.livekit_latency)
@@ -119,21 +122,21 @@ class LiveKitCalls:
             error = to_domain_error(exc, method=method, room=room)
             await self._health(not isinstance(error, _UNHEALTHY))
             raise error from exc
-        await self._health(True)
+        if self._reported is not True:
+            await self._health(True)
         return value
 
     async def _attempt(self, method: str, attempt: Callable[[float], Awaitable[T]], deadline: float) -> T:
+        """One timed attempt within what is left of `deadline`, errors raised as they come
+        (`LiveKitCallError`). One coroutine: every LiveKit request passes through it, and
+        each await the request makes is resumed through every coroutine stacked above it."""
         left = time_left(deadline)
         if left < MIN_ATTEMPT_SECONDS:
             raise LiveKitCallError("deadline", "no time left for a LiveKit request", status=None)
-        return await self.once(method, attempt, min(self.retry.attempt_timeout, left))
-
-    async def once(self, method: str, attempt: Callable[[float], Awaitable[T]], timeout: float) -> T:
-        """One timed attempt, errors raised as they come (`LiveKitCallError`)."""
         started = time.perf_counter()
         result = "error"
         try:
-            value = await attempt(timeout)
+            value = await attempt(min(self.retry.attempt_timeout, left))
             result = "ok"
             return value
         except LiveKitCallError as exc:
@@ -143,5 +146,6 @@ class LiveKitCalls:
             self._latency(method, result).observe(time.perf_counter() - started)
 
     async def _health(self, healthy: bool) -> None:
-        if self.report_health is not None:
+        if self.report_health is not None and healthy is not self._reported:
+            self._reported = healthy
             await self.report_health(healthy)

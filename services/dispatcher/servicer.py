@@ -53,16 +53,25 @@ STATUS = StatusTable(
 def dispatch_message(record: DispatchRecord, job_metadata: AgentJobMetadata | None = None) -> pb.Dispatch:
     """The dispatch as callers see it. `job_metadata` is what we know we stored (our own
     create); otherwise the stored text is parsed, and left unset when it is not ours."""
-    message = pb.Dispatch(
-        dispatch_id=record.dispatch_id, agent_name=record.agent_name, room=record.room, metadata=record.metadata
-    )
+    message = pb.Dispatch()
+    _fill_dispatch(message, record, job_metadata)
+    return message
+
+
+def _fill_dispatch(message: pb.Dispatch, record: DispatchRecord, job_metadata: AgentJobMetadata | None) -> None:
+    """`dispatch_message` written into `message` in place: a response's own field, so the
+    dispatch (its metadata text and job metadata, the bulk of the answer) is not built
+    apart and then copied into the response once more."""
+    message.dispatch_id = record.dispatch_id
+    message.agent_name = record.agent_name
+    message.room = record.room
+    message.metadata = record.metadata
     if job_metadata is None:
         try:
             job_metadata = codec.decode(record.metadata)
         except codec.JobMetadataError:
-            return message
+            return
     message.job_metadata.CopyFrom(job_metadata)
-    return message
 
 
 class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
@@ -82,31 +91,32 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
             # trace id only in the job metadata still gets traced logs (reset by the runtime).
             # Escaped like a header's: the metadata is the caller's text, not ours.
             tracing.current_trace_id.set(safe_trace_id(request.metadata.trace_id))
+        metadata = request.metadata
+        if not metadata.schema_version:
+            # Stamped here, as the codec would stamp a copy of it: the metadata LiveKit is
+            # sent and the response's job_metadata are the same, without that copy.
+            metadata.schema_version = codec.CURRENT_SCHEMA_VERSION
         try:
             outcome = await self._dispatcher.dispatch_agent(
-                request.room, request.agent_name, request.metadata, self._deadline(context)
+                request.room, request.agent_name, metadata, self._deadline(context)
             )
         except errors.DispatchError as exc:
             code = STATUS.code_of(exc)
             self._metrics.record_dispatch("failed", code.name)
             await self._abort(context, exc, code)
         self._metrics.record_dispatch("already_existed" if outcome.already_existed else "created")
-        stored = None if outcome.already_existed else request.metadata
+        response = pb.DispatchAgentResponse(already_existed=outcome.already_existed)
+        # Our own create stored the request's metadata (stamped above, as the codec stamps what LiveKit holds).
+        _fill_dispatch(response.dispatch, outcome.dispatch, None if outcome.already_existed else metadata)
         job = outcome.dispatch.live_job
-        if stored is not None and not stored.schema_version:
-            stored.schema_version = codec.CURRENT_SCHEMA_VERSION  # as the codec stamped what LiveKit holds
-        return pb.DispatchAgentResponse(
-            dispatch=dispatch_message(outcome.dispatch, stored),
-            already_existed=outcome.already_existed,
-            job=pb.AgentJob(
-                job_id=job.job_id,
-                worker_id=job.worker_id,
-                participant_identity=job.participant_identity,
-                status=job.status,
-            )
-            if job is not None
-            else None,
-        )
+        if job is not None:
+            answered = response.job
+            answered.SetInParent()
+            answered.job_id = job.job_id
+            answered.worker_id = job.worker_id
+            answered.participant_identity = job.participant_identity
+            answered.status = job.status
+        return response
 
     async def ListDispatches(  # noqa: N802
         self, request: pb.ListDispatchesRequest, context: grpc.aio.ServicerContext
