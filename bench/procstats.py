@@ -7,7 +7,9 @@ process started and the report says so."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from dataclasses import dataclass
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -100,3 +102,25 @@ class ProcessWatch:
             "busy_pct": round(100 * busy / wall_seconds, 1),
             "unwatched_pct": round(100 * max(0.0, busy - ours) / wall_seconds, 1),
         }
+
+
+# A process set counts as idle once it used less than this share of one core over one
+# sample: above the idle mesh's own background (gRPC pollers, the call history's sweep).
+IDLE_SHARE = 0.10
+_IDLE_SAMPLE_SECONDS = 0.25
+
+
+async def until_idle(pids: dict[str, int], limit_seconds: float) -> float:
+    """Waits until the processes have finished what a step left them (a call reporter's
+    queue, CallHistoryService's backlog) or `limit_seconds` have passed; returns the
+    seconds waited. A step is measured from a quiet start, and what it left behind is
+    counted as its own work rather than as the next step's."""
+    began = time.monotonic()
+    while True:
+        start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        await asyncio.sleep(_IDLE_SAMPLE_SECONDS)
+        used = sum((cpu_seconds(pid) or 0.0) - (start[name] or 0.0) for name, pid in pids.items())
+        waited = time.monotonic() - began
+        if used < IDLE_SHARE * _IDLE_SAMPLE_SECONDS or waited >= limit_seconds:
+            return round(waited, 2)
+
