@@ -83,15 +83,21 @@ def test_replicas_starting_together_take_turns_migrating(store_config) -> None:
         assert out.strip() == head_revision()
 
 
+async def _migrated_to(store: SqlCallStore, schema: str, revision: str) -> None:
+    """The store's database at an older revision, as a service of that time left it."""
+    if schema:
+        async with store.engine.begin() as connection:
+            await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    async with store.engine.begin() as connection:
+        await connection.run_sync(lambda c: command.upgrade(_alembic_config(c), revision))
+
+
 async def test_calls_that_had_ended_before_the_counting_column_are_marked_counted(store_config, clock: Clock) -> None:
     """An old service counted a call when it was decided; the sweep must not count it again."""
     store = SqlCallStore(store_config, clock_ms=clock)
     try:
-        if store_config.database_schema:
-            async with store.engine.begin() as connection:
-                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{store_config.database_schema}"'))
+        await _migrated_to(store, store_config.database_schema, "0002")
         async with store.engine.begin() as connection:
-            await connection.run_sync(lambda c: command.upgrade(_alembic_config(c), "0002"))
             for room, ended, outcome in (("call-old-ended", 5, "answered"), ("call-old-ringing", None, "")):
                 await connection.execute(
                     text(
@@ -150,11 +156,8 @@ async def test_the_count_of_open_calls_starts_at_the_calls_already_open(store_co
 
     store = SqlCallStore(store_config, clock_ms=clock)
     try:
-        if store_config.database_schema:
-            async with store.engine.begin() as connection:
-                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{store_config.database_schema}"'))
+        await _migrated_to(store, store_config.database_schema, "0004")
         async with store.engine.begin() as connection:
-            await connection.run_sync(lambda c: command.upgrade(_alembic_config(c), "0004"))
             rows = [
                 record_of([ev.sip_joined("call-ringing")]),
                 record_of([ev.sip_joined("call-talking"), ev.agent_joined("call-talking")]),
