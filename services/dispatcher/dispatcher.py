@@ -301,7 +301,7 @@ class Dispatcher:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _withdraw(self, record: DispatchRecord, deadline: float, state: _CreateState) -> None:
-        if await self._jobs.withdraw(record, deadline):
+        if (await self._jobs.withdraw(record, deadline)).gone:
             state.maybe_landed = False
 
     async def _create(

@@ -20,6 +20,7 @@ back. A job that failed at the worker is withdrawn the same way and replaced onc
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import Iterator
 
@@ -54,6 +55,21 @@ def poll_delays(config: JobConfig) -> Iterator[float]:
         yield delay
         delay = min(delay * POLL_BACKOFF_FACTOR, longest)
 
+
+
+class Withdrawal(enum.Enum):
+    """What a DeleteDispatch did. Two replicas converging on one room may both delete
+    the same extra dispatch: the second finds it already gone, and only the first
+    removed it."""
+
+    REMOVED = "removed"
+    ALREADY_GONE = "already_gone"  # not_found: another delete (another replica's) came first
+    FAILED = "failed"
+
+    @property
+    def gone(self) -> bool:
+        """LiveKit no longer holds the dispatch."""
+        return self is not Withdrawal.FAILED
 
 class JobFailed(Exception):
     """The dispatch's job ended without serving the call (the worker failed or rejected it)."""
@@ -133,8 +149,8 @@ class JobConfirmation:
             metadata={"agent_name": record.agent_name, "room": record.room, "dispatch_id": record.dispatch_id},
         )
 
-    async def withdraw(self, record: DispatchRecord, deadline: float) -> bool:
-        """DeleteDispatch (LiveKit ends its jobs). True once LiveKit no longer holds it."""
+    async def withdraw(self, record: DispatchRecord, deadline: float) -> Withdrawal:
+        """DeleteDispatch (LiveKit ends its jobs), and what it did."""
         try:
             await self._calls.run(
                 "DeleteDispatch",
@@ -143,11 +159,11 @@ class JobConfirmation:
                 deadline,
             )
         except errors.DispatchNotFound:
-            return True  # already gone
+            return Withdrawal.ALREADY_GONE
         except errors.DispatchError as exc:
             logger.warning("could not withdraw dispatch %s from %r: %s", record.dispatch_id, record.room, exc)
-            return False
-        return True
+            return Withdrawal.FAILED
+        return Withdrawal.REMOVED
 
     async def _list(self, record: DispatchRecord, deadline: float) -> list[DispatchRecord]:
         """The room's dispatches as ListDispatch shows them now."""

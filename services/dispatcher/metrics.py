@@ -41,7 +41,7 @@ class DispatcherMetrics(MetricSet):
         )
         self.duplicates_removed = self.counter(
             "friday_dispatcher_duplicate_dispatches_removed_total",
-            "Extra dispatches of a call's agent deleted after two creates landed (the oldest was kept).",
+            "Extra dispatches of a call's agent this replica deleted after two creates landed (the oldest was kept).",
         )
         self.no_worker = self.counter(
             "friday_dispatcher_no_agent_worker_total",

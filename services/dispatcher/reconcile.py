@@ -34,7 +34,7 @@ from dataclasses import KW_ONLY, InitVar, dataclass, field
 
 from services.dispatcher import errors
 from services.dispatcher.config import ClaimConfig
-from services.dispatcher.jobs import JobConfirmation
+from services.dispatcher.jobs import JobConfirmation, Withdrawal
 from services.dispatcher.livekit_calls import LiveKitCalls
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.transport import DispatchRecord, DispatchTransport
@@ -90,7 +90,8 @@ class Reconciler:
             return None
         extras = [d for d in dispatches if d.agent_name == agent_name and d.dispatch_id != kept.dispatch_id]
         for extra in extras:
-            if await self.jobs.withdraw(extra, deadline):
+            # Counted and logged by the replica whose delete removed it, once for the cluster.
+            if await self.jobs.withdraw(extra, deadline) is Withdrawal.REMOVED:
                 if not extra.failed:
                     self.metrics.duplicates_removed.inc()
                 logger.warning(
