@@ -46,11 +46,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import insert, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from friday.calls.v1 import call_history_service_pb2 as pb
 from friday.calls.v1.call_pb2 import CallEvent, CallEventKind
-from services.calls.config import CallsConfig, StoreConfig, async_database_url
+from services.calls.config import CallsConfig, StoreConfig, driver_url
 from services.calls.history import CallHistory
 from services.calls.metrics import CallsMetrics
 from services.calls.outbox import CallEventsConfig
@@ -193,21 +194,22 @@ def _watch_backends(store: SqlCallStore) -> set[int]:
     def connected(dbapi_connection: Any, _record: Any) -> None:
         pids.add(int(dbapi_connection.driver_connection.get_server_pid()))
 
-    sqlalchemy_event.listen(store.engine.sync_engine, "connect", connected)
+    sqlalchemy_event.listen(store.sync_engine, "connect", connected)
     return pids
 
 
 async def _fill_open(store: SqlCallStore, count: int) -> None:
     for event_rows, call_rows in _open_rows(count):
-        async with store.engine.begin() as connection:
-            await connection.execute(insert(call_events), event_rows)
-            await connection.execute(insert(calls), call_rows)
-            # Written past the store, so counted in as the store would (the gauge stays true).
-            await connection.execute(
-                update(calls_open_count)
-                .where(calls_open_count.c.id == 1)
-                .values(n=calls_open_count.c.n + len(call_rows))
-            )
+        await store.run_in_transaction(_insert_open, event_rows, call_rows)
+
+
+def _insert_open(connection: Connection, event_rows: list[dict[str, Any]], call_rows: list[dict[str, Any]]) -> None:
+    connection.execute(insert(call_events), event_rows)
+    connection.execute(insert(calls), call_rows)
+    # Written past the store, so counted in as the store would (the gauge stays true).
+    connection.execute(
+        update(calls_open_count).where(calls_open_count.c.id == 1).values(n=calls_open_count.c.n + len(call_rows))
+    )
 
 
 @contextlib.asynccontextmanager
@@ -220,7 +222,7 @@ async def _database(kind: str) -> AsyncIterator[StoreConfig]:
     try:
         yield StoreConfig(database_url=POSTGRES_URL, database_schema=schema)
     finally:
-        engine = create_async_engine(async_database_url(POSTGRES_URL))
+        engine = create_async_engine(driver_url(POSTGRES_URL))
         try:
             async with engine.begin() as connection:
                 await connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -255,7 +257,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 await record(request)
             if args.baseline:
                 measured = []
-            # Main-thread CPU only: the loop's work, without aiosqlite's thread.
+            # Main-thread CPU only: the loop's work, without the SQLite thread's.
             profiler = cProfile.Profile(time.thread_time) if args.profile else None
             began, began_loop = time.process_time(), time.thread_time()
             began_server = _backend_cpu_ns(backends)

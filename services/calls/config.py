@@ -35,11 +35,12 @@ def default_database_url() -> str:
     return f"sqlite:///{data_dir / 'calls.sqlite3'}"
 
 
-def async_database_url(url: str) -> str:
-    """The SQLAlchemy URL with the asyncio driver: people write `postgresql://…` and
-    `sqlite:///…`; SQLAlchemy needs `postgresql+asyncpg://…` and `sqlite+aiosqlite:///…`."""
+def driver_url(url: str) -> str:
+    """The SQLAlchemy URL with the driver the store runs on: people write `postgresql://…` and
+    `sqlite:///…`; the store runs asyncpg (`postgresql+asyncpg://…`) and the standard
+    library's sqlite3 on a thread of its own (`sqlite+pysqlite:///…`, transactions.py)."""
     if url == MEMORY_DATABASE:
-        return "sqlite+aiosqlite:///:memory:"
+        return "sqlite+pysqlite:///:memory:"
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigError(f"CALLS_DATABASE_URL={url!r} is not a database URL (postgresql://… or sqlite:///…)")
@@ -47,7 +48,7 @@ def async_database_url(url: str) -> str:
     if base in ("postgresql", "postgres"):
         return f"postgresql+asyncpg://{rest}"
     if base == "sqlite":
-        return f"sqlite+aiosqlite://{rest}"
+        return f"sqlite+pysqlite://{rest}"
     raise ConfigError(f"CALLS_DATABASE_URL={url!r}: only postgresql:// and sqlite:/// are supported")
 
 
@@ -91,7 +92,7 @@ class CallsConfig:
             ),
             events=CallEventsConfig.from_env(environ),
         )
-        async_database_url(config.store.database_url)  # refuse a bad URL at start-up, naming the variable
+        driver_url(config.store.database_url)  # refuse a bad URL at start-up, naming the variable
         if config.store.database_schema and not SCHEMA_NAME.match(config.store.database_schema):
             # It is spliced into CREATE SCHEMA and search_path: a plain name only.
             raise ConfigError(f"CALLS_DATABASE_SCHEMA={config.store.database_schema!r} is not a plain SQL name")

@@ -17,7 +17,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 VERSION_TABLE = "calls_alembic_version"
 # The advisory lock's key: any constant no other tool on the database takes; this one is
@@ -37,7 +36,7 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(_alembic_config(connection), "head")
 
 
-def _current(connection: Connection) -> str | None:
+def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
@@ -47,18 +46,12 @@ def head_revision() -> str:
     return head
 
 
-async def migrate(engine: AsyncEngine, *, schema: str = "") -> None:
-    """Creates `schema` when one is named (PostgreSQL), then upgrades to the head revision,
-    all in one transaction that holds the migration lock on PostgreSQL."""
-    async with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            await connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
-            if schema:
-                # A plain name, checked by the config; quoted for its case.
-                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        await connection.run_sync(_upgrade)
-
-
-async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as connection:
-        return await connection.run_sync(_current)
+def migrate(connection: Connection, *, schema: str = "") -> None:
+    """Creates `schema` when one is named (PostgreSQL), then upgrades to the head revision, in
+    the caller's transaction (the store runs it as one), holding the migration lock on PostgreSQL."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+        if schema:
+            # A plain name, checked by the config; quoted for its case.
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    _upgrade(connection)

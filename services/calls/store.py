@@ -1,14 +1,15 @@
 """The call history's database, behind a small Protocol so the domain logic
-(history.py) never imports SQLAlchemy. `SqlCallStore` runs on SQLAlchemy 2 Core with
-asyncpg (PostgreSQL) or aiosqlite (SQLite).
+(history.py) never imports SQLAlchemy. `SqlCallStore` runs on SQLAlchemy 2 Core, each
+operation a plain function of a connection run as one transaction (transactions.py: on
+asyncpg for PostgreSQL, on a thread of its own for SQLite).
 
 Recording is one transaction: insert the event unless its id is known, read all the
 room's events, fold them, write the call's row (and, when that starts or ends a call,
 move the count of calls in progress, a row of its own, by one). Two events of one call
 recorded at once must not each miss the other: PostgreSQL takes a transaction-scoped
 advisory lock on the room first (several replicas may share the database); SQLite has one
-writer at a time anyway, and one connection here, so its operations are serialised
-in-process.
+writer at a time anyway, and one connection and one thread here, so its transactions run
+one after another.
 
 The count of calls in progress (calls_open_count) is exact because every change to the
 calls rows that opens or closes one moves it in the same transaction, by an atomic
@@ -19,26 +20,38 @@ rollout that brings the count's row, a hand edit): the sweep's recount puts it r
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, String, and_, bindparam, delete, event, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Executable,
+    Select,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
 
 from friday.calls.v1.call_pb2 import Call, CallEvent, CallEventKind, CallOutcome
 from services.calls import errors
-from services.calls.config import SCHEMA_NAME, StoreConfig, async_database_url
+from services.calls.config import StoreConfig
 from services.calls.migrate import migrate
 from services.calls.outbox import OutboxItem, OutboxMessage
 from services.calls.records import OUTCOME_LABELS, millis
 from services.calls.schema import call_events, call_outbox, calls, calls_open_count
+from services.calls.transactions import Operation, T, open_transactions
 
 Fold = Callable[[Sequence[CallEvent]], Call]
 # The signed call events a record change makes (outbox.changes), written in the same transaction.
@@ -120,41 +133,6 @@ class CallStore(Protocol):
     async def ping(self) -> bool: ...
 
 
-def create_engine(config: StoreConfig) -> AsyncEngine:
-    url = async_database_url(config.database_url)
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        path = url.split(":///", 1)[1]
-        if path and path != ":memory:":
-            from pathlib import Path
-
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # One connection for the process: an in-memory database lives in its connection,
-        # and SQLite has one writer at a time anyway.
-        kwargs["poolclass"] = StaticPool
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-    elif config.database_schema:
-        if not SCHEMA_NAME.match(config.database_schema):
-            raise ValueError(f"database schema {config.database_schema!r} is not a plain SQL name")
-        kwargs["connect_args"] = {"server_settings": {"search_path": config.database_schema}}
-        kwargs["pool_pre_ping"] = True
-    else:
-        kwargs["pool_pre_ping"] = True
-    engine = create_async_engine(url, **kwargs)
-    if url.startswith("sqlite"):
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL: `friday calls list` can read while the service writes; NORMAL: a commit costs no
-    # fsync in WAL mode, and a crash loses at most the last commits, never the file.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
 def _opens_or_closes(before: Call | None, after: Call) -> bool:
     """Whether a change can move the count of calls in progress."""
     return (
@@ -193,77 +171,68 @@ def _row_values(call: Call, now_ms: int) -> dict[str, Any]:
 class SqlCallStore:
     def __init__(self, config: StoreConfig, *, clock_ms: Callable[[], int]) -> None:
         self._config = config
-        self._engine = create_engine(config)
-        self._postgres = self._engine.dialect.name == "postgresql"
+        self._transactions = open_transactions(config)
+        self._postgres = self._transactions.sync_engine.dialect.name == "postgresql"
         # Stored once per id: a redelivered event (or one another replica stored first) inserts nothing.
         dialect_insert = postgresql_insert if self._postgres else sqlite_insert
         self._insert_event = dialect_insert(call_events).on_conflict_do_nothing()
         # A change seen again (a refold, an outcome that flips back) never makes a second event.
         self._insert_outbox = dialect_insert(call_outbox).on_conflict_do_nothing()
         self._clock_ms = clock_ms
-        # SQLite: its one connection is used by one operation at a time.
-        self._serial = None if self._postgres else asyncio.Lock()
 
     @property
-    def engine(self) -> AsyncEngine:
-        return self._engine
+    def sync_engine(self) -> Engine:
+        """The engine the store's connections come from: its dialect, and its events for tests and the bench."""
+        return self._transactions.sync_engine
+
+    async def run_in_transaction(self, operation: Operation[T], *args: object) -> T:
+        """`operation(connection, *args)` as one transaction of the store's: how tests and tools
+        read and write the tables beside it (on SQLite, the store's one connection holds an
+        in-memory database)."""
+        return await self._transactions.run(operation, *args)
 
     async def open(self) -> None:
         """Creates the PostgreSQL schema when one is named, then migrates to the newest revision."""
         try:
-            await migrate(self._engine, schema=self._config.database_schema)
+            await self._transactions.run(_migrate, self._config.database_schema)
         except (OperationalError, DBAPIError, OSError) as exc:
             raise errors.StoreUnavailable(f"call history database unavailable: {exc}") from exc
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await self._transactions.dispose()
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with contextlib.AsyncExitStack() as stack:
-            if self._serial is not None:
-                await stack.enter_async_context(self._serial)
-            try:
-                connection = await stack.enter_async_context(self._engine.begin())
-                yield connection
-            except (OperationalError, OSError) as exc:
-                raise errors.StoreUnavailable(f"call history database unavailable: {exc}") from exc
-
-    async def _lock_room(self, connection: AsyncConnection, room: str) -> None:
+    def _lock_room(self, connection: Connection, room: str) -> None:
         if self._postgres:
-            await connection.execute(_ROOM_LOCK, {"room": room})
+            connection.execute(_ROOM_LOCK, {"room": room})
 
-    async def _fold_and_write(
-        self, connection: AsyncConnection, room: str, fold: Fold, recorded: bool, notices: Notices | None
+    def _fold_and_write(
+        self, connection: Connection, room: str, fold: Fold, recorded: bool, notices: Notices | None
     ) -> Recorded:
-        payloads = (await connection.execute(_ROOM_PAYLOADS, {"room": room})).scalars()
+        payloads = connection.execute(_ROOM_PAYLOADS, {"room": room}).scalars()
         events = [CallEvent.FromString(p) for p in payloads]
-        existing = (await connection.execute(_ROOM_RECORD, {"room": room})).scalar_one_or_none()
+        existing = connection.execute(_ROOM_RECORD, {"room": room}).scalar_one_or_none()
         before = Call.FromString(existing) if existing is not None else None
         after = fold(events)
         values = _row_values(after, self._clock_ms())
         delta = int(_is_open(after)) - int(_is_open(before))
         if before is None:
-            await connection.execute(_INSERT_CALL, {"room": room, **values})
+            connection.execute(_INSERT_CALL, {"room": room, **values})
         elif before != after:
-            updated = await connection.execute(_UPDATE_CALL, {"call_room": room, **values})
+            updated = connection.execute(_UPDATE_CALL, {"call_room": room, **values})
             if updated.rowcount != 1:
                 delta = 0  # the row went meanwhile (retention, which counted it out): nothing was written
         if notices is not None and before != after:
             for message in notices(before, after):
-                await self._enqueue(connection, message)
+                self._enqueue(connection, message)
         in_progress = None
         if delta:
             # Last, so the count's row is locked from here to the commit only.
-            in_progress = int((await connection.execute(_MOVE_OPEN_COUNT, {"delta": delta})).scalar_one())
+            in_progress = int(connection.execute(_MOVE_OPEN_COUNT, {"delta": delta}).scalar_one())
         elif _opens_or_closes(before, after):
-            in_progress = await self._open_count(connection)
+            in_progress = _open_count(connection)
         return Recorded(recorded=recorded, before=before, after=after, in_progress=in_progress)
 
-    async def _open_count(self, connection: AsyncConnection) -> int:
-        return int((await connection.execute(_OPEN_COUNT)).scalar_one())
-
-    async def _enqueue(self, connection: AsyncConnection, message: OutboxMessage) -> None:
+    def _enqueue(self, connection: Connection, message: OutboxMessage) -> None:
         now = self._clock_ms()
         values = {
             "idempotency_key": message.idempotency_key,
@@ -276,10 +245,13 @@ class SqlCallStore:
             "delivered_at_ms": None,
             "last_error": "",
         }
-        await connection.execute(self._insert_outbox, values)
+        connection.execute(self._insert_outbox, values)
 
     async def claim_outbox(self, now_ms: int, lease_ms: int, limit: int) -> list[OutboxItem]:
         """Due rows, oldest first, leased: not offered again until the lease ends."""
+        return await self._transactions.run(self._claim_outbox, now_ms, lease_ms, limit)
+
+    def _claim_outbox(self, connection: Connection, now_ms: int, lease_ms: int, limit: int) -> list[OutboxItem]:
         statement = (
             select(call_outbox.c.id, call_outbox.c.idempotency_key, call_outbox.c.body, call_outbox.c.attempts)
             .where(call_outbox.c.delivered_at_ms.is_(None), call_outbox.c.next_attempt_at_ms <= now_ms)
@@ -288,86 +260,73 @@ class SqlCallStore:
         )
         if self._postgres:
             statement = statement.with_for_update(skip_locked=True)  # replicas share the work
-        async with self._transaction() as connection:
-            rows = (await connection.execute(statement)).all()
-            if rows:
-                await connection.execute(
-                    update(call_outbox)
-                    .where(call_outbox.c.id.in_([row.id for row in rows]))
-                    .values(next_attempt_at_ms=now_ms + lease_ms)
-                )
+        rows = connection.execute(statement).all()
+        if rows:
+            connection.execute(
+                update(call_outbox)
+                .where(call_outbox.c.id.in_([row.id for row in rows]))
+                .values(next_attempt_at_ms=now_ms + lease_ms)
+            )
         return [OutboxItem(row.id, row.idempotency_key, row.body, row.attempts) for row in rows]
 
     async def outbox_delivered(self, item_id: int, now_ms: int) -> None:
-        async with self._transaction() as connection:
-            await connection.execute(
-                update(call_outbox)
-                .where(call_outbox.c.id == item_id)
-                .values(delivered_at_ms=now_ms, attempts=call_outbox.c.attempts + 1, last_error="")
-            )
+        statement = (
+            update(call_outbox)
+            .where(call_outbox.c.id == item_id)
+            .values(delivered_at_ms=now_ms, attempts=call_outbox.c.attempts + 1, last_error="")
+        )
+        await self._transactions.run(_execute, statement)
 
     async def outbox_failed(self, item_id: int, next_attempt_at_ms: int, error: str) -> None:
-        async with self._transaction() as connection:
-            await connection.execute(
-                update(call_outbox)
-                .where(call_outbox.c.id == item_id)
-                .values(next_attempt_at_ms=next_attempt_at_ms, attempts=call_outbox.c.attempts + 1, last_error=error)
-            )
+        statement = (
+            update(call_outbox)
+            .where(call_outbox.c.id == item_id)
+            .values(next_attempt_at_ms=next_attempt_at_ms, attempts=call_outbox.c.attempts + 1, last_error=error)
+        )
+        await self._transactions.run(_execute, statement)
 
     async def record(
         self, event: CallEvent, received_at_ms: int, fold: Fold, notices: Notices | None = None
     ) -> Recorded:
-        async with self._transaction() as connection:
-            await self._lock_room(connection, event.room)
-            inserted = await connection.execute(
-                self._insert_event,
-                {
-                    "event_id": event.event_id,
-                    "room": event.room,
-                    "kind": CallEventKind.Name(event.kind),
-                    "occurred_at_ms": millis(event.occurred_at),
-                    "received_at_ms": received_at_ms,
-                    "payload": event.SerializeToString(deterministic=True),
-                },
-            )
-            recorded = inserted.rowcount == 1
-            room = event.room
-            if not recorded:
-                # Known already, perhaps under another room (stored meanwhile under that room's lock):
-                # the record to fold again is the stored event's.
-                known = (await connection.execute(_EVENT_ROOM, {"event_id": event.event_id})).scalar_one_or_none()
-                if known is not None and known != event.room:
-                    # That room's own lock too: a fold of it racing this one would start from the same
-                    # row and move the count of calls in progress twice for one change.
-                    await self._lock_room(connection, known)
-                room = known if known is not None else event.room
-            return await self._fold_and_write(connection, room, fold, recorded, notices)
+        return await self._transactions.run(self._record, event, received_at_ms, fold, notices)
+
+    def _record(
+        self, connection: Connection, event: CallEvent, received_at_ms: int, fold: Fold, notices: Notices | None
+    ) -> Recorded:
+        self._lock_room(connection, event.room)
+        inserted = connection.execute(
+            self._insert_event,
+            {
+                "event_id": event.event_id,
+                "room": event.room,
+                "kind": CallEventKind.Name(event.kind),
+                "occurred_at_ms": millis(event.occurred_at),
+                "received_at_ms": received_at_ms,
+                "payload": event.SerializeToString(deterministic=True),
+            },
+        )
+        recorded = inserted.rowcount == 1
+        room = event.room
+        if not recorded:
+            # Known already, perhaps under another room (stored meanwhile under that room's lock):
+            # the record to fold again is the stored event's.
+            known = connection.execute(_EVENT_ROOM, {"event_id": event.event_id}).scalar_one_or_none()
+            if known is not None and known != event.room:
+                # That room's own lock too: a fold of it racing this one would start from the same
+                # row and move the count of calls in progress twice for one change.
+                self._lock_room(connection, known)
+            room = known if known is not None else event.room
+        return self._fold_and_write(connection, room, fold, recorded, notices)
 
     async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded:
-        async with self._transaction() as connection:
-            await self._lock_room(connection, room)
-            return await self._fold_and_write(connection, room, fold, False, notices)
+        return await self._transactions.run(self._refold, room, fold, notices)
+
+    def _refold(self, connection: Connection, room: str, fold: Fold, notices: Notices | None) -> Recorded:
+        self._lock_room(connection, room)
+        return self._fold_and_write(connection, room, fold, False, notices)
 
     async def get_call(self, key: str) -> tuple[Call, list[CallEvent]] | None:
-        async with self._transaction() as connection:
-            row = (
-                await connection.execute(
-                    select(calls.c.room, calls.c.record)
-                    .where(or_(calls.c.room == key, calls.c.sip_call_id == key), calls.c.started_at_ms.is_not(None))
-                    .order_by(calls.c.started_at_ms.desc())
-                    .limit(1)
-                )
-            ).first()
-            if row is None:
-                return None
-            payloads = (
-                await connection.execute(
-                    select(call_events.c.payload)
-                    .where(call_events.c.room == row.room)
-                    .order_by(call_events.c.occurred_at_ms, call_events.c.event_id)
-                )
-            ).scalars()
-            return Call.FromString(row.record), [CallEvent.FromString(p) for p in payloads]
+        return await self._transactions.run(_get_call, key)
 
     async def list_calls(self, query: CallQuery) -> list[Call]:
         conditions: list[ColumnElement[bool]] = [calls.c.started_at_ms.is_not(None)]
@@ -392,13 +351,11 @@ class SqlCallStore:
             .order_by(calls.c.started_at_ms.desc(), calls.c.room.desc())
             .limit(query.limit)
         )
-        async with self._transaction() as connection:
-            return [Call.FromString(p) for p in (await connection.execute(statement)).scalars()]
+        return await self._transactions.run(_records, statement)
 
     async def calls_started_between(self, start_ms: int, end_ms: int) -> list[Call]:
         statement = select(calls.c.record).where(calls.c.started_at_ms >= start_ms, calls.c.started_at_ms < end_ms)
-        async with self._transaction() as connection:
-            return [Call.FromString(p) for p in (await connection.execute(statement)).scalars()]
+        return await self._transactions.run(_records, statement)
 
     async def undecided_rooms(self, started_by_ms: int) -> list[str]:
         statement = select(calls.c.room).where(
@@ -406,13 +363,15 @@ class SqlCallStore:
             calls.c.started_at_ms.is_not(None),
             calls.c.started_at_ms <= started_by_ms,
         )
-        async with self._transaction() as connection:
-            return list((await connection.execute(statement)).scalars())
+        return await self._transactions.run(_scalars, statement)
 
     async def finalise(self, settled_by_ms: int, now_ms: int, limit: int) -> list[Call]:
         """Marks counted, and answers, up to `limit` calls that are decided, were not counted yet
         and have not changed since `settled_by_ms` (ended or not). Each call is answered once, to
         one caller: on PostgreSQL, replicas sweeping at once skip each other's rows."""
+        return await self._transactions.run(self._finalise, settled_by_ms, now_ms, limit)
+
+    def _finalise(self, connection: Connection, settled_by_ms: int, now_ms: int, limit: int) -> list[Call]:
         statement = (
             select(calls.c.room, calls.c.record)
             .where(
@@ -425,63 +384,105 @@ class SqlCallStore:
         )
         if self._postgres:
             statement = statement.with_for_update(skip_locked=True)
-        async with self._transaction() as connection:
-            rows = (await connection.execute(statement)).all()
-            if rows:
-                await connection.execute(
-                    update(calls).where(calls.c.room.in_([row.room for row in rows])).values(counted_at_ms=now_ms)
-                )
+        rows = connection.execute(statement).all()
+        if rows:
+            connection.execute(
+                update(calls).where(calls.c.room.in_([row.room for row in rows])).values(counted_at_ms=now_ms)
+            )
         return [Call.FromString(row.record) for row in rows]
 
     async def delete_older_than(self, cutoff_ms: int) -> int:
         """Calls that started before the cutoff, and events received before it."""
-        async with self._transaction() as connection:
-            old_rooms = select(calls.c.room).where(calls.c.started_at_ms < cutoff_ms)
-            await connection.execute(delete(call_events).where(call_events.c.room.in_(old_rooms)))
-            # The open ones first, by a statement of their own: its row count is how many calls in
-            # progress go (on PostgreSQL it re-checks a row another transaction ended meanwhile).
-            old_open = await connection.execute(
-                delete(calls).where(calls.c.started_at_ms < cutoff_ms, calls.c.ended_at_ms.is_(None))
-            )
-            result = await connection.execute(delete(calls).where(calls.c.started_at_ms < cutoff_ms))
-            await connection.execute(delete(call_events).where(call_events.c.received_at_ms < cutoff_ms))
-            await connection.execute(delete(call_outbox).where(call_outbox.c.created_at_ms < cutoff_ms))
-            # Rooms whose events are all gone (never a call: no SIP join) lose their empty row too.
-            await connection.execute(
-                delete(calls).where(calls.c.started_at_ms.is_(None), calls.c.updated_at_ms < cutoff_ms)
-            )
-            gone_open = int(old_open.rowcount or 0)
-            if gone_open:  # last, as in recording: the count's row is locked to the commit only
-                await connection.execute(_MOVE_OPEN_COUNT, {"delta": -gone_open})
-            return gone_open + int(result.rowcount or 0)
+        return await self._transactions.run(_delete_older_than, cutoff_ms)
 
     async def count_in_progress(self) -> int:
-        async with self._transaction() as connection:
-            return await self._open_count(connection)
+        return await self._transactions.run(_open_count)
 
     async def recount_in_progress(self) -> tuple[int, int]:
         """Counts the open calls rows (through ix_calls_open) and sets the count's row to that
         if it differs: (the row's value, the rows counted)."""
-        async with self._transaction() as connection:
-            counted, rows = (await connection.execute(_OPEN_COUNT_AND_ROWS)).one()
+        counted, rows = await self._transactions.run(_open_count_and_rows)
         if counted == rows:
-            return int(counted), int(rows)
-        async with self._transaction() as connection:
-            if self._postgres:
-                # Every change that moves the count holds its row until it commits: with the row
-                # held here, the count below sees each such change committed, or not yet moved.
-                counted = int((await connection.execute(_OPEN_COUNT.with_for_update())).scalar_one())
-            else:
-                counted = await self._open_count(connection)
-            rows = int((await connection.execute(_OPEN_ROWS)).scalar_one())
-            if counted != rows:
-                await connection.execute(_SET_OPEN_COUNT, {"n": rows})
+            return counted, rows
+        return await self._transactions.run(self._recount_in_progress)
+
+    def _recount_in_progress(self, connection: Connection) -> tuple[int, int]:
+        if self._postgres:
+            # Every change that moves the count holds its row until it commits: with the row
+            # held here, the count below sees each such change committed, or not yet moved.
+            counted = int(connection.execute(_OPEN_COUNT.with_for_update()).scalar_one())
+        else:
+            counted = _open_count(connection)
+        rows = int(connection.execute(_OPEN_ROWS).scalar_one())
+        if counted != rows:
+            connection.execute(_SET_OPEN_COUNT, {"n": rows})
         return counted, rows
 
     async def ping(self) -> bool:
         try:
-            async with self._transaction() as connection:
-                await connection.execute(select(1))
+            await self._transactions.run(_execute, select(1))
             return True
         except (errors.StoreUnavailable, DBAPIError):
             return False
+
+
+# The operations that need nothing of the store's own: functions of a connection.
+
+
+def _migrate(connection: Connection, schema: str) -> None:
+    migrate(connection, schema=schema)
+
+
+def _execute(connection: Connection, statement: Executable) -> None:
+    connection.execute(statement)
+
+
+def _records(connection: Connection, statement: Select[Any]) -> list[Call]:
+    return [Call.FromString(p) for p in connection.execute(statement).scalars()]
+
+
+def _scalars(connection: Connection, statement: Select[Any]) -> list[str]:
+    return list(connection.execute(statement).scalars())
+
+
+def _open_count(connection: Connection) -> int:
+    return int(connection.execute(_OPEN_COUNT).scalar_one())
+
+
+def _open_count_and_rows(connection: Connection) -> tuple[int, int]:
+    counted, rows = connection.execute(_OPEN_COUNT_AND_ROWS).one()
+    return int(counted), int(rows)
+
+
+def _get_call(connection: Connection, key: str) -> tuple[Call, list[CallEvent]] | None:
+    row = connection.execute(
+        select(calls.c.room, calls.c.record)
+        .where(or_(calls.c.room == key, calls.c.sip_call_id == key), calls.c.started_at_ms.is_not(None))
+        .order_by(calls.c.started_at_ms.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    payloads = connection.execute(
+        select(call_events.c.payload)
+        .where(call_events.c.room == row.room)
+        .order_by(call_events.c.occurred_at_ms, call_events.c.event_id)
+    ).scalars()
+    return Call.FromString(row.record), [CallEvent.FromString(p) for p in payloads]
+
+
+def _delete_older_than(connection: Connection, cutoff_ms: int) -> int:
+    old_rooms = select(calls.c.room).where(calls.c.started_at_ms < cutoff_ms)
+    connection.execute(delete(call_events).where(call_events.c.room.in_(old_rooms)))
+    # The open ones first, by a statement of their own: its row count is how many calls in
+    # progress go (on PostgreSQL it re-checks a row another transaction ended meanwhile).
+    old_open = connection.execute(delete(calls).where(calls.c.started_at_ms < cutoff_ms, calls.c.ended_at_ms.is_(None)))
+    result = connection.execute(delete(calls).where(calls.c.started_at_ms < cutoff_ms))
+    connection.execute(delete(call_events).where(call_events.c.received_at_ms < cutoff_ms))
+    connection.execute(delete(call_outbox).where(call_outbox.c.created_at_ms < cutoff_ms))
+    # Rooms whose events are all gone (never a call: no SIP join) lose their empty row too.
+    connection.execute(delete(calls).where(calls.c.started_at_ms.is_(None), calls.c.updated_at_ms < cutoff_ms))
+    gone_open = int(old_open.rowcount or 0)
+    if gone_open:  # last, as in recording: the count's row is locked to the commit only
+        connection.execute(_MOVE_OPEN_COUNT, {"delta": -gone_open})
+    return gone_open + int(result.rowcount or 0)

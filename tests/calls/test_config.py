@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.calls.config import CallerNumbers, CallsConfig, async_database_url, default_database_url
+from services.calls.config import CallerNumbers, CallsConfig, default_database_url, driver_url
 from services.calls.records import mask_number
 from services.common.env import ConfigError
 
@@ -34,17 +34,17 @@ def test_settings_are_read() -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "driver_url"),
+    ("url", "expected"),
     [
         ("postgresql://u@h/db", "postgresql+asyncpg://u@h/db"),
         ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
         ("postgresql+psycopg://u@h/db", "postgresql+asyncpg://u@h/db"),
-        ("sqlite:///tmp/calls.db", "sqlite+aiosqlite:///tmp/calls.db"),
-        (":memory:", "sqlite+aiosqlite:///:memory:"),
+        ("sqlite:///tmp/calls.db", "sqlite+pysqlite:///tmp/calls.db"),
+        (":memory:", "sqlite+pysqlite:///:memory:"),
     ],
 )
-def test_database_urls_get_the_asyncio_driver(url: str, driver_url: str) -> None:
-    assert async_database_url(url) == driver_url
+def test_database_urls_get_the_store_s_driver(url: str, expected: str) -> None:
+    assert driver_url(url) == expected
 
 
 @pytest.mark.parametrize(

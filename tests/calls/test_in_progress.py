@@ -45,9 +45,8 @@ class Service:
 
     async def open_rows(self) -> int:
         """The truth the gauge must match: the calls rows started and not ended."""
-        async with self.store.engine.connect() as connection:
-            query = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
-            return int((await connection.execute(query)).scalar_one())
+        query = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
+        return int(await self.store.run_in_transaction(lambda c: c.execute(query).scalar_one()))
 
 
 @pytest.fixture
@@ -65,8 +64,7 @@ async def _write_past_the_store(store: SqlCallStore, clock: Clock, room: str) ->
     from services.calls.store import _row_values
 
     call = fold([ev.sip_joined(room)], no_agent_seconds=20.0, now_ms=clock())
-    async with store.engine.begin() as connection:
-        await connection.execute(calls.insert(), [{"room": room, **_row_values(call, clock())}])
+    await store.run_in_transaction(lambda c: c.execute(calls.insert(), [{"room": room, **_row_values(call, clock())}]))
 
 
 def _mixed_calls(calls_each: int) -> tuple[list[CallEvent], int]:
@@ -202,12 +200,12 @@ async def test_recording_never_counts_the_calls_rows(service: Service, clock: Cl
         statements.append(statement.lower())
 
     await service.history.record(ev.sip_joined("call-warm"))  # the pool's connection exists
-    event.listen(service.store.engine.sync_engine, "before_cursor_execute", seen)
+    event.listen(service.store.sync_engine, "before_cursor_execute", seen)
     try:
         for e in ev.whole_call("call-counted"):
             await service.history.record(e)
     finally:
-        event.remove(service.store.engine.sync_engine, "before_cursor_execute", seen)
+        event.remove(service.store.sync_engine, "before_cursor_execute", seen)
     assert statements, "no statements seen"
     assert not [s for s in statements if "count(" in s], statements
     assert service.gauge() == 1  # call-warm

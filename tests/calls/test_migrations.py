@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
 
 from services.calls.migrate import VERSION_TABLE, _alembic_config, current_revision, head_revision, migrate
 from services.calls.store import SqlCallStore
@@ -18,20 +19,19 @@ pytestmark = pytest.mark.asyncio
 async def test_migrations_create_the_schema_and_are_idempotent(store_config, clock: Clock) -> None:
     store = SqlCallStore(store_config, clock_ms=clock)
     try:
-        assert await current_revision(store.engine) is None
+        assert await store.run_in_transaction(current_revision) is None
         await store.open()  # migrates
-        assert await current_revision(store.engine) == head_revision()
-        async with store.engine.connect() as connection:
-            tables = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
-            indexes = await connection.run_sync(lambda c: {i["name"] for i in inspect(c).get_indexes("calls")})
+        assert await store.run_in_transaction(current_revision) == head_revision()
+        tables = set(await store.run_in_transaction(lambda c: inspect(c).get_table_names()))
+        indexes = await store.run_in_transaction(lambda c: {i["name"] for i in inspect(c).get_indexes("calls")})
         assert {"calls", "call_events", "call_outbox", VERSION_TABLE} <= tables
         assert "ix_calls_started" in indexes
         fold = lambda events: __import__("services.calls.records", fromlist=["fold"]).fold(  # noqa: E731
             events, no_agent_seconds=20, now_ms=clock()
         )
         await store.record(ev.sip_joined("call-mig"), clock(), fold)
-        await migrate(store.engine)  # a restart: nothing to do, nothing lost
-        assert await current_revision(store.engine) == head_revision()
+        await store.run_in_transaction(migrate)  # a restart: nothing to do, nothing lost
+        assert await store.run_in_transaction(current_revision) == head_revision()
         found = await store.get_call("call-mig")
         assert found is not None and found[0].room == "call-mig"
     finally:
@@ -49,7 +49,7 @@ async def main() -> None:
     store = SqlCallStore(StoreConfig(database_url=sys.argv[1], database_schema=sys.argv[2]), clock_ms=lambda: 0)
     try:
         await store.open()
-        print(await current_revision(store.engine))
+        print(await store.run_in_transaction(current_revision))
     finally:
         await store.close()
 
@@ -86,10 +86,8 @@ def test_replicas_starting_together_take_turns_migrating(store_config) -> None:
 async def _migrated_to(store: SqlCallStore, schema: str, revision: str) -> None:
     """The store's database at an older revision, as a service of that time left it."""
     if schema:
-        async with store.engine.begin() as connection:
-            await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-    async with store.engine.begin() as connection:
-        await connection.run_sync(lambda c: command.upgrade(_alembic_config(c), revision))
+        await store.run_in_transaction(lambda c: c.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')))
+    await store.run_in_transaction(lambda c: command.upgrade(_alembic_config(c), revision))
 
 
 async def test_calls_that_had_ended_before_the_counting_column_are_marked_counted(store_config, clock: Clock) -> None:
@@ -97,20 +95,21 @@ async def test_calls_that_had_ended_before_the_counting_column_are_marked_counte
     store = SqlCallStore(store_config, clock_ms=clock)
     try:
         await _migrated_to(store, store_config.database_schema, "0002")
-        async with store.engine.begin() as connection:
-            for room, ended, outcome in (("call-old-ended", 5, "answered"), ("call-old-ringing", None, "")):
-                await connection.execute(
-                    text(
-                        "INSERT INTO calls (room, sip_call_id, started_at_ms, ended_at_ms, outcome, dialed_number,"
-                        " caller_number, persona_id, persona_version, persona_source, default_reason, dispatch_id,"
-                        " updated_at_ms, record) VALUES (:room, '', 1, :ended, :outcome, '', '', '', '', '', '', '',"
-                        " 7, :record)"
-                    ),
-                    {"room": room, "ended": ended, "outcome": outcome, "record": b""},
-                )
+        old_rows = [
+            {"room": room, "ended": ended, "outcome": outcome, "record": b""}
+            for room, ended, outcome in (("call-old-ended", 5, "answered"), ("call-old-ringing", None, ""))
+        ]
+        insert_old = text(
+            "INSERT INTO calls (room, sip_call_id, started_at_ms, ended_at_ms, outcome, dialed_number,"
+            " caller_number, persona_id, persona_version, persona_source, default_reason, dispatch_id,"
+            " updated_at_ms, record) VALUES (:room, '', 1, :ended, :outcome, '', '', '', '', '', '', '',"
+            " 7, :record)"
+        )
+        await store.run_in_transaction(lambda c: c.execute(insert_old, old_rows))
         await store.open()  # migrates to the head
-        async with store.engine.connect() as connection:
-            rows = dict((await connection.execute(text("SELECT room, counted_at_ms FROM calls"))).all())
+        rows = dict(
+            await store.run_in_transaction(lambda c: c.execute(text("SELECT room, counted_at_ms FROM calls")).all())
+        )
         assert rows == {"call-old-ended": 7, "call-old-ringing": None}
     finally:
         await store.close()
@@ -126,18 +125,18 @@ async def test_counting_the_open_calls_reads_an_index_not_the_whole_history(stor
     store = SqlCallStore(store_config, clock_ms=clock)
     try:
         await store.open()
-        async with store.engine.connect() as connection:
-            indexes = await connection.run_sync(
-                lambda c: {i["name"]: i["column_names"] for i in inspect(c).get_indexes("calls")}
+        indexes = await store.run_in_transaction(
+            lambda c: {i["name"]: i["column_names"] for i in inspect(c).get_indexes("calls")}
+        )
+        assert indexes["ix_calls_open"][0] == "ended_at_ms"
+        if store.sync_engine.dialect.name == "sqlite":  # PostgreSQL's planner may scan a tiny table anyway
+            query = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
+            compiled = str(query.compile(store.sync_engine, compile_kwargs={"literal_binds": True}))
+            explained = await store.run_in_transaction(
+                lambda c: c.execute(text("EXPLAIN QUERY PLAN " + compiled)).all()
             )
-            assert indexes["ix_calls_open"][0] == "ended_at_ms"
-            if store.engine.dialect.name == "sqlite":  # PostgreSQL's planner may scan a tiny table anyway
-                query = select(func.count()).where(calls.c.started_at_ms.is_not(None), calls.c.ended_at_ms.is_(None))
-                compiled = str(query.compile(store.engine.sync_engine, compile_kwargs={"literal_binds": True}))
-                plan = " ".join(
-                    str(row[-1]) for row in (await connection.execute(text("EXPLAIN QUERY PLAN " + compiled))).all()
-                )
-                assert "USING COVERING INDEX ix_calls_open" in plan, plan
+            plan = " ".join(str(row[-1]) for row in explained)
+            assert "USING COVERING INDEX ix_calls_open" in plan, plan
     finally:
         await store.close()
 
@@ -157,14 +156,13 @@ async def test_the_count_of_open_calls_starts_at_the_calls_already_open(store_co
     store = SqlCallStore(store_config, clock_ms=clock)
     try:
         await _migrated_to(store, store_config.database_schema, "0004")
-        async with store.engine.begin() as connection:
-            rows = [
-                record_of([ev.sip_joined("call-ringing")]),
-                record_of([ev.sip_joined("call-talking"), ev.agent_joined("call-talking")]),
-                record_of(ev.whole_call("call-ended")),
-                record_of([ev.agent_joined("room-no-call")]),  # never started
-            ]
-            await connection.execute(calls.insert(), rows)
+        rows = [
+            record_of([ev.sip_joined("call-ringing")]),
+            record_of([ev.sip_joined("call-talking"), ev.agent_joined("call-talking")]),
+            record_of(ev.whole_call("call-ended")),
+            record_of([ev.agent_joined("room-no-call")]),  # never started
+        ]
+        await store.run_in_transaction(lambda c: c.execute(calls.insert(), rows))
         await store.open()  # migrates to the head
         assert await store.count_in_progress() == 2
         fold_now = lambda events: fold(events, no_agent_seconds=20, now_ms=clock())  # noqa: E731
@@ -172,11 +170,13 @@ async def test_the_count_of_open_calls_starts_at_the_calls_already_open(store_co
         # started nothing, so it is the stored row's open -> not-started change that counts.
         ended = await store.record(ev.sip_left("call-ringing"), clock(), fold_now)
         assert ended.in_progress == 1
-        async with store.engine.begin() as connection:
-            await connection.run_sync(lambda c: command.downgrade(_alembic_config(c), "0004"))
-            tables = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
-            assert "calls_open_count" not in tables
-        await migrate(store.engine)
+
+        def downgrade_to_0004(connection: Connection) -> set[str]:
+            command.downgrade(_alembic_config(connection), "0004")
+            return set(inspect(connection).get_table_names())
+
+        assert "calls_open_count" not in await store.run_in_transaction(downgrade_to_0004)
+        await store.run_in_transaction(migrate)
         assert await store.count_in_progress() == 1
     finally:
         await store.close()
