@@ -39,7 +39,7 @@ import pstats
 import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ from services.common import event_loop
 from services.testing import livekit_webhooks as webhooks
 from services.webhook_gateway import call_events as gateway_events
 from services.webhook_gateway.call_flow import Dispatched
-from services.webhook_gateway.call_reporter import CallReporter, CallReporterMetrics, CallReportingConfig
+from services.webhook_gateway.call_reporter import CallReporter, CallReporterMetrics, CallReportingConfig, Refusal
 from services.webhook_gateway.events import SipCall, classify
 
 POSTGRES_URL = "postgresql://root@127.0.0.1:5432/test"
@@ -308,10 +308,11 @@ class _AcknowledgingSink:
             self._reached.set()
         return self._reached
 
-    async def record(self, event: CallEvent, *, timeout: float) -> None:
-        self._seen += 1
-        if self._seen == self._target:
+    async def record(self, events: Sequence[CallEvent], *, timeout: float) -> list[Refusal]:
+        self._seen += len(events)
+        if self._seen >= self._target:
             self._reached.set()
+        return []
 
 
 async def _run_reporter(args: argparse.Namespace) -> dict[str, Any]:

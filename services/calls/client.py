@@ -37,6 +37,11 @@ class CallsClient(ServiceClient):
     async def record(self, event: CallEvent, *, timeout: float | None = None) -> pb.RecordCallEventResponse:
         return await self._call(self._stub.RecordCallEvent, pb.RecordCallEventRequest(event=event), timeout)
 
+    async def record_many(
+        self, events: list[CallEvent], *, timeout: float | None = None
+    ) -> pb.RecordCallEventsResponse:
+        return await self._call(self._stub.RecordCallEvents, pb.RecordCallEventsRequest(events=events), timeout)
+
     async def list_calls(self, request: pb.ListCallsRequest, *, timeout: float | None = None) -> pb.ListCallsResponse:
         return await self._call(self._stub.ListCalls, request, timeout)
 

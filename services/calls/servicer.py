@@ -11,7 +11,7 @@ import grpc
 
 from friday.calls.v1 import call_history_service_pb2 as pb
 from friday.calls.v1 import call_history_service_pb2_grpc as pb_grpc
-from friday.calls.v1.call_pb2 import CallOutcome
+from friday.calls.v1.call_pb2 import CallEvent, CallOutcome
 from services.calls import errors
 from services.calls.history import CallHistory
 from services.calls.paging import decode_page_token, encode_page_token
@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "calls.friday"
 DEFAULT_PAGE_SIZE = 50
+# RecordCallEvents' bound (its proto says so): a request's events are recorded one after another.
+MAX_EVENTS_PER_REQUEST = 500
 
 STATUS = StatusTable(
     [
@@ -48,6 +50,27 @@ class CallHistoryServicer(pb_grpc.CallHistoryServiceServicer):
         except errors.CallsError as exc:
             await _abort(context, exc)
         return pb.RecordCallEventResponse(recorded=result.recorded, call=result.after)
+
+    async def RecordCallEvents(  # noqa: N802
+        self, request: pb.RecordCallEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordCallEventsResponse:
+        try:
+            if not 1 <= len(request.events) <= MAX_EVENTS_PER_REQUEST:
+                raise errors.InvalidEvent(f"send 1-{MAX_EVENTS_PER_REQUEST} events, got {len(request.events)}")
+            results = [await self._record_one(event) for event in request.events]
+        except errors.CallsError as exc:
+            await _abort(context, exc)
+        return pb.RecordCallEventsResponse(results=results)
+
+    async def _record_one(self, event: CallEvent) -> pb.RecordCallEventResult:
+        """One event of a batch: a refusal is its own answer, so the rest are still recorded; a
+        store that cannot be reached fails the whole request (raised)."""
+        try:
+            result = await self._history.record(event)
+        except errors.InvalidEvent as exc:
+            logger.info("%s refused in a batch: %s", exc.reason, exc)
+            return pb.RecordCallEventResult(event_id=event.event_id, error_reason=exc.reason, error_message=str(exc))
+        return pb.RecordCallEventResult(event_id=event.event_id, recorded=result.recorded)
 
     async def ListCalls(  # noqa: N802
         self, request: pb.ListCallsRequest, context: grpc.aio.ServicerContext

@@ -4,7 +4,13 @@ puts the event on a bounded queue (a full queue drops it, counted and logged, ne
 blocking), and background senders deliver it with retries (tenacity). Recording is
 idempotent by event id, so a retry after a lost answer does no harm.
 
-    CallReporter.report(event)  → queue (bounded) → senders → CallHistorySink.record
+A sender takes every event waiting, up to `max_batch`, and sends them in one
+RecordCallEvents call: one event when the gateway is quiet (nothing waits), and one call
+for many when it is busy, which is when a call per event would cost most. A
+CallHistoryService older than RecordCallEvents (a rolling update) answers UNIMPLEMENTED;
+the sink then sends one RecordCallEvent per event from there on.
+
+    CallReporter.report(event)  → queue (bounded) → senders → CallHistorySink.record(batch)
                                    full: dropped{reason="queue_full"}
                                    retries exhausted: dropped{reason="gave_up"}
                                    refused as invalid: dropped{reason="rejected"}
@@ -15,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +54,8 @@ class CallReportingConfig:
     initial_backoff_seconds: float = setting("GATEWAY_CALL_EVENTS_INITIAL_BACKOFF_SECONDS", 0.2)
     max_backoff_seconds: float = setting("GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS", 5.0)
     senders: int = setting("GATEWAY_CALL_EVENTS_SENDERS", 4)
+    # Events one RecordCallEvents call may carry (at most 500, the call's own bound).
+    max_batch: int = setting("GATEWAY_CALL_EVENTS_MAX_BATCH", 100)
     # On shutdown, how long queued events may still be sent.
     drain_seconds: float = setting("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", 2.0)
 
@@ -56,9 +64,22 @@ class CallReportingConfig:
         return Environment(environ).fields(cls, tls=ClientTLSConfig.from_env("CALLS", environ))
 
 
+# RecordCallEvents refuses a request of more events than this.
+MAX_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One event of a batch that CallHistoryService refused as invalid: never worth a retry."""
+
+    event_id: str
+    message: str
+
+
 class CallHistorySink(Protocol):
-    async def record(self, event: CallEvent, *, timeout: float) -> None:
-        """Raises SinkUnavailable (worth retrying) or SinkRejected (never)."""
+    async def record(self, events: Sequence[CallEvent], *, timeout: float) -> list[Refusal]:
+        """Records the events and answers those refused one by one. Raises SinkUnavailable
+        (worth retrying the whole batch) or SinkRejected (the whole batch refused)."""
         ...
 
 
@@ -71,22 +92,49 @@ class SinkRejected(Exception):
 
 
 class GrpcCallHistory:
-    """CallHistoryService.RecordCallEvent over a gRPC channel."""
+    """CallHistoryService.RecordCallEvents over a gRPC channel; RecordCallEvent per event
+    once the service has said it has no RecordCallEvents."""
 
     def __init__(self, channel: grpc.aio.Channel, token: str | None) -> None:
         self._stub = pb_grpc.CallHistoryServiceStub(channel)
         self._metadata = call_metadata(token=token)
+        self._batches = True
 
-    async def record(self, event: CallEvent, *, timeout: float) -> None:
+    async def record(self, events: Sequence[CallEvent], *, timeout: float) -> list[Refusal]:
+        if self._batches:
+            try:
+                response = await self._stub.RecordCallEvents(
+                    pb.RecordCallEventsRequest(events=events), timeout=timeout, metadata=self._metadata
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise _sink_error(exc) from exc
+                logger.warning("CallHistoryService has no RecordCallEvents (an older version): one call per event")
+                self._batches = False
+            else:
+                return [
+                    Refusal(result.event_id, f"{result.error_reason}: {result.error_message}")
+                    for result in response.results
+                    if result.error_reason
+                ]
+        return [refusal for event in events if (refusal := await self._record_one(event, timeout)) is not None]
+
+    async def _record_one(self, event: CallEvent, timeout: float) -> Refusal | None:
         try:
             await self._stub.RecordCallEvent(
                 pb.RecordCallEventRequest(event=event), timeout=timeout, metadata=self._metadata
             )
         except grpc.aio.AioRpcError as exc:
-            message = f"CallHistoryService: {exc.code().name}: {exc.details()}"
-            if exc.code() in RETRYABLE_CODES:
-                raise SinkUnavailable(message) from exc
-            raise SinkRejected(message) from exc
+            error = _sink_error(exc)
+            if isinstance(error, SinkRejected):
+                return Refusal(event.event_id, str(error))
+            raise error from exc
+        return None
+
+
+def _sink_error(exc: grpc.aio.AioRpcError) -> SinkUnavailable | SinkRejected:
+    message = f"CallHistoryService: {exc.code().name}: {exc.details()}"
+    return SinkUnavailable(message) if exc.code() in RETRYABLE_CODES else SinkRejected(message)
 
 
 class CallReporterMetrics:
@@ -143,29 +191,42 @@ class CallReporter:
         self._senders = []
 
     async def _send_forever(self) -> None:
+        max_batch = max(1, min(self._config.max_batch, MAX_BATCH))
         while True:
-            event = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                await self._send(event)
-            except Exception:  # a sender must outlive any one event
-                logger.exception("call event %s could not be sent", event.event_id)
+                await self._send(batch)
+            except Exception:  # a sender must outlive any one batch
+                logger.exception("%d call events from %s could not be sent", len(batch), batch[0].event_id)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
-    async def _send(self, event: CallEvent) -> None:
+    async def _send(self, batch: list[CallEvent]) -> None:
         config = self._config
+        first = batch[0].event_id
         try:
-            await self._deliver(event)
+            refusals = await self._deliver(batch)
         except SinkUnavailable as exc:
-            self._metrics.dropped.labels("gave_up").inc()
-            logger.warning("call event %s dropped after %d attempts: %s", event.event_id, config.max_attempts, exc)
+            self._metrics.dropped.labels("gave_up").inc(len(batch))
+            logger.warning(
+                "%d call events from %s dropped after %d attempts: %s", len(batch), first, config.max_attempts, exc
+            )
+            return
         except SinkRejected as exc:
-            self._metrics.dropped.labels("rejected").inc()
-            logger.warning("call event %s refused: %s", event.event_id, exc)
-        else:
-            self._metrics.sent.inc()
+            self._metrics.dropped.labels("rejected").inc(len(batch))
+            logger.warning("%d call events from %s refused: %s", len(batch), first, exc)
+            return
+        for refusal in refusals:
+            logger.warning("call event %s refused: %s", refusal.event_id, refusal.message)
+        if refusals:
+            self._metrics.dropped.labels("rejected").inc(len(refusals))
+        if len(batch) > len(refusals):
+            self._metrics.sent.inc(len(batch) - len(refusals))
 
-    async def _deliver(self, event: CallEvent) -> None:
+    async def _deliver(self, batch: list[CallEvent]) -> list[Refusal]:
         config = self._config
 
         def retrying() -> AsyncRetrying:
@@ -178,8 +239,8 @@ class CallReporter:
 
         # Almost every event is acknowledged at once: building the retrying machinery
         # per event was most of the reporter's own CPU, so only a failure builds it.
-        await retry_after_first_failure(
-            lambda: self._sink.record(event, timeout=config.attempt_timeout_seconds),
+        return await retry_after_first_failure(
+            lambda: self._sink.record(batch, timeout=config.attempt_timeout_seconds),
             retrying,
             lambda exc: isinstance(exc, SinkUnavailable),
         )

@@ -93,6 +93,33 @@ async def test_errors_carry_codes_and_reasons(server: GrpcServer) -> None:
         assert denied.value.code == grpc.StatusCode.UNAUTHENTICATED
 
 
+async def test_record_call_events_answers_each_event_and_records_the_rest(server: GrpcServer) -> None:
+    joined, left = ev.sip_joined("call-batch"), ev.sip_left("call-batch", ev.T0 + 9000)
+    bad = ev.sip_joined("call-batch-bad")
+    bad.ClearField("occurred_at")
+    async with CallsClient(server.address, token=TOKEN) as client:
+        answer = await client.record_many([joined, bad, joined, left])
+        assert [(r.event_id, r.recorded, r.error_reason) for r in answer.results] == [
+            (joined.event_id, True, ""),
+            (bad.event_id, False, "INVALID_EVENT"),
+            (joined.event_id, False, ""),  # the same id again in one batch: recorded once
+            (left.event_id, True, ""),
+        ]
+        assert "occurred_at" in answer.results[1].error_message
+        got = await client.get_call("call-batch")
+        assert got.call.HasField("ended_at") and len(got.events) == 2
+        with pytest.raises(CallsCallError) as bad_call:
+            await client.get_call("call-batch-bad")
+        assert bad_call.value.code == grpc.StatusCode.NOT_FOUND
+        for events in ([], [ev.sip_joined(f"call-many{n}") for n in range(501)]):
+            with pytest.raises(CallsCallError) as size:
+                await client.record_many(events)
+            assert (size.value.code, size.value.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_EVENT")
+        with pytest.raises(CallsCallError) as none_recorded:
+            await client.get_call("call-many0")
+        assert none_recorded.value.code == grpc.StatusCode.NOT_FOUND
+
+
 async def test_health_and_metrics(server: GrpcServer) -> None:
     async with create_channel(server.address) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(

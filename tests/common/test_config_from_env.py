@@ -134,6 +134,7 @@ GATEWAY: list[Row] = [
     ("GATEWAY_CALL_EVENTS_INITIAL_BACKOFF_SECONDS", "0.3", "call_reporting.initial_backoff_seconds", 0.3),
     ("GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS", "4", "call_reporting.max_backoff_seconds", 4.0),
     ("GATEWAY_CALL_EVENTS_SENDERS", "2", "call_reporting.senders", 2),
+    ("GATEWAY_CALL_EVENTS_MAX_BATCH", "20", "call_reporting.max_batch", 20),
     ("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", "1.5", "call_reporting.drain_seconds", 1.5),
 ] + [
     (f"CALLS_TLS_{var}", f"/tls/CALLS-{var}", f"call_reporting.tls.{field}", f"/tls/CALLS-{var}")

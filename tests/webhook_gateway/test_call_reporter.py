@@ -3,14 +3,19 @@ any retry set-up, counts as one of `max_attempts`, and what follows a failure is
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 import pytest
 from prometheus_client import CollectorRegistry
 
 from friday.calls.v1.call_pb2 import CallEvent
 from services.webhook_gateway.call_reporter import (
+    MAX_BATCH,
     CallReporter,
     CallReporterMetrics,
     CallReportingConfig,
+    Refusal,
     SinkRejected,
     SinkUnavailable,
 )
@@ -19,16 +24,20 @@ pytestmark = pytest.mark.asyncio
 
 
 class ScriptedSink:
-    """Raises the scripted failures in turn, then acknowledges."""
+    """Raises the scripted failures in turn, then acknowledges (refusing the ids in `refuse`)."""
 
-    def __init__(self, *failures: Exception) -> None:
+    def __init__(self, *failures: Exception, refuse: frozenset[str] = frozenset()) -> None:
         self._failures = list(failures)
+        self._refuse = refuse
         self.attempts = 0
+        self.batches: list[list[str]] = []
 
-    async def record(self, event: CallEvent, *, timeout: float) -> None:
+    async def record(self, events: Sequence[CallEvent], *, timeout: float) -> list[Refusal]:
         self.attempts += 1
+        self.batches.append([event.event_id for event in events])
         if self._failures:
             raise self._failures.pop(0)
+        return [Refusal(event.event_id, "invalid") for event in events if event.event_id in self._refuse]
 
 
 def _counts(registry: CollectorRegistry) -> dict[str, float]:
@@ -67,3 +76,53 @@ async def test_attempts_and_outcome(
     sink = ScriptedSink(*failures)
     assert await _send(sink, max_attempts) == counts
     assert sink.attempts == attempts
+
+
+async def _report_while_busy(sink: ScriptedSink, events: int, **settings: object) -> dict[str, float]:
+    """`events` reported before the one sender runs: they are all waiting when it does."""
+    registry = CollectorRegistry()
+    config = CallReportingConfig(target="test", senders=1, **settings)  # type: ignore[arg-type]
+    reporter = CallReporter(sink, config, CallReporterMetrics(registry))
+    for n in range(events):
+        reporter.report(CallEvent(event_id=f"EV_{n}", room=f"room-{n}"))
+    await reporter.start()
+    await reporter.close()
+    return _counts(registry)
+
+
+async def test_waiting_events_go_in_batches_of_at_most_max_batch() -> None:
+    sink = ScriptedSink()
+    assert await _report_while_busy(sink, 7, max_batch=3) == {"sent": 7, "gave_up": 0, "rejected": 0}
+    assert sink.batches == [["EV_0", "EV_1", "EV_2"], ["EV_3", "EV_4", "EV_5"], ["EV_6"]]
+
+
+async def test_a_quiet_gateway_sends_each_event_as_it_comes() -> None:
+    sink = ScriptedSink()
+    registry = CollectorRegistry()
+    reporter = CallReporter(sink, CallReportingConfig(target="test", senders=1), CallReporterMetrics(registry))
+    await reporter.start()
+    for n in range(3):
+        reporter.report(CallEvent(event_id=f"EV_{n}", room="room-1"))
+        # The sender is ready to run and needs no I/O: it has sent the event before the loop's timer fires.
+        await asyncio.sleep(0.01)
+    await reporter.close()
+    assert sink.batches == [["EV_0"], ["EV_1"], ["EV_2"]]
+
+
+async def test_a_batch_counts_its_refusals_apart_and_retries_as_a_whole() -> None:
+    sink = ScriptedSink(SinkUnavailable("down"), refuse=frozenset({"EV_1"}))
+    counts = await _report_while_busy(sink, 3, max_attempts=2, initial_backoff_seconds=0.001, max_backoff_seconds=0.002)
+    assert counts == {"sent": 2, "gave_up": 0, "rejected": 1}
+    assert sink.batches == [["EV_0", "EV_1", "EV_2"]] * 2
+
+
+async def test_a_batch_that_gives_up_drops_every_event_in_it() -> None:
+    sink = ScriptedSink(SinkUnavailable("down"), SinkUnavailable("down"))
+    counts = await _report_while_busy(sink, 4, max_attempts=2, initial_backoff_seconds=0.001, max_backoff_seconds=0.002)
+    assert counts == {"sent": 0, "gave_up": 4, "rejected": 0}
+
+
+async def test_max_batch_is_held_to_what_record_call_events_takes() -> None:
+    sink = ScriptedSink()
+    await _report_while_busy(sink, 501, max_batch=10_000, queue_size=1000)
+    assert [len(batch) for batch in sink.batches] == [MAX_BATCH, 1]

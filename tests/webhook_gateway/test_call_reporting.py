@@ -14,15 +14,20 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
+from friday.calls.v1 import call_history_service_pb2_grpc as pb_grpc
 from friday.calls.v1.call_history_service_pb2 import ListCallsRequest
 from friday.calls.v1.call_pb2 import Call, CallEvent, CallOutcome
 from services.calls.client import CallsCallError, CallsClient
 from services.calls.config import CallsConfig, StoreConfig
+from services.calls.history import CallHistory
+from services.calls.metrics import CallsMetrics
 from services.calls.server import build_server as build_calls
-from services.calls.store import Fold, Recorded, SqlCallStore
+from services.calls.servicer import CallHistoryServicer
+from services.calls.store import CallQuery, Fold, Recorded, SqlCallStore
 from services.grpc_runtime import ServerConfig, create_channel
 from services.testing import livekit_webhooks as webhooks
 from services.testing.mesh import Mesh
@@ -225,3 +230,57 @@ async def test_the_reporter_retries_gives_up_and_counts(tmp_path: Path, stack: A
             assert dropped[reason] == expected.get(reason, 0), (target, dropped)
     async with CallsClient(calls.address) as client:
         assert len((await client.list_calls(ListCallsRequest())).calls) == 3
+
+
+class ServicerBeforeBatches(CallHistoryServicer):
+    """CallHistoryService as it was before RecordCallEvents: the method answers UNIMPLEMENTED."""
+
+    RecordCallEvents = pb_grpc.CallHistoryServiceServicer.RecordCallEvents  # type: ignore[assignment]
+
+
+async def test_an_older_call_history_without_batches_gets_one_call_per_event(
+    tmp_path: Path, stack: AsyncExitStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rolling update can put a new gateway before an old CallHistoryService: its events
+    must still be recorded, one RecordCallEvent each, and an invalid one still refused alone."""
+    config = CallsConfig(store=StoreConfig(database_url=f"sqlite:///{tmp_path / 'old.sqlite3'}"))
+    history = CallHistory(
+        SqlCallStore(config.store, clock_ms=lambda: time.time_ns() // 1_000_000),
+        config,
+        CallsMetrics(CollectorRegistry()),
+    )
+    await history.start()
+    stack.push_async_callback(history.stop)
+    old = grpc.aio.server()
+    pb_grpc.add_CallHistoryServiceServicer_to_server(ServicerBeforeBatches(history, config.max_page_size), old)
+    port = old.add_insecure_port("127.0.0.1:0")
+    await old.start()
+    stack.push_async_callback(old.stop, 0)
+    start_ms = time.time_ns() // 1_000_000
+    good = [
+        from_webhook(
+            webhooks.sip_participant_joined(room=f"call-old{n}", dialed_number=DIALED, joined_at_ms=start_ms),
+            agent_name="friday-ai-agent",
+        )
+        for n in range(3)
+    ]
+    invalid = CallEvent(event_id="EV_bad", room="call-bad")
+    registry = CollectorRegistry()
+    channel = create_channel(f"127.0.0.1:{port}")
+    stack.push_async_callback(channel.close)
+    config_fast = CallReportingConfig(target="old", senders=1, drain_seconds=RECORD_WAIT_SECONDS)
+    sink, metrics = GrpcCallHistory(channel, None), CallReporterMetrics(registry)
+    reporter = CallReporter(sink, config_fast, metrics)
+    for event in [good[0], invalid]:
+        reporter.report(event)  # waiting before the sender starts: one batch, UNIMPLEMENTED, then a call each
+    await reporter.start()
+    await reporter.close()
+    reporter = CallReporter(sink, config_fast, metrics)  # the sink remembers: no second try at a batch
+    await reporter.start()
+    for event in good[1:]:
+        reporter.report(event)
+    await reporter.close()
+    assert registry.get_sample_value("friday_call_events_sent_total") == 3
+    assert registry.get_sample_value("friday_call_events_dropped_total", {"reason": "rejected"}) == 1
+    assert sorted(c.room for c in (await history.list_calls(CallQuery()))) == ["call-old0", "call-old1", "call-old2"]
+    assert sum("no RecordCallEvents" in r.getMessage() for r in caplog.records) == 1

@@ -26,7 +26,7 @@ from friday.calls.v1 import call_pb2 as friday_dot_calls_dot_v1_dot_call__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*friday/calls/v1/call_history_service.proto\x12\x0f\x66riday.calls.v1\x1a\x1a\x66riday/calls/v1/call.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\x16RecordCallEventRequest\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.friday.calls.v1.CallEvent\"P\n\x17RecordCallEventResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x12#\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x15.friday.calls.v1.Call\"\xf1\x01\n\x10ListCallsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdialed_number\x18\x03 \x01(\t\x12\x12\n\npersona_id\x18\x04 \x01(\t\x12-\n\x07outcome\x18\x05 \x01(\x0e\x32\x1c.friday.calls.v1.CallOutcome\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"R\n\x11ListCallsResponse\x12$\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x15.friday.calls.v1.Call\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x0eGetCallRequest\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\t\"b\n\x0fGetCallResponse\x12#\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x15.friday.calls.v1.Call\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.friday.calls.v1.CallEvent\"\x8b\x01\n\x13GetCallStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x62ucket_seconds\x18\x03 \x01(\x03\"\xc4\x01\n\tCallStats\x12\r\n\x05\x63\x61lls\x18\x01 \x01(\x03\x12\x10\n\x08\x61nswered\x18\x02 \x01(\x03\x12\x10\n\x08no_agent\x18\x03 \x01(\x03\x12\x11\n\tabandoned\x18\x04 \x01(\x03\x12\x15\n\rdefault_share\x18\x05 \x01(\x01\x12\x1d\n\x15median_answer_seconds\x18\x06 \x01(\x01\x12\x1a\n\x12p95_answer_seconds\x18\x07 \x01(\x01\x12\x1f\n\x17median_duration_seconds\x18\x08 \x01(\x01\"n\n\x0fTimeBucketStats\x12\x30\n\x0c\x62ucket_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05stats\x18\x02 \x01(\x0b\x32\x1a.friday.calls.v1.CallStats\"f\n\x0cPersonaStats\x12\x12\n\npersona_id\x18\x01 \x01(\t\x12\x17\n\x0fpersona_version\x18\x02 \x01(\t\x12)\n\x05stats\x18\x03 \x01(\x0b\x32\x1a.friday.calls.v1.CallStats\"\xa5\x01\n\x14GetCallStatsResponse\x12)\n\x05total\x18\x01 \x01(\x0b\x32\x1a.friday.calls.v1.CallStats\x12\x31\n\x07\x62uckets\x18\x02 \x03(\x0b\x32 .friday.calls.v1.TimeBucketStats\x12/\n\x08personas\x18\x03 \x03(\x0b\x32\x1d.friday.calls.v1.PersonaStats2\xf9\x02\n\x12\x43\x61llHistoryService\x12\x64\n\x0fRecordCallEvent\x12\'.friday.calls.v1.RecordCallEventRequest\x1a(.friday.calls.v1.RecordCallEventResponse\x12R\n\tListCalls\x12!.friday.calls.v1.ListCallsRequest\x1a\".friday.calls.v1.ListCallsResponse\x12L\n\x07GetCall\x12\x1f.friday.calls.v1.GetCallRequest\x1a .friday.calls.v1.GetCallResponse\x12[\n\x0cGetCallStats\x12$.friday.calls.v1.GetCallStatsRequest\x1a%.friday.calls.v1.GetCallStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*friday/calls/v1/call_history_service.proto\x12\x0f\x66riday.calls.v1\x1a\x1a\x66riday/calls/v1/call.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\x16RecordCallEventRequest\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.friday.calls.v1.CallEvent\"P\n\x17RecordCallEventResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x12#\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x15.friday.calls.v1.Call\"E\n\x17RecordCallEventsRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.friday.calls.v1.CallEvent\"S\n\x18RecordCallEventsResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32&.friday.calls.v1.RecordCallEventResult\"h\n\x15RecordCallEventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08recorded\x18\x02 \x01(\x08\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\xf1\x01\n\x10ListCallsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdialed_number\x18\x03 \x01(\t\x12\x12\n\npersona_id\x18\x04 \x01(\t\x12-\n\x07outcome\x18\x05 \x01(\x0e\x32\x1c.friday.calls.v1.CallOutcome\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"R\n\x11ListCallsResponse\x12$\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x15.friday.calls.v1.Call\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x0eGetCallRequest\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\t\"b\n\x0fGetCallResponse\x12#\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x15.friday.calls.v1.Call\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.friday.calls.v1.CallEvent\"\x8b\x01\n\x13GetCallStatsRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x62ucket_seconds\x18\x03 \x01(\x03\"\xc4\x01\n\tCallStats\x12\r\n\x05\x63\x61lls\x18\x01 \x01(\x03\x12\x10\n\x08\x61nswered\x18\x02 \x01(\x03\x12\x10\n\x08no_agent\x18\x03 \x01(\x03\x12\x11\n\tabandoned\x18\x04 \x01(\x03\x12\x15\n\rdefault_share\x18\x05 \x01(\x01\x12\x1d\n\x15median_answer_seconds\x18\x06 \x01(\x01\x12\x1a\n\x12p95_answer_seconds\x18\x07 \x01(\x01\x12\x1f\n\x17median_duration_seconds\x18\x08 \x01(\x01\"n\n\x0fTimeBucketStats\x12\x30\n\x0c\x62ucket_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05stats\x18\x02 \x01(\x0b\x32\x1a.friday.calls.v1.CallStats\"f\n\x0cPersonaStats\x12\x12\n\npersona_id\x18\x01 \x01(\t\x12\x17\n\x0fpersona_version\x18\x02 \x01(\t\x12)\n\x05stats\x18\x03 \x01(\x0b\x32\x1a.friday.calls.v1.CallStats\"\xa5\x01\n\x14GetCallStatsResponse\x12)\n\x05total\x18\x01 \x01(\x0b\x32\x1a.friday.calls.v1.CallStats\x12\x31\n\x07\x62uckets\x18\x02 \x03(\x0b\x32 .friday.calls.v1.TimeBucketStats\x12/\n\x08personas\x18\x03 \x03(\x0b\x32\x1d.friday.calls.v1.PersonaStats2\xe2\x03\n\x12\x43\x61llHistoryService\x12\x64\n\x0fRecordCallEvent\x12\'.friday.calls.v1.RecordCallEventRequest\x1a(.friday.calls.v1.RecordCallEventResponse\x12g\n\x10RecordCallEvents\x12(.friday.calls.v1.RecordCallEventsRequest\x1a).friday.calls.v1.RecordCallEventsResponse\x12R\n\tListCalls\x12!.friday.calls.v1.ListCallsRequest\x1a\".friday.calls.v1.ListCallsResponse\x12L\n\x07GetCall\x12\x1f.friday.calls.v1.GetCallRequest\x1a .friday.calls.v1.GetCallResponse\x12[\n\x0cGetCallStats\x12$.friday.calls.v1.GetCallStatsRequest\x1a%.friday.calls.v1.GetCallStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,24 +37,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDCALLEVENTREQUEST']._serialized_end=191
   _globals['_RECORDCALLEVENTRESPONSE']._serialized_start=193
   _globals['_RECORDCALLEVENTRESPONSE']._serialized_end=273
-  _globals['_LISTCALLSREQUEST']._serialized_start=276
-  _globals['_LISTCALLSREQUEST']._serialized_end=517
-  _globals['_LISTCALLSRESPONSE']._serialized_start=519
-  _globals['_LISTCALLSRESPONSE']._serialized_end=601
-  _globals['_GETCALLREQUEST']._serialized_start=603
-  _globals['_GETCALLREQUEST']._serialized_end=633
-  _globals['_GETCALLRESPONSE']._serialized_start=635
-  _globals['_GETCALLRESPONSE']._serialized_end=733
-  _globals['_GETCALLSTATSREQUEST']._serialized_start=736
-  _globals['_GETCALLSTATSREQUEST']._serialized_end=875
-  _globals['_CALLSTATS']._serialized_start=878
-  _globals['_CALLSTATS']._serialized_end=1074
-  _globals['_TIMEBUCKETSTATS']._serialized_start=1076
-  _globals['_TIMEBUCKETSTATS']._serialized_end=1186
-  _globals['_PERSONASTATS']._serialized_start=1188
-  _globals['_PERSONASTATS']._serialized_end=1290
-  _globals['_GETCALLSTATSRESPONSE']._serialized_start=1293
-  _globals['_GETCALLSTATSRESPONSE']._serialized_end=1458
-  _globals['_CALLHISTORYSERVICE']._serialized_start=1461
-  _globals['_CALLHISTORYSERVICE']._serialized_end=1838
+  _globals['_RECORDCALLEVENTSREQUEST']._serialized_start=275
+  _globals['_RECORDCALLEVENTSREQUEST']._serialized_end=344
+  _globals['_RECORDCALLEVENTSRESPONSE']._serialized_start=346
+  _globals['_RECORDCALLEVENTSRESPONSE']._serialized_end=429
+  _globals['_RECORDCALLEVENTRESULT']._serialized_start=431
+  _globals['_RECORDCALLEVENTRESULT']._serialized_end=535
+  _globals['_LISTCALLSREQUEST']._serialized_start=538
+  _globals['_LISTCALLSREQUEST']._serialized_end=779
+  _globals['_LISTCALLSRESPONSE']._serialized_start=781
+  _globals['_LISTCALLSRESPONSE']._serialized_end=863
+  _globals['_GETCALLREQUEST']._serialized_start=865
+  _globals['_GETCALLREQUEST']._serialized_end=895
+  _globals['_GETCALLRESPONSE']._serialized_start=897
+  _globals['_GETCALLRESPONSE']._serialized_end=995
+  _globals['_GETCALLSTATSREQUEST']._serialized_start=998
+  _globals['_GETCALLSTATSREQUEST']._serialized_end=1137
+  _globals['_CALLSTATS']._serialized_start=1140
+  _globals['_CALLSTATS']._serialized_end=1336
+  _globals['_TIMEBUCKETSTATS']._serialized_start=1338
+  _globals['_TIMEBUCKETSTATS']._serialized_end=1448
+  _globals['_PERSONASTATS']._serialized_start=1450
+  _globals['_PERSONASTATS']._serialized_end=1552
+  _globals['_GETCALLSTATSRESPONSE']._serialized_start=1555
+  _globals['_GETCALLSTATSRESPONSE']._serialized_end=1720
+  _globals['_CALLHISTORYSERVICE']._serialized_start=1723
+  _globals['_CALLHISTORYSERVICE']._serialized_end=2205
 # @@protoc_insertion_point(module_scope)

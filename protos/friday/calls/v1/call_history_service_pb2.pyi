@@ -73,6 +73,90 @@ class RecordCallEventResponse(_message.Message):
 Global___RecordCallEventResponse: _TypeAlias = RecordCallEventResponse  # noqa: Y015
 
 @_typing.final
+class RecordCallEventsRequest(_message.Message):
+    """Request for RecordCallEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_call_pb2.CallEvent]:
+        """1 to 500 events, recorded in this order."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[_call_pb2.CallEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordCallEventsRequest: _TypeAlias = RecordCallEventsRequest  # noqa: Y015
+
+@_typing.final
+class RecordCallEventsResponse(_message.Message):
+    """Response for RecordCallEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordCallEventResult]:
+        """One result per event of the request, in its order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RecordCallEventResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordCallEventsResponse: _TypeAlias = RecordCallEventsResponse  # noqa: Y015
+
+@_typing.final
+class RecordCallEventResult(_message.Message):
+    """What became of one event of a RecordCallEvents request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    RECORDED_FIELD_NUMBER: _builtins.int
+    ERROR_REASON_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """The event's id, as sent."""
+    recorded: _builtins.bool
+    """False when the event id was already recorded, or the event was refused."""
+    error_reason: _builtins.str
+    """Empty when the event was accepted; otherwise the ErrorInfo reason that
+    RecordCallEvent would have failed with (INVALID_EVENT).
+    """
+    error_message: _builtins.str
+    """What was wrong with the event; empty when it was accepted."""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        recorded: _builtins.bool = ...,
+        error_reason: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_message", b"error_message", "error_reason", b"error_reason", "event_id", b"event_id", "recorded", b"recorded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordCallEventResult: _TypeAlias = RecordCallEventResult  # noqa: Y015
+
+@_typing.final
 class ListCallsRequest(_message.Message):
     """Request for ListCalls."""
 

@@ -49,6 +49,11 @@ class CallHistoryServiceStub:
                 request_serializer=friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventRequest.SerializeToString,
                 response_deserializer=friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventResponse.FromString,
                 _registered_method=True)
+        self.RecordCallEvents = channel.unary_unary(
+                '/friday.calls.v1.CallHistoryService/RecordCallEvents',
+                request_serializer=friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventsRequest.SerializeToString,
+                response_deserializer=friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventsResponse.FromString,
+                _registered_method=True)
         self.ListCalls = channel.unary_unary(
                 '/friday.calls.v1.CallHistoryService/ListCalls',
                 request_serializer=friday_dot_calls_dot_v1_dot_call__history__service__pb2.ListCallsRequest.SerializeToString,
@@ -86,6 +91,17 @@ class CallHistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordCallEvents(self, request, context):
+        """Records several call events in one call, each as RecordCallEvent would: what the
+        gateway sends when events queue up, so a busy gateway pays one call for many. An
+        event refused as invalid is answered in its result and the others still recorded;
+        a database that cannot be reached fails the call (UNAVAILABLE), and a retry of the
+        whole request is safe (events are idempotent by id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListCalls(self, request, context):
         """Lists calls, newest first, filtered and paged.
         """
@@ -114,6 +130,11 @@ def add_CallHistoryServiceServicer_to_server(servicer, server):
                     servicer.RecordCallEvent,
                     request_deserializer=friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventRequest.FromString,
                     response_serializer=friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventResponse.SerializeToString,
+            ),
+            'RecordCallEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordCallEvents,
+                    request_deserializer=friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventsRequest.FromString,
+                    response_serializer=friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventsResponse.SerializeToString,
             ),
             'ListCalls': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCalls,
@@ -168,6 +189,33 @@ class CallHistoryService:
             '/friday.calls.v1.CallHistoryService/RecordCallEvent',
             friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventRequest.SerializeToString,
             friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordCallEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/friday.calls.v1.CallHistoryService/RecordCallEvents',
+            friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventsRequest.SerializeToString,
+            friday_dot_calls_dot_v1_dot_call__history__service__pb2.RecordCallEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,13 @@ class CallHistoryServiceStub:
     def __new__(cls, channel: _aio.Channel) -> CallHistoryServiceAsyncStub: ...
     RecordCallEvent: _grpc.UnaryUnaryMultiCallable[_call_history_service_pb2.RecordCallEventRequest, _call_history_service_pb2.RecordCallEventResponse]
     """Records one call event. Idempotent by event id, correct in any order."""
+    RecordCallEvents: _grpc.UnaryUnaryMultiCallable[_call_history_service_pb2.RecordCallEventsRequest, _call_history_service_pb2.RecordCallEventsResponse]
+    """Records several call events in one call, each as RecordCallEvent would: what the
+    gateway sends when events queue up, so a busy gateway pays one call for many. An
+    event refused as invalid is answered in its result and the others still recorded;
+    a database that cannot be reached fails the call (UNAVAILABLE), and a retry of the
+    whole request is safe (events are idempotent by id).
+    """
     ListCalls: _grpc.UnaryUnaryMultiCallable[_call_history_service_pb2.ListCallsRequest, _call_history_service_pb2.ListCallsResponse]
     """Lists calls, newest first, filtered and paged."""
     GetCall: _grpc.UnaryUnaryMultiCallable[_call_history_service_pb2.GetCallRequest, _call_history_service_pb2.GetCallResponse]
@@ -69,6 +76,13 @@ class CallHistoryServiceAsyncStub(CallHistoryServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     RecordCallEvent: _aio.UnaryUnaryMultiCallable[_call_history_service_pb2.RecordCallEventRequest, _call_history_service_pb2.RecordCallEventResponse]  # type: ignore[assignment]
     """Records one call event. Idempotent by event id, correct in any order."""
+    RecordCallEvents: _aio.UnaryUnaryMultiCallable[_call_history_service_pb2.RecordCallEventsRequest, _call_history_service_pb2.RecordCallEventsResponse]  # type: ignore[assignment]
+    """Records several call events in one call, each as RecordCallEvent would: what the
+    gateway sends when events queue up, so a busy gateway pays one call for many. An
+    event refused as invalid is answered in its result and the others still recorded;
+    a database that cannot be reached fails the call (UNAVAILABLE), and a retry of the
+    whole request is safe (events are idempotent by id).
+    """
     ListCalls: _aio.UnaryUnaryMultiCallable[_call_history_service_pb2.ListCallsRequest, _call_history_service_pb2.ListCallsResponse]  # type: ignore[assignment]
     """Lists calls, newest first, filtered and paged."""
     GetCall: _aio.UnaryUnaryMultiCallable[_call_history_service_pb2.GetCallRequest, _call_history_service_pb2.GetCallResponse]  # type: ignore[assignment]
@@ -96,6 +110,19 @@ class CallHistoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_call_history_service_pb2.RecordCallEventResponse, _abc.Awaitable[_call_history_service_pb2.RecordCallEventResponse]]:
         """Records one call event. Idempotent by event id, correct in any order."""
+
+    @_abc_1.abstractmethod
+    def RecordCallEvents(
+        self,
+        request: _call_history_service_pb2.RecordCallEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_call_history_service_pb2.RecordCallEventsResponse, _abc.Awaitable[_call_history_service_pb2.RecordCallEventsResponse]]:
+        """Records several call events in one call, each as RecordCallEvent would: what the
+        gateway sends when events queue up, so a busy gateway pays one call for many. An
+        event refused as invalid is answered in its result and the others still recorded;
+        a database that cannot be reached fails the call (UNAVAILABLE), and a retry of the
+        whole request is safe (events are idempotent by id).
+        """
 
     @_abc_1.abstractmethod
     def ListCalls(
