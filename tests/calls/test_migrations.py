@@ -13,7 +13,6 @@ from services.calls.store import SqlCallStore
 from tests.calls import events as ev
 from tests.calls.conftest import Clock
 
-pytestmark = pytest.mark.asyncio
 
 
 async def test_migrations_create_the_schema_and_are_idempotent(store_config, clock: Clock) -> None:
