@@ -14,7 +14,6 @@ from tests.calls import events as ev
 from tests.calls.conftest import Clock
 
 
-
 async def test_migrations_create_the_schema_and_are_idempotent(store_config, clock: Clock) -> None:
     store = SqlCallStore(store_config, clock_ms=clock)
     try:
