@@ -110,6 +110,22 @@ async def _deliver(mesh: Mesh, gateway: GatewayServer, events: list) -> list[tup
     return answers
 
 
+def _sip_joins(prefix: str, count: int) -> list[CallEvent]:
+    """The call events of `count` callers joining now, as the gateway reports them."""
+    start_ms = time.time_ns() // 1_000_000
+    return [
+        event
+        for n in range(count)
+        if (
+            event := from_webhook(
+                webhooks.sip_participant_joined(room=f"{prefix}{n}", dialed_number=DIALED, joined_at_ms=start_ms),
+                agent_name="friday-ai-agent",
+            )
+        )
+        is not None
+    ]
+
+
 async def _wait_for(client: CallsClient, room: str, done: Callable[[Call], bool]) -> Call:
     deadline = time.monotonic() + RECORD_WAIT_SECONDS
     while True:
@@ -200,14 +216,7 @@ async def test_the_reporter_retries_gives_up_and_counts(tmp_path: Path, stack: A
     fast = dict(
         max_attempts=3, initial_backoff_seconds=0.01, max_backoff_seconds=0.02, drain_seconds=RECORD_WAIT_SECONDS
     )
-    start_ms = time.time_ns() // 1_000_000
-    good = [
-        from_webhook(
-            webhooks.sip_participant_joined(room=f"call-r{n}", dialed_number=DIALED, joined_at_ms=start_ms),
-            agent_name="friday-ai-agent",
-        )
-        for n in range(3)
-    ]
+    good = _sip_joins("call-r", 3)
     invalid = CallEvent(event_id="EV_bad", room="call-bad")  # no kind, no time: refused, never retried
     for target, expected in ((_dead_target(), {"gave_up": 4, "sent": 0}), (calls.address, {"rejected": 1, "sent": 3})):
         registry = CollectorRegistry()
@@ -256,14 +265,7 @@ async def test_an_older_call_history_without_batches_gets_one_call_per_event(
     port = old.add_insecure_port("127.0.0.1:0")
     await old.start()
     stack.push_async_callback(old.stop, 0)
-    start_ms = time.time_ns() // 1_000_000
-    good = [
-        from_webhook(
-            webhooks.sip_participant_joined(room=f"call-old{n}", dialed_number=DIALED, joined_at_ms=start_ms),
-            agent_name="friday-ai-agent",
-        )
-        for n in range(3)
-    ]
+    good = _sip_joins("call-old", 3)
     invalid = CallEvent(event_id="EV_bad", room="call-bad")
     registry = CollectorRegistry()
     channel = create_channel(f"127.0.0.1:{port}")
