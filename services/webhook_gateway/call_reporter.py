@@ -4,9 +4,12 @@ puts the event on a bounded queue (a full queue drops it, counted and logged, ne
 blocking), and background senders deliver it with retries (tenacity). Recording is
 idempotent by event id, so a retry after a lost answer does no harm.
 
-A sender takes every event waiting, up to `max_batch`, and sends them in one
-RecordCallEvents call: one event when the gateway is quiet (nothing waits), and one call
-for many when it is busy, which is when a call per event would cost most. A
+A sender takes an event, lingers up to `linger_seconds` for more (less once `max_batch`
+are waiting, or the reporter is closing), and sends what it has, up to `max_batch`, in one
+RecordCallEvents call. Each call wakes CallHistoryService and costs it a transaction
+set-up, whatever it carries: at a call every few milliseconds, one call per event was most
+of that service's CPU, and a tenth of a second late is nothing to a call history. One
+sender gathers at a time, so the others do not split a burst between them. A
 CallHistoryService older than RecordCallEvents (a rolling update) answers UNIMPLEMENTED;
 the sink then sends one RecordCallEvent per event from there on.
 
@@ -56,6 +59,8 @@ class CallReportingConfig:
     senders: int = setting("GATEWAY_CALL_EVENTS_SENDERS", 4)
     # Events one RecordCallEvents call may carry (at most 500, the call's own bound).
     max_batch: int = setting("GATEWAY_CALL_EVENTS_MAX_BATCH", 100)
+    # How long a sender holding one event waits for more before it sends; 0 = at once.
+    linger_seconds: float = setting("GATEWAY_CALL_EVENTS_LINGER_SECONDS", 0.1, not_negative=True)
     # On shutdown, how long queued events may still be sent.
     drain_seconds: float = setting("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", 2.0)
 
@@ -109,7 +114,9 @@ class GrpcCallHistory:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                     raise _sink_error(exc) from exc
-                logger.warning("CallHistoryService has no RecordCallEvents (an older version): one call per event")
+                # Several senders may learn it at once: say it once.
+                if self._batches:
+                    logger.warning("CallHistoryService has no RecordCallEvents (an older version): one call per event")
                 self._batches = False
             else:
                 return [
@@ -162,6 +169,11 @@ class CallReporter:
         self._metrics = metrics
         self._queue: asyncio.Queue[CallEvent] = asyncio.Queue(maxsize=max(1, config.queue_size))
         self._senders: list[asyncio.Task[None]] = []
+        self._max_batch = max(1, min(config.max_batch, MAX_BATCH))
+        # Held by the one sender gathering a batch; `_enough` ends its linger early.
+        self._gathering = asyncio.Lock()
+        self._enough = asyncio.Event()
+        self._closing = False
 
     def report(self, event: CallEvent | None) -> None:
         """Never blocks and never raises: the webhook's answer does not depend on it."""
@@ -172,6 +184,10 @@ class CallReporter:
         except asyncio.QueueFull:
             self._metrics.dropped.labels("queue_full").inc()
             logger.warning("call event %s dropped: the reporter's queue is full", event.event_id)
+            return
+        # With the one a lingering sender holds, a whole batch is here: no reason to wait.
+        if self._queue.qsize() + 1 >= self._max_batch:
+            self._enough.set()
 
     @property
     def pending(self) -> int:
@@ -184,18 +200,31 @@ class CallReporter:
         ]
 
     async def close(self) -> None:
-        """Gives queued events `drain_seconds` to go out, then stops the senders."""
+        """Gives queued events `drain_seconds` to go out (no sender lingers from here
+        on), then stops the senders."""
+        self._closing = True
+        self._enough.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), self._config.drain_seconds)
         await cancel_and_wait(*self._senders)
         self._senders = []
 
-    async def _send_forever(self) -> None:
-        max_batch = max(1, min(self._config.max_batch, MAX_BATCH))
-        while True:
+    async def _next_batch(self) -> list[CallEvent]:
+        async with self._gathering:
             batch = [await self._queue.get()]
-            while len(batch) < max_batch and not self._queue.empty():
+            linger = self._config.linger_seconds
+            if linger > 0 and not self._closing and self._queue.qsize() + 1 < self._max_batch:
+                self._enough.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(linger):
+                        await self._enough.wait()
+            while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            return batch
+
+    async def _send_forever(self) -> None:
+        while True:
+            batch = await self._next_batch()
             try:
                 await self._send(batch)
             except Exception:  # a sender must outlive any one batch

@@ -135,6 +135,7 @@ GATEWAY: list[Row] = [
     ("GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS", "4", "call_reporting.max_backoff_seconds", 4.0),
     ("GATEWAY_CALL_EVENTS_SENDERS", "2", "call_reporting.senders", 2),
     ("GATEWAY_CALL_EVENTS_MAX_BATCH", "20", "call_reporting.max_batch", 20),
+    ("GATEWAY_CALL_EVENTS_LINGER_SECONDS", "0.25", "call_reporting.linger_seconds", 0.25),
     ("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", "1.5", "call_reporting.drain_seconds", 1.5),
 ] + [
     (f"CALLS_TLS_{var}", f"/tls/CALLS-{var}", f"call_reporting.tls.{field}", f"/tls/CALLS-{var}")

@@ -31,10 +31,12 @@ class ScriptedSink:
         self._refuse = refuse
         self.attempts = 0
         self.batches: list[list[str]] = []
+        self.recorded = asyncio.Event()
 
     async def record(self, events: Sequence[CallEvent], *, timeout: float) -> list[Refusal]:
         self.attempts += 1
         self.batches.append([event.event_id for event in events])
+        self.recorded.set()
         if self._failures:
             raise self._failures.pop(0)
         return [Refusal(event.event_id, "invalid") for event in events if event.event_id in self._refuse]
@@ -96,17 +98,57 @@ async def test_waiting_events_go_in_batches_of_at_most_max_batch() -> None:
     assert sink.batches == [["EV_0", "EV_1", "EV_2"], ["EV_3", "EV_4", "EV_5"], ["EV_6"]]
 
 
-async def test_a_quiet_gateway_sends_each_event_as_it_comes() -> None:
-    sink = ScriptedSink()
-    registry = CollectorRegistry()
-    reporter = CallReporter(sink, CallReportingConfig(target="test", senders=1), CallReporterMetrics(registry))
+async def _report_one_by_one(sink: ScriptedSink, events: int, **settings: object) -> CallReporter:
+    """`events` reported 10 ms apart to a started reporter (not yet closed)."""
+    config = CallReportingConfig(target="test", **settings)  # type: ignore[arg-type]
+    reporter = CallReporter(sink, config, CallReporterMetrics(CollectorRegistry()))
     await reporter.start()
-    for n in range(3):
+    for n in range(events):
         reporter.report(CallEvent(event_id=f"EV_{n}", room="room-1"))
-        # The sender is ready to run and needs no I/O: it has sent the event before the loop's timer fires.
+        # A sender that does not linger is ready to run and needs no I/O: it has sent
+        # the event before the loop's timer fires.
         await asyncio.sleep(0.01)
+    return reporter
+
+
+async def test_without_a_linger_each_event_goes_as_it_comes() -> None:
+    sink = ScriptedSink()
+    reporter = await _report_one_by_one(sink, 3, senders=1, linger_seconds=0)
     await reporter.close()
     assert sink.batches == [["EV_0"], ["EV_1"], ["EV_2"]]
+
+
+async def test_events_that_come_while_a_sender_lingers_go_together() -> None:
+    sink = ScriptedSink()
+    # Four senders, as by default: only the one gathering takes events, so the other
+    # three do not each send one of them.
+    reporter = await _report_one_by_one(sink, 3, linger_seconds=60.0)
+    assert sink.batches == []
+    await reporter.close()
+    assert sink.batches == [["EV_0", "EV_1", "EV_2"]]
+
+
+async def test_a_whole_batch_goes_without_waiting_out_the_linger() -> None:
+    sink = ScriptedSink()
+    reporter = await _report_one_by_one(sink, 3, max_batch=3, linger_seconds=60.0)
+    async with asyncio.timeout(10):
+        await sink.recorded.wait()
+    assert sink.batches == [["EV_0", "EV_1", "EV_2"]]
+    await reporter.close()
+
+
+async def test_closing_ends_the_linger_and_sends_what_waits() -> None:
+    sink = ScriptedSink()
+    registry = CollectorRegistry()
+    config = CallReportingConfig(target="test", linger_seconds=60.0, drain_seconds=10.0)
+    reporter = CallReporter(sink, config, CallReporterMetrics(registry))
+    await reporter.start()
+    reporter.report(CallEvent(event_id="EV_0", room="room-1"))
+    await asyncio.sleep(0.05)  # the sender holds it and lingers
+    async with asyncio.timeout(10):
+        await reporter.close()
+    assert sink.batches == [["EV_0"]]
+    assert _counts(registry)["sent"] == 1
 
 
 async def test_a_batch_counts_its_refusals_apart_and_retries_as_a_whole() -> None:
