@@ -83,12 +83,30 @@ class CallHistory:
         await self._store.close()
 
     async def record(self, event: CallEvent) -> Recorded:
-        _check(event)
-        result = await self._store.record(
-            private(event, self._config.caller_numbers), self._clock_ms(), self._fold, self._notices
-        )
-        self._observe(result)
+        (result,) = await self.record_many([event])
+        if isinstance(result, errors.InvalidEvent):
+            raise result
         return result
+
+    async def record_many(self, events: Sequence[CallEvent]) -> list[Recorded | errors.InvalidEvent]:
+        """What became of each event, in order: refused on its own (the others are still
+        recorded), or recorded, each call's events in one store transaction. A store that
+        cannot be reached raises StoreUnavailable."""
+        checked: list[CallEvent | errors.InvalidEvent] = []
+        for event in events:
+            try:
+                _check(event)
+            except errors.InvalidEvent as exc:
+                checked.append(exc)
+            else:
+                checked.append(private(event, self._config.caller_numbers))
+        valid = [event for event in checked if isinstance(event, CallEvent)]
+        recorded = iter(await self._store.record(valid, self._clock_ms(), self._fold, self._notices) if valid else [])
+        results = [item if isinstance(item, errors.InvalidEvent) else next(recorded) for item in checked]
+        for result in results:
+            if isinstance(result, Recorded):
+                self._observe(result)
+        return results
 
     def _observe(self, result: Recorded) -> None:
         # The store counts the calls in progress whenever a change starts or ends one.

@@ -16,14 +16,14 @@ from services.calls import errors
 from services.calls.history import CallHistory
 from services.calls.paging import decode_page_token, encode_page_token
 from services.calls.records import OUTCOME_LABELS, millis
-from services.calls.store import CallQuery
+from services.calls.store import CallQuery, Recorded
 from services.grpc_runtime import StatusTable, abort_with_error
 
 logger = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "calls.friday"
 DEFAULT_PAGE_SIZE = 50
-# RecordCallEvents' bound (its proto says so): a request's events are recorded one after another.
+# RecordCallEvents' bound (its proto says so); a request's events are recorded a room at a time.
 MAX_EVENTS_PER_REQUEST = 500
 
 STATUS = StatusTable(
@@ -57,20 +57,12 @@ class CallHistoryServicer(pb_grpc.CallHistoryServiceServicer):
         try:
             if not 1 <= len(request.events) <= MAX_EVENTS_PER_REQUEST:
                 raise errors.InvalidEvent(f"send 1-{MAX_EVENTS_PER_REQUEST} events, got {len(request.events)}")
-            results = [await self._record_one(event) for event in request.events]
+            # A refusal is its event's own answer, so the rest are still recorded; a store
+            # that cannot be reached fails the whole request.
+            outcomes = await self._history.record_many(request.events)
         except errors.CallsError as exc:
             await _abort(context, exc)
-        return pb.RecordCallEventsResponse(results=results)
-
-    async def _record_one(self, event: CallEvent) -> pb.RecordCallEventResult:
-        """One event of a batch: a refusal is its own answer, so the rest are still recorded; a
-        store that cannot be reached fails the whole request (raised)."""
-        try:
-            result = await self._history.record(event)
-        except errors.InvalidEvent as exc:
-            logger.info("%s refused in a batch: %s", exc.reason, exc)
-            return pb.RecordCallEventResult(event_id=event.event_id, error_reason=exc.reason, error_message=str(exc))
-        return pb.RecordCallEventResult(event_id=event.event_id, recorded=result.recorded)
+        return pb.RecordCallEventsResponse(results=map(_result, request.events, outcomes))
 
     async def ListCalls(  # noqa: N802
         self, request: pb.ListCallsRequest, context: grpc.aio.ServicerContext
@@ -122,6 +114,15 @@ class CallHistoryServicer(pb_grpc.CallHistoryServiceServicer):
             )
         except errors.CallsError as exc:
             await _abort(context, exc)
+
+
+def _result(event: CallEvent, outcome: Recorded | errors.InvalidEvent) -> pb.RecordCallEventResult:
+    if isinstance(outcome, errors.InvalidEvent):
+        logger.info("%s refused in a batch: %s", outcome.reason, outcome)
+        return pb.RecordCallEventResult(
+            event_id=event.event_id, error_reason=outcome.reason, error_message=str(outcome)
+        )
+    return pb.RecordCallEventResult(event_id=event.event_id, recorded=outcome.recorded)
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: errors.CallsError) -> NoReturn:

@@ -3,9 +3,12 @@
 operation a plain function of a connection run as one transaction (transactions.py: on
 asyncpg for PostgreSQL, on a thread of its own for SQLite).
 
-Recording is one transaction: insert the event unless its id is known, read all the
-room's events, fold them, write the call's row (and, when that starts or ends a call,
-move the count of calls in progress, a row of its own, by one). Two events of one call
+Recording is one transaction per room: insert the room's events unless their ids are
+known, read all the room's events, fold them once, write the call's row (and, when that
+starts or ends a call, move the count of calls in progress, a row of its own, by one). A
+batch carries a call's events together (the gateway reports a join and its dispatch in
+one), and each transaction costs a lock, a read of the room and a fold whatever it
+inserts. Two events of one call
 recorded at once must not each miss the other: PostgreSQL takes a transaction-scoped
 advisory lock on the room first (several replicas may share the database); SQLite has one
 writer at a time anyway, and one connection and one thread here, so its transactions run
@@ -21,7 +24,7 @@ rollout that brings the count's row, a hand edit): the sweep's recount puts it r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -109,8 +112,10 @@ class CallStore(Protocol):
     async def close(self) -> None: ...
 
     async def record(
-        self, event: CallEvent, received_at_ms: int, fold: Fold, notices: Notices | None = None
-    ) -> Recorded: ...
+        self, events: Sequence[CallEvent], received_at_ms: int, fold: Fold, notices: Notices | None = None
+    ) -> list[Recorded]:
+        """What recording each event did, in order; each room's events in one transaction."""
+        ...
 
     async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded: ...
 
@@ -286,14 +291,38 @@ class SqlCallStore:
         await self._transactions.run(_execute, statement)
 
     async def record(
-        self, event: CallEvent, received_at_ms: int, fold: Fold, notices: Notices | None = None
-    ) -> Recorded:
-        return await self._transactions.run(self._record, event, received_at_ms, fold, notices)
+        self, events: Sequence[CallEvent], received_at_ms: int, fold: Fold, notices: Notices | None = None
+    ) -> list[Recorded]:
+        by_room: dict[str, list[int]] = {}
+        for index, event in enumerate(events):
+            by_room.setdefault(event.room, []).append(index)
+        results: dict[int, Recorded] = {}
+        for room, indexes in by_room.items():
+            room_events = [events[index] for index in indexes]
+            recorded = await self._transactions.run(self._record_room, room, room_events, received_at_ms, fold, notices)
+            results.update(zip(indexes, recorded, strict=True))
+        return [results[index] for index in range(len(events))]
 
-    def _record(
-        self, connection: Connection, event: CallEvent, received_at_ms: int, fold: Fold, notices: Notices | None
-    ) -> Recorded:
-        self._lock_room(connection, event.room)
+    def _record_room(
+        self,
+        connection: Connection,
+        room: str,
+        events: Sequence[CallEvent],
+        received_at_ms: int,
+        fold: Fold,
+        notices: Notices | None,
+    ) -> list[Recorded]:
+        self._lock_room(connection, room)
+        # (the room the event's record is in, whether this inserted it), one per event
+        stored = [self._store_event(connection, event, received_at_ms) for event in events]
+        folded: dict[str, Recorded] = {}
+        for target, _ in stored:
+            if target not in folded:
+                inserted = any(new for other, new in stored if other == target)
+                folded[target] = self._fold_and_write(connection, target, fold, inserted, notices)
+        return [replace(folded[target], recorded=new) for target, new in stored]
+
+    def _store_event(self, connection: Connection, event: CallEvent, received_at_ms: int) -> tuple[str, bool]:
         inserted = connection.execute(
             self._insert_event,
             {
@@ -305,18 +334,16 @@ class SqlCallStore:
                 "payload": event.SerializeToString(deterministic=True),
             },
         )
-        recorded = inserted.rowcount == 1
-        room = event.room
-        if not recorded:
-            # Known already, perhaps under another room (stored meanwhile under that room's lock):
-            # the record to fold again is the stored event's.
-            known = connection.execute(_EVENT_ROOM, {"event_id": event.event_id}).scalar_one_or_none()
-            if known is not None and known != event.room:
-                # That room's own lock too: a fold of it racing this one would start from the same
-                # row and move the count of calls in progress twice for one change.
-                self._lock_room(connection, known)
-            room = known if known is not None else event.room
-        return self._fold_and_write(connection, room, fold, recorded, notices)
+        if inserted.rowcount == 1:
+            return event.room, True
+        # Known already, perhaps under another room (stored meanwhile under that room's lock):
+        # the record to fold again is the stored event's.
+        known = connection.execute(_EVENT_ROOM, {"event_id": event.event_id}).scalar_one_or_none()
+        if known is not None and known != event.room:
+            # That room's own lock too: a fold of it racing this one would start from the same
+            # row and move the count of calls in progress twice for one change.
+            self._lock_room(connection, known)
+        return (known if known is not None else event.room), False
 
     async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded:
         return await self._transactions.run(self._refold, room, fold, notices)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import event as sqlalchemy_event
 
 from friday.calls.v1.call_pb2 import Call, CallOutcome
 from services.calls import errors
@@ -30,8 +31,11 @@ def _metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 class Harness:
-    def __init__(self, history: CallHistory, registry: CollectorRegistry, clock: Clock, config: CallsConfig) -> None:
+    def __init__(
+        self, history: CallHistory, store: SqlCallStore, registry: CollectorRegistry, clock: Clock, config: CallsConfig
+    ) -> None:
         self.history = history
+        self.store = store
         self.registry = registry
         self.clock = clock
         self.settle_seconds = config.settle_seconds
@@ -41,10 +45,11 @@ class Harness:
 async def harness(store_config: StoreConfig, clock: Clock) -> AsyncIterator[Harness]:
     registry = CollectorRegistry()
     config = CallsConfig(store=store_config, no_agent_seconds=20.0, retention_days=30.0, sweep_interval_seconds=3600)
-    history = CallHistory(SqlCallStore(store_config, clock_ms=clock), config, CallsMetrics(registry), clock_ms=clock)
+    store = SqlCallStore(store_config, clock_ms=clock)
+    history = CallHistory(store, config, CallsMetrics(registry), clock_ms=clock)
     await history.start()
     try:
-        yield Harness(history, registry, clock, config)
+        yield Harness(history, store, registry, clock, config)
     finally:
         await history.stop()
 
@@ -165,6 +170,45 @@ async def test_an_event_id_stored_under_another_room_folds_that_room(harness: Ha
     assert not again.recorded
     assert again.after.room == "call-first"
     assert [c.room for c in await harness.history.list_calls(CallQuery())] == ["call-first"]
+
+
+async def test_a_batch_records_each_calls_events_in_one_transaction(harness: Harness) -> None:
+    transactions: list[object] = []
+
+    def began(connection: object) -> None:
+        transactions.append(connection)
+
+    sqlalchemy_event.listen(harness.store.sync_engine, "begin", began)
+    invalid = ev.sip_joined("call-bad")
+    invalid.ClearField("occurred_at")
+    a_join, b_join = ev.sip_joined("call-a"), ev.sip_joined("call-b")
+    batch = [a_join, b_join, ev.dispatched("call-a"), invalid, a_join, ev.dispatched("call-b")]
+    try:
+        outcomes = await harness.history.record_many(batch)
+    finally:
+        sqlalchemy_event.remove(harness.store.sync_engine, "begin", began)
+    assert len(transactions) == 2  # call-a's three events, then call-b's two; the invalid one never reaches the store
+    assert isinstance(outcomes[3], errors.InvalidEvent)
+    assert [o.recorded for o in outcomes if not isinstance(o, errors.InvalidEvent)] == [True, True, True, False, True]
+    # The same records as the events recorded one by one.
+    for room in ("call-a", "call-b"):
+        for event in (ev.sip_joined(f"{room}-alone"), ev.dispatched(f"{room}-alone")):
+            await harness.history.record(event)
+        batched, alone = (await harness.history.get_call(room))[0], (await harness.history.get_call(f"{room}-alone"))[0]
+        assert batched.dispatch.persona_id and _without_room(batched) == _without_room(alone)
+    assert _metric(harness.registry, "friday_calls_in_progress") == 4
+
+
+async def test_a_batch_event_stored_under_another_room_folds_that_room_and_its_own_the_rest(harness: Harness) -> None:
+    await harness.history.record(ev.sip_joined("call-first", event_id="EV_shared"))
+    shared, own = await harness.history.record_many(
+        [ev.sip_joined("call-second", event_id="EV_shared"), ev.dispatched("call-second")]
+    )
+    assert not isinstance(shared, errors.InvalidEvent) and not isinstance(own, errors.InvalidEvent)
+    assert (shared.recorded, shared.after.room) == (False, "call-first")
+    assert (own.recorded, own.after.room) == (True, "call-second")
+    _, stored = await harness.history.get_call("call-first")
+    assert [e.event_id for e in stored] == ["EV_shared"]
 
 
 async def test_a_call_is_counted_once_even_when_an_event_later_than_the_settle_time_changes_it(

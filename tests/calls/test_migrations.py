@@ -27,7 +27,7 @@ async def test_migrations_create_the_schema_and_are_idempotent(store_config, clo
         fold = lambda events: __import__("services.calls.records", fromlist=["fold"]).fold(  # noqa: E731
             events, no_agent_seconds=20, now_ms=clock()
         )
-        await store.record(ev.sip_joined("call-mig"), clock(), fold)
+        await store.record([ev.sip_joined("call-mig")], clock(), fold)
         await store.run_in_transaction(migrate)  # a restart: nothing to do, nothing lost
         assert await store.run_in_transaction(current_revision) == head_revision()
         found = await store.get_call("call-mig")
@@ -166,7 +166,7 @@ async def test_the_count_of_open_calls_starts_at_the_calls_already_open(store_co
         fold_now = lambda events: fold(events, no_agent_seconds=20, now_ms=clock())  # noqa: E731
         # The rows were written without their events: the end folds from the end alone, which
         # started nothing, so it is the stored row's open -> not-started change that counts.
-        ended = await store.record(ev.sip_left("call-ringing"), clock(), fold_now)
+        (ended,) = await store.record([ev.sip_left("call-ringing")], clock(), fold_now)
         assert ended.in_progress == 1
 
         def downgrade_to_0004(connection: Connection) -> set[str]:

@@ -9,7 +9,7 @@ import dataclasses
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from services.calls.history import CallHistory
 from services.calls.metrics import CallsMetrics
 from services.calls.server import build_server as build_calls
 from services.calls.servicer import CallHistoryServicer
-from services.calls.store import CallQuery, Fold, Recorded, SqlCallStore
+from services.calls.store import CallQuery, Fold, Notices, Recorded, SqlCallStore
 from services.grpc_runtime import ServerConfig, create_channel
 from services.testing import livekit_webhooks as webhooks
 from services.testing.mesh import Mesh
@@ -55,9 +55,11 @@ class HungStore(SqlCallStore):
         super().__init__(*args, **kwargs)
         self.release = asyncio.Event()
 
-    async def record(self, event: CallEvent, received_at_ms: int, fold: Fold) -> Recorded:
+    async def record(
+        self, events: Sequence[CallEvent], received_at_ms: int, fold: Fold, notices: Notices | None = None
+    ) -> list[Recorded]:
         await self.release.wait()
-        return await super().record(event, received_at_ms, fold)
+        return await super().record(events, received_at_ms, fold, notices)
 
 
 async def _calls_server(tmp_path: Path, name: str, store_factory: Callable[..., SqlCallStore] | None = None):

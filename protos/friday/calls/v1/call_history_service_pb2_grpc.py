@@ -92,8 +92,9 @@ class CallHistoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordCallEvents(self, request, context):
-        """Records several call events in one call, each as RecordCallEvent would: what the
-        gateway sends when events queue up, so a busy gateway pays one call for many. An
+        """Records several call events in one call, each as RecordCallEvent would (the events
+        of one room in one transaction): what the gateway sends, so it pays one call, and
+        CallHistoryService one transaction per call, for many events. An
         event refused as invalid is answered in its result and the others still recorded;
         a database that cannot be reached fails the call (UNAVAILABLE), and a retry of the
         whole request is safe (events are idempotent by id).

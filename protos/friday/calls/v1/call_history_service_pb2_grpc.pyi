@@ -46,8 +46,9 @@ class CallHistoryServiceStub:
     RecordCallEvent: _grpc.UnaryUnaryMultiCallable[_call_history_service_pb2.RecordCallEventRequest, _call_history_service_pb2.RecordCallEventResponse]
     """Records one call event. Idempotent by event id, correct in any order."""
     RecordCallEvents: _grpc.UnaryUnaryMultiCallable[_call_history_service_pb2.RecordCallEventsRequest, _call_history_service_pb2.RecordCallEventsResponse]
-    """Records several call events in one call, each as RecordCallEvent would: what the
-    gateway sends when events queue up, so a busy gateway pays one call for many. An
+    """Records several call events in one call, each as RecordCallEvent would (the events
+    of one room in one transaction): what the gateway sends, so it pays one call, and
+    CallHistoryService one transaction per call, for many events. An
     event refused as invalid is answered in its result and the others still recorded;
     a database that cannot be reached fails the call (UNAVAILABLE), and a retry of the
     whole request is safe (events are idempotent by id).
@@ -77,8 +78,9 @@ class CallHistoryServiceAsyncStub(CallHistoryServiceStub):
     RecordCallEvent: _aio.UnaryUnaryMultiCallable[_call_history_service_pb2.RecordCallEventRequest, _call_history_service_pb2.RecordCallEventResponse]  # type: ignore[assignment]
     """Records one call event. Idempotent by event id, correct in any order."""
     RecordCallEvents: _aio.UnaryUnaryMultiCallable[_call_history_service_pb2.RecordCallEventsRequest, _call_history_service_pb2.RecordCallEventsResponse]  # type: ignore[assignment]
-    """Records several call events in one call, each as RecordCallEvent would: what the
-    gateway sends when events queue up, so a busy gateway pays one call for many. An
+    """Records several call events in one call, each as RecordCallEvent would (the events
+    of one room in one transaction): what the gateway sends, so it pays one call, and
+    CallHistoryService one transaction per call, for many events. An
     event refused as invalid is answered in its result and the others still recorded;
     a database that cannot be reached fails the call (UNAVAILABLE), and a retry of the
     whole request is safe (events are idempotent by id).
@@ -117,8 +119,9 @@ class CallHistoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _call_history_service_pb2.RecordCallEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_call_history_service_pb2.RecordCallEventsResponse, _abc.Awaitable[_call_history_service_pb2.RecordCallEventsResponse]]:
-        """Records several call events in one call, each as RecordCallEvent would: what the
-        gateway sends when events queue up, so a busy gateway pays one call for many. An
+        """Records several call events in one call, each as RecordCallEvent would (the events
+        of one room in one transaction): what the gateway sends, so it pays one call, and
+        CallHistoryService one transaction per call, for many events. An
         event refused as invalid is answered in its result and the others still recorded;
         a database that cannot be reached fails the call (UNAVAILABLE), and a retry of the
         whole request is safe (events are idempotent by id).
