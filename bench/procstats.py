@@ -123,4 +123,3 @@ async def until_idle(pids: dict[str, int], limit_seconds: float) -> float:
         waited = time.monotonic() - began
         if used < IDLE_SHARE * _IDLE_SAMPLE_SECONDS or waited >= limit_seconds:
             return round(waited, 2)
-

@@ -56,7 +56,6 @@ def poll_delays(config: JobConfig) -> Iterator[float]:
         delay = min(delay * POLL_BACKOFF_FACTOR, longest)
 
 
-
 class Withdrawal(enum.Enum):
     """What a DeleteDispatch did. Two replicas converging on one room may both delete
     the same extra dispatch: the second finds it already gone, and only the first
@@ -70,6 +69,7 @@ class Withdrawal(enum.Enum):
     def gone(self) -> bool:
         """LiveKit no longer holds the dispatch."""
         return self is not Withdrawal.FAILED
+
 
 class JobFailed(Exception):
     """The dispatch's job ended without serving the call (the worker failed or rejected it)."""

@@ -28,7 +28,11 @@ async def _until(condition, what: str) -> None:
 
 def _server(store_config: StoreConfig, url: str):
     events = CallEventsConfig(
-        url=url, secret=SECRET, poll_interval_seconds=0.02, initial_backoff_seconds=0.02, max_backoff_seconds=0.1,
+        url=url,
+        secret=SECRET,
+        poll_interval_seconds=0.02,
+        initial_backoff_seconds=0.02,
+        max_backoff_seconds=0.1,
         lease_seconds=0.5,  # a delivery cut by the restart is offered again soon, not after 30 s
     )
     config = CallsConfig(store=store_config, events=events, sweep_interval_seconds=3600)

@@ -99,53 +99,58 @@ GATEWAY_SERVER: list[Row] = [
     ("GATEWAY_BODY_TIMEOUT_SECONDS", "4.5", "body_timeout_seconds", 4.5),
     ("GATEWAY_KEEP_ALIVE_SECONDS", "2", "keep_alive_seconds", 2.0),
 ]
-GATEWAY: list[Row] = [
-    ("LIVEKIT_WEBHOOK_API_KEY", "APIwebhook", "webhook_api_key", "APIwebhook"),
-    ("LIVEKIT_WEBHOOK_API_SECRET", "webhook-secret", "webhook_api_secret", "webhook-secret"),
-    ("PERSONA_TARGET", "dns:///persona:50051", "persona_target", "dns:///persona:50051"),
-    ("DISPATCHER_TARGET", "dns:///dispatcher:50052", "dispatcher_target", "dns:///dispatcher:50052"),
-    ("DISPATCHER_TOKEN", "d-token", "dispatcher_token", "d-token"),
-    ("PERSONA_TOKEN", "p-token", "persona_token", "p-token"),
-    ("METRICS_TOKEN", "m-token", "metrics_token", "m-token"),
-    ("AGENT_TO_DISPATCH", "acme-agent", "agent_name", "acme-agent"),
-    ("GATEWAY_BUDGET_SECONDS", "2.5", "budget_seconds", 2.5),
-    ("GATEWAY_PERSONA_TIMEOUT_SECONDS", "0.75", "persona_timeout_seconds", 0.75),
-    ("GATEWAY_MAX_BODY_BYTES", "65536", "max_body_bytes", 65536),
-    ("GATEWAY_DEDUPE_TTL_SECONDS", "120", "dedupe_ttl_seconds", 120.0),
-    ("GATEWAY_DEDUPE_MAX_ENTRIES", "5000", "dedupe_max_entries", 5000),
-    ("REDIS_URL", "redis://r:6379/5", "redis_url", "redis://r:6379/5"),
-    ("GATEWAY_REDIS_PREFIX", "g:", "redis_prefix", "g:"),
-    ("GATEWAY_READY_TIMEOUT_SECONDS", "0.2", "ready_timeout_seconds", 0.2),
-] + [
-    (f"{svc}_TLS_{var}", f"/tls/{svc}-{var}", f"{svc.lower()}_tls.{field}", f"/tls/{svc}-{var}")
-    for svc in ("PERSONA", "DISPATCHER")
-    for var, field in (
-        ("CA_FILE", "ca_file"),
-        ("CLIENT_CERT_FILE", "cert_file"),
-        ("CLIENT_KEY_FILE", "key_file"),
-        ("SERVER_NAME", "server_name_override"),
-    )
-] + [
-    ("CALLS_TARGET", "dns:///calls:50053", "call_reporting.target", "dns:///calls:50053"),
-    ("CALLS_TOKEN", "c-token", "call_reporting.token", "c-token"),
-    ("GATEWAY_CALL_EVENTS_QUEUE_SIZE", "77", "call_reporting.queue_size", 77),
-    ("GATEWAY_CALL_EVENTS_MAX_ATTEMPTS", "3", "call_reporting.max_attempts", 3),
-    ("GATEWAY_CALL_EVENTS_ATTEMPT_TIMEOUT_SECONDS", "1.5", "call_reporting.attempt_timeout_seconds", 1.5),
-    ("GATEWAY_CALL_EVENTS_INITIAL_BACKOFF_SECONDS", "0.3", "call_reporting.initial_backoff_seconds", 0.3),
-    ("GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS", "4", "call_reporting.max_backoff_seconds", 4.0),
-    ("GATEWAY_CALL_EVENTS_SENDERS", "2", "call_reporting.senders", 2),
-    ("GATEWAY_CALL_EVENTS_MAX_BATCH", "20", "call_reporting.max_batch", 20),
-    ("GATEWAY_CALL_EVENTS_LINGER_SECONDS", "0.25", "call_reporting.linger_seconds", 0.25),
-    ("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", "1.5", "call_reporting.drain_seconds", 1.5),
-] + [
-    (f"CALLS_TLS_{var}", f"/tls/CALLS-{var}", f"call_reporting.tls.{field}", f"/tls/CALLS-{var}")
-    for var, field in (
-        ("CA_FILE", "ca_file"),
-        ("CLIENT_CERT_FILE", "cert_file"),
-        ("CLIENT_KEY_FILE", "key_file"),
-        ("SERVER_NAME", "server_name_override"),
-    )
-]
+GATEWAY: list[Row] = (
+    [
+        ("LIVEKIT_WEBHOOK_API_KEY", "APIwebhook", "webhook_api_key", "APIwebhook"),
+        ("LIVEKIT_WEBHOOK_API_SECRET", "webhook-secret", "webhook_api_secret", "webhook-secret"),
+        ("PERSONA_TARGET", "dns:///persona:50051", "persona_target", "dns:///persona:50051"),
+        ("DISPATCHER_TARGET", "dns:///dispatcher:50052", "dispatcher_target", "dns:///dispatcher:50052"),
+        ("DISPATCHER_TOKEN", "d-token", "dispatcher_token", "d-token"),
+        ("PERSONA_TOKEN", "p-token", "persona_token", "p-token"),
+        ("METRICS_TOKEN", "m-token", "metrics_token", "m-token"),
+        ("AGENT_TO_DISPATCH", "acme-agent", "agent_name", "acme-agent"),
+        ("GATEWAY_BUDGET_SECONDS", "2.5", "budget_seconds", 2.5),
+        ("GATEWAY_PERSONA_TIMEOUT_SECONDS", "0.75", "persona_timeout_seconds", 0.75),
+        ("GATEWAY_MAX_BODY_BYTES", "65536", "max_body_bytes", 65536),
+        ("GATEWAY_DEDUPE_TTL_SECONDS", "120", "dedupe_ttl_seconds", 120.0),
+        ("GATEWAY_DEDUPE_MAX_ENTRIES", "5000", "dedupe_max_entries", 5000),
+        ("REDIS_URL", "redis://r:6379/5", "redis_url", "redis://r:6379/5"),
+        ("GATEWAY_REDIS_PREFIX", "g:", "redis_prefix", "g:"),
+        ("GATEWAY_READY_TIMEOUT_SECONDS", "0.2", "ready_timeout_seconds", 0.2),
+    ]
+    + [
+        (f"{svc}_TLS_{var}", f"/tls/{svc}-{var}", f"{svc.lower()}_tls.{field}", f"/tls/{svc}-{var}")
+        for svc in ("PERSONA", "DISPATCHER")
+        for var, field in (
+            ("CA_FILE", "ca_file"),
+            ("CLIENT_CERT_FILE", "cert_file"),
+            ("CLIENT_KEY_FILE", "key_file"),
+            ("SERVER_NAME", "server_name_override"),
+        )
+    ]
+    + [
+        ("CALLS_TARGET", "dns:///calls:50053", "call_reporting.target", "dns:///calls:50053"),
+        ("CALLS_TOKEN", "c-token", "call_reporting.token", "c-token"),
+        ("GATEWAY_CALL_EVENTS_QUEUE_SIZE", "77", "call_reporting.queue_size", 77),
+        ("GATEWAY_CALL_EVENTS_MAX_ATTEMPTS", "3", "call_reporting.max_attempts", 3),
+        ("GATEWAY_CALL_EVENTS_ATTEMPT_TIMEOUT_SECONDS", "1.5", "call_reporting.attempt_timeout_seconds", 1.5),
+        ("GATEWAY_CALL_EVENTS_INITIAL_BACKOFF_SECONDS", "0.3", "call_reporting.initial_backoff_seconds", 0.3),
+        ("GATEWAY_CALL_EVENTS_MAX_BACKOFF_SECONDS", "4", "call_reporting.max_backoff_seconds", 4.0),
+        ("GATEWAY_CALL_EVENTS_SENDERS", "2", "call_reporting.senders", 2),
+        ("GATEWAY_CALL_EVENTS_MAX_BATCH", "20", "call_reporting.max_batch", 20),
+        ("GATEWAY_CALL_EVENTS_LINGER_SECONDS", "0.25", "call_reporting.linger_seconds", 0.25),
+        ("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", "1.5", "call_reporting.drain_seconds", 1.5),
+    ]
+    + [
+        (f"CALLS_TLS_{var}", f"/tls/CALLS-{var}", f"call_reporting.tls.{field}", f"/tls/CALLS-{var}")
+        for var, field in (
+            ("CA_FILE", "ca_file"),
+            ("CLIENT_CERT_FILE", "cert_file"),
+            ("CLIENT_KEY_FILE", "key_file"),
+            ("SERVER_NAME", "server_name_override"),
+        )
+    ]
+)
 CALLS: list[Row] = [
     ("CALLS_DATABASE_URL", "postgresql://u@db/calls", "store.database_url", "postgresql://u@db/calls"),
     ("CALLS_DATABASE_SCHEMA", "friday", "store.database_schema", "friday"),
