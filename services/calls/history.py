@@ -161,8 +161,9 @@ class CallHistory:
         """Decides calls whose agent is overdue (no_agent), counts decided calls that settled,
         deletes calls past retention and recounts the calls in progress."""
         now = self._clock_ms()
-        for room in await self._store.undecided_rooms(now - round(self._config.no_agent_seconds * 1000)):
-            self._observe(await self._store.refold(room, self._fold, self._notices))
+        overdue = await self._store.undecided_rooms(now - round(self._config.no_agent_seconds * 1000))
+        for result in await self._store.refold(overdue, self._fold, self._notices):
+            self._observe(result)
         await self._count_settled(now)
         if self._config.retention_days > 0:
             deleted = await self._store.delete_older_than(now - round(self._config.retention_days * DAY_MS))

@@ -82,6 +82,11 @@ _MOVE_OPEN_COUNT = (
 )
 
 
+# The sweep folds overdue calls again this many to a transaction: one each was a
+# transaction's hand-off and commit per call, for a call a busy minute brings by the hundred.
+REFOLD_ROOMS_PER_TRANSACTION = 100
+
+
 @dataclass(frozen=True)
 class Recorded:
     """What recording one event did: `before` is None for a call seen the first time.
@@ -117,7 +122,9 @@ class CallStore(Protocol):
         """What recording each event did, in order; each room's events in one transaction."""
         ...
 
-    async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded: ...
+    async def refold(self, rooms: Sequence[str], fold: Fold, notices: Notices | None = None) -> list[Recorded]:
+        """Each room's record folded again from its events (the sweep's overdue calls), in order."""
+        ...
 
     async def get_call(self, key: str) -> tuple[Call, list[CallEvent]] | None: ...
 
@@ -345,12 +352,20 @@ class SqlCallStore:
             self._lock_room(connection, known)
         return (known if known is not None else event.room), False
 
-    async def refold(self, room: str, fold: Fold, notices: Notices | None = None) -> Recorded:
-        return await self._transactions.run(self._refold, room, fold, notices)
+    async def refold(self, rooms: Sequence[str], fold: Fold, notices: Notices | None = None) -> list[Recorded]:
+        results: list[Recorded] = []
+        for start in range(0, len(rooms), REFOLD_ROOMS_PER_TRANSACTION):
+            chunk = rooms[start : start + REFOLD_ROOMS_PER_TRANSACTION]
+            results += await self._transactions.run(self._refold, chunk, fold, notices)
+        return results
 
-    def _refold(self, connection: Connection, room: str, fold: Fold, notices: Notices | None) -> Recorded:
-        self._lock_room(connection, room)
-        return self._fold_and_write(connection, room, fold, False, notices)
+    def _refold(
+        self, connection: Connection, rooms: Sequence[str], fold: Fold, notices: Notices | None
+    ) -> list[Recorded]:
+        # Sorted: two replicas' sweeps over overlapping rooms take the locks in one order.
+        for room in sorted(set(rooms)):
+            self._lock_room(connection, room)
+        return [self._fold_and_write(connection, room, fold, False, notices) for room in rooms]
 
     async def get_call(self, key: str) -> tuple[Call, list[CallEvent]] | None:
         return await self._transactions.run(_get_call, key)

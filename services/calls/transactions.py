@@ -56,8 +56,15 @@ def open_transactions(config: StoreConfig) -> Transactions:
     return AsyncDriverTransactions(url, schema=config.database_schema)
 
 
+# PostgreSQL aborted the transaction to break a cycle of waits on locks (rooms' advisory
+# locks taken in different orders: a record whose event id is stored under another room,
+# beside a sweep): it was rolled back, and the other transaction went on.
+_DEADLOCK_DETECTED = "40P01"
+
+
 class _NotCommitted(Exception):
-    """The connection was lost before COMMIT was sent: the transaction did nothing."""
+    """The transaction was rolled back before COMMIT was sent (its connection lost, or
+    PostgreSQL chose it to break a deadlock): it did nothing, so it may run again."""
 
     def __init__(self, lost: DBAPIError) -> None:
         super().__init__(str(lost))
@@ -73,8 +80,9 @@ class AsyncDriverTransactions:
     recorded event's CPU. A pooled connection the server has closed (a restart, an idle
     timeout) fails its first statement instead; SQLAlchemy then invalidates the pool, and
     the transaction runs once more on a new connection. Only a failure before COMMIT is
-    sent is run again: nothing of that transaction can be in the database. A failure of
-    the COMMIT itself may have committed, so it is the caller's StoreUnavailable."""
+    sent is run again: nothing of that transaction can be in the database. A transaction
+    PostgreSQL aborted to break a deadlock runs once more too. A failure of the COMMIT
+    itself may have committed, so it is the caller's StoreUnavailable."""
 
     def __init__(self, url: str, *, schema: str = "") -> None:
         connect_args: dict[str, Any] = {"server_settings": {"search_path": schema}} if schema else {}
@@ -100,7 +108,7 @@ class AsyncDriverTransactions:
             try:
                 result = await connection.run_sync(operation, *args)
             except DBAPIError as exc:
-                if exc.connection_invalidated:
+                if exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) == _DEADLOCK_DETECTED:
                     raise _NotCommitted(exc) from exc
                 raise
             await connection.commit()

@@ -17,7 +17,7 @@ from services.calls import errors
 from services.calls.config import CallerNumbers, CallsConfig, StoreConfig
 from services.calls.history import DAY_MS, CallHistory
 from services.calls.metrics import CallsMetrics
-from services.calls.records import millis
+from services.calls.records import fold, millis
 from services.calls.store import CallQuery, SqlCallStore
 from tests.calls import events as ev
 from tests.calls.conftest import Clock
@@ -209,6 +209,35 @@ async def test_a_batch_event_stored_under_another_room_folds_that_room_and_its_o
     assert (own.recorded, own.after.room) == (True, "call-second")
     _, stored = await harness.history.get_call("call-first")
     assert [e.event_id for e in stored] == ["EV_shared"]
+
+
+async def test_the_sweep_decides_overdue_calls_a_hundred_to_a_transaction(
+    harness: Harness, store_config: StoreConfig, clock: Clock
+) -> None:
+    rooms = [f"call-due{n}" for n in range(250)]
+    await harness.history.record_many([ev.sip_joined(room) for room in rooms])
+    harness.clock.now_ms = ev.T0 + 20_000
+    transactions: list[object] = []
+
+    def began(connection: object) -> None:
+        transactions.append(connection)
+
+    sqlalchemy_event.listen(harness.store.sync_engine, "begin", began)
+    # A second replica's sweep over the same rooms, the other way round, at the same time:
+    # both take the rooms' locks in one order, so neither waits on the other for ever.
+    other = SqlCallStore(store_config, clock_ms=clock)
+    try:
+        fold_now = lambda events: fold(events, no_agent_seconds=20, now_ms=clock())  # noqa: E731
+        ours, theirs = await asyncio.gather(
+            harness.store.refold(rooms, fold_now), other.refold(rooms[::-1], fold_now)
+        )
+    finally:
+        sqlalchemy_event.remove(harness.store.sync_engine, "begin", began)
+        await other.close()
+    assert len(transactions) == 3
+    assert [r.after.room for r in ours] == rooms and [r.after.room for r in theirs] == rooms[::-1]
+    assert {r.after.outcome for r in ours + theirs} == {CallOutcome.CALL_OUTCOME_NO_AGENT}
+    assert _metric(harness.registry, "friday_calls_in_progress") == 250
 
 
 async def test_a_call_is_counted_once_even_when_an_event_later_than_the_settle_time_changes_it(

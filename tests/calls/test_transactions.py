@@ -65,3 +65,35 @@ async def test_a_connection_the_server_closed_is_replaced_and_the_event_recorded
     assert await postgres_store.run_in_transaction(_backend_pid) != pooled
     found = await postgres_store.get_call("call-reconnect")
     assert found is not None and [e.event_id for e in found[1]] == [ev.sip_joined("call-reconnect").event_id]
+
+
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1::text))"
+_WAITING = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = $1"
+
+
+async def test_a_transaction_postgresql_aborts_to_break_a_deadlock_runs_once_more(
+    postgres_store: SqlCallStore,
+) -> None:
+    attempts: list[int] = []
+
+    def b_then_a(connection: Connection) -> int:
+        attempts.append(_backend_pid(connection))
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('room-b'))"))
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('room-a'))"))
+        return len(attempts)
+
+    other = await asyncpg.connect(POSTGRES_URL, timeout=10)
+    try:
+        async with other.transaction():
+            await other.execute(_LOCK, "room-a")
+            ours = asyncio.create_task(postgres_store.run_in_transaction(b_then_a))
+            # Ours holds room-b and waits for room-a before the other asks for room-b, so
+            # PostgreSQL's deadlock check (after deadlock_timeout) fires in ours first.
+            async with asyncio.timeout(30):
+                while not attempts or not await other.fetchval(_WAITING, attempts[0]):  # noqa: ASYNC110 - no event for it
+                    await asyncio.sleep(0.02)
+            await other.execute(_LOCK, "room-b")
+        async with asyncio.timeout(30):
+            assert await ours == 2
+    finally:
+        await other.close()
