@@ -228,9 +228,7 @@ async def test_the_sweep_decides_overdue_calls_a_hundred_to_a_transaction(
     other = SqlCallStore(store_config, clock_ms=clock)
     try:
         fold_now = lambda events: fold(events, no_agent_seconds=20, now_ms=clock())  # noqa: E731
-        ours, theirs = await asyncio.gather(
-            harness.store.refold(rooms, fold_now), other.refold(rooms[::-1], fold_now)
-        )
+        ours, theirs = await asyncio.gather(harness.store.refold(rooms, fold_now), other.refold(rooms[::-1], fold_now))
     finally:
         sqlalchemy_event.remove(harness.store.sync_engine, "begin", began)
         await other.close()
