@@ -68,31 +68,36 @@ async def test_a_connection_the_server_closed_is_replaced_and_the_event_recorded
 
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext($1::text))"
-_WAITING = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = $1"
+_HOLDS = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1"
 
 
 async def test_a_transaction_postgresql_aborts_to_break_a_deadlock_runs_once_more(
     postgres_store: SqlCallStore,
 ) -> None:
+    """Ours takes room-b, the other (waiting first) asks for room-b, ours asks for room-a,
+    which the other holds: a cycle. The other never checks for deadlocks within the test,
+    so ours, one second into its wait, is the transaction PostgreSQL aborts."""
     attempts: list[int] = []
 
     def b_then_a(connection: Connection) -> int:
         attempts.append(_backend_pid(connection))
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('room-b'))"))
+        if len(attempts) == 1:
+            # Time for the other to start waiting for room-b before ours waits for room-a.
+            connection.execute(text("SELECT pg_sleep(1.5)"))
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('room-a'))"))
         return len(attempts)
 
     other = await asyncpg.connect(POSTGRES_URL, timeout=10)
     try:
+        await other.execute("SET deadlock_timeout = '10min'")
         async with other.transaction():
             await other.execute(_LOCK, "room-a")
             ours = asyncio.create_task(postgres_store.run_in_transaction(b_then_a))
-            # Ours holds room-b and waits for room-a before the other asks for room-b, so
-            # PostgreSQL's deadlock check (after deadlock_timeout) fires in ours first.
             async with asyncio.timeout(30):
-                while not attempts or not await other.fetchval(_WAITING, attempts[0]):  # noqa: ASYNC110 - no event for it
+                while not attempts or not await other.fetchval(_HOLDS, attempts[0]):  # noqa: ASYNC110 - no event for it
                     await asyncio.sleep(0.02)
-            await other.execute(_LOCK, "room-b")
+            await other.execute(_LOCK, "room-b")  # granted once ours is aborted
         async with asyncio.timeout(30):
             assert await ours == 2
     finally:
