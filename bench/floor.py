@@ -5,7 +5,7 @@ already holds in memory, and dispatch — with no gRPC hop and no second process
 It does the same LiveKit work as the mesh, so the mesh / floor ratios measure the
 mesh's own overhead (the two gRPC hops, the process boundaries and what the services
 do around them) and nothing else: the same calls per webhook as DispatcherService
-(ListRooms, ListDispatch, then CreateDispatch only when our agent is not there yet with
+(ListRooms beside ListDispatch, then CreateDispatch only when our agent is not there yet with
 a live job: the exactly-one guard, without the claim; then ListDispatch until a worker
 holds the job, on DispatcherService's read schedule), made through DispatcherService's own LiveKit
 adapter (LiveKitDispatchTransport: the same aiohttp pool, room token reuse and
@@ -67,6 +67,24 @@ async def _with_job(livekit: LiveKitDispatchTransport, created: DispatchRecord) 
     return current if current is not None and current.live_job is not None else None
 
 
+async def _list_in_room(livekit: LiveKitDispatchTransport, room: str) -> list[DispatchRecord] | None:
+    """ListRooms beside ListDispatch, as DispatcherService sends them (one round trip on
+    the call's path, not two); None when the room is gone, the listing then cancelled
+    (LiveKit holds a ListDispatch on a missing room until its own deadline)."""
+    listing = asyncio.ensure_future(livekit.list(room, timeout=LIVEKIT_TIMEOUT_SECONDS))
+    try:
+        exists = await livekit.room_exists(room, timeout=LIVEKIT_TIMEOUT_SECONDS)
+    except BaseException:
+        listing.cancel()
+        await asyncio.gather(listing, return_exceptions=True)
+        raise
+    if not exists:
+        listing.cancel()
+        await asyncio.gather(listing, return_exceptions=True)
+        return None
+    return await listing
+
+
 def create_floor_app(
     personas: dict[str, Persona], livekit_url: str, api_key: str, api_secret: str, agent_name: str
 ) -> Starlette:
@@ -109,9 +127,9 @@ def create_floor_app(
         )
         encoded = job_metadata.encode(metadata)
         try:
-            if not await livekit.room_exists(call.room, timeout=LIVEKIT_TIMEOUT_SECONDS):
+            listed = await _list_in_room(livekit, call.room)
+            if listed is None:
                 return JSONResponse({"status": "ignored", "detail": "room gone"})
-            listed = await livekit.list(call.room, timeout=LIVEKIT_TIMEOUT_SECONDS)
             existing = [d for d in listed if d.agent_name == agent_name and d.live_job is not None]
             dispatch: DispatchRecord | None
             if existing:

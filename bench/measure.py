@@ -187,16 +187,22 @@ def _cpu_per_call(row: dict[str, Any]) -> None:
 
 def _injected(row: dict[str, Any], crm_latency: float, livekit_latency: float) -> dict[str, Any]:
     """The stand-ins' sleeps on one call's critical path, from what they actually saw
-    (sequential calls only: under concurrency the sleeps overlap), and latency minus that."""
+    (sequential calls only: under concurrency the sleeps overlap), and latency minus that.
+    Within a call, DispatcherService (and the floor) send ListRooms beside the first
+    ListDispatch: those two sleeps overlap, so each ListRooms is off the path."""
     calls = row["ok"] + row["error_count"]
     if not calls:
         return {}
     counts = row["standins"]
-    livekit_per_call = sum(counts["livekit_calls"].values()) / calls
+    livekit = counts["livekit_calls"]
+    livekit_per_call = sum(livekit.values()) / calls
+    overlapped = min(livekit.get("ListRooms", 0), livekit.get("ListDispatch", 0))
+    on_path_per_call = livekit_per_call - overlapped / calls
     crm_per_call = counts["crm_requests_for_numbers"] / calls
-    injected_ms = 1000 * (crm_latency * crm_per_call + livekit_latency * livekit_per_call)
+    injected_ms = 1000 * (crm_latency * crm_per_call + livekit_latency * on_path_per_call)
     out: dict[str, Any] = {
         "livekit_calls_per_call": round(livekit_per_call, 3),
+        "livekit_calls_on_path_per_call": round(on_path_per_call, 3),
         "crm_requests_per_call": round(crm_per_call, 3),
         "injected_ms": round(injected_ms, 2),
     }

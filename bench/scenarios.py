@@ -142,7 +142,7 @@ async def cold_path(bench: Bench) -> Rows:
         # The stand-ins' own timer overshoot is theirs, not the mesh's: report the overhead net of it too.
         counts = {f"{cfg.crm_latency * 1000:g}": row["crm_requests_per_call"]}
         lk_key = f"{cfg.livekit_latency * 1000:g}"
-        counts[lk_key] = counts.get(lk_key, 0) + row["livekit_calls_per_call"]
+        counts[lk_key] = counts.get(lk_key, 0) + row["livekit_calls_on_path_per_call"]
         extra = sum(overshoot[key] * n for key, n in counts.items())
         row["standin_timer_overshoot_ms"] = {"per_sleep": overshoot, "per_call": round(extra, 3)}
         row["overhead_net_ms"] = minus(row["overhead_ms"], extra)

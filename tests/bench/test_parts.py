@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import options, scenarios
+from bench import measure, options, scenarios
 from bench.mesh import API_KEY, API_SECRET
 from bench.stats import percentile, summarize_ms
 from bench.webhooks import Target, WebhookFactory
@@ -46,3 +46,22 @@ def test_every_scenario_can_be_chosen_by_name() -> None:
 
 def test_target_url_parsing() -> None:
     assert Target.from_url("http://127.0.0.1:8080") == Target("127.0.0.1", 8080)
+
+
+def test_the_injected_latency_counts_list_rooms_beside_list_dispatch_once() -> None:
+    # A cold call as the stand-ins saw it: one CRM fetch, ListRooms beside the first
+    # ListDispatch, CreateDispatch, then the job confirmation's ListDispatch.
+    row = {
+        "ok": 10,
+        "error_count": 0,
+        "params": {"mode": "sequential"},
+        "latency_ms": summarize_ms([0.175] * 10),
+        "standins": {
+            "livekit_calls": {"ListRooms": 10, "ListDispatch": 20, "CreateDispatch": 10},
+            "crm_requests_for_numbers": 10,
+        },
+    }
+    injected = measure._injected(row, crm_latency=0.08, livekit_latency=0.03)
+    assert (injected["livekit_calls_per_call"], injected["livekit_calls_on_path_per_call"]) == (4.0, 3.0)
+    assert injected["injected_ms"] == 170.0  # 80 + 3 × 30 on the path, not 4 × 30
+    assert injected["overhead_ms"]["p50"] == 5.0
