@@ -101,12 +101,14 @@ class CallHistory:
             else:
                 checked.append(private(event, self._config.caller_numbers))
         valid = [event for event in checked if isinstance(event, CallEvent)]
-        recorded = iter(await self._store.record(valid, self._clock_ms(), self._fold, self._notices) if valid else [])
-        results = [item if isinstance(item, errors.InvalidEvent) else next(recorded) for item in checked]
-        for result in results:
-            if isinstance(result, Recorded):
-                self._observe(result)
-        return results
+        recorded = await self._store.record(valid, self._clock_ms(), self._fold, self._notices) if valid else []
+        # The store ran a transaction per room, rooms in the order they first appear: observe
+        # them in that order, so the gauge ends at the count the last transaction read.
+        by_room = {event.room: result for event, result in zip(valid, recorded, strict=True)}
+        for result in by_room.values():
+            self._observe(result)
+        answers = iter(recorded)
+        return [item if isinstance(item, errors.InvalidEvent) else next(answers) for item in checked]
 
     def _observe(self, result: Recorded) -> None:
         # The store counts the calls in progress whenever a change starts or ends one.

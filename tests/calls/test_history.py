@@ -199,6 +199,13 @@ async def test_a_batch_records_each_calls_events_in_one_transaction(harness: Har
     assert _metric(harness.registry, "friday_calls_in_progress") == 4
 
 
+async def test_after_a_batch_the_gauge_holds_the_count_its_last_transaction_read(harness: Harness) -> None:
+    # call-a's two events go in the first transaction, call-b's in the second: the gauge must
+    # end at the second's count, not at the first's because call-a's last event comes last.
+    await harness.history.record_many([ev.sip_joined("call-a"), ev.sip_joined("call-b"), ev.sip_left("call-a")])
+    assert _metric(harness.registry, "friday_calls_in_progress") == 1
+
+
 async def test_a_batch_event_stored_under_another_room_folds_that_room_and_its_own_the_rest(harness: Harness) -> None:
     await harness.history.record(ev.sip_joined("call-first", event_id="EV_shared"))
     shared, own = await harness.history.record_many(
