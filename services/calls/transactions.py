@@ -100,7 +100,13 @@ class AsyncDriverTransactions:
                 return await self._transaction(operation, args)
         except _NotCommitted as exc:
             raise _unavailable(exc.lost) from exc
-        except (OperationalError, OSError) as exc:
+        except DBAPIError as exc:
+            # A connection lost at COMMIT (asyncpg says InterfaceError, not OperationalError)
+            # is the database being unreachable too, not a bug to answer UNKNOWN.
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                raise _unavailable(exc) from exc
+            raise
+        except OSError as exc:
             raise _unavailable(exc) from exc
 
     async def _transaction(self, operation: Operation[T], args: tuple[Any, ...]) -> T:
