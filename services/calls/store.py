@@ -8,11 +8,10 @@ known, read all the room's events, fold them once, write the call's row (and, wh
 starts or ends a call, move the count of calls in progress, a row of its own, by one). A
 batch carries a call's events together (the gateway reports a join and its dispatch in
 one), and each transaction costs a lock, a read of the room and a fold whatever it
-inserts. Two events of one call
-recorded at once must not each miss the other: PostgreSQL takes a transaction-scoped
-advisory lock on the room first (several replicas may share the database); SQLite has one
-writer at a time anyway, and one connection and one thread here, so its transactions run
-one after another.
+inserts. Two events of one call recorded at once must not each miss the other:
+PostgreSQL takes a transaction-scoped advisory lock on the room first (several replicas
+may share the database); SQLite has one writer at a time anyway, and one connection and
+one thread here, so its transactions run one after another.
 
 The count of calls in progress (calls_open_count) is exact because every change to the
 calls rows that opens or closes one moves it in the same transaction, by an atomic
