@@ -73,16 +73,13 @@ async def _list_in_room(livekit: LiveKitDispatchTransport, room: str) -> list[Di
     (LiveKit holds a ListDispatch on a missing room until its own deadline)."""
     listing = asyncio.ensure_future(livekit.list(room, timeout=LIVEKIT_TIMEOUT_SECONDS))
     try:
-        exists = await livekit.room_exists(room, timeout=LIVEKIT_TIMEOUT_SECONDS)
-    except BaseException:
-        listing.cancel()
-        await asyncio.gather(listing, return_exceptions=True)
-        raise
-    if not exists:
-        listing.cancel()
-        await asyncio.gather(listing, return_exceptions=True)
+        if await livekit.room_exists(room, timeout=LIVEKIT_TIMEOUT_SECONDS):
+            return await listing
         return None
-    return await listing
+    finally:
+        if not listing.done():
+            listing.cancel()
+            await asyncio.gather(listing, return_exceptions=True)
 
 
 def create_floor_app(
