@@ -4,6 +4,8 @@ database health probe, shutdown hooks."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import httpx
 
 from friday.calls.v1 import call_history_service_pb2
@@ -17,14 +19,12 @@ from services.common import ports
 from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
 
 SERVICE_FULL_NAME = call_history_service_pb2.DESCRIPTOR.services_by_name["CallHistoryService"].full_name
-DEFAULT_PORT = ports.CALLS.grpc
-DEFAULT_METRICS_PORT = ports.CALLS.metrics
 DATABASE_PROBE_INTERVAL_SECONDS = 10.0
 
 
-def server_config_from_env() -> ServerConfig:
+def server_config_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
     """CALLS_PORT, CALLS_METRICS_PORT, CALLS_TLS_*, CALLS_TOKEN, ..."""
-    return ServerConfig.from_env("CALLS", default_port=DEFAULT_PORT, default_metrics_port=DEFAULT_METRICS_PORT)
+    return ServerConfig.from_env("CALLS", ports.CALLS, environ=environ)
 
 
 def build_server(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from services.cli.client_commands import add_client_flags, connection_help, with_client
-from services.cli.serving import add_log_level_flag, add_server_port_flags, serve, server_port_overrides
+from services.cli.serving import add_grpc_serve_command, serve, server_port_overrides
 from services.common import ports
 
 if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` stays fast
@@ -20,15 +20,13 @@ if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` sta
     from services.calls.client import CallsClient
 
 PREFIX, DEFAULT_TARGET = "CALLS", ports.CALLS.local_target
-_SERVE_ENV = (
-    f"Settings come from the environment: CALLS_PORT ({ports.CALLS.grpc}), "
-    f"CALLS_METRICS_PORT ({ports.CALLS.metrics}, 0 = off), "
+_SERVE_SETTINGS = (
     "CALLS_DATABASE_URL (postgresql://… or sqlite:///…; default an SQLite file under the user's data directory; "
     ":memory: keeps nothing), CALLS_DATABASE_SCHEMA, CALLS_RETENTION_DAYS (90, 0 = keep), "
     "CALLS_STORE_CALLER_NUMBERS (masked | full), CALLS_NO_AGENT_SECONDS (20), CALLS_SWEEP_INTERVAL_SECONDS (5), "
     "CALLS_SETTLE_SECONDS (60: a decided call is counted in friday_calls_total once unchanged this long), "
     "CALL_EVENTS_URL/CALL_EVENTS_SECRET (signed call events out), CALLS_TOKEN, METRICS_TOKEN, "
-    "CALLS_TLS_CERT_FILE/_KEY_FILE/_CLIENT_CA_FILE, LOG_LEVEL; flags override them."
+    "CALLS_TLS_CERT_FILE/_KEY_FILE/_CLIENT_CA_FILE, LOG_LEVEL"
 )
 _CLIENT_ENV = connection_help(PREFIX, DEFAULT_TARGET)
 _OUTCOMES = ("answered", "no_agent", "abandoned")
@@ -38,12 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("calls", help="CallHistoryService (every call from ring to hang-up)")
     commands = parser.add_subparsers(dest="calls_command", metavar="COMMAND", required=True)
 
-    serve_cmd = commands.add_parser("serve", help="serve CallHistoryService over gRPC", description=_SERVE_ENV)
-    add_server_port_flags(serve_cmd, PREFIX, ports.CALLS.grpc)
+    serve_cmd = add_grpc_serve_command(
+        commands,
+        PREFIX,
+        ports.CALLS,
+        help="serve CallHistoryService over gRPC",
+        settings=_SERVE_SETTINGS,
+        handler=_serve,
+    )
     serve_cmd.add_argument("--database-url", help="override CALLS_DATABASE_URL")
     serve_cmd.add_argument("--memory", action="store_true", help="keep the history in memory only (lost on exit)")
-    add_log_level_flag(serve_cmd)
-    serve_cmd.set_defaults(handler=_serve)
 
     listing = commands.add_parser("list", help="one line per call, newest first", description=_CLIENT_ENV)
     listing.add_argument("--since", type=float, help="only calls of the last N hours")

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from services.cli.client_commands import add_client_flags, connection_help, with_client
-from services.cli.serving import add_log_level_flag, add_server_port_flags, serve, server_port_overrides
+from services.cli.serving import add_grpc_serve_command, serve, server_port_overrides
 from services.common import ports
 from services.common.env import Environment
 
@@ -18,13 +18,10 @@ if TYPE_CHECKING:  # the CLI imports service code lazily, so `friday --help` sta
     from services.dispatcher.client import DispatcherClient
 
 PREFIX, DEFAULT_TARGET = "DISPATCHER", ports.DISPATCHER.local_target
-_SERVE_ENV = (
-    f"Settings come from the environment: DISPATCHER_PORT ({ports.DISPATCHER.grpc}), "
-    f"DISPATCHER_METRICS_PORT ({ports.DISPATCHER.metrics}, 0 = off), "
+_SERVE_SETTINGS = (
     "LIVEKIT_URL/LIVEKIT_API_KEY/LIVEKIT_API_SECRET (livekit-server --dev defaults), DISPATCHER_TOKEN, METRICS_TOKEN, "
     "DISPATCHER_TLS_CERT_FILE/_KEY_FILE/_CLIENT_CA_FILE, REDIS_URL, DISPATCHER_CLAIM_PREFIX, "
-    "DISPATCHER_CLAIM_SETTLE_SECONDS, DISPATCHER_MAX_BUDGET_SECONDS, DISPATCHER_RETRY_*, LOG_LEVEL (see the README); "
-    "flags override them."
+    "DISPATCHER_CLAIM_SETTLE_SECONDS, DISPATCHER_MAX_BUDGET_SECONDS, DISPATCHER_RETRY_*, LOG_LEVEL (see the README)"
 )
 _CLIENT_ENV = connection_help(PREFIX, DEFAULT_TARGET)
 
@@ -33,10 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("dispatcher", help="DispatcherService (the only holder of the LiveKit API key)")
     commands = parser.add_subparsers(dest="dispatcher_command", metavar="COMMAND", required=True)
 
-    serve = commands.add_parser("serve", help="serve DispatcherService over gRPC", description=_SERVE_ENV)
-    add_server_port_flags(serve, PREFIX, ports.DISPATCHER.grpc)
-    add_log_level_flag(serve)
-    serve.set_defaults(handler=_serve)
+    add_grpc_serve_command(
+        commands,
+        PREFIX,
+        ports.DISPATCHER,
+        help="serve DispatcherService over gRPC",
+        settings=_SERVE_SETTINGS,
+        handler=_serve,
+    )
 
     listing = commands.add_parser("list", help="list a room's agent dispatches", description=_CLIENT_ENV)
     listing.add_argument("room")

@@ -13,7 +13,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from services.cli.serving import add_log_level_flag, given, serve
+from services.cli.serving import add_grpc_serve_command, serve, server_port_overrides
 from services.common import ports
 from services.common.env import Environment
 
@@ -28,14 +28,16 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("persona", help="PersonaService: serve it, or look a number up")
     commands = parser.add_subparsers(dest="persona_command", metavar="ACTION", required=True)
 
-    serve = commands.add_parser(
-        "serve",
+    add_grpc_serve_command(
+        commands,
+        "PERSONA",
+        ports.PERSONA,
         help=f"run PersonaService (port PERSONA_PORT, default {ports.PERSONA.grpc})",
-        description="Configuration comes from the environment (PERSONA_*, REDIS_URL); see the README.",
+        settings="PERSONA_API_BASE (the CRM; unset = PERSONA_FILE), PERSONA_CRM_*, PERSONA_CACHE_TTL and the other "
+        "cache settings, REDIS_URL, PERSONA_TOKEN, PERSONA_ADMIN_TOKEN, METRICS_TOKEN, "
+        "PERSONA_TLS_CERT_FILE/_KEY_FILE/_CLIENT_CA_FILE, LOG_LEVEL (see the README)",
+        handler=_serve,
     )
-    serve.add_argument("--port", type=int, help="override PERSONA_PORT")
-    add_log_level_flag(serve)
-    serve.set_defaults(handler=_serve)
 
     for name, help_text, handler in (
         ("get", "print the persona for a dialed number as JSON", _get),
@@ -117,7 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
     from services.persona.server import build_server, server_config_from_env
 
     read = lambda: (PersonaConfig.from_env(), server_config_from_env())  # noqa: E731
-    return serve("persona serve", args, read, build_server, given(port=args.port))
+    return serve("persona serve", args, read, build_server, server_port_overrides(args))
 
 
 def _tls(args: argparse.Namespace) -> ClientTLSConfig | None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from services.common.env import ConfigError
+from services.common.ports import ServicePorts
 from services.common.tracing import LOG_LEVELS
 
 C = TypeVar("C")
@@ -31,10 +32,32 @@ def add_log_level_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_server_port_flags(parser: argparse.ArgumentParser, prefix: str, default_port: int) -> None:
-    """`--port` and `--metrics-port` of a gRPC service's `serve` (read back by `server_port_overrides`)."""
-    parser.add_argument("--port", type=int, help=f"gRPC port (env {prefix}_PORT, default {default_port})")
-    parser.add_argument("--metrics-port", type=int, help=f"Prometheus port, 0 = off (env {prefix}_METRICS_PORT)")
+def add_grpc_serve_command(
+    commands: argparse._SubParsersAction,
+    prefix: str,
+    defaults: ServicePorts,
+    *,
+    help: str,
+    settings: str,
+    handler: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """A gRPC service's `serve`: `--port` and `--metrics-port` (read back by `server_port_overrides`),
+    `--log-level`, and a description naming the two ports as `ServerConfig.from_env(prefix, defaults)`
+    reads them, then the service's own `settings`. Returned for the service's own flags."""
+    description = (
+        f"Settings come from the environment: {prefix}_PORT ({defaults.grpc}), "
+        f"{prefix}_METRICS_PORT ({defaults.metrics}, 0 = off), {settings}; flags override them."
+    )
+    parser: argparse.ArgumentParser = commands.add_parser("serve", help=help, description=description)
+    parser.add_argument("--port", type=int, help=f"gRPC port (env {prefix}_PORT, default {defaults.grpc})")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help=f"Prometheus port, 0 = off (env {prefix}_METRICS_PORT, default {defaults.metrics})",
+    )
+    add_log_level_flag(parser)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def server_port_overrides(args: argparse.Namespace) -> dict[str, Any]:

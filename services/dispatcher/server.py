@@ -3,6 +3,8 @@ store, metrics on the server's registry, LiveKit/Redis health, shutdown hooks.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from friday.dispatcher.v1 import dispatcher_service_pb2
 from services.common import ports, secrets_check
 from services.common.leases import InMemoryLeases, RedisLeases, TokenLeases
@@ -16,14 +18,12 @@ from services.dispatcher.transport import DispatchTransport
 from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
 
 SERVICE_FULL_NAME = dispatcher_service_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name
-DEFAULT_PORT = ports.DISPATCHER.grpc
-DEFAULT_METRICS_PORT = ports.DISPATCHER.metrics
 REDIS_PROBE_INTERVAL_SECONDS = 10.0
 
 
-def server_config_from_env() -> ServerConfig:
+def server_config_from_env(environ: Mapping[str, str] | None = None) -> ServerConfig:
     """DISPATCHER_PORT, DISPATCHER_METRICS_PORT, DISPATCHER_TLS_*, DISPATCHER_TOKEN, ..."""
-    return ServerConfig.from_env("DISPATCHER", default_port=DEFAULT_PORT, default_metrics_port=DEFAULT_METRICS_PORT)
+    return ServerConfig.from_env("DISPATCHER", ports.DISPATCHER, environ=environ)
 
 
 def build_server(

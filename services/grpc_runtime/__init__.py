@@ -13,8 +13,7 @@ How a service plugs in::
 
     from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec, abort_with_error, remaining_budget
 
-    config = ServerConfig.from_env("DISPATCHER", default_port=50052, default_metrics_port=9102,
-                                   token_env="DISPATCHER_TOKEN")      # or ServerConfig(port=0) in tests
+    config = ServerConfig.from_env("DISPATCHER", ports.DISPATCHER)    # or ServerConfig(port=0) in tests
     server = GrpcServer(config, name="dispatcher")
     my_metrics = MyMetrics(server.registry)                           # your Counters on the server's registry
     report_livekit = server.health.reporter(SERVICE_FULL_NAME, "livekit")   # async (healthy: bool) -> None

@@ -2,7 +2,7 @@
 
 One dataclass per concern (as temporalio's `service.py` does), built either in
 code (tests: port 0, no metrics) or from environment variables with a per-service
-prefix (`ServerConfig.from_env("PERSONA", ...)` reads PERSONA_PORT, ...).
+prefix (`ServerConfig.from_env("PERSONA", ports.PERSONA)` reads PERSONA_PORT, ...).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from services.common.env import ConfigError, Environment
 from services.common.listen_address import LOOPBACK_HOST
 from services.common.metrics_auth import METRICS_TOKEN_ENV
+from services.common.ports import ServicePorts
 
 
 @dataclass(frozen=True)
@@ -66,16 +67,15 @@ class ServerConfig:
     def from_env(
         cls,
         prefix: str,
+        defaults: ServicePorts,
         *,
-        default_port: int,
-        default_metrics_port: int,
-        token_env: str | None = None,
         admin_token_env: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> ServerConfig:
-        """Read `<PREFIX>_HOST`, `_PORT`, `_METRICS_HOST`, `_METRICS_PORT` (0 = disabled),
+        """Read `<PREFIX>_HOST`, `_PORT`, `_METRICS_HOST`, `_METRICS_PORT` (0 = disabled; the
+        two ports default to `defaults`, the service's well-known ports in services.common.ports),
         `_SHUTDOWN_GRACE`, `_TLS_CERT_FILE`, `_TLS_KEY_FILE`, `_TLS_CLIENT_CA_FILE`, the
-        token from `token_env` (default `<PREFIX>_TOKEN`) and, for a service with admin
+        token from `<PREFIX>_TOKEN` and, for a service with admin
         methods, the admin token from `admin_token_env`, and the metrics token from
         `METRICS_TOKEN`, which every service of the mesh shares (services.common.metrics_auth)."""
         env = Environment(environ)
@@ -86,15 +86,15 @@ class ServerConfig:
             raise ConfigError(f"{p}TLS_CERT_FILE and {p}TLS_KEY_FILE must be set together")
         if ca and not cert:
             raise ConfigError(f"{p}TLS_CLIENT_CA_FILE needs {p}TLS_CERT_FILE and {p}TLS_KEY_FILE")
-        metrics_port = env.integer(p + "METRICS_PORT", default_metrics_port)
-        token_name = token_env or p + "TOKEN"
+        metrics_port = env.integer(p + "METRICS_PORT", defaults.metrics)
+        token_name = p + "TOKEN"
         token = env.optional(token_name)
         admin_token = env.optional(admin_token_env) if admin_token_env else None
         if admin_token and admin_token == token:
             raise ConfigError(f"{admin_token_env} must differ from {token_name}")
         return cls(
             host=env.text(p + "HOST", cls.host),
-            port=env.integer(p + "PORT", default_port),
+            port=env.integer(p + "PORT", defaults.grpc),
             metrics_host=env.text(p + "METRICS_HOST", cls.metrics_host),
             metrics_port=metrics_port if metrics_port > 0 else None,
             shutdown_grace_seconds=env.number(p + "SHUTDOWN_GRACE", cls.shutdown_grace_seconds),

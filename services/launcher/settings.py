@@ -27,6 +27,15 @@ class Setting:
         return self.flag.lstrip("-").replace("-", "_")
 
 
+def _port_settings(prefix: str, service: str, defaults: ports.ServicePorts) -> tuple[Setting, Setting]:
+    """A gRPC service's two ports, named as its server reads them (`ServerConfig.from_env(prefix, ...)`)."""
+    flag, metrics_help = "--" + prefix.lower(), f"{service} Prometheus port (0 = off)"
+    return (
+        Setting(f"{flag}-port", f"{prefix}_PORT", str(defaults.grpc), f"{service} gRPC port"),
+        Setting(f"{flag}-metrics-port", f"{prefix}_METRICS_PORT", str(defaults.metrics), metrics_help),
+    )
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "--host",
@@ -35,27 +44,9 @@ SETTINGS: tuple[Setting, ...] = (
         "address every service binds (gRPC, gateway HTTP, metrics, agent health); anything but loopback "
         "needs --dispatcher-token, --persona-token, --calls-token, --metrics-token and a LiveKit secret of your own",
     ),
-    Setting("--persona-port", "PERSONA_PORT", str(ports.PERSONA.grpc), "PersonaService gRPC port"),
-    Setting(
-        "--persona-metrics-port",
-        "PERSONA_METRICS_PORT",
-        str(ports.PERSONA.metrics),
-        "PersonaService Prometheus port (0 = off)",
-    ),
-    Setting("--dispatcher-port", "DISPATCHER_PORT", str(ports.DISPATCHER.grpc), "DispatcherService gRPC port"),
-    Setting(
-        "--dispatcher-metrics-port",
-        "DISPATCHER_METRICS_PORT",
-        str(ports.DISPATCHER.metrics),
-        "DispatcherService Prometheus port (0 = off)",
-    ),
-    Setting("--calls-port", "CALLS_PORT", str(ports.CALLS.grpc), "CallHistoryService gRPC port"),
-    Setting(
-        "--calls-metrics-port",
-        "CALLS_METRICS_PORT",
-        str(ports.CALLS.metrics),
-        "CallHistoryService Prometheus port (0 = off)",
-    ),
+    *_port_settings("PERSONA", "PersonaService", ports.PERSONA),
+    *_port_settings("DISPATCHER", "DispatcherService", ports.DISPATCHER),
+    *_port_settings("CALLS", "CallHistoryService", ports.CALLS),
     Setting(
         "--calls-database-url",
         "CALLS_DATABASE_URL",

@@ -1,5 +1,5 @@
 """PersonaService settings (everything except how the gRPC server listens, which is
-`services.grpc_runtime.ServerConfig.from_env("PERSONA", ...)`), read from the
+`services.grpc_runtime.ServerConfig.from_env("PERSONA", ports.PERSONA)`), read from the
 environment in one place."""
 
 from __future__ import annotations
@@ -7,13 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common import ports
 from services.common.env import ConfigError, Environment, setting
 from services.persona.admission import NewNumberLimits, parse_networks
 from services.persona.numbers import CrmNumberFormat
-
-DEFAULT_PORT = ports.PERSONA.grpc
-DEFAULT_METRICS_PORT = ports.PERSONA.metrics
 
 
 @dataclass(frozen=True)

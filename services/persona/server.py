@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from redis import asyncio as aioredis
 
 from friday.persona.v1 import persona_service_pb2
+from services.common import ports
 from services.common.leases import RedisLeases
 from services.common.redis_client import redis_client
 from services.grpc_runtime import GrpcServer, ServerConfig, ServiceSpec
@@ -17,7 +18,7 @@ from services.persona.admission import NewNumberAdmission
 from services.persona.cache import PersonaCache
 from services.persona.cache_entry import CachePolicy
 from services.persona.changes import Change, ChangeFeed, ChangeLog, InMemoryChangeLog
-from services.persona.config import DEFAULT_METRICS_PORT, DEFAULT_PORT, PersonaConfig
+from services.persona.config import PersonaConfig
 from services.persona.crm import CrmPersonaSource, CrmSettings
 from services.persona.lookup import BreakerPolicy, PersonaLookup
 from services.persona.memory_cache import MemoryCache
@@ -40,8 +41,7 @@ def server_config_from_env(environ: Mapping[str, str] | None = None) -> ServerCo
     """PERSONA_PORT, PERSONA_METRICS_PORT, PERSONA_TLS_*, PERSONA_TOKEN, PERSONA_ADMIN_TOKEN, ..."""
     return ServerConfig.from_env(
         "PERSONA",
-        default_port=DEFAULT_PORT,
-        default_metrics_port=DEFAULT_METRICS_PORT,
+        ports.PERSONA,
         admin_token_env="PERSONA_ADMIN_TOKEN",
         environ=environ,
     )

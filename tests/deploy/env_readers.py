@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -73,11 +73,9 @@ def _scan_module(module: ModuleType) -> set[str]:
     return names_passed_to_get(inspect.getsource(module))
 
 
-def _server_env(prefix: str, token_env: str | None = None) -> set[str]:
-    from services.grpc_runtime.config import ServerConfig
-
+def _server_env(server_config_from_env: Callable[[Mapping[str, str]], object]) -> set[str]:
     env = RecordingEnv()
-    ServerConfig.from_env(prefix, default_port=1, default_metrics_port=0, token_env=token_env, environ=env)
+    server_config_from_env(env)
     return env.names
 
 
@@ -93,30 +91,27 @@ def persona_reads() -> set[str]:
     from services.persona.config import PersonaConfig
     from services.persona.server import server_config_from_env
 
-    env, server = RecordingEnv(), RecordingEnv()
+    env = RecordingEnv()
     PersonaConfig.from_env(env)
-    server_config_from_env(server)
-    return server.names | env.names | _log_level_env() | _scan("services/cli/persona.py")
+    return _server_env(server_config_from_env) | env.names | _log_level_env() | _scan("services/cli/persona.py")
 
 
 def dispatcher_reads() -> set[str]:
     from services.dispatcher.config import DispatcherConfig
+    from services.dispatcher.server import server_config_from_env
 
     env = RecordingEnv()
     DispatcherConfig.from_env(env)
-    # services.dispatcher.server.server_config_from_env: prefix DISPATCHER, token DISPATCHER_TOKEN.
-    server = _server_env("DISPATCHER", "DISPATCHER_TOKEN")
-    return server | env.names | _log_level_env() | _scan("services/cli/dispatcher.py")
+    return _server_env(server_config_from_env) | env.names | _log_level_env() | _scan("services/cli/dispatcher.py")
 
 
 def calls_reads() -> set[str]:
     from services.calls.config import CallsConfig
+    from services.calls.server import server_config_from_env
 
     env = RecordingEnv()
     CallsConfig.from_env(env)
-    # services.calls.server.server_config_from_env: prefix CALLS, token CALLS_TOKEN.
-    server = _server_env("CALLS", "CALLS_TOKEN")
-    return server | env.names | _log_level_env() | _scan("services/cli/calls.py")
+    return _server_env(server_config_from_env) | env.names | _log_level_env() | _scan("services/cli/calls.py")
 
 
 def gateway_reads() -> set[str]:

@@ -20,6 +20,7 @@ import yaml
 
 from services.cli import build_parser
 from services.common.listen_address import is_loopback, is_wildcard
+from services.common.ports import ServicePorts
 from services.grpc_runtime.config import ServerConfig
 from services.grpc_runtime.metrics import HEALTH_PATH
 from services.launcher.settings import SETTINGS
@@ -452,7 +453,7 @@ def test_services_stop_within_their_termination_grace() -> None:
 
     for name, prefix in GRPC.items():
         values = {k: v for k, v in env(name).items() if isinstance(v, str)}
-        grace = ServerConfig.from_env(prefix, default_port=0, default_metrics_port=0, environ=values)
+        grace = ServerConfig.from_env(prefix, ServicePorts(grpc=0, metrics=0), environ=values)
         assert pod_spec(DEPLOYMENTS[name])["terminationGracePeriodSeconds"] > grace.shutdown_grace_seconds, name
     gateway = only_container(DEPLOYMENTS[GATEWAY])
     pre_stop = gateway.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)

@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
 from services.common.env import ConfigError
+from services.common.ports import ServicePorts
 from services.grpc_runtime import (
     ClientTLSConfig,
     GrpcServer,
@@ -140,8 +141,7 @@ async def test_admin_token_misconfigurations_are_refused() -> None:
     with pytest.raises(ConfigError, match="PERSONA_ADMIN_TOKEN must differ from PERSONA_TOKEN"):
         ServerConfig.from_env(
             "PERSONA",
-            default_port=0,
-            default_metrics_port=0,
+            ServicePorts(grpc=0, metrics=0),
             admin_token_env="PERSONA_ADMIN_TOKEN",
             environ={"PERSONA_TOKEN": TOKEN, "PERSONA_ADMIN_TOKEN": TOKEN},
         )

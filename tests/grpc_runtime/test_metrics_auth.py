@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from services.common.metrics_auth import MetricsToken
+from services.common.ports import ServicePorts
 from services.grpc_runtime import GrpcServer, ServerConfig
 from services.grpc_runtime.metrics import HEALTH_PATH
 from tests.grpc_runtime.servicer import ProbeServicer, probe_spec
@@ -72,10 +73,10 @@ async def test_metrics_beyond_loopback_without_a_token_log_a_warning(caplog: pyt
 
 @pytest.mark.parametrize("prefix", ["PERSONA", "DISPATCHER", "CALLS"])
 def test_every_service_reads_the_one_metrics_token(prefix: str) -> None:
-    config = ServerConfig.from_env(prefix, default_port=1, default_metrics_port=2, environ={"METRICS_TOKEN": TOKEN})
+    config = ServerConfig.from_env(prefix, ServicePorts(grpc=1, metrics=2), environ={"METRICS_TOKEN": TOKEN})
     assert config.metrics_token == TOKEN
     assert TOKEN not in repr(config)
-    unset = ServerConfig.from_env(prefix, default_port=1, default_metrics_port=2, environ={"METRICS_TOKEN": " "})
+    unset = ServerConfig.from_env(prefix, ServicePorts(grpc=1, metrics=2), environ={"METRICS_TOKEN": " "})
     assert unset.metrics_token is None
 
 

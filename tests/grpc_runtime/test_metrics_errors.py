@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from friday.persona.v1 import persona_service_pb2, persona_service_pb2_grpc
+from services.common.ports import ServicePorts
 from services.grpc_runtime import (
     GrpcServer,
     MetricsHTTPServer,
@@ -228,11 +229,11 @@ def test_server_config_from_env() -> None:
         "DISPATCHER_TLS_CLIENT_CA_FILE": "/ca.pem",
         "DISPATCHER_TOKEN": "t",
     }
-    config = ServerConfig.from_env("DISPATCHER", default_port=50052, default_metrics_port=9102, environ=env)
+    config = ServerConfig.from_env("DISPATCHER", ServicePorts(grpc=50052, metrics=9102), environ=env)
     assert (config.port, config.metrics_port, config.auth_token) == (6000, None, "t")
     assert config.tls is not None and config.tls.mutual and config.tls.cert_file == "/c.pem"
-    defaults = ServerConfig.from_env("PERSONA", default_port=50051, default_metrics_port=9101, environ={})
+    defaults = ServerConfig.from_env("PERSONA", ServicePorts(grpc=50051, metrics=9101), environ={})
     assert (defaults.port, defaults.metrics_port, defaults.tls, defaults.auth_token) == (50051, 9101, None, None)
     with pytest.raises(ValueError):
-        ServerConfig.from_env("X", default_port=1, default_metrics_port=2, environ={"X_TLS_CERT_FILE": "/c"})
+        ServerConfig.from_env("X", ServicePorts(grpc=1, metrics=2), environ={"X_TLS_CERT_FILE": "/c"})
     assert "auth_token" not in repr(config)  # the token never reaches logs via repr
