@@ -18,9 +18,11 @@ reports exactly when it answers LiveKit `dispatched`:
 
 A dispatch the gateway never confirmed can still exist: a create whose answer never came
 (the gateway answered 503) that lands after LiveKit's last redelivery. The call then has
-an agent whose dispatch result nobody received, so the record has no dispatch facts to
-show. The runner counts such calls (FaultResult.unconfirmed_agents) and fails any whose
-delivery was answered 2xx: only a webhook LiveKit gave up on may leave one.
+an agent whose dispatch result the gateway never received; DispatcherService, which kept
+watching the room, reports that dispatch itself (services/dispatcher/late_landings.py), so
+the record must show the agent's persona all the same. The runner counts such calls
+(FaultResult.unconfirmed_agents) and fails any whose delivery was answered 2xx: only a
+webhook LiveKit gave up on may leave one.
 
 The records are read back over the service's own gRPC API (ListCalls, every page), as an
 operator's tools read them, never from its database.
@@ -64,9 +66,11 @@ class SimulatedCall:
     @property
     def expected_persona(self) -> str | None:
         """The persona the record's dispatch facts must show; "" for none, None for any
-        of `reported_personas` (no single agent to judge)."""
+        of `reported_personas` (no single agent to judge). With no delivery answered
+        `dispatched`, an agent LiveKit holds came of a create that landed late, which the
+        dispatcher reports: its persona; no agent, no facts."""
         if not self.reported_personas:
-            return ""
+            return self.persona_id or ""
         return self.persona_id
 
     def expected_outcome(self, no_agent_seconds: float) -> str:
@@ -150,6 +154,8 @@ def judge(simulated: Sequence[SimulatedCall], records: Sequence[Call], no_agent_
             why = "not ended"
         elif wrong_outcome:
             why = f"outcome {outcome or 'undecided'}, expected {expected} (ended by {own.end_reason or '-'})"
+        elif wrong_persona and not call.reported_personas and call.persona_id:
+            why = f"persona {own.dispatch.persona_id or '-'!r}, the agent of a late create has {call.persona_id!r}"
         elif wrong_persona and not call.reported_personas:
             why = f"persona {own.dispatch.persona_id!r}, but the gateway answered no delivery `dispatched`"
         elif wrong_persona and call.persona_id is None:

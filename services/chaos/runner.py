@@ -89,7 +89,8 @@ class CallOutcome:
     def unconfirmed_agent(self) -> bool:
         """LiveKit holds an agent for the call although the gateway answered no delivery
         `dispatched`: a create the gateway gave up on landed after all (docs/architecture.md,
-        "DispatchAgent, step by step", 5), so no dispatch result was ever reported."""
+        "DispatchAgent, step by step", 5), so the gateway never had a dispatch result to report;
+        the dispatcher reports it (step 12)."""
         return self.dispatches > 0 and not self.reported_personas
 
     @property

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.common.env import Environment, setting
+from services.grpc_runtime.config import ClientTLSConfig
 
 # livekit-server --dev defaults: fine locally, never in production.
 DEFAULT_LIVEKIT_URL = "http://localhost:7880"
@@ -81,11 +82,22 @@ class JobConfig:
 
 
 @dataclass(frozen=True)
+class CallHistoryConfig:
+    """CallHistoryService, told of our creates that landed after their request failed
+    (late_landings.py). No target: not told, and no LiveKit reads spent looking for them."""
+
+    target: str | None = setting("CALLS_TARGET", None)
+    token: str | None = setting("CALLS_TOKEN", None, secret=True)
+    tls: ClientTLSConfig | None = None
+
+
+@dataclass(frozen=True)
 class DispatcherConfig:
     livekit: LiveKitConfig = LiveKitConfig()
     retry: RetryConfig = RetryConfig()
     claims: ClaimConfig = ClaimConfig()
     jobs: JobConfig = JobConfig()
+    calls: CallHistoryConfig = CallHistoryConfig()
     # Work budget when the caller sent no deadline (Python shows it as a huge
     # time_remaining()); also the cap on any caller's deadline.
     max_budget_seconds: float = setting("DISPATCHER_MAX_BUDGET_SECONDS", 10.0)
@@ -99,4 +111,5 @@ class DispatcherConfig:
             retry=env.fields(RetryConfig),
             claims=env.fields(ClaimConfig),
             jobs=env.fields(JobConfig),
+            calls=env.fields(CallHistoryConfig, tls=ClientTLSConfig.from_env("CALLS", environ)),
         )

@@ -14,7 +14,8 @@ arrives, and when a dispatcher crashes with its create in flight.
                         After an ambiguous failure (timeout, dropped connection, proxy
                         5xx, unreadable 200) it may still land: never create again, poll
                         ListDispatch for it until the deadline (found → ours, created),
-                        else answer UNAVAILABLE — a redelivery finds it.
+                        else answer UNAVAILABLE — a redelivery finds it; if none
+                        comes, the call history is told when it lands (late_landings.py).
                         → wait for a worker to take the job (jobs.py); none in time →
                           withdraw, NO_AGENT_WORKER; the job failed → replace once
                         → list the room again: two creates landed → keep the oldest,
@@ -43,6 +44,7 @@ from services.dispatcher import errors, validation
 from services.dispatcher.claims import CallClaims, Claim, LocalLocks, claim_key
 from services.dispatcher.config import DispatcherConfig
 from services.dispatcher.jobs import JobConfirmation, JobFailed
+from services.dispatcher.late_landings import CallHistoryReports, LateLandingReports
 from services.dispatcher.livekit_calls import LiveKitCalls
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.reconcile import Reconciler, keeper
@@ -83,6 +85,7 @@ class Dispatcher:
         metrics: DispatcherMetrics,
         *,
         report_livekit_health: Callable[[bool], Awaitable[None]] | None = None,
+        call_history: CallHistoryReports | None = None,
     ) -> None:
         self._transport = transport
         self._claims = claims
@@ -91,7 +94,13 @@ class Dispatcher:
         self._calls = LiveKitCalls(config.retry, metrics, report_livekit_health)
         self._jobs = JobConfirmation(transport, self._calls, config.jobs, metrics)
         self._reconciler = Reconciler(
-            transport, self._calls, self._jobs, config.claims, metrics, claims_in_process=claims.in_process
+            transport,
+            self._calls,
+            self._jobs,
+            config.claims,
+            metrics,
+            claims_in_process=claims.in_process,
+            late=LateLandingReports(call_history, metrics) if call_history is not None else None,
         )
         self._trunks: dict[str, tuple[float, list[str]]] = {}
         self._locks = LocalLocks()
@@ -225,7 +234,9 @@ class Dispatcher:
             # create that may still land keeps the claim for the settle time from now,
             # else the claim would lapse at the TTL it was taken with, which a slow
             # request may have used up, and a redelivery's ListDispatch could miss the
-            # landing create.
+            # landing create. If no redelivery comes, the call history still hears of it.
+            if create.maybe_landed:
+                self._reconciler.await_late_landing(room, agent_name, encoded)
             await self._settle_claim(claim, keep=create.maybe_landed)
             raise
         # Our create: keep the claim so a lagging ListDispatch elsewhere cannot lead to

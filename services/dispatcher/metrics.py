@@ -27,6 +27,13 @@ class DispatcherMetrics(MetricSet):
             "LiveKit requests retried after a 5xx, 429 or transport failure, by method.",
             ["method"],
         )
+        self.late_landings = self.counter(
+            "friday_dispatcher_late_landings_total",
+            "Failed DispatchAgent calls whose create might still land, by what became of it: reported (it "
+            "landed, a worker took it, the call history was told), not_reported (telling it failed), none (no "
+            "served dispatch of ours in the settle time), not_watched (too many already awaited).",
+            ["outcome"],
+        )
         self.claim_waits = self.counter(
             "friday_dispatcher_claim_waits_total",
             "DispatchAgent calls that found their call claimed by another request and waited for its dispatch.",

@@ -35,6 +35,7 @@ from dataclasses import KW_ONLY, InitVar, dataclass, field
 from services.dispatcher import errors
 from services.dispatcher.config import ClaimConfig
 from services.dispatcher.jobs import JobConfirmation, Withdrawal
+from services.dispatcher.late_landings import MAX_WATCHED, LateLandingReports
 from services.dispatcher.livekit_calls import LiveKitCalls
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.transport import DispatchRecord, DispatchTransport
@@ -43,6 +44,11 @@ logger = logging.getLogger(__name__)
 
 # Time given to one background round (ListRooms, ListDispatch, DeleteDispatch of any extra).
 _ROUND_BUDGET_SECONDS = 5.0
+# Background rounds in flight at once. They share the LiveKit connection pool with the calls
+# being dispatched, and come in bursts exactly when LiveKit is slow (every failed create of a
+# burst awaits its late landing): unbounded, they took the pool's connections from the
+# dispatches themselves, and calls got their agent later.
+_ROUNDS_AT_ONCE = 4
 # How far LiveKit's clock may be ahead of ours, deciding whether a room is older than us.
 _CLOCK_SKEW_SECONDS = 1.0
 
@@ -62,13 +68,21 @@ class Reconciler:
     metrics: DispatcherMetrics
     _: KW_ONLY
     claims_in_process: InitVar[bool]
+    # Told of a failed request's create that landed after all (await_late_landing); None: not looked for.
+    late: LateLandingReports | None = None
     # Until then a create of a predecessor that crashed mid-create may still land,
     # unseen: its claim died with it. (A Redis claim outlives its holder instead.)
     _young_until: float = field(init=False)
     _started_at: float = field(init=False, default_factory=time.time)
     # (room, agent) -> watch until (monotonic)
     _watches: dict[tuple[str, str], float] = field(init=False, default_factory=dict)
+    # (room, agent) -> the job metadata of a failed request's create that may still land
+    _late: dict[tuple[str, str], str] = field(init=False, default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+    _rounds: asyncio.Semaphore = field(init=False, default_factory=lambda: asyncio.Semaphore(_ROUNDS_AT_ONCE))
+    # Set by aclose: a request cancelled by the server's stop may ask for a watch after it,
+    # which would reopen the closed LiveKit transport and leave it open.
+    _closed: bool = field(init=False, default=False)
 
     def __post_init__(self, claims_in_process: bool) -> None:
         self._young_until = time.monotonic() + (self.config.settle_seconds if claims_in_process else 0.0)
@@ -114,9 +128,26 @@ class Reconciler:
             self._young_until if inherited else 0.0,
             now + self.config.settle_seconds if degraded else 0.0,
         )
-        if until <= now:
+        if until > now:
+            self._watch_until((room, agent_name), until)
+
+    def await_late_landing(self, room: str, agent_name: str, encoded: str) -> None:
+        """A request failed while its create (of metadata `encoded`) may still land: keep
+        converging the room for the settle time from now, and once that dispatch is the
+        call's keeper and a worker serves it, tell the call history (late_landings.py)."""
+        if self.late is None:
             return
         key = (room, agent_name)
+        if key not in self._late and len(self._late) >= MAX_WATCHED:
+            self.late.not_watched(room)
+            return
+        self._late[key] = encoded
+        self._watch_until(key, time.monotonic() + self.config.settle_seconds)
+
+    def _watch_until(self, key: tuple[str, str], until: float) -> None:
+        if self._closed:
+            self._late.pop(key, None)
+            return
         if key in self._watches:
             self._watches[key] = max(self._watches[key], until)
             return
@@ -136,26 +167,38 @@ class Reconciler:
             while (left := self._watches[key] - time.monotonic()) > 0:
                 await asyncio.sleep(min(wait, left))
                 wait *= 2
-                deadline = loop.time() + _ROUND_BUDGET_SECONDS
                 try:
-                    # ListDispatch on a room that is gone hangs until LiveKit's own deadline.
-                    if not await self.calls.run(
-                        "ListRooms", room, lambda t: self.transport.room_exists(room, timeout=t), deadline
-                    ):
-                        return  # the call is over: nothing left to double
-                    await self.converge(room, agent_name, deadline)
+                    async with self._rounds:
+                        deadline = loop.time() + _ROUND_BUDGET_SECONDS
+                        # ListDispatch on a room that is gone hangs until LiveKit's own deadline.
+                        if not await self.calls.run(
+                            "ListRooms", room, lambda t: self.transport.room_exists(room, timeout=t), deadline
+                        ):
+                            return  # the call is over: nothing left to double
+                        kept = await self.converge(room, agent_name, deadline)
                 except errors.RoomNotFound:
                     return
                 except errors.DispatchError as exc:
                     logger.info("could not re-read room %r for duplicate dispatches: %s", room, exc)
+                    continue
+                late = self._late.get(key)
+                if late is not None and kept is not None and kept.metadata == late and kept.live_job is not None:
+                    del self._late[key]
+                    assert self.late is not None
+                    await self.late.report(kept)
         finally:
             del self._watches[key]
+            if self._late.pop(key, None) is not None and self.late is not None:
+                self.late.none_served()
 
     def __len__(self) -> int:
         """Rooms being watched."""
         return len(self._watches)
 
     async def aclose(self) -> None:
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.late is not None:
+            await self.late.aclose()

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from friday.dispatcher.v1 import dispatcher_service_pb2
 from services.common import ports, secrets_check
 from services.common.leases import InMemoryLeases, RedisLeases, TokenLeases
+from services.dispatcher.call_history import GrpcCallHistoryReports
 from services.dispatcher.claims import CallClaims, claim_store_for
 from services.dispatcher.config import DispatcherConfig
 from services.dispatcher.dispatcher import Dispatcher
@@ -52,6 +53,7 @@ def build_server(
         config,
         metrics,
         report_livekit_health=server.health.reporter(SERVICE_FULL_NAME, "livekit"),
+        call_history=GrpcCallHistoryReports.connect(config.calls),
     )
     if isinstance(claims, RedisLeases):
         server.health.add_probe(SERVICE_FULL_NAME, "redis", claims.ping, REDIS_PROBE_INTERVAL_SECONDS)

@@ -85,6 +85,10 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
     services: list[Service] = []
     targets: dict[str, list[str]] = {}
     prefix_width = len("dispatcher") + (0 if replicas == 1 else len(f"-{replicas}")) + 1  # longest name + a space
+    calls_endpoints = {"grpc": host_port(host, int(settings["CALLS_PORT"]))}
+    # The gateways report every call to CallHistoryService; the dispatchers the creates that
+    # landed after their request failed (services/dispatcher/late_landings.py).
+    calls_target = {"CALLS_TARGET": dial_address(calls_endpoints["grpc"])}
     for kind in GRPC_SERVICES:
         prefix = kind.upper()
         for replica in range(replicas):
@@ -96,6 +100,7 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
                 f"{prefix}_PORT": port,
                 f"{prefix}_METRICS_HOST": host,
                 f"{prefix}_METRICS_PORT": metrics_port,
+                **(calls_target if kind == "dispatcher" else {}),
             }
             endpoints = {"grpc": host_port(host, int(port))}
             if metrics_port != "0":
@@ -122,7 +127,6 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
         "CALLS_METRICS_HOST": host,
         "CALLS_METRICS_PORT": calls_metrics,
     }
-    calls_endpoints = {"grpc": host_port(host, int(calls_port))}
     if calls_metrics != "0":
         calls_endpoints["metrics"] = host_port(host, int(calls_metrics))
     services.append(
@@ -140,7 +144,7 @@ def plan(settings: dict[str, str], *, with_agent: bool) -> list[Service]:
         f"{kind.upper()}_TARGET": addresses[0] if replicas == 1 else "ipv4:" + ",".join(addresses)
         for kind, addresses in targets.items()
     }
-    gateway_targets["CALLS_TARGET"] = dial_address(calls_endpoints["grpc"])
+    gateway_targets.update(calls_target)
     for replica in range(replicas):
         port = str(int(settings["PORT"]) + replica)
         env = {**base_env, "GATEWAY_HOST": host, "PORT": port, **gateway_targets}

@@ -81,4 +81,4 @@ class ServiceProcess(ChildProcess):
 class DispatcherProcess(ServiceProcess):
     name = "dispatcher process"
     SUBCOMMAND = ("dispatcher", "serve")
-    OWN_SETTINGS = ("DISPATCHER_", "LIVEKIT_", "REDIS_URL")
+    OWN_SETTINGS = ("DISPATCHER_", "LIVEKIT_", "REDIS_URL", "CALLS_")

@@ -38,7 +38,7 @@ from livekit.protocol.webhook import WebhookEvent
 from services.calls.config import CallsConfig, StoreConfig
 from services.calls.server import build_server as build_calls
 from services.common import event_loop
-from services.dispatcher.config import ClaimConfig, DispatcherConfig, LiveKitConfig
+from services.dispatcher.config import CallHistoryConfig, ClaimConfig, DispatcherConfig, LiveKitConfig
 from services.dispatcher.server import build_server as build_dispatcher
 from services.persona.config import CacheConfig, CrmConfig, PersonaConfig
 from services.persona.server import build_server as build_persona
@@ -151,11 +151,12 @@ class Mesh:
             )
         await self.start_persona()
         stack.push_async_callback(self.stop_persona)
-        await self.start_dispatcher()
-        stack.push_async_callback(self.stop_dispatcher)
         if calls_started is not None and not self.options.calls_process:
             await calls_started  # in this process its port is known once it serves
-        # The gateway needs only the service's address: a process's is known before it serves.
+        # The dispatcher and the gateway need only the service's address: a process's is
+        # known before it serves.
+        await self.start_dispatcher()
+        stack.push_async_callback(self.stop_dispatcher)
         await self.start_gateway()
         stack.push_async_callback(self.stop_gateway)
         if calls_started is not None:
@@ -247,6 +248,8 @@ class Mesh:
         return DispatcherConfig(
             livekit=LiveKitConfig(self.livekit.url, self.livekit.api_key, self.livekit.api_secret),
             claims=ClaimConfig(redis_url=self.redis_url, key_prefix=self._prefix + "claim:"),
+            # Told of its creates that land after their request failed, as `friday up` wires it.
+            calls=CallHistoryConfig(target=self.calls_target),
             **_given(retry=self.options.livekit_retry),
         )
 
@@ -267,6 +270,8 @@ class Mesh:
         }
         if config.claims.redis_url:
             env["REDIS_URL"] = config.claims.redis_url
+        if config.calls.target:
+            env["CALLS_TARGET"] = config.calls.target
         return env
 
     @property

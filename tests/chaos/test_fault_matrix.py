@@ -90,9 +90,10 @@ def _livekit_slow(r: FaultResult) -> None:
     # every call needs LiveKit's redelivery to find the dispatch its first attempt created.
     assert r.redelivered > CALLS / 2
     # On a machine busy enough, a call can use up LiveKit's five deliveries (each a 503) and
-    # still get its agent from the last attempt's create, landing after the last answer: its
-    # record then rightly has no dispatch facts (the runner fails one whose delivery got a
-    # 2xx; every other fault fails any such call).
+    # still get its agent from the last attempt's create, landing after the last answer: the
+    # gateway never reports it, DispatcherService does (late_landings.py), so its record must
+    # still show the agent's persona (the records check; the runner fails such a call whose
+    # delivery got a 2xx; every other fault fails any such call).
     # A call whose agent came more than CALLS_NO_AGENT_SECONDS after the caller is recorded
     # no_agent (the caller rang that long), however it was saved in the end.
     late = [o for o in r.outcomes if o.record is not None and o.record.expected_outcome == NO_AGENT]

@@ -96,18 +96,22 @@ def test_a_call_without_an_agent_has_no_persona_to_match() -> None:
     assert not check.verdicts["a"].wrong
 
 
-def test_an_agent_whose_dispatch_the_gateway_never_confirmed_is_recorded_without_dispatch_facts() -> None:
+def test_an_agent_whose_dispatch_the_gateway_never_confirmed_shows_the_persona_the_dispatcher_reported() -> None:
     # Every delivery was answered 503 and the last one's create landed after LiveKit gave up:
-    # the agent exists, but no dispatch result was ever reported, so none can be shown.
+    # the gateway never had a dispatch result, but DispatcherService reports the landing itself.
     late = _call("a", agent=None, end=30_000, persona="crm-1", reported=frozenset())
-    check = judge([late], [_record("a", CallOutcome.CALL_OUTCOME_NO_AGENT, persona="")], 20.0)
+    check = judge([late], [_record("a", CallOutcome.CALL_OUTCOME_NO_AGENT, persona="crm-1")], 20.0)
     assert not check.verdicts["a"].wrong
-    assert check.verdicts["a"].shows.startswith("record: no_agent, no dispatch facts")
+    unreported = judge([late], [_record("a", CallOutcome.CALL_OUTCOME_NO_AGENT, persona="")], 20.0).verdicts["a"]
+    assert unreported.wrong_persona and unreported.wrong
+    assert unreported.why == "persona '-', the agent of a late create has 'crm-1'"
+    assert unreported.shows.startswith("record: no_agent, no dispatch facts")
 
 
-def test_dispatch_facts_the_gateway_never_reported_are_wrong() -> None:
-    late = _call("a", persona="crm-1", reported=frozenset())
-    verdict = judge([late], [_record("a")], 20.0).verdicts["a"]
+def test_dispatch_facts_nobody_could_have_reported_are_wrong() -> None:
+    # No delivery answered `dispatched` and LiveKit holds no single agent: no dispatch to show.
+    none = _call("a", persona=None, reported=frozenset())
+    verdict = judge([none], [_record("a")], 20.0).verdicts["a"]
     assert verdict.wrong_persona and verdict.wrong
     assert verdict.why == "persona 'crm-1', but the gateway answered no delivery `dispatched`"
 
