@@ -68,6 +68,24 @@ PERSONA: list[Row] = [
         ("10.0.0.7", "10.8.0.0/16"),
     ),
 ]
+
+
+def _calls_connection(path: str) -> list[Row]:
+    """CALLS_TARGET, CALLS_TOKEN and CALLS_TLS_*, read into the config at `path`."""
+    return [
+        ("CALLS_TARGET", "dns:///calls:50053", f"{path}.target", "dns:///calls:50053"),
+        ("CALLS_TOKEN", "c-token", f"{path}.token", "c-token"),
+    ] + [
+        (f"CALLS_TLS_{var}", f"/tls/CALLS-{var}", f"{path}.tls.{field}", f"/tls/CALLS-{var}")
+        for var, field in (
+            ("CA_FILE", "ca_file"),
+            ("CLIENT_CERT_FILE", "cert_file"),
+            ("CLIENT_KEY_FILE", "key_file"),
+            ("SERVER_NAME", "server_name_override"),
+        )
+    ]
+
+
 DISPATCHER: list[Row] = [
     ("LIVEKIT_URL", "https://lk.test", "livekit.url", "https://lk.test"),
     ("LIVEKIT_API_KEY", "APIkey", "livekit.api_key", "APIkey"),
@@ -88,6 +106,7 @@ DISPATCHER: list[Row] = [
     ("DISPATCHER_JOB_POLL_INTERVAL_SECONDS", "0.02", "jobs.poll_interval", 0.02),
     ("DISPATCHER_TRUNK_CACHE_SECONDS", "30", "jobs.trunk_cache_seconds", 30.0),
     ("DISPATCHER_MAX_BUDGET_SECONDS", "8", "max_budget_seconds", 8.0),
+    *_calls_connection("calls"),
 ]
 GATEWAY_SERVER: list[Row] = [
     ("GATEWAY_HOST", "127.0.0.2", "host", "127.0.0.2"),
@@ -129,8 +148,6 @@ GATEWAY: list[Row] = (
         )
     ]
     + [
-        ("CALLS_TARGET", "dns:///calls:50053", "call_reporting.target", "dns:///calls:50053"),
-        ("CALLS_TOKEN", "c-token", "call_reporting.token", "c-token"),
         ("GATEWAY_CALL_EVENTS_QUEUE_SIZE", "77", "call_reporting.queue_size", 77),
         ("GATEWAY_CALL_EVENTS_MAX_ATTEMPTS", "3", "call_reporting.max_attempts", 3),
         ("GATEWAY_CALL_EVENTS_ATTEMPT_TIMEOUT_SECONDS", "1.5", "call_reporting.attempt_timeout_seconds", 1.5),
@@ -141,15 +158,7 @@ GATEWAY: list[Row] = (
         ("GATEWAY_CALL_EVENTS_LINGER_SECONDS", "0.25", "call_reporting.linger_seconds", 0.25),
         ("GATEWAY_CALL_EVENTS_DRAIN_SECONDS", "1.5", "call_reporting.drain_seconds", 1.5),
     ]
-    + [
-        (f"CALLS_TLS_{var}", f"/tls/CALLS-{var}", f"call_reporting.tls.{field}", f"/tls/CALLS-{var}")
-        for var, field in (
-            ("CA_FILE", "ca_file"),
-            ("CLIENT_CERT_FILE", "cert_file"),
-            ("CLIENT_KEY_FILE", "key_file"),
-            ("SERVER_NAME", "server_name_override"),
-        )
-    ]
+    + _calls_connection("call_reporting")
 )
 CALLS: list[Row] = [
     ("CALLS_DATABASE_URL", "postgresql://u@db/calls", "store.database_url", "postgresql://u@db/calls"),

@@ -63,7 +63,14 @@ REDIS_SECRET = "friday-redis"
 METRICS_SECRET = "friday-metrics-token"
 ALLOWED_SECRETS = {
     PERSONA: {"friday-persona-token", "friday-persona-admin-token", REDIS_SECRET, "friday-persona-tls", METRICS_SECRET},
-    DISPATCHER: {LIVEKIT_SECRET, "friday-dispatcher-token", REDIS_SECRET, "friday-dispatcher-tls", METRICS_SECRET},
+    DISPATCHER: {
+        LIVEKIT_SECRET,
+        "friday-dispatcher-token",
+        "friday-calls-token",
+        REDIS_SECRET,
+        "friday-dispatcher-tls",
+        METRICS_SECRET,
+    },
     CALLS: {"friday-calls-database", "friday-calls-token", "friday-call-events", "friday-calls-tls", METRICS_SECRET},
     GATEWAY: {
         METRICS_SECRET,
