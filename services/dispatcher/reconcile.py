@@ -27,6 +27,7 @@ the room is listed again, after
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -44,10 +45,10 @@ logger = logging.getLogger(__name__)
 
 # Time given to one background round (ListRooms, ListDispatch, DeleteDispatch of any extra).
 _ROUND_BUDGET_SECONDS = 5.0
-# Background rounds in flight at once. They share the LiveKit connection pool with the calls
-# being dispatched, and come in bursts exactly when LiveKit is slow (every failed create of a
-# burst awaits its late landing): unbounded, they took the pool's connections from the
-# dispatches themselves, and calls got their agent later.
+# Rounds looking for a late landing in flight at once. They share the LiveKit connection pool
+# with the calls being dispatched, and come in bursts exactly when LiveKit is slow (every
+# failed create of a burst awaits its late landing): unbounded, they took the pool's
+# connections from the dispatches themselves, and calls got their agent later.
 _ROUNDS_AT_ONCE = 4
 # How far LiveKit's clock may be ahead of ours, deciding whether a room is older than us.
 _CLOCK_SKEW_SECONDS = 1.0
@@ -168,7 +169,9 @@ class Reconciler:
                 await asyncio.sleep(min(wait, left))
                 wait *= 2
                 try:
-                    async with self._rounds:
+                    # Only rounds that look for a late landing wait their turn: those come in
+                    # bursts of failed creates; healing doubles keeps its pace.
+                    async with self._rounds if key in self._late else contextlib.nullcontext():
                         deadline = loop.time() + _ROUND_BUDGET_SECONDS
                         # ListDispatch on a room that is gone hangs until LiveKit's own deadline.
                         if not await self.calls.run(
