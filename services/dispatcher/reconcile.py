@@ -22,6 +22,10 @@ the room is listed again, after
 `reconcile_interval` and then at doubling intervals, until the settle time has passed
 (`watch`): the time the claim design already gives a create to land
 (docs/architecture.md, "Exactly one agent").
+
+The same reads, for the settle time after a request failed while its create may still
+land, find that create once it lands and has a worker, and hand it to the call history
+(`await_late_landing`, late_landings.py).
 """
 
 from __future__ import annotations
