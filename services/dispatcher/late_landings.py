@@ -43,7 +43,7 @@ DEFAULT_PERSONA_REASON = "dispatched with the default persona (its request faile
 
 
 class CallHistoryReports(Protocol):
-    """Where a late landing is told (CallHistoryService's RecordCallEvents, call_history.py)."""
+    """Where a late landing is told (CallHistoryService's RecordCallEvent, call_history.py)."""
 
     async def dispatched(self, event: CallEvent) -> None:
         """Records the event; raises when it could not be recorded."""
